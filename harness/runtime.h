@@ -1,0 +1,15 @@
+// Process-wide runtime settings: thread counts. On CPU, torch's OpenMP threads and OpenBLAS's
+// own threads compete (DESIGN.md, GPU builds): OpenBLAS is held to one thread, torch gets the
+// cores. Every timing reports thread_settings().
+#pragma once
+#include <string>
+
+namespace dc::harness {
+
+// torch_threads <= 0: keep torch's default (one per core). Safe to call more than once.
+void configure_threads(int torch_threads = 0);
+
+// "torch intra-op threads=2, inter-op=2, OpenBLAS threads=1, OMP_NUM_THREADS=unset"
+std::string thread_settings();
+
+}  // namespace dc::harness
