@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <ostream>
 
 #include <fmt/format.h>
@@ -10,6 +11,7 @@
 #include "models/weights/key_mapping.h"
 #include "models/weights/manifest.h"
 #include "models/weights/safetensors.h"
+#include "models/weights/tensor_io.h"
 
 namespace dc::harness {
 
@@ -36,7 +38,20 @@ void print_keys_table(std::ostream& out, const std::vector<const KeyShape*>& row
 }  // namespace
 
 int inspect(const InspectOptions& o, std::ostream& out) {
+  // Everything that can fail is done before the first line is printed.
   const st::SafetensorsFile file = st::SafetensorsFile::open(o.path);
+  std::optional<weights::Manifest> manifest;
+  if (!o.against.empty()) manifest = weights::Manifest::load(o.against);
+  std::vector<std::pair<std::string, int64_t>> non_finite;  // tensors with NaN/inf values
+  if (o.verify) {
+    for (const auto& info : file.tensors()) {
+      const torch::Tensor t = st::load_tensor(file, info);
+      if (t.is_floating_point() && t.numel()) {
+        const int64_t bad = (~torch::isfinite(t)).sum().item<int64_t>();
+        if (bad) non_finite.emplace_back(info.name, bad);
+      }
+    }
+  }
   std::vector<KeyShape> keys = weights::keys_of(file);
   std::sort(keys.begin(), keys.end(), [](const KeyShape& a, const KeyShape& b) { return a.name < b.name; });
 
@@ -64,6 +79,12 @@ int inspect(const InspectOptions& o, std::ostream& out) {
     out << "metadata    (none)\n";
   }
 
+  if (o.verify) {
+    out << fmt::format("verified    all {} tensors read{}\n", file.tensors().size(),
+                       non_finite.empty() ? "; every floating-point value is finite" : "");
+    for (const auto& [name, n] : non_finite) out << fmt::format("  non-finite  {}: {} values are NaN or infinite\n", name, n);
+  }
+
   const weights::FamilyReport fam = weights::detect_family(keys);
   out << fmt::format("family      {}\n", fam.headline);
   for (const auto& c : fam.components) {
@@ -84,21 +105,20 @@ int inspect(const InspectOptions& o, std::ostream& out) {
     print_keys_table(out, rows, "");
   }
 
-  if (o.against.empty()) return 0;
+  if (!manifest) return 0;
 
   // Comparison with a manifest.
-  const weights::Manifest manifest = weights::Manifest::load(o.against);
   weights::KeyMapping mapping;
   if (!o.prefix.empty()) mapping.select_prefix(o.prefix);
   const std::vector<KeyShape> actual = weights::keys_of(mapping.apply(keys, o.path));
-  const weights::KeyDiff diff = weights::diff_keys(manifest.keys, actual);
+  const weights::KeyDiff diff = weights::diff_keys(manifest->keys, actual);
   std::map<std::string, const KeyShape*> expected_by_name, actual_by_name;
-  for (const auto& k : manifest.keys) expected_by_name[k.name] = &k;
+  for (const auto& k : manifest->keys) expected_by_name[k.name] = &k;
   for (const auto& k : actual) actual_by_name[k.name] = &k;
 
   out << "\n";
-  out << fmt::format("against     {} ({} keys{})\n", o.against, manifest.keys.size(),
-                     manifest.num_params ? ", " + group_digits(*manifest.num_params) + " parameters stated" : "");
+  out << fmt::format("against     {} ({} keys{})\n", o.against, manifest->keys.size(),
+                     manifest->num_params ? ", " + group_digits(*manifest->num_params) + " parameters stated" : "");
   if (!o.prefix.empty()) out << fmt::format("compared    keys under '{}' ({} of {})\n", o.prefix, actual.size(), keys.size());
   out << fmt::format("result      {}: {}\n", diff.ok() ? "MATCHES" : "DIFFERS", diff.summary());
   if (!diff.missing.empty()) {

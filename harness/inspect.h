@@ -11,6 +11,7 @@ struct InspectOptions {
   std::string against;      // manifest (*.keys.json); empty = none
   std::string prefix;       // compare only keys under this prefix, stripped
   bool list_tensors = true;
+  bool verify = false;      // read every tensor: BOOL validity, count NaN/inf values
 };
 
 // Writes the report to `out`. Returns 0, or 1 when a manifest was given and the file differs

@@ -40,6 +40,8 @@ int main(int argc, char** argv) {
   cmd_inspect->add_option("--prefix", inspect.prefix,
                           "compare only file keys under this prefix, stripped (e.g. model.diffusion_model.)");
   cmd_inspect->add_flag("--no-tensors", no_tensors, "omit the per-tensor listing");
+  cmd_inspect->add_flag("--verify", inspect.verify,
+                        "read every tensor's data too (checks BOOL bytes, counts NaN/inf values)");
 
   try {
     app.parse(argc, argv);

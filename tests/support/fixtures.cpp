@@ -1,0 +1,145 @@
+#include "support/fixtures.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+
+namespace fs = std::filesystem;
+
+namespace dc::test {
+
+std::string fixtures_root() {
+  const char* env = std::getenv("DEEPCACHE_FIXTURES");
+  return env && *env ? env : "tests/fixtures";
+}
+
+std::optional<std::string> large_fixtures_root() {
+  const char* env = std::getenv("DEEPCACHE_FIXTURES_LARGE");
+  if (env && *env) return std::string(env);
+  return std::nullopt;
+}
+
+std::vector<std::string> find_files(const std::string& root, const std::string& suffix) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return out;
+  for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::follow_directory_symlink, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    const std::string p = it->path().string();
+    if (it->is_regular_file(ec) && p.size() >= suffix.size() && p.compare(p.size() - suffix.size(), suffix.size(), suffix) == 0)
+      out.push_back(p);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string Case::io_path() const {
+  if (json.contains("io_file") && json["io_file"].is_string()) return (fs::path(dir) / json["io_file"].get<std::string>()).string();
+  return (fs::path(dir) / (name + ".io.safetensors")).string();
+}
+
+std::optional<std::string> Case::weights_path() const {
+  if (!json.contains("weights_file") || !json["weights_file"].is_string()) return std::nullopt;
+  const std::string w = json["weights_file"].get<std::string>();
+  const std::string large = "large/";
+  if (w.compare(0, large.size(), large) == 0) {
+    if (auto root = large_fixtures_root()) return (fs::path(*root) / w.substr(large.size())).string();
+  }
+  return (fs::path(dir) / w).string();
+}
+
+namespace {
+std::vector<TensorSpec> specs_from(const nlohmann::json& obj) {
+  std::vector<TensorSpec> out;
+  if (!obj.is_object()) return out;
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    const auto& v = it.value();
+    if (!v.is_object() || !v.contains("shape") || !v.contains("dtype")) continue;
+    out.push_back({it.key(), v["shape"].get<std::vector<int64_t>>(), v["dtype"].get<std::string>()});
+  }
+  return out;
+}
+}  // namespace
+
+std::vector<TensorSpec> Case::io_specs() const {
+  if (json.contains("tensors")) return specs_from(json["tensors"]);
+  if (json.contains("io")) return specs_from(json["io"]);
+  return {};
+}
+
+std::vector<TensorSpec> Case::weight_specs() const {
+  return json.contains("weights") ? specs_from(json["weights"]) : std::vector<TensorSpec>{};
+}
+
+metrics::Tolerance Case::tolerance_for(const std::string& tensor, const torch::Tensor& expected) const {
+  metrics::Tolerance t;
+  const nlohmann::json tol = json.value("tolerance", nlohmann::json::object());
+  if (tol.contains(tensor) && tol[tensor].is_object()) {
+    t.abs = tol[tensor].value("abs", 0.0);
+    t.rel = tol[tensor].value("rel", 0.0);
+    t.exact = tol[tensor].value("exact", false);
+  } else {
+    t.abs = tol.value("abs", 0.0);
+    t.rel = tol.value("rel", 0.0);
+    t.exact = tol.value("exact", false);
+  }
+  if (expected.defined() && !expected.is_floating_point()) t.exact = true;
+  return t;
+}
+
+std::vector<Case> find_cases(const std::string& family) {
+  std::vector<Case> out;
+  const std::string root = fixtures_root();
+  for (const std::string& p : find_files(root, ".json")) {
+    if (p.size() >= 10 && (p.compare(p.size() - 10, 10, ".keys.json") == 0)) continue;
+    if (p.size() >= 9 && (p.compare(p.size() - 9, 9, ".map.json") == 0)) continue;
+    const fs::path path(p);
+    const std::string fam = path.parent_path().filename().string();
+    if (!family.empty() && fam != family) continue;
+    std::ifstream in(p);
+    nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    // A case names itself: {"case": "<name>", ...}. (A tokenizer vocab.json also has a key
+    // "case", mapped to a token id.)
+    if (!j.is_object() || !j.contains("case") || !j["case"].is_string()) continue;
+    Case c;
+    c.family = fam;
+    c.name = path.stem().string();
+    c.json_path = p;
+    c.dir = path.parent_path().string();
+    c.json = std::move(j);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+::testing::AssertionResult matches_reference(const Case& c, const std::string& tensor,
+                                             const torch::Tensor& actual, const torch::Tensor& expected) {
+  const metrics::Tolerance tol = c.tolerance_for(tensor, expected);
+  const metrics::CompareResult r = metrics::compare_tensors(actual, expected, tol);
+  if (r.ok) return ::testing::AssertionSuccess() << r.describe(c.id() + ":" + tensor, tol);
+  return ::testing::AssertionFailure() << r.describe(c.id() + ":" + tensor, tol);
+}
+
+std::string temp_dir() {
+  static std::atomic<int> counter{0};
+  const char* base = std::getenv("TMPDIR");
+  fs::path p = fs::path(base && *base ? base : "/tmp") /
+               fmt::format("dc_test_{}_{}", ::getpid(), counter.fetch_add(1));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p.string();
+}
+
+std::string sibling_program(const std::string& name) {
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  return (self.parent_path() / name).string();
+}
+
+}  // namespace dc::test

@@ -1,0 +1,71 @@
+// Fixture infrastructure. The root is $DEEPCACHE_FIXTURES (default tests/fixtures, relative to
+// the source tree where ctest runs); the large files (Inception weights) are found through
+// $DEEPCACHE_FIXTURES_LARGE. Suites scan for every case and read everything from its json, so
+// a hidden case set in the same layout runs with no code change.
+#pragma once
+#include <torch/torch.h>
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "metrics/tensor_compare.h"
+
+namespace dc::test {
+
+std::string fixtures_root();
+// $DEEPCACHE_FIXTURES_LARGE when set (whether or not it exists; callers report absence).
+std::optional<std::string> large_fixtures_root();
+
+// Regular files under `root` whose name ends with `suffix`, recursively, sorted.
+std::vector<std::string> find_files(const std::string& root, const std::string& suffix);
+
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  std::string dtype;  // "float32", "int64", ...
+};
+
+struct Case {
+  std::string family;     // folder under the root, e.g. "ddpm"
+  std::string name;       // "deepcache_branch0"
+  std::string json_path;
+  std::string dir;
+  nlohmann::json json;
+
+  std::string id() const { return family + "/" + name; }
+  // `io_file` from the json, else <case>.io.safetensors next to it.
+  std::string io_path() const;
+  // `weights_file` resolved; "large/..." goes through $DEEPCACHE_FIXTURES_LARGE. nullopt: none named.
+  std::optional<std::string> weights_path() const;
+  // Tensor specs from the json's "tensors" or "io" object (whichever it has).
+  std::vector<TensorSpec> io_specs() const;
+  // Specs from a "weights" object, when the json lists the weights' shapes.
+  std::vector<TensorSpec> weight_specs() const;
+  // The tolerance for one output: a per-tensor {abs, rel} object when the json has one, else the
+  // case's abs/rel; `exact: true` or an integer dtype means exact comparison.
+  metrics::Tolerance tolerance_for(const std::string& tensor, const torch::Tensor& expected) const;
+};
+
+inline void PrintTo(const Case& c, std::ostream* os) { *os << c.id(); }
+
+// Every case json (an object with a "case" key; manifests and maps are not cases) under the
+// root, optionally only in one family folder.
+std::vector<Case> find_cases(const std::string& family = "");
+
+// gtest assertion: compares with the case's tolerance and explains a failure (max |diff|, NMSE,
+// first mismatching indices).
+::testing::AssertionResult matches_reference(const Case& c, const std::string& tensor,
+                                             const torch::Tensor& actual, const torch::Tensor& expected);
+
+// A fresh empty directory for one test (removed by the OS tmp cleaner; names are unique).
+std::string temp_dir();
+
+// Path of a program built next to the test binary (e.g. "deepcache-bench").
+std::string sibling_program(const std::string& name);
+
+}  // namespace dc::test
