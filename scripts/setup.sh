@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Set-up for a fresh Debian 12 machine: installs every Debian package deepcache-bench needs (only
+# those missing, so it is idempotent), then configures and builds (Release) into build/.
+#   BUILD_DIR   build folder (default build)
+#   JOBS        parallel compile jobs (default: number of cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(
+  build-essential cmake ninja-build git ca-certificates
+  libtorch-dev        # LibTorch 1.13 (CPU)
+  libopenblas-dev     # without it Debian's torch uses reference BLAS, ~25x slower
+  libeigen3-dev libhdf5-dev hdf5-tools libyaml-cpp-dev libfmt-dev libcli11-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libpng-dev libzip-dev libutf8proc-dev libstb-dev
+  dataset-fashion-mnist  # the real dataset the out-of-the-box model is trained on
+  python3-torch          # scripts/convert_ckpt_to_safetensors.py (and its test)
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "setup: installing ${#missing[@]} Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "setup: all Debian packages present"
+fi
+
+BUILD_DIR=${BUILD_DIR:-build}
+JOBS=${JOBS:-$(nproc)}
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+echo "setup: building in $BUILD_DIR with $JOBS jobs (a first build takes a few minutes)"
+cmake --build "$BUILD_DIR" --parallel "$JOBS"
+echo "setup: done; the CLI is $BUILD_DIR/deepcache-bench"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the whole test suite with ctest (building first if needed).
+#   DEEPCACHE_FIXTURES        fixture root (default tests/fixtures); every case found there runs
+#   DEEPCACHE_FIXTURES_LARGE  large fixtures (FID Inception weights); default ../shared/fixtures/fid/large
+#   BUILD_DIR                 build folder (default build)
+#   --sanitize                build and run the suite with ASan+UBSan in build-asan/ instead
+set -euo pipefail
+abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+if [ -n "${DEEPCACHE_FIXTURES:-}" ]; then export DEEPCACHE_FIXTURES="$(abs "$DEEPCACHE_FIXTURES")"; fi
+if [ -n "${DEEPCACHE_FIXTURES_LARGE:-}" ]; then export DEEPCACHE_FIXTURES_LARGE="$(abs "$DEEPCACHE_FIXTURES_LARGE")"; fi
+cd "$(dirname "$0")/.."
+if [ -z "${DEEPCACHE_FIXTURES_LARGE:-}" ] && [ -d ../shared/fixtures/fid/large ]; then
+  export DEEPCACHE_FIXTURES_LARGE="$(cd ../shared/fixtures/fid/large && pwd)"
+fi
+JOBS=${JOBS:-$(nproc)}
+
+if [ "${1:-}" = "--sanitize" ]; then
+  BUILD_DIR=${BUILD_DIR:-build-asan}
+  cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDC_SANITIZE=ON -DDC_BUILD_BENCH=OFF >/dev/null
+  # LibTorch itself is not instrumented: leaks inside it are not ours to report.
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:detect_odr_violation=0}
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+else
+  BUILD_DIR=${BUILD_DIR:-build}
+  if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+    cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  fi
+fi
+cmake --build "$BUILD_DIR" --parallel "$JOBS"
+echo "test: fixtures ${DEEPCACHE_FIXTURES:-tests/fixtures}, large fixtures ${DEEPCACHE_FIXTURES_LARGE:-(not set)}"
+ctest --test-dir "$BUILD_DIR" --output-on-failure --parallel "$JOBS"
