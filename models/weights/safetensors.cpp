@@ -183,6 +183,9 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     if (bytes[0] == 0x80 && bytes[1] >= 2 && bytes[1] <= 5)
       return "; this looks like a Python pickle (an old PyTorch checkpoint?), not safetensors: "
              "convert it with scripts/convert_ckpt_to_safetensors.py";
+    if (bytes[0] == '{' || bytes[0] == '[')
+      return "; this looks like a JSON file (a *.keys.json manifest? pass it to inspect with "
+             "--against)";
     return "";
   };
   if (n > kMaxHeaderSize)

@@ -92,6 +92,7 @@ std::vector<Damage> damage_cases() {
   // Not safetensors at all.
   add("zip_checkpoint", [] { Bytes b = {'P', 'K', 3, 4, 20, 0, 0, 0}; b.resize(200, 0); return b; }(), {"zip archive", "convert_ckpt_to_safetensors.py"});
   add("pickle_checkpoint", [] { Bytes b = {0x80, 0x02, 0x7d, 0x71, 0x00, 0x28, 0x58, 0x05}; b.resize(200, 0x41); return b; }(), {"pickle", "convert_ckpt_to_safetensors.py"});
+  add("json_manifest", [] { const std::string t = "{\n\"source\": \"x\", \"keys\": []}"; return Bytes(t.begin(), t.end()); }(), {"JSON file", "--against"});
   // Data that only loading sees.
   add("bool_bad_byte", make_safetensors(obj({entry("mask", "BOOL", "[4]", 0, 4)}), Bytes{0, 1, 7, 0}), {"'mask'", "byte 7", "must be 0 or 1"}, true);
   return d;

@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "models/weights/tensor_io.h"
+
 namespace fs = std::filesystem;
 
 namespace dc::test {
@@ -42,6 +44,10 @@ std::vector<std::string> find_files(const std::string& root, const std::string& 
 std::string Case::io_path() const {
   if (json.contains("io_file") && json["io_file"].is_string()) return (fs::path(dir) / json["io_file"].get<std::string>()).string();
   return (fs::path(dir) / (name + ".io.safetensors")).string();
+}
+
+torch::Tensor Case::io_tensor(const std::string& tensor) const {
+  return st::load_tensor(st::SafetensorsFile::open(io_path()), tensor);
 }
 
 std::optional<std::string> Case::weights_path() const {

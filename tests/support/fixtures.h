@@ -42,6 +42,8 @@ struct Case {
   std::string io_path() const;
   // `weights_file` resolved; "large/..." goes through $DEEPCACHE_FIXTURES_LARGE. nullopt: none named.
   std::optional<std::string> weights_path() const;
+  // One tensor of the io file (as stored; the file is opened once per call).
+  torch::Tensor io_tensor(const std::string& tensor) const;
   // Tensor specs from the json's "tensors" or "io" object (whichever it has).
   std::vector<TensorSpec> io_specs() const;
   // Specs from a "weights" object, when the json lists the weights' shapes.
