@@ -1,6 +1,10 @@
 #include "harness/runtime.h"
 
 #include <dlfcn.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <thread>
 
 #include <cstdlib>
 
@@ -18,8 +22,18 @@ SetThreads openblas_set() { return reinterpret_cast<SetThreads>(::dlsym(RTLD_DEF
 GetThreads openblas_get() { return reinterpret_cast<GetThreads>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads")); }
 }  // namespace
 
+int usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 void configure_threads(int torch_threads) {
   if (auto set = openblas_set()) set(1);
+  // Debian's torch starts with OpenMP's default, which is 1 thread on some machines (seen here:
+  // omp_get_max_threads() = 1 on 2 cores): without an explicit OMP_NUM_THREADS, use every core.
+  if (torch_threads <= 0 && !std::getenv("OMP_NUM_THREADS")) torch_threads = usable_cpus();
   if (torch_threads > 0) torch::set_num_threads(torch_threads);
 }
 

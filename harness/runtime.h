@@ -6,8 +6,11 @@
 
 namespace dc::harness {
 
-// torch_threads <= 0: keep torch's default (one per core). Safe to call more than once.
+// torch_threads <= 0: $OMP_NUM_THREADS when set, else one per usable core. Safe to call more than once.
 void configure_threads(int torch_threads = 0);
+
+// CPUs this process may run on (its affinity mask).
+int usable_cpus();
 
 // "torch intra-op threads=2, inter-op=2, OpenBLAS threads=1, OMP_NUM_THREADS=unset"
 std::string thread_settings();
