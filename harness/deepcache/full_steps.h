@@ -1,0 +1,48 @@
+// DeepCache's caching policy: which model calls are full (run the whole UNet and refill the
+// cache) and which are partial (run only the shallow layers above skip index k and reuse the
+// cached deep feature). Torch-free.
+//
+// Steps are model-call indices counted from 0 at the noisiest call (PLMS with 50 steps makes 51
+// calls). A plan's full-step list always contains 0: the first call has nothing to reuse.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace dc::deepcache {
+
+// Uniform: {0, N, 2N, ...} below num_steps. N = 1 makes every call full (no caching).
+// Throws dc::Error when num_steps < 1 or N < 1.
+std::vector<int> uniform_full_steps(int num_steps, int interval);
+
+struct NonUniformResult {
+  std::vector<int> steps;
+  double final_power = 0.0;  // the power the search ended on (the reference returns it)
+};
+
+// Non-uniform schedule of the reference code (DeepCache experiments/ddpm/ddpm/functions/
+// deepcache_denoising.py sample_from_quad_center(total_numbers=num_steps,
+// n_samples=ceil(num_steps/N), center, pow)): full steps are dense around `center`. Ported with
+// its exact arithmetic: Python's complex power for (-center)**(1/p), numpy's complex linspace and
+// power, truncation of the real part to int32, unique, and retries with p -= 0.02 while p > 1
+// until exactly n_samples indices come out. Throws dc::Error naming the arguments when no power
+// above 1 gives that many (an impossible schedule).
+NonUniformResult nonuniform_full_steps(int num_steps, int interval, int center, double power);
+
+// The same search with the reference's own argument: n_samples full steps.
+NonUniformResult sample_from_quad_center(int total_numbers, int n_samples, int center, double power);
+
+// An explicit list: sorted, unique, within [0, num_steps), containing 0. Throws dc::Error
+// naming the offending value otherwise.
+std::vector<int> explicit_full_steps(int num_steps, std::vector<int> steps);
+
+// "uniform N=5", "non-uniform N=5 c=50 p=1.4 (final p=1.38)", ...
+struct CachePlan {
+  int skip_index = 0;            // k: cache the main branch entering the up block that consumes hs[k]
+  std::vector<int> full_steps;   // model-call indices that run the full network
+  std::string schedule;          // how full_steps was made, for reports
+  double final_power = 0.0;      // non-uniform only
+  bool is_full(int step) const;
+  int num_full(int num_steps) const;
+};
+
+}  // namespace dc::deepcache

@@ -1,0 +1,29 @@
+// Denoiser = UNet + DeepCache plan + feature cache (+ taps): the epsilon function a sampler loop
+// calls, deciding per model call whether it is full or partial. The only place, with
+// harness/deepcache/full_steps, where the caching policy is applied.
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+#include <vector>
+
+#include "harness/deepcache/feature_cache.h"
+#include "harness/deepcache/full_steps.h"
+#include "harness/sampling/samplers.h"
+#include "models/ddpm_unet.h"
+
+namespace dc::harness {
+
+struct DenoiserLog {
+  std::vector<int> is_full;                  // one per model call: 1 full (or uncached), 0 partial
+  std::vector<torch::Tensor> cached;         // the tensor stored at each full call (when keep_cached)
+  bool keep_cached = false;
+  models::Trace* trace = nullptr;            // optional, passed to every call
+};
+
+// plan == nullptr: the plain network at every call. The cache is reset when call 0 comes, so one
+// denoiser serves many generations.
+sampling::EpsFn ddpm_denoiser(models::DdpmUNet net, std::shared_ptr<const deepcache::CachePlan> plan,
+                              std::shared_ptr<DenoiserLog> log = nullptr);
+
+}  // namespace dc::harness

@@ -1,0 +1,85 @@
+// What a forward pass can report besides its output: the building blocks it ran (in order), the
+// outputs of chosen blocks (named taps), and the multiply-accumulates it spent, counted the way
+// the paper counts (DeepCache/flops.py: conv and linear with their biases, GroupNorm/LayerNorm
+// as 2 per element when affine; SiLU, attention matmuls, interpolation and padding not counted),
+// per image.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace dc::models {
+
+struct Trace {
+  // Inputs.
+  bool record_calls = false;        // fill `calls`
+  bool tap_all = false;             // store every block's output in `taps`
+  std::set<std::string> tap_names;  // or only these
+  bool count_macs = false;          // fill `macs` / `macs_by_block`
+
+  // Outputs.
+  std::vector<std::string> calls;
+  std::map<std::string, torch::Tensor> taps;
+  double macs = 0.0;  // per image
+  std::map<std::string, double> macs_by_block;
+
+  bool wants_tap(const std::string& name) const { return tap_all || tap_names.count(name) > 0; }
+  void clear() {
+    calls.clear();
+    taps.clear();
+    macs = 0.0;
+    macs_by_block.clear();
+  }
+};
+
+// Helpers for module code. `block` is the building block being run (for the breakdown).
+namespace trace {
+
+inline void add_macs(Trace* t, const std::string& block, double macs) {
+  if (!t || !t->count_macs) return;
+  t->macs += macs;
+  t->macs_by_block[block] += macs;
+}
+
+// conv: k_h*k_w*C_in/groups*C_out per output position, + C_out per position for the bias.
+inline torch::Tensor conv(const torch::nn::Conv2d& c, const torch::Tensor& x, Trace* t, const std::string& block) {
+  torch::Tensor y = c.ptr()->forward(x);
+  if (t && t->count_macs) {
+    const auto& o = c->options;
+    const double per_pos = static_cast<double>((*o.kernel_size())[0] * (*o.kernel_size())[1] * o.in_channels() /
+                                               o.groups() * o.out_channels()) +
+                           (o.bias() ? static_cast<double>(o.out_channels()) : 0.0);
+    add_macs(t, block, per_pos * static_cast<double>(y.size(2) * y.size(3)));
+  }
+  return y;
+}
+
+// linear: in*out (+ out for the bias), per row of the input excluding the batch dimension.
+inline torch::Tensor linear(const torch::nn::Linear& l, const torch::Tensor& x, Trace* t, const std::string& block) {
+  torch::Tensor y = l.ptr()->forward(x);
+  if (t && t->count_macs) {
+    const double rows = x.dim() > 1 ? static_cast<double>(x.numel() / x.size(0) / x.size(-1)) : 1.0;
+    add_macs(t, block, rows * static_cast<double>(l->options.in_features() * l->options.out_features()) +
+                           (l->options.bias() ? static_cast<double>(l->options.out_features()) : 0.0));
+  }
+  return y;
+}
+
+inline torch::Tensor group_norm(const torch::nn::GroupNorm& n, const torch::Tensor& x, Trace* t, const std::string& block) {
+  torch::Tensor y = n.ptr()->forward(x);
+  if (t && t->count_macs)
+    add_macs(t, block, static_cast<double>(x.numel() / x.size(0)) * (n->options.affine() ? 2.0 : 1.0));
+  return y;
+}
+
+inline void done(Trace* t, const std::string& block, const torch::Tensor& out) {
+  if (!t) return;
+  if (t->record_calls) t->calls.push_back(block);
+  if (t->wants_tap(block)) t->taps[block] = out;
+}
+
+}  // namespace trace
+}  // namespace dc::models
