@@ -1,0 +1,41 @@
+#include "metrics/macs.h"
+
+#include <algorithm>
+
+#include "harness/deepcache/feature_cache.h"
+
+namespace dc::metrics {
+
+CallMacs ddpm_call_macs(models::DdpmUNet& net, int partial_k) {
+  torch::NoGradGuard no_grad;
+  const auto& cfg = net->config();
+  const auto p = net->parameters().front();
+  const torch::Tensor x = torch::zeros({1, cfg.in_channels, cfg.resolution, cfg.resolution}, p.options());
+  const torch::Tensor t = torch::full({1}, 500.0f, p.options().dtype(torch::kFloat32));
+  models::Trace trace;
+  trace.count_macs = true;
+  if (partial_k < 0) {
+    net->forward(x, t, nullptr, nullptr, &trace);
+  } else {
+    deepcache::FeatureCache cache;
+    const deepcache::CacheRequest full{partial_k, false}, partial{partial_k, true};
+    net->forward(x, t, &full, &cache, nullptr);
+    net->forward(x, t, &partial, &cache, &trace);
+  }
+  return {trace.macs, trace.macs_by_block};
+}
+
+MacsTable ddpm_macs_table(models::DdpmUNet& net) {
+  MacsTable m;
+  m.full = ddpm_call_macs(net).total;
+  for (int k = 0; k < net->num_skips(); ++k) m.partial.push_back(ddpm_call_macs(net, k).total);
+  return m;
+}
+
+double step_average_macs(double full, double partial, const std::vector<int>& full_steps, int num_calls) {
+  if (num_calls <= 0) return 0.0;
+  const auto n_full = std::count_if(full_steps.begin(), full_steps.end(), [&](int s) { return s >= 0 && s < num_calls; });
+  return (static_cast<double>(n_full) * full + static_cast<double>(num_calls - n_full) * partial) / num_calls;
+}
+
+}  // namespace dc::metrics

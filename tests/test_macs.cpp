@@ -1,0 +1,56 @@
+// MACs counted as the paper counts them: the CIFAR-10 and LSUN presets against the paper's
+// numbers (DeepCache Table 2 / Table 12; the paper quotes these values, they are not fixtures).
+#include <gtest/gtest.h>
+
+#include "harness/deepcache/full_steps.h"
+#include "metrics/macs.h"
+#include "models/ddpm_unet.h"
+
+using dc::models::DdpmConfig;
+using dc::models::DdpmUNet;
+
+namespace {
+// Relative error |a/b - 1|.
+double rel(double a, double b) { return std::abs(a / b - 1.0); }
+}  // namespace
+
+TEST(Macs, Cifar10FullAndStepAveragedPartialCallsMatchThePaper) {
+  DdpmUNet net(DdpmConfig::preset("cifar10"));
+  net->eval();
+  const auto table = dc::metrics::ddpm_macs_table(net);
+  // Paper: 6.1 G MACs for the CIFAR-10 DDPM (one call, one image).
+  EXPECT_LT(rel(table.full, 6.1e9), 0.01) << table.full / 1e9 << " G";
+  // Paper Table 12: uniform N = 5 over 100 steps, branch m = k + 1 = 1..12.
+  const std::vector<double> paper = {1.60, 2.24, 3.01, 3.89, 4.58, 5.31, 5.45, 5.60, 5.88, 5.95, 5.99, 6.03};
+  ASSERT_EQ(table.partial.size(), paper.size());
+  const auto full_steps = dc::deepcache::uniform_full_steps(100, 5);
+  for (std::size_t k = 0; k < paper.size(); ++k) {
+    const double avg = dc::metrics::step_average_macs(table.full, table.partial[k], full_steps, 100);
+    EXPECT_LT(rel(avg, paper[k] * 1e9), 0.025) << "k=" << k << ": " << avg / 1e9 << " G vs paper " << paper[k];
+    if (k > 0) EXPECT_GT(table.partial[k], table.partial[k - 1]) << "a deeper skip index must cost more";
+    EXPECT_LT(table.partial[k], table.full);
+  }
+}
+
+TEST(Macs, LsunFullCallMatchesThePaper) {
+  DdpmUNet net(DdpmConfig::preset("lsun_church"));
+  net->eval();
+  const double full = dc::metrics::ddpm_call_macs(net).total;
+  EXPECT_LT(rel(full, 248.7e9), 0.01) << full / 1e9 << " G";
+}
+
+TEST(Macs, BreakdownAddsUpAndCountsOnlyWhatRan) {
+  DdpmConfig cfg = DdpmConfig::preset("cifar10");
+  cfg.ch = 32;
+  DdpmUNet net(cfg);
+  const auto full = dc::metrics::ddpm_call_macs(net);
+  double sum = 0;
+  for (const auto& [block, m] : full.by_block) sum += m;
+  EXPECT_DOUBLE_EQ(sum, full.total);
+  const auto part = dc::metrics::ddpm_call_macs(net, 0);
+  EXPECT_FALSE(part.by_block.count("mid.block_1"));
+  EXPECT_TRUE(part.by_block.count("up.0.block.2"));
+  // Closed form for conv_in: 3*3*3*32 per position + 32 bias, at 32x32.
+  EXPECT_DOUBLE_EQ(full.by_block.at("conv_in"), (3.0 * 3 * 3 * 32 + 32) * 32 * 32);
+  EXPECT_DOUBLE_EQ(dc::metrics::step_average_macs(10, 2, {0, 5}, 10), (2 * 10 + 8 * 2) / 10.0);
+}
