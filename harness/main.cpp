@@ -1,6 +1,7 @@
 // deepcache-bench: command-line entry point. CLI11 subcommands only; the work lives in the
 // libraries. Exit codes: 0 success, 1 "differs" (inspect --against), 2 user error (bad input,
 // bad arguments), 3 internal error.
+#include <cmath>
 #include <iostream>
 #include <string>
 
@@ -10,7 +11,12 @@
 
 #include "common/error.h"
 #include "dc/build_info.h"
+#include "harness/ddpm_sample.h"
+#include "harness/deepcache/skip_index.h"
+#include "harness/image_io.h"
 #include "harness/inspect.h"
+#include "metrics/macs.h"
+#include "models/ddpm_unet.h"
 #include "harness/runtime.h"
 
 namespace {
@@ -43,6 +49,42 @@ int main(int argc, char** argv) {
   cmd_inspect->add_flag("--verify", inspect.verify,
                         "read every tensor's data too (checks BOOL bytes, counts NaN/inf values)");
 
+  // ---- sample ----
+  dc::harness::DdpmSampleOptions so;
+  std::string model_family = "ddpm", out_path, nonuniform;
+  int cache_k = -1;
+  const std::string k_help =
+      "DeepCache skip index k in [0, S-1] (S = 12 for cifar10, 17 for LSUN): a partial step computes hs[0..k] and "
+      "reuses the cached feature entering the up block that consumes hs[k]. Paper branch m = k+1; DDPM code "
+      "--branch b = k-1. The paper's DDPM setting is k = 2. Omit for no caching.";
+  auto* cmd_sample = app.add_subcommand("sample", "Generate images, with or without DeepCache, and save a PNG grid.");
+  cmd_sample->add_option("--model", model_family, "model family")->check(CLI::IsMember({"ddpm"}));
+  cmd_sample->add_option("--preset", so.preset, "cifar10, lsun_bedroom or lsun_church");
+  cmd_sample->add_option("--weights", so.weights, "safetensors weights, or 'random' (untrained, said loudly)")->required();
+  cmd_sample->add_option("--sampler", so.sampler, "ddim (ddim repo generalized steps) or ddpm (ancestral)");
+  cmd_sample->add_option("--steps", so.steps, "number of sampling steps");
+  cmd_sample->add_option("--spacing", so.spacing, "timestep spacing: uniform or quad");
+  cmd_sample->add_option("--eta", so.eta, "DDIM eta (0 = deterministic)");
+  cmd_sample->add_option("--cache-k", cache_k, k_help);
+  cmd_sample->add_option("--interval", so.interval, "cache interval N: a full step every N model calls (1 = no reuse)");
+  cmd_sample->add_option("--nonuniform", nonuniform, "non-uniform full steps 'center,power' (the paper's DDPM: 50% of the steps, 1.4)");
+  cmd_sample->add_option("--n", so.n, "number of images");
+  cmd_sample->add_option("--batch", so.batch, "images per batch (results do not depend on it)");
+  cmd_sample->add_option("--seed", so.seed, "seed; image i depends only on (seed, i)");
+  cmd_sample->add_option("--device", so.device, "cpu or cuda");
+  cmd_sample->add_option("--out", out_path, "PNG grid to write")->required();
+
+  // ---- macs ----
+  std::string macs_preset = "cifar10";
+  int macs_steps = 100, macs_interval = 5;
+  auto* cmd_macs = app.add_subcommand(
+      "macs", "MACs per image of a full UNet call and of a partial call at every skip index k, and the average per call "
+              "of a uniform DeepCache run (counted as the paper's flops.py counts).");
+  cmd_macs->add_option("--model", model_family, "model family")->check(CLI::IsMember({"ddpm"}));
+  cmd_macs->add_option("--preset", macs_preset, "cifar10, lsun_bedroom or lsun_church");
+  cmd_macs->add_option("--steps", macs_steps, "model calls of the run");
+  cmd_macs->add_option("--interval", macs_interval, "cache interval N");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -61,6 +103,57 @@ int main(int argc, char** argv) {
     if (*cmd_inspect) {
       inspect.list_tensors = !no_tensors;
       return dc::harness::inspect(inspect, std::cout);
+    }
+    if (*cmd_sample) {
+      if (cache_k >= 0) so.cache_k = cache_k;
+      else if (cmd_sample->count("--cache-k")) throw dc::Error(fmt::format("--cache-k {}: the skip index must be >= 0", cache_k));
+      if (!nonuniform.empty()) {
+        const auto comma = nonuniform.find(',');
+        try {
+          if (comma == std::string::npos) throw std::invalid_argument("no comma");
+          std::size_t used = 0;
+          const int c = std::stoi(nonuniform.substr(0, comma), &used);
+          const double p = std::stod(nonuniform.substr(comma + 1));
+          so.nonuniform = std::make_pair(c, p);
+        } catch (const std::exception&) {
+          throw dc::Error(fmt::format("--nonuniform '{}': expected 'center,power', e.g. 50,1.4", nonuniform));
+        }
+      }
+      const auto r = dc::harness::ddpm_sample(so);
+      const auto grid = dc::harness::make_grid(r.images, static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(r.images.size(0))))));
+      dc::harness::write_png(out_path, grid);
+      std::cout << fmt::format("model       DDPM UNet, preset {}\n", so.preset);
+      std::cout << fmt::format("weights     {}\n", r.weights_note);
+      std::cout << fmt::format("sampler     {} ({} spacing, {} model calls{})\n", so.sampler, so.spacing, r.model_calls,
+                               so.sampler == "ddim" ? fmt::format(", eta {}", so.eta) : "");
+      if (r.plan)
+        std::cout << fmt::format("deepcache   k={} (paper branch m={}), {}: {} full + {} partial calls\n", r.plan->skip_index,
+                                 dc::deepcache::paper_branch_from_k(r.plan->skip_index), r.plan->schedule, r.full_calls,
+                                 r.model_calls - r.full_calls);
+      else
+        std::cout << "deepcache   off\n";
+      std::cout << fmt::format("MACs        {:.3f} G per call on average (full call {:.3f} G{})\n", r.macs_step_average / 1e9,
+                               r.macs_full / 1e9, r.plan ? fmt::format(", partial {:.3f} G", r.macs_partial / 1e9) : "");
+      std::cout << fmt::format("time        {:.2f} s for {} images on {} ({:.3f} s/image; {})\n", r.seconds, so.n, so.device,
+                               r.seconds / so.n, dc::harness::thread_settings());
+      std::cout << fmt::format("output      {}\n", out_path);
+      if (so.weights == "random") std::cerr << "deepcache-bench: warning: --weights random: untrained model\n";
+      return 0;
+    }
+    if (*cmd_macs) {
+      dc::models::DdpmUNet net(dc::models::DdpmConfig::preset(macs_preset));
+      net->eval();
+      const auto table = dc::metrics::ddpm_macs_table(net);
+      const auto full_steps = dc::deepcache::uniform_full_steps(macs_steps, macs_interval);
+      std::cout << fmt::format("DDPM {}: full call {:.3f} G MACs per image; uniform N={} over {} calls ({} full)\n",
+                               macs_preset, table.full / 1e9, macs_interval, macs_steps, full_steps.size());
+      std::cout << fmt::format("{:>3} {:>3} {:>14} {:>16} {:>8}\n", "k", "m", "partial (G)", "step avg (G)", "ratio");
+      for (std::size_t k = 0; k < table.partial.size(); ++k) {
+        const double avg = dc::metrics::step_average_macs(table.full, table.partial[k], full_steps, macs_steps);
+        std::cout << fmt::format("{:>3} {:>3} {:>14.3f} {:>16.3f} {:>7.2f}x\n", k, k + 1, table.partial[k] / 1e9, avg / 1e9,
+                                 table.full / avg);
+      }
+      return 0;
     }
   } catch (const dc::Error& e) {
     std::cerr << "deepcache-bench: error: " << e.what() << "\n";

@@ -35,6 +35,30 @@ NoiseFn torch_noise(uint64_t seed) {
   };
 }
 
+uint64_t sample_seed(uint64_t seed, int64_t sample_index) {
+  auto splitmix = [](uint64_t z) {
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
+  return splitmix(seed ^ splitmix(static_cast<uint64_t>(sample_index)));
+}
+
+NoiseFn per_sample_noise(uint64_t seed, int64_t first_sample) {
+  auto gens = std::make_shared<std::vector<at::Generator>>();
+  return [gens, seed, first_sample](const torch::Tensor& like) {
+    const int64_t b = like.size(0);
+    while (static_cast<int64_t>(gens->size()) < b)
+      gens->push_back(at::detail::createCPUGenerator(sample_seed(seed, first_sample + static_cast<int64_t>(gens->size()))));
+    std::vector<torch::Tensor> rows;
+    rows.reserve(b);
+    const auto shape = like.sizes().slice(1);
+    for (int64_t r = 0; r < b; ++r) rows.push_back(torch::randn(shape, (*gens)[r], torch::TensorOptions().dtype(torch::kFloat32)));
+    return torch::stack(rows).to(like.options());
+  };
+}
+
 NoiseFn replay_noise(std::vector<torch::Tensor> recorded) {
   auto store = std::make_shared<std::vector<torch::Tensor>>(std::move(recorded));
   auto next = std::make_shared<std::size_t>(0);

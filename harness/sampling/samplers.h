@@ -23,6 +23,11 @@ using CondEpsFn = std::function<torch::Tensor(const torch::Tensor& x, const torc
 EpsFn classifier_free_guidance(CondEpsFn model, torch::Tensor cond, torch::Tensor uncond, double scale);
 
 NoiseFn torch_noise(uint64_t seed);                          // one generator for the whole batch
+// Row r of every draw comes from sample (first_sample + r)'s own generator, seeded from
+// (seed, sample index): results do not depend on the batch size or on sharding. The first draw
+// of a sample is its initial noise x_T.
+NoiseFn per_sample_noise(uint64_t seed, int64_t first_sample);
+uint64_t sample_seed(uint64_t seed, int64_t sample_index);  // splitmix64 mix of the two
 NoiseFn replay_noise(std::vector<torch::Tensor> recorded);   // fixtures: the reference's draws
 
 struct Trajectory {

@@ -1,0 +1,80 @@
+#include "harness/image_io.h"
+
+#include <png.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+
+namespace dc::harness {
+
+torch::Tensor to_uint8(const torch::Tensor& x) {
+  const torch::Tensor v = torch::clamp((x.to(torch::kFloat32) + 1) / 2, 0, 1);
+  return torch::clamp(v * 255 + 0.5, 0, 255).to(torch::kUInt8);
+}
+
+torch::Tensor make_grid(const torch::Tensor& images, int64_t nrow, int64_t padding) {
+  TORCH_CHECK(images.dim() == 4, "make_grid: need [N, C, H, W], got ", images.sizes());
+  const int64_t n = images.size(0), c = images.size(1), h = images.size(2) + padding, w = images.size(3) + padding;
+  const int64_t xmaps = std::min(nrow, n), ymaps = (n + xmaps - 1) / xmaps;
+  torch::Tensor grid = torch::zeros({c, ymaps * h + padding, xmaps * w + padding}, images.options());
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t y = i / xmaps, xx = i % xmaps;
+    grid.narrow(1, y * h + padding, h - padding).narrow(2, xx * w + padding, w - padding).copy_(images[i]);
+  }
+  return grid;
+}
+
+// libpng's simplified API (png_image): no setjmp/longjmp across C++ objects.
+void write_png(const std::string& path, const torch::Tensor& chw) {
+  TORCH_CHECK(chw.dim() == 3 && (chw.size(0) == 1 || chw.size(0) == 3) && chw.scalar_type() == torch::kUInt8,
+              "write_png: need [1|3, H, W] uint8, got ", chw.sizes(), " ", chw.scalar_type());
+  const torch::Tensor hwc = chw.permute({1, 2, 0}).contiguous().cpu();
+  png_image image;
+  std::memset(&image, 0, sizeof(image));
+  image.version = PNG_IMAGE_VERSION;
+  image.width = static_cast<png_uint_32>(hwc.size(1));
+  image.height = static_cast<png_uint_32>(hwc.size(0));
+  image.format = hwc.size(2) == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+  png_alloc_size_t size = 0;
+  if (!png_image_write_to_memory(&image, nullptr, &size, 0, hwc.data_ptr<uint8_t>(), 0, nullptr))
+    throw Error(fmt::format("{}: cannot encode PNG: {}", path, image.message));
+  std::vector<uint8_t> buffer(size);
+  if (!png_image_write_to_memory(&image, buffer.data(), &size, 0, hwc.data_ptr<uint8_t>(), 0, nullptr))
+    throw Error(fmt::format("{}: cannot encode PNG: {}", path, image.message));
+  const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) throw Error(fmt::format("{}: cannot create: {}", path, std::strerror(errno)));
+  bool ok = std::fwrite(buffer.data(), 1, size, f) == size && std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string err = std::strerror(errno);
+    std::remove(tmp.c_str());
+    throw Error(fmt::format("{}: cannot write: {}", path, err));
+  }
+}
+
+torch::Tensor read_png(const std::string& path) {
+  png_image image;
+  std::memset(&image, 0, sizeof(image));
+  image.version = PNG_IMAGE_VERSION;
+  if (!png_image_begin_read_from_file(&image, path.c_str()))
+    throw Error(fmt::format("{}: cannot read PNG: {}", path, image.message));
+  const bool grey = (image.format & PNG_FORMAT_FLAG_COLOR) == 0;
+  image.format = grey ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+  const int64_t c = grey ? 1 : 3;
+  torch::Tensor hwc = torch::empty({static_cast<int64_t>(image.height), static_cast<int64_t>(image.width), c}, torch::kUInt8);
+  if (!png_image_finish_read(&image, nullptr, hwc.data_ptr<uint8_t>(), 0, nullptr)) {
+    const std::string msg = image.message;
+    png_image_free(&image);
+    throw Error(fmt::format("{}: damaged PNG: {}", path, msg));
+  }
+  return hwc.permute({2, 0, 1}).contiguous();
+}
+
+}  // namespace dc::harness
