@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
   const std::string k_help =
       "DeepCache skip index k in [0, S-1] (S = 12 for cifar10, 17 for LSUN): a partial step computes hs[0..k] and "
       "reuses the cached feature entering the up block that consumes hs[k]. Paper branch m = k+1; DDPM code "
-      "--branch b = k-1. The paper's DDPM setting is k = 2. Omit for no caching.";
+      "--branch b = k-1 (docs/deepcache.md). Omit for no caching.";
   auto* cmd_sample = app.add_subcommand("sample", "Generate images, with or without DeepCache, and save a PNG grid.");
   cmd_sample->add_option("--model", model_family, "model family")->check(CLI::IsMember({"ddpm"}));
   cmd_sample->add_option("--preset", so.preset, "cifar10, lsun_bedroom or lsun_church");

@@ -50,6 +50,12 @@ TEST_P(SamplerCase, TrajectoryEqualsTheReference) {
   torch::NoGradGuard ng;
   const auto x_T = c.io_tensor("x_T");
   const auto noises = unstack(c.io_tensor("noises"));
+  // Every draw the reference made must be made (noise is drawn even when eta = 0).
+  auto draws = std::make_shared<int>(0);
+  const NoiseFn replay = [inner = replay_noise(noises), draws](const torch::Tensor& like) {
+    ++*draws;
+    return inner(like);
+  };
   Trajectory tr;
   if (kind == "ddim_repo") {
     const auto betas = make_betas(BetaSchedule::DdpmLinear, cfg["num_diffusion_timesteps"].get<int>(),
@@ -61,7 +67,7 @@ TEST_P(SamplerCase, TrajectoryEqualsTheReference) {
                                          cfg["num_diffusion_timesteps"].get<int>());
     EXPECT_TRUE(torch::equal(i64(seq), c.io_tensor("seq")));
     EpsFn model = [](const torch::Tensor& x, const torch::Tensor& t, int) { return analytic_eps(x, t, nullptr); };
-    tr = ddim_repo_sample(x_T, seq, ac, cfg["eta"].get<double>(), model, replay_noise(noises));
+    tr = ddim_repo_sample(x_T, seq, ac, cfg["eta"].get<double>(), model, replay);
   } else {
     const auto betas = make_betas(BetaSchedule::LdmLinear, cfg["num_timesteps"].get<int>(), cfg["linear_start"].get<double>(),
                                   cfg["linear_end"].get<double>());
@@ -81,8 +87,7 @@ TEST_P(SamplerCase, TrajectoryEqualsTheReference) {
     const double scale = cfg.value("unconditional_guidance_scale", 1.0);
     const torch::Tensor uc = cfg["unconditional_conditioning"].is_null() ? torch::Tensor() : torch::zeros_like(cond);
     const EpsFn model = classifier_free_guidance(cm, cond, uc, scale);
-    tr = kind == "plms" ? ldm_plms_sample(x_T, sched, model, replay_noise(noises))
-                        : ldm_ddim_sample(x_T, sched, model, replay_noise(noises));
+    tr = kind == "plms" ? ldm_plms_sample(x_T, sched, model, replay) : ldm_ddim_sample(x_T, sched, model, replay);
   }
   // Model calls: count and timesteps.
   const auto calls = c.json.contains("model_calls") ? c.json["model_calls"] : c.json["model_calls_t"];
@@ -92,6 +97,8 @@ TEST_P(SamplerCase, TrajectoryEqualsTheReference) {
     const std::vector<double> expected_t = call.is_object() ? call["t"].get<std::vector<double>>() : call.get<std::vector<double>>();
     EXPECT_DOUBLE_EQ(tr.model_t[i][0].item<double>(), expected_t[0]) << "call " << i;
   }
+  EXPECT_EQ(*draws, static_cast<int>(noises.size())) << "noise draws";
+  if (c.json.contains("num_noise_draws")) EXPECT_EQ(*draws, c.json["num_noise_draws"].get<int>());
   EXPECT_TRUE(dc::test::matches_reference(c, "xs", torch::stack(tr.xs), c.io_tensor("xs")));
   EXPECT_TRUE(dc::test::matches_reference(c, "pred_x0", torch::stack(tr.x0s), c.io_tensor("pred_x0")));
   EXPECT_TRUE(dc::test::matches_reference(c, "final", tr.final, c.io_tensor("final")));

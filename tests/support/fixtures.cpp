@@ -128,6 +128,12 @@ std::vector<Case> find_cases(const std::string& family) {
                                              const torch::Tensor& actual, const torch::Tensor& expected) {
   const metrics::Tolerance tol = c.tolerance_for(tensor, expected);
   const metrics::CompareResult r = metrics::compare_tensors(actual, expected, tol);
+  // $DC_PARITY_LOG: one line per comparison (case, tensor, worst |d|/allowed, max |d|) for the
+  // parity margins reported in closing notes.
+  if (const char* log = std::getenv("DC_PARITY_LOG"); log && *log) {
+    std::ofstream out(log, std::ios::app);
+    out << c.id() << " " << tensor << " " << r.worst_ratio << " " << r.max_abs_diff << "\n";
+  }
   if (r.ok) return ::testing::AssertionSuccess() << r.describe(c.id() + ":" + tensor, tol);
   return ::testing::AssertionFailure() << r.describe(c.id() + ":" + tensor, tol);
 }
