@@ -1,7 +1,11 @@
 // deepcache-bench: command-line entry point. CLI11 subcommands only; the work lives in the
 // libraries. Exit codes: 0 success, 1 "differs" (inspect --against), 2 user error (bad input,
 // bad arguments), 3 internal error.
+#include <unistd.h>
+
 #include <cmath>
+#include <fstream>
+#include <map>
 #include <iostream>
 #include <string>
 
@@ -11,6 +15,9 @@
 
 #include "common/error.h"
 #include "dc/build_info.h"
+#include "harness/config.h"
+#include "harness/report.h"
+#include "harness/runner.h"
 #include "harness/ddpm_sample.h"
 #include "harness/deepcache/skip_index.h"
 #include "harness/image_io.h"
@@ -85,6 +92,36 @@ int main(int argc, char** argv) {
   cmd_macs->add_option("--steps", macs_steps, "model calls of the run");
   cmd_macs->add_option("--interval", macs_interval, "cache interval N");
 
+  // ---- plan ----
+  std::string plan_path;
+  bool plan_macs = false;
+  auto* cmd_plan = app.add_subcommand(
+      "plan", "Parse and validate an experiment YAML and list its runs (run id, baseline, settings) without running anything; "
+              "weights need not exist.");
+  cmd_plan->add_option("EXPERIMENT", plan_path, "experiment YAML")->required();
+  cmd_plan->add_flag("--macs", plan_macs, "also count each run's MACs per call (builds each model once)");
+
+  // ---- run ----
+  std::string run_path, shard;
+  dc::harness::RunOptions ro;
+  auto* cmd_run = app.add_subcommand(
+      "run", "Run an experiment: every run not yet complete in its results file is generated, measured and committed "
+             "atomically; a failing run is recorded as failed and the sweep goes on (exit 1 when some runs failed).");
+  cmd_run->add_option("EXPERIMENT", run_path, "experiment YAML")->required();
+  cmd_run->add_option("--only", ro.only, "run ids (or prefixes, or names) to run");
+  cmd_run->add_option("--shard", shard, "i/n: this process generates the i-th of n slices of every run's samples");
+  cmd_run->add_option("--device", ro.device, "cpu or cuda (overrides the experiment)");
+  cmd_run->add_option("--results", ro.results_path, "results file (default results/<experiment>/<experiment>.h5)");
+
+  // ---- report ----
+  dc::harness::ReportOptions rep;
+  std::string report_out;
+  auto* cmd_report = app.add_subcommand("report", "Tables (Markdown or CSV) and similarity heatmaps (PNG) from a results file.");
+  cmd_report->add_option("RESULTS", rep.results, "results .h5 file")->required();
+  cmd_report->add_option("--format", rep.format, "md or csv");
+  cmd_report->add_option("--out", report_out, "write the table here (default: stdout)");
+  cmd_report->add_option("--heatmaps", rep.heatmap_dir, "folder for heatmap PNGs (default: next to the results)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -138,6 +175,61 @@ int main(int argc, char** argv) {
                                r.seconds / so.n, dc::harness::thread_settings());
       std::cout << fmt::format("output      {}\n", out_path);
       if (so.weights == "random") std::cerr << "deepcache-bench: warning: --weights random: untrained model\n";
+      return 0;
+    }
+    if (*cmd_run) {
+      if (!shard.empty()) {
+        const auto slash = shard.find('/');
+        try {
+          if (slash == std::string::npos) throw std::invalid_argument("no slash");
+          ro.shard_index = std::stoi(shard.substr(0, slash));
+          ro.shard_count = std::stoi(shard.substr(slash + 1));
+        } catch (const std::exception&) {
+          throw dc::Error(fmt::format("--shard '{}': expected i/n, e.g. 0/4", shard));
+        }
+      }
+      const auto e = dc::harness::load_experiment(run_path);
+      const auto s = dc::harness::run_experiment(e, ro, std::cerr, ::isatty(2) != 0);
+      std::cout << fmt::format("results     {} ({} run, {} skipped as complete, {} failed)\n", s.results_path, s.complete, s.skipped,
+                               s.failed);
+      std::cout << fmt::format("report      deepcache-bench report {}\n", s.results_path);
+      return s.failed > 0 ? 1 : 0;
+    }
+    if (*cmd_report) {
+      std::vector<std::string> maps;
+      const std::string table = dc::harness::render_report(rep, &maps);
+      if (report_out.empty()) {
+        std::cout << table;
+      } else {
+        std::ofstream(report_out) << table;
+        std::cout << "table       " << report_out << "\n";
+      }
+      for (const auto& m : maps) std::cout << "heatmap     " << m << "\n";
+      return 0;
+    }
+    if (*cmd_plan) {
+      const auto e = dc::harness::load_experiment(plan_path);
+      std::cout << fmt::format("experiment  {} ({} runs)\n", e.name, e.runs.size());
+      if (!e.description.empty()) std::cout << fmt::format("            {}\n", e.description);
+      std::cout << fmt::format("{:>3}  {:<16}  {:<8}  {}\n", "#", "run_id", "role", "settings");
+      std::map<std::string, dc::metrics::MacsTable> macs;
+      for (std::size_t i = 0; i < e.runs.size(); ++i) {
+        const auto& r = e.runs[i];
+        std::string extra;
+        if (plan_macs) {
+          if (!macs.count(r.model.preset)) {
+            dc::models::DdpmUNet net(dc::models::DdpmConfig::preset(r.model.preset));
+            net->eval();
+            macs[r.model.preset] = dc::metrics::ddpm_macs_table(net);
+          }
+          const auto& t = macs[r.model.preset];
+          extra = fmt::format("  {:.3f} G MACs/call (full)", t.full / 1e9);
+          if (r.cache.enabled) extra = fmt::format("  partial {:.3f} G, full {:.3f} G", t.partial[r.cache.k] / 1e9, t.full / 1e9);
+        }
+        std::cout << fmt::format("{:>3}  {}  {:<8}  {}, n={} seed={}{}\n", i + 1, r.run_id, r.baseline ? "baseline" : (r.cache.enabled ? "deepcache" : "no cache"),
+                                 dc::harness::describe_run(r), r.samples.n, r.samples.seed, extra);
+      }
+      std::cout << fmt::format("weights     {}\n", e.runs.empty() ? "" : e.runs.front().model.weights);
       return 0;
     }
     if (*cmd_macs) {

@@ -93,6 +93,8 @@ class DdpmUNetImpl : public torch::nn::Module {
   std::string up_block_consuming(int k) const;
   // Name of the block whose output is hs[k], e.g. "conv_in", "down.0.block.1", "down.0.downsample".
   std::string skip_source(int k) const;
+  // Every up ResBlock, in execution order ("up.3.block.0", ..., "up.0.block.2").
+  const std::vector<std::string>& up_block_names() const { return up_names_; }
 
  private:
   struct DownStep {

@@ -15,6 +15,7 @@ PKGS=(
   libpng-dev libzip-dev libutf8proc-dev libstb-dev
   dataset-fashion-mnist  # the real dataset the out-of-the-box model is trained on
   python3-torch          # scripts/convert_ckpt_to_safetensors.py (and its test)
+  python3-h5py python3-matplotlib  # scripts/plot_similarity.py
 )
 
 missing=()

@@ -61,11 +61,14 @@ TEST(DdpmUNet, ForwardAndEveryBlockEqualTheReference) {
     tr.tap_all = true;
     const auto eps = net->forward(c.io_tensor("x"), c.io_tensor("t"), nullptr, nullptr, &tr);
     EXPECT_TRUE(dc::test::matches_reference(c, "eps", eps, c.io_tensor("eps")));
-    if (c.json["call_order"].is_array()) EXPECT_EQ(tr.calls, c.json["call_order"].get<std::vector<std::string>>());
+    if (c.json["call_order"].is_array()) {
+      EXPECT_EQ(tr.calls, c.json["call_order"].get<std::vector<std::string>>());
+    }
     const auto io = dc::st::SafetensorsFile::open(c.io_path());
-    if (io.find("temb_sinusoidal"))
+    if (io.find("temb_sinusoidal")) {
       EXPECT_TRUE(dc::test::matches_reference(c, "temb_sinusoidal", dc::models::timestep_embedding(c.io_tensor("t"), net->config().ch),
                                               c.io_tensor("temb_sinusoidal")));
+    }
     for (const auto& info : io.tensors()) {
       if (info.name.rfind("act.", 0) != 0) continue;
       const std::string block = info.name.substr(4);
@@ -131,8 +134,12 @@ TEST(DdpmUNet, EverySkipIndexIncludingZeroRunsOnlyTheShallowPart) {
     EXPECT_FALSE(ran.count("mid.block_1")) << "the middle block ran on a partial step";
     EXPECT_TRUE(ran.count(net->up_block_consuming(k)));
     EXPECT_TRUE(ran.count(net->skip_source(k)) || k == 0);
-    if (k + 1 < net->num_skips()) EXPECT_FALSE(ran.count(net->skip_source(k + 1))) << net->skip_source(k + 1);
-    if (k + 1 < net->num_skips()) EXPECT_FALSE(ran.count(net->up_block_consuming(k + 1))) << net->up_block_consuming(k + 1);
+    if (k + 1 < net->num_skips()) {
+      EXPECT_FALSE(ran.count(net->skip_source(k + 1))) << net->skip_source(k + 1);
+    }
+    if (k + 1 < net->num_skips()) {
+      EXPECT_FALSE(ran.count(net->up_block_consuming(k + 1))) << net->up_block_consuming(k + 1);
+    }
   }
   EXPECT_THROW(net->up_block_consuming(12), dc::Error);
   FeatureCache empty;

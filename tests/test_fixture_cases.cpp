@@ -47,7 +47,9 @@ TEST_P(FixtureCase, IoAndWeightsFilesMatchTheirDescription) {
   for (const auto& info : f.tensors()) {
     const torch::Tensor t = dc::st::load_tensor(f, info);
     EXPECT_EQ(t.sizes().vec(), info.shape);
-    if (&info == &f.tensors().front()) EXPECT_TRUE(torch::equal(c.io_tensor(info.name), t));
+    if (&info == &f.tensors().front()) {
+      EXPECT_TRUE(torch::equal(c.io_tensor(info.name), t));
+    }
     // The case's tolerance rule is usable for every output it holds.
     const auto tol = c.tolerance_for(info.name, t);
     EXPECT_TRUE(tol.exact || (std::isfinite(tol.abs) && std::isfinite(tol.rel) && tol.abs >= 0 && tol.rel >= 0 &&

@@ -27,7 +27,9 @@ TEST(Macs, Cifar10FullAndStepAveragedPartialCallsMatchThePaper) {
   for (std::size_t k = 0; k < paper.size(); ++k) {
     const double avg = dc::metrics::step_average_macs(table.full, table.partial[k], full_steps, 100);
     EXPECT_LT(rel(avg, paper[k] * 1e9), 0.025) << "k=" << k << ": " << avg / 1e9 << " G vs paper " << paper[k];
-    if (k > 0) EXPECT_GT(table.partial[k], table.partial[k - 1]) << "a deeper skip index must cost more";
+    if (k > 0) {
+      EXPECT_GT(table.partial[k], table.partial[k - 1]) << "a deeper skip index must cost more";
+    }
     EXPECT_LT(table.partial[k], table.full);
   }
 }

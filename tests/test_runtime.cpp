@@ -10,7 +10,9 @@
 TEST(Runtime, ConfigureThreadsUsesEveryCoreAndOneBlasThread) {
   dc::harness::configure_threads();
   const std::string s = dc::harness::thread_settings();
-  if (!std::getenv("OMP_NUM_THREADS")) EXPECT_EQ(torch::get_num_threads(), dc::harness::usable_cpus()) << s;
+  if (!std::getenv("OMP_NUM_THREADS")) {
+    EXPECT_EQ(torch::get_num_threads(), dc::harness::usable_cpus()) << s;
+  }
   EXPECT_TRUE(s.find("OpenBLAS threads=1") != std::string::npos || s.find("OpenBLAS threads=n/a") != std::string::npos) << s;
   dc::harness::configure_threads(1);
   EXPECT_EQ(torch::get_num_threads(), 1);

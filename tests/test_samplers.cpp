@@ -98,7 +98,9 @@ TEST_P(SamplerCase, TrajectoryEqualsTheReference) {
     EXPECT_DOUBLE_EQ(tr.model_t[i][0].item<double>(), expected_t[0]) << "call " << i;
   }
   EXPECT_EQ(*draws, static_cast<int>(noises.size())) << "noise draws";
-  if (c.json.contains("num_noise_draws")) EXPECT_EQ(*draws, c.json["num_noise_draws"].get<int>());
+  if (c.json.contains("num_noise_draws")) {
+    EXPECT_EQ(*draws, c.json["num_noise_draws"].get<int>());
+  }
   EXPECT_TRUE(dc::test::matches_reference(c, "xs", torch::stack(tr.xs), c.io_tensor("xs")));
   EXPECT_TRUE(dc::test::matches_reference(c, "pred_x0", torch::stack(tr.x0s), c.io_tensor("pred_x0")));
   EXPECT_TRUE(dc::test::matches_reference(c, "final", tr.final, c.io_tensor("final")));
@@ -148,7 +150,9 @@ TEST_P(DdpmTrajectory, EqualsTheReferenceStepByStep) {
   EXPECT_TRUE(dc::test::matches_reference(c, "x0_preds", torch::stack(tr.x0s), c.io_tensor("x0_preds")));
   EXPECT_TRUE(dc::test::matches_reference(c, "final", tr.final, c.io_tensor("final")));
   EXPECT_TRUE(dc::test::matches_reference(c, "final_image01", torch::clamp((tr.final + 1) / 2, 0, 1), c.io_tensor("final_image01")));
-  if (plan) EXPECT_TRUE(dc::test::matches_reference(c, "cached_features", torch::stack(log->cached), c.io_tensor("cached_features")));
+  if (plan) {
+    EXPECT_TRUE(dc::test::matches_reference(c, "cached_features", torch::stack(log->cached), c.io_tensor("cached_features")));
+  }
 }
 
 namespace {

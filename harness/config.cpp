@@ -1,0 +1,478 @@
+#include "harness/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+#include "harness/deepcache/full_steps.h"
+#include "models/ddpm_unet.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace dc::harness {
+
+namespace {
+
+// ---- YAML -> JSON, remembering the line of every key path --------------------------------------
+struct Source {
+  std::string origin;
+  std::map<std::string, int> lines;  // "base.cache.k" -> 1-based line
+  std::string where(const std::string& path) const {
+    auto it = lines.find(path);
+    return it == lines.end() ? origin : fmt::format("{}:{}", origin, it->second);
+  }
+};
+
+json scalar_to_json(const YAML::Node& n) {
+  const std::string s = n.Scalar();
+  if (n.Tag() == "!") return s;  // quoted: always a string
+  if (s == "~" || s == "null" || s == "Null" || s == "NULL" || s.empty()) return nullptr;
+  if (s == "true" || s == "True" || s == "TRUE") return true;
+  if (s == "false" || s == "False" || s == "FALSE") return false;
+  char* end = nullptr;
+  errno = 0;
+  const long long i = std::strtoll(s.c_str(), &end, 10);
+  if (end && *end == '\0' && errno == 0) return i;
+  errno = 0;
+  const double d = std::strtod(s.c_str(), &end);
+  if (end && *end == '\0' && errno == 0) return d;
+  return s;
+}
+
+json yaml_to_json(const YAML::Node& n, const std::string& path, Source& src) {
+  if (n.IsMap()) {
+    json o = json::object();
+    for (const auto& kv : n) {
+      const std::string key = kv.first.as<std::string>();
+      const std::string p = path.empty() ? key : path + "." + key;
+      if (o.contains(key)) throw Error(fmt::format("{}:{}: key '{}' appears twice", src.origin, kv.first.Mark().line + 1, p));
+      src.lines[p] = kv.first.Mark().line + 1;
+      o[key] = yaml_to_json(kv.second, p, src);
+    }
+    return o;
+  }
+  if (n.IsSequence()) {
+    json a = json::array();
+    std::size_t i = 0;
+    for (const auto& e : n) a.push_back(yaml_to_json(e, fmt::format("{}[{}]", path, i++), src));
+    return a;
+  }
+  if (n.IsScalar()) return scalar_to_json(n);
+  return nullptr;
+}
+
+json load_yaml(const std::string& text, Source& src) {
+  try {
+    return yaml_to_json(YAML::Load(text), "", src);
+  } catch (const YAML::Exception& e) {
+    throw Error(fmt::format("{}:{}: not valid YAML: {}", src.origin, e.mark.line + 1, e.msg));
+  }
+}
+
+std::string read_text(const std::string& path, const std::string& what) {
+  std::ifstream in(path);
+  if (!in) throw Error(fmt::format("{}: cannot open {}", path, what));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void deep_merge(json& into, const json& from) {
+  for (auto it = from.begin(); it != from.end(); ++it) {
+    if (it.value().is_object() && into.contains(it.key()) && into[it.key()].is_object()) deep_merge(into[it.key()], it.value());
+    else into[it.key()] = it.value();
+  }
+}
+
+void set_dotted(json& j, const std::string& dotted, const json& value) {
+  json* cur = &j;
+  std::size_t start = 0;
+  while (true) {
+    const auto dot = dotted.find('.', start);
+    const std::string part = dotted.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (dot == std::string::npos) {
+      (*cur)[part] = value;
+      return;
+    }
+    if (!cur->contains(part) || !(*cur)[part].is_object()) (*cur)[part] = json::object();
+    cur = &(*cur)[part];
+    start = dot + 1;
+  }
+}
+
+std::string type_name(const json& v) {
+  if (v.is_boolean()) return "a boolean";
+  if (v.is_number_integer()) return "an integer";
+  if (v.is_number()) return "a number";
+  if (v.is_string()) return "a string";
+  if (v.is_array()) return "a list";
+  if (v.is_object()) return "a mapping";
+  return "null";
+}
+
+// ---- typed, strict reading of one run ------------------------------------------------------
+class Reader {
+ public:
+  Reader(const Source& src, std::string context) : src_(src), context_(std::move(context)) {}
+
+  [[noreturn]] void fail(const std::string& path, const std::string& what) const {
+    throw Error(fmt::format("{}: {}{}: {}", src_.where("base." + path), context_, path, what));
+  }
+
+  // Checks that `obj` (at `path`) has only `known` keys.
+  void only(const json& obj, const std::string& path, const std::vector<std::string>& known) const {
+    if (!obj.is_object()) fail(path, fmt::format("expected a mapping, got {}", type_name(obj)));
+    for (auto it = obj.begin(); it != obj.end(); ++it) {
+      if (std::find(known.begin(), known.end(), it.key()) != known.end()) continue;
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      fail(path.empty() ? it.key() : path + "." + it.key(), fmt::format("unknown key (known here: {})", list));
+    }
+  }
+
+  template <typename T>
+  void get(const json& obj, const std::string& path, const std::string& key, T& out) const {
+    if (!obj.contains(key)) return;
+    const json& v = obj[key];
+    const std::string p = path + "." + key;
+    if constexpr (std::is_same_v<T, bool>) {
+      if (!v.is_boolean()) fail(p, fmt::format("expected true or false, got {} ({})", type_name(v), v.dump()));
+      out = v.get<bool>();
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      if (!v.is_string()) fail(p, fmt::format("expected a string, got {} ({})", type_name(v), v.dump()));
+      out = v.get<std::string>();
+    } else if constexpr (std::is_same_v<T, double>) {
+      if (!v.is_number()) fail(p, fmt::format("expected a number, got {} ({})", type_name(v), v.dump()));
+      out = v.get<double>();
+    } else if constexpr (std::is_same_v<T, uint64_t>) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0) fail(p, fmt::format("expected a non-negative integer, got {}", v.dump()));
+      out = v.get<uint64_t>();
+    } else if constexpr (std::is_same_v<T, int>) {
+      if (!v.is_number_integer()) fail(p, fmt::format("expected an integer, got {} ({})", type_name(v), v.dump()));
+      out = v.get<int>();
+    } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+      if (!v.is_array()) fail(p, fmt::format("expected a list of integers, got {}", type_name(v)));
+      out.clear();
+      for (const auto& e : v) {
+        if (!e.is_number_integer()) fail(p, fmt::format("expected a list of integers, found {}", e.dump()));
+        out.push_back(e.get<int>());
+      }
+    } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+      if (!v.is_array()) fail(p, fmt::format("expected a list of strings, got {}", type_name(v)));
+      out.clear();
+      for (const auto& e : v) {
+        if (!e.is_string()) fail(p, fmt::format("expected a list of strings, found {}", e.dump()));
+        out.push_back(e.get<std::string>());
+      }
+    }
+  }
+
+  void one_of(const std::string& path, const std::string& v, const std::vector<std::string>& allowed) const {
+    if (std::find(allowed.begin(), allowed.end(), v) != allowed.end()) return;
+    std::string list;
+    for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+    fail(path, fmt::format("'{}' is not one of: {}", v, list));
+  }
+  void at_least(const std::string& path, double v, double min, const std::string& what = "") const {
+    if (v < min) fail(path, fmt::format("{} must be at least {}{}", v, min, what.empty() ? "" : " (" + what + ")"));
+  }
+
+ private:
+  const Source& src_;
+  std::string context_;
+};
+
+RunSpec read_run(const json& j, const Source& src, const std::string& context) {
+  const Reader r(src, context);
+  RunSpec s;
+  r.only(j, "", {"name", "model", "sampler", "cache", "samples", "similarity", "device"});
+  r.get(j, "", "name", s.name);
+  if (j.contains("device")) {
+    if (!j["device"].is_string()) r.fail("device", "expected cpu or cuda");
+    s.device = j["device"].get<std::string>();
+    r.one_of("device", s.device, {"cpu", "cuda"});
+  }
+  if (j.contains("model")) {
+    const auto& m = j["model"];
+    r.only(m, "model", {"family", "preset", "weights"});
+    r.get(m, "model", "family", s.model.family);
+    r.get(m, "model", "preset", s.model.preset);
+    r.get(m, "model", "weights", s.model.weights);
+  }
+  r.one_of("model.family", s.model.family, {"ddpm"});
+  int num_skips = 0;
+  try {
+    num_skips = static_cast<int>(models::DdpmConfig::preset(s.model.preset).num_skips());
+  } catch (const Error& e) {
+    r.fail("model.preset", e.what());
+  }
+  if (j.contains("sampler")) {
+    const auto& m = j["sampler"];
+    r.only(m, "sampler", {"name", "steps", "spacing", "eta"});
+    r.get(m, "sampler", "name", s.sampler.name);
+    r.get(m, "sampler", "steps", s.sampler.steps);
+    r.get(m, "sampler", "spacing", s.sampler.spacing);
+    r.get(m, "sampler", "eta", s.sampler.eta);
+  }
+  r.one_of("sampler.name", s.sampler.name, {"ddim", "ddpm"});
+  r.one_of("sampler.spacing", s.sampler.spacing, {"uniform", "quad"});
+  if (s.sampler.steps < 1 || s.sampler.steps > 1000) r.fail("sampler.steps", fmt::format("{} must be in [1, 1000]", s.sampler.steps));
+  r.at_least("sampler.eta", s.sampler.eta, 0.0);
+  if (j.contains("cache")) {
+    const auto& m = j["cache"];
+    r.only(m, "cache", {"enabled", "k", "interval", "schedule", "center", "power", "full_steps"});
+    r.get(m, "cache", "enabled", s.cache.enabled);
+    r.get(m, "cache", "k", s.cache.k);
+    r.get(m, "cache", "interval", s.cache.interval);
+    r.get(m, "cache", "schedule", s.cache.schedule);
+    r.get(m, "cache", "center", s.cache.center);
+    r.get(m, "cache", "power", s.cache.power);
+    r.get(m, "cache", "full_steps", s.cache.full_steps);
+  }
+  if (s.cache.k < 0 || s.cache.k >= num_skips)
+    r.fail("cache.k", fmt::format("skip index {} is out of range for the DDPM '{}' UNet: valid k are 0..{} (paper branch m = k+1)",
+                                  s.cache.k, s.model.preset, num_skips - 1));
+  r.at_least("cache.interval", s.cache.interval, 1, "N = 1 is no reuse");
+  r.one_of("cache.schedule", s.cache.schedule, {"uniform", "nonuniform", "explicit"});
+  if (s.cache.enabled) {
+    // Calls per generation: the ddim repo's sequences (uniform spacing may give more than `steps`).
+    const int calls = s.sampler.spacing == "uniform" ? (1000 + (1000 / s.sampler.steps) - 1) / (1000 / s.sampler.steps)
+                                                     : s.sampler.steps;
+    try {
+      if (s.cache.schedule == "nonuniform") deepcache::nonuniform_full_steps(calls, s.cache.interval, s.cache.center, s.cache.power);
+      if (s.cache.schedule == "explicit") deepcache::explicit_full_steps(calls, s.cache.full_steps);
+    } catch (const Error& e) {
+      r.fail(s.cache.schedule == "explicit" ? "cache.full_steps" : "cache.schedule", e.what());
+    }
+  }
+  if (j.contains("samples")) {
+    const auto& m = j["samples"];
+    r.only(m, "samples", {"n", "batch", "seed", "save_images", "grid"});
+    r.get(m, "samples", "n", s.samples.n);
+    r.get(m, "samples", "batch", s.samples.batch);
+    r.get(m, "samples", "seed", s.samples.seed);
+    r.get(m, "samples", "save_images", s.samples.save_images);
+    r.get(m, "samples", "grid", s.samples.grid);
+  }
+  r.at_least("samples.n", s.samples.n, 1);
+  r.at_least("samples.batch", s.samples.batch, 1);
+  r.at_least("samples.grid", s.samples.grid, 0);
+  if (j.contains("similarity")) {
+    const auto& m = j["similarity"];
+    r.only(m, "similarity", {"enabled", "taps", "threshold", "samples"});
+    r.get(m, "similarity", "enabled", s.similarity.enabled);
+    r.get(m, "similarity", "taps", s.similarity.taps);
+    r.get(m, "similarity", "threshold", s.similarity.threshold);
+    r.get(m, "similarity", "samples", s.similarity.samples);
+  }
+  r.at_least("similarity.samples", s.similarity.samples, 1);
+  if (s.similarity.threshold < -1 || s.similarity.threshold > 1)
+    r.fail("similarity.threshold", fmt::format("{} must be a cosine similarity in [-1, 1]", s.similarity.threshold));
+
+  // Resolved config: every setting, defaults included, in a fixed layout.
+  json cache = {{"enabled", s.cache.enabled}};
+  if (s.cache.enabled) {
+    cache["k"] = s.cache.k;
+    cache["interval"] = s.cache.interval;
+    cache["schedule"] = s.cache.schedule;
+    if (s.cache.schedule == "nonuniform") {
+      cache["center"] = s.cache.center;
+      cache["power"] = s.cache.power;
+    }
+    if (s.cache.schedule == "explicit") cache["full_steps"] = s.cache.full_steps;
+  }
+  s.resolved = {
+      {"model", {{"family", s.model.family}, {"preset", s.model.preset}, {"weights", s.model.weights}}},
+      {"sampler", {{"name", s.sampler.name}, {"steps", s.sampler.steps}, {"spacing", s.sampler.spacing}, {"eta", s.sampler.eta}}},
+      {"cache", cache},
+      {"samples", {{"n", s.samples.n}, {"seed", s.samples.seed}, {"save_images", s.samples.save_images}, {"grid", s.samples.grid}}},
+      {"similarity", s.similarity.enabled ? json{{"enabled", true}, {"taps", s.similarity.taps}, {"threshold", s.similarity.threshold},
+                                                 {"samples", s.similarity.samples}}
+                                           : json{{"enabled", false}}},
+      {"device", s.device},
+  };
+  // FNV-1a 64 of the canonical JSON (keys sorted by nlohmann's std::map).
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char ch : s.resolved.dump()) {
+    h ^= ch;
+    h *= 0x100000001b3ULL;
+  }
+  s.run_id = fmt::format("{:016x}", h);
+  s.resolved["samples"]["batch"] = s.samples.batch;  // recorded, but not part of the id
+  if (s.name.empty()) s.name = describe_run(s);
+  return s;
+}
+
+std::vector<std::pair<std::string, json>> axis_entries(const json& obj, const Source& src, const std::string& where) {
+  std::vector<std::pair<std::string, json>> out;
+  if (!obj.is_object()) throw Error(fmt::format("{}: '{}' must map dotted keys (e.g. cache.k) to lists of values", src.where(where), where));
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    const std::string p = where + "." + it.key();
+    if (!it.value().is_array() || it.value().empty())
+      throw Error(fmt::format("{}: {}: expected a non-empty list of values", src.where(p), p));
+    out.emplace_back(it.key(), it.value());
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string expand_env(const std::string& text, const std::string& what) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '$' && i + 1 < text.size() && text[i + 1] == '{') {
+      const auto close = text.find('}', i + 2);
+      if (close == std::string::npos) throw Error(fmt::format("{}: unterminated '${{' in '{}'", what, text));
+      const std::string var = text.substr(i + 2, close - i - 2);
+      const char* v = std::getenv(var.c_str());
+      if (!v) throw Error(fmt::format("{}: environment variable {} is not set (used in '{}')", what, var, text));
+      out += v;
+      i = close;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+std::string describe_run(const RunSpec& r) {
+  std::string s = fmt::format("{}/{} {}-{}", r.model.family, r.model.preset, r.sampler.name, r.sampler.steps);
+  if (!r.cache.enabled) return s + " baseline";
+  s += fmt::format(" k={} N={}", r.cache.k, r.cache.interval);
+  if (r.cache.schedule == "nonuniform") s += fmt::format(" nonuniform c={} p={}", r.cache.center, r.cache.power);
+  if (r.cache.schedule == "explicit") s += " explicit";
+  return s;
+}
+
+ExperimentSpec parse_experiment(const std::string& text, const std::string& origin, const std::string& dir) {
+  Source src;
+  src.origin = origin;
+  const json top = load_yaml(text, src);
+  if (!top.is_object()) throw Error(fmt::format("{}: an experiment is a YAML mapping (experiment:, base:, sweep:, ...)", origin));
+  const std::vector<std::string> known = {"experiment", "description", "include", "base", "baseline", "sweep", "zip", "runs"};
+  for (auto it = top.begin(); it != top.end(); ++it)
+    if (std::find(known.begin(), known.end(), it.key()) == known.end())
+      throw Error(fmt::format("{}: unknown top-level key '{}' (known: experiment, description, include, base, baseline, sweep, zip, runs)",
+                              src.where(it.key()), it.key()));
+  ExperimentSpec e;
+  e.path = origin;
+  if (!top.contains("experiment") || !top["experiment"].is_string())
+    throw Error(fmt::format("{}: 'experiment' (the experiment's name, a string) is required", origin));
+  e.name = top["experiment"].get<std::string>();
+  if (top.contains("description")) e.description = top["description"].is_string() ? top["description"].get<std::string>() : top["description"].dump();
+
+  // 1. Base: included blocks in order, then `base:` on top.
+  json base = json::object();
+  if (top.contains("include")) {
+    const json inc = top["include"].is_string() ? json::array({top["include"]}) : top["include"];
+    if (!inc.is_array()) throw Error(fmt::format("{}: include: expected a path or a list of paths", src.where("include")));
+    for (const auto& p : inc) {
+      if (!p.is_string()) throw Error(fmt::format("{}: include: expected paths, got {}", src.where("include"), p.dump()));
+      const std::string path = (fs::path(dir) / p.get<std::string>()).lexically_normal().string();
+      Source isrc;
+      isrc.origin = path;
+      const json block = load_yaml(read_text(path, "included config block"), isrc);
+      if (!block.is_object()) throw Error(fmt::format("{}: a config block is a YAML mapping of run settings", path));
+      deep_merge(base, block);
+    }
+  }
+  if (top.contains("base")) {
+    if (!top["base"].is_object()) throw Error(fmt::format("{}: base: expected a mapping of run settings", src.where("base")));
+    deep_merge(base, top["base"]);
+  }
+
+  // 2. Points: explicit runs x sweep grid x zip groups.
+  std::vector<std::pair<std::string, json>> points = {{"", json::object()}};  // (label, dotted overrides)
+  if (top.contains("runs")) {
+    if (!top["runs"].is_array()) throw Error(fmt::format("{}: runs: expected a list of override mappings", src.where("runs")));
+    points.clear();
+    for (std::size_t i = 0; i < top["runs"].size(); ++i) {
+      const json& r = top["runs"][i];
+      if (!r.is_object()) throw Error(fmt::format("{}: runs[{}]: expected a mapping of dotted overrides", src.where("runs"), i));
+      points.emplace_back(fmt::format("runs[{}]", i), r);
+    }
+  }
+  if (top.contains("sweep")) {
+    for (const auto& [key, values] : axis_entries(top["sweep"], src, "sweep")) {
+      std::vector<std::pair<std::string, json>> next;
+      for (const auto& [label, ov] : points)
+        for (const auto& v : values) {
+          json o = ov;
+          o[key] = v;
+          next.emplace_back(label + (label.empty() ? "" : ", ") + key + "=" + v.dump(), o);
+        }
+      points = std::move(next);
+    }
+  }
+  if (top.contains("zip")) {
+    const json groups = top["zip"].is_array() ? top["zip"] : json::array({top["zip"]});
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+      const auto axes = axis_entries(groups[g], src, fmt::format("zip[{}]", g));
+      const std::size_t len = axes.front().second.size();
+      for (const auto& [key, values] : axes)
+        if (values.size() != len)
+          throw Error(fmt::format("{}: zip[{}]: '{}' has {} values but '{}' has {}; zipped axes vary together and need equal lengths",
+                                  src.where(fmt::format("zip[{}]", g)), g, key, values.size(), axes.front().first, len));
+      std::vector<std::pair<std::string, json>> next;
+      for (const auto& [label, ov] : points)
+        for (std::size_t i = 0; i < len; ++i) {
+          json o = ov;
+          std::string l = label;
+          for (const auto& [key, values] : axes) {
+            o[key] = values[i];
+            l += (l.empty() ? "" : ", ") + key + "=" + values[i].dump();
+          }
+          next.emplace_back(l, o);
+        }
+      points = std::move(next);
+    }
+  }
+
+  // 3. Resolve and validate every point; a sweep point turns caching on unless it says otherwise.
+  const bool sweeping = top.contains("sweep") || top.contains("zip") || top.contains("runs");
+  std::set<std::string> seen;
+  std::vector<RunSpec> runs;
+  for (const auto& [label, overrides] : points) {
+    json run = base;
+    if (sweeping && !(run.contains("cache") && run["cache"].contains("enabled"))) set_dotted(run, "cache.enabled", true);
+    for (auto it = overrides.begin(); it != overrides.end(); ++it) set_dotted(run, it.key(), it.value());
+    RunSpec r = read_run(run, src, label.empty() ? "" : "run (" + label + "): ");
+    if (seen.insert(r.run_id).second) runs.push_back(std::move(r));
+  }
+  // 4. Baselines: one uncached run per distinct model/sampler/samples/device.
+  const bool baseline = !top.contains("baseline") || (top["baseline"].is_boolean() && top["baseline"].get<bool>());
+  if (top.contains("baseline") && !top["baseline"].is_boolean())
+    throw Error(fmt::format("{}: baseline: expected true or false", src.where("baseline")));
+  std::vector<RunSpec> out;
+  if (baseline) {
+    for (const auto& r : runs) {
+      json b = r.resolved;
+      b["cache"] = {{"enabled", false}};
+      b["name"] = "";
+      RunSpec br = read_run(b, src, "baseline: ");
+      br.baseline = true;
+      if (seen.insert(br.run_id).second) out.push_back(std::move(br));
+      else
+        for (auto& x : runs)
+          if (x.run_id == br.run_id) x.baseline = true;
+    }
+  }
+  for (auto& r : runs) out.push_back(std::move(r));
+  for (std::size_t i = 0; i < out.size(); ++i) out[i].order = static_cast<int>(i);
+  e.runs = std::move(out);
+  return e;
+}
+
+ExperimentSpec load_experiment(const std::string& path) {
+  return parse_experiment(read_text(path, "experiment"), path, fs::path(path).parent_path().string());
+}
+
+}  // namespace dc::harness

@@ -1,0 +1,163 @@
+#include "harness/results_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+#include "harness/hdf5.h"
+
+namespace fs = std::filesystem;
+
+namespace dc::harness {
+
+namespace {
+
+void fsync_path(const std::string& p) {
+  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+template <typename T>
+torch::Tensor vec_tensor(const std::vector<T>& v, c10::ScalarType st) {
+  std::vector<double> d(v.begin(), v.end());
+  return torch::tensor(d, torch::kFloat64).to(st).reshape({static_cast<int64_t>(v.size())});
+}
+
+void write_run(hid_t file, const RunResult& r) {
+  if (!h5::exists(file, "runs")) h5::create_group(file, "runs");
+  auto runs = h5::open_group(file, "runs");
+  auto g = h5::create_group(runs.id(), r.spec.run_id);
+  h5::set_attr(g.id(), "name", r.spec.name);
+  h5::set_attr(g.id(), "description", describe_run(r.spec));
+  h5::set_attr(g.id(), "config", r.spec.resolved.dump(2));  // JSON, which is also YAML
+  h5::set_attr(g.id(), "status", r.status);
+  h5::set_attr(g.id(), "error", r.error);
+  h5::set_attr(g.id(), "baseline", static_cast<int64_t>(r.spec.baseline ? 1 : 0));
+  h5::set_attr(g.id(), "order", static_cast<int64_t>(r.spec.order));
+  for (const auto& [k, v] : std::map<std::string, std::string>{{"weights", r.weights_note}, {"device", r.device},
+                                                               {"thread_settings", r.thread_settings}, {"torch_version", r.torch_version},
+                                                               {"git_revision", r.git_revision}, {"started_at", r.started_at},
+                                                               {"finished_at", r.finished_at}})
+    h5::set_attr(g.id(), k, v);
+  if (r.status != "complete") return;
+  h5::write_tensor(g.id(), "timesteps", vec_tensor(r.timesteps, torch::kInt64));
+  h5::write_tensor(g.id(), "full_steps", vec_tensor(r.full_steps, torch::kInt32));
+  h5::write_tensor(g.id(), "is_full", vec_tensor(r.is_full, torch::kUInt8));
+  h5::write_tensor(g.id(), "step_time_ms", vec_tensor(r.step_time_ms, torch::kFloat64));
+  h5::set_attr(g.id(), "final_power", r.final_power);
+  h5::set_attr(g.id(), "first_sample", r.first_sample);
+  auto macs = h5::create_group(g.id(), "macs");
+  h5::write_scalar(macs.id(), "full", r.macs_full);
+  h5::write_scalar(macs.id(), "partial", r.macs_partial);
+  h5::write_scalar(macs.id(), "step_average", r.macs_step_average);
+  auto metrics = h5::create_group(g.id(), "metrics");
+  h5::write_scalar(metrics.id(), "seconds", r.seconds);
+  h5::write_scalar(metrics.id(), "samples", static_cast<double>(r.samples));
+  h5::write_scalar(metrics.id(), "seconds_per_image", r.samples ? r.seconds / r.samples : 0.0);
+  h5::write_scalar(metrics.id(), "samples_per_second", r.seconds > 0 ? r.samples / r.seconds : 0.0);
+  if (r.images.defined()) h5::write_tensor(g.id(), "images", r.images, /*compress=*/true);
+  if (r.grid.defined()) h5::write_tensor(g.id(), "grid", r.grid, true);
+  if (!r.similarity.empty()) {
+    auto sim = h5::create_group(g.id(), "similarity");
+    for (const auto& [tap, m] : r.similarity) {
+      h5::write_tensor(sim.id(), tap, m);
+      h5::write_tensor(sim.id(), tap + ".fraction", r.similarity_fraction.at(tap));
+    }
+  }
+}
+
+StoredRun read_run(hid_t runs, const std::string& id) {
+  auto g = h5::open_group(runs, id);
+  StoredRun s;
+  s.run_id = id;
+  s.name = h5::get_attr_string(g.id(), "name");
+  s.status = h5::get_attr_string(g.id(), "status");
+  s.error = h5::get_attr_string(g.id(), "error");
+  s.config_json = h5::get_attr_string(g.id(), "config");
+  s.baseline = h5::get_attr_double(g.id(), "baseline") != 0;
+  s.order = static_cast<int>(h5::get_attr_double(g.id(), "order"));
+  for (const char* grp : {"macs", "metrics"}) {
+    if (!h5::exists(g.id(), grp)) continue;
+    auto m = h5::open_group(g.id(), grp);
+    for (const auto& c : h5::children(m.id())) s.scalars[std::string(grp) + "/" + c] = h5::read_scalar(m.id(), c);
+  }
+  if (h5::exists(g.id(), "full_steps")) {
+    const auto t = h5::read_tensor(g.id(), "full_steps").to(torch::kInt64);
+    for (int64_t i = 0; i < t.numel(); ++i) s.full_steps.push_back(static_cast<int>(t[i].item<int64_t>()));
+  }
+  if (h5::exists(g.id(), "timesteps")) s.model_calls = static_cast<int>(h5::read_tensor(g.id(), "timesteps").numel());
+  if (h5::exists(g.id(), "similarity")) {
+    auto sim = h5::open_group(g.id(), "similarity");
+    for (const auto& c : h5::children(sim.id())) s.similarity[c] = h5::read_tensor(sim.id(), c);
+  }
+  return s;
+}
+
+}  // namespace
+
+ResultsStore::ResultsStore(std::string path, std::string experiment, std::string description)
+    : path_(std::move(path)), experiment_(std::move(experiment)), description_(std::move(description)) {
+  const fs::path p(path_);
+  if (p.has_parent_path()) fs::create_directories(p.parent_path());
+  std::error_code ec;
+  const std::string stem = p.filename().string() + ".tmp.";
+  for (const auto& e : fs::directory_iterator(p.has_parent_path() ? p.parent_path() : fs::path("."), ec))
+    if (e.path().filename().string().rfind(stem, 0) == 0) fs::remove(e.path(), ec);
+}
+
+std::map<std::string, std::string> ResultsStore::statuses() const {
+  std::map<std::string, std::string> out;
+  if (!fs::exists(path_)) return out;
+  for (const auto& r : read_results(path_)) out[r.run_id] = r.status;
+  return out;
+}
+
+void ResultsStore::commit(const RunResult& result) {
+  const std::string tmp = fmt::format("{}.tmp.{}", path_, ::getpid());
+  {
+    auto out = h5::create_file(tmp);
+    h5::set_attr(out.id(), "experiment", experiment_);
+    h5::set_attr(out.id(), "description", description_);
+    h5::set_attr(out.id(), "schema", std::string("deepcache-bench results v1 (results/README.md)"));
+    h5::create_group(out.id(), "runs");
+    if (fs::exists(path_)) {
+      auto in = h5::open_file(path_);
+      if (h5::exists(in.id(), "runs")) {
+        auto runs = h5::open_group(in.id(), "runs");
+        for (const auto& id : h5::children(runs.id()))
+          if (id != result.spec.run_id) h5::copy_object(in.id(), "runs/" + id, out.id(), "runs/" + id);
+      }
+    }
+    write_run(out.id(), result);
+    H5Fflush(out.id(), H5F_SCOPE_GLOBAL);
+  }
+  fsync_path(tmp);
+  if (std::rename(tmp.c_str(), path_.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw Error(fmt::format("{}: cannot replace the results file", path_));
+  }
+  const fs::path dir = fs::path(path_).has_parent_path() ? fs::path(path_).parent_path() : fs::path(".");
+  fsync_path(dir.string());
+}
+
+std::vector<StoredRun> ResultsStore::read_all() const { return fs::exists(path_) ? read_results(path_) : std::vector<StoredRun>{}; }
+
+std::vector<StoredRun> read_results(const std::string& path) {
+  auto f = h5::open_file(path);
+  std::vector<StoredRun> out;
+  if (!h5::exists(f.id(), "runs")) return out;
+  auto runs = h5::open_group(f.id(), "runs");
+  for (const auto& id : h5::children(runs.id())) out.push_back(read_run(runs.id(), id));
+  std::stable_sort(out.begin(), out.end(), [](const StoredRun& a, const StoredRun& b) { return a.order < b.order; });
+  return out;
+}
+
+}  // namespace dc::harness

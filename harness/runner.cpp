@@ -1,0 +1,266 @@
+#include "harness/runner.h"
+
+#include <chrono>
+#include <ctime>
+#include <filesystem>
+#include <ostream>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "dc/build_info.h"
+#include "harness/deepcache/skip_index.h"
+#include "harness/denoiser.h"
+#include "harness/image_io.h"
+#include "harness/runtime.h"
+#include "harness/sampling/samplers.h"
+#include "harness/sampling/schedule.h"
+#include "metrics/macs.h"
+#include "models/ddpm_unet.h"
+#include "models/weights/strict_loader.h"
+
+namespace fs = std::filesystem;
+
+namespace dc::harness {
+
+namespace {
+
+std::string now_iso() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+torch::Device device_of(const std::string& d) {
+  if (d == "cuda") {
+    if (!torch::cuda::is_available()) throw Error("device cuda: no CUDA device is available to this LibTorch build");
+    return torch::kCUDA;
+  }
+  return torch::kCPU;
+}
+
+void sync(const torch::Device& d) {
+  if (d.is_cuda()) torch::cuda::synchronize();
+}
+
+// Cosine similarity between the features of every pair of calls, averaged over samples.
+// feats: per call, [m, D] (already L2-normalised rows).
+torch::Tensor similarity_matrix(const std::vector<torch::Tensor>& feats) {
+  const torch::Tensor f = torch::stack(feats).to(torch::kFloat64).permute({1, 0, 2});  // [m, S, D]
+  return torch::bmm(f, f.transpose(1, 2)).mean(0);                                     // [S, S]
+}
+
+}  // namespace
+
+RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const ProgressFn& progress) {
+  RunResult r;
+  r.spec = spec;
+  r.started_at = now_iso();
+  r.torch_version = TORCH_VERSION;
+  r.git_revision = DC_GIT_DESCRIBE;
+  const models::DdpmConfig cfg = models::DdpmConfig::preset(spec.model.preset);
+  const auto seq = sampling::ddim_repo_timesteps(spec.sampler.steps, sampling::parse_spacing(spec.sampler.spacing), 1000);
+  const int calls = static_cast<int>(seq.size());
+  const torch::Device device = device_of(spec.device);
+  r.device = device.is_cuda() ? "cuda" : "cpu";
+
+  // 1. Cache plan.
+  std::shared_ptr<deepcache::CachePlan> plan;
+  if (spec.cache.enabled) {
+    deepcache::check_skip_index(spec.cache.k, static_cast<int>(cfg.num_skips()), "the DDPM UNet");
+    plan = std::make_shared<deepcache::CachePlan>();
+    plan->skip_index = spec.cache.k;
+    if (spec.cache.schedule == "nonuniform") {
+      const auto nu = deepcache::nonuniform_full_steps(calls, spec.cache.interval, spec.cache.center, spec.cache.power);
+      plan->full_steps = nu.steps;
+      plan->final_power = nu.final_power;
+    } else if (spec.cache.schedule == "explicit") {
+      plan->full_steps = deepcache::explicit_full_steps(calls, spec.cache.full_steps);
+    } else {
+      plan->full_steps = deepcache::uniform_full_steps(calls, spec.cache.interval);
+    }
+    r.final_power = plan->final_power;
+    r.full_steps = plan->full_steps;
+  } else {
+    for (int i = 0; i < calls; ++i) r.full_steps.push_back(i);
+  }
+
+  // 2. Model: random init is seeded, so shards and resumed runs see the same network.
+  torch::manual_seed(0);
+  models::DdpmUNet net(cfg);
+  if (spec.model.weights == "random") {
+    r.weights_note = "random init (untrained)";
+  } else {
+    const std::string path = expand_env(spec.model.weights, "model.weights");
+    if (!fs::exists(path))
+      throw Error(fmt::format("{}: weights file not found; get the released checkpoint (scripts/fetch_weights.sh on a machine with "
+                              "internet) and convert it with scripts/convert_ckpt_to_safetensors.py", path));
+    weights::LoadOptions lo;
+    lo.module_name = "DDPM UNet preset '" + spec.model.preset + "'";
+    weights::load_strict(*net, st::SafetensorsFile::open(path), lo);
+    r.weights_note = path;
+  }
+  net->eval();
+  r.macs_full = metrics::ddpm_call_macs(net).total;
+  r.macs_partial = plan ? metrics::ddpm_call_macs(net, plan->skip_index).total : 0.0;
+  r.macs_step_average = plan ? metrics::step_average_macs(r.macs_full, r.macs_partial, plan->full_steps, calls) : r.macs_full;
+  net->to(device);
+  configure_threads();
+  r.thread_settings = thread_settings();
+
+  // 3. Sampling with per-call timing and, for the first samples, feature taps.
+  torch::NoGradGuard no_grad;
+  const int64_t total = count < 0 ? spec.samples.n - first : std::min<int64_t>(count, spec.samples.n - first);
+  const auto ac = sampling::alphas_cumprod_f32(sampling::make_betas(sampling::BetaSchedule::DdpmLinear, 1000, 1e-4, 0.02)).to(device);
+  r.step_time_ms.assign(calls, 0.0);
+  auto log = std::make_shared<DenoiserLog>();
+  models::Trace trace;
+  const bool want_sim = spec.similarity.enabled && first == 0;
+  const std::vector<std::string> taps = spec.similarity.taps.empty() ? net->up_block_names() : spec.similarity.taps;
+  std::map<std::string, std::vector<torch::Tensor>> feats;
+  int64_t sim_rows = 0;
+  const auto inner = ddpm_denoiser(net, plan, log);
+  const sampling::EpsFn timed = [&](const torch::Tensor& x, const torch::Tensor& t, int call) {
+    sync(device);
+    const auto t0 = std::chrono::steady_clock::now();
+    torch::Tensor eps = inner(x, t, call);
+    sync(device);
+    r.step_time_ms[call] += 1e3 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (log->trace) {
+      for (const auto& tap : taps) {
+        auto it = trace.taps.find(tap);
+        if (it == trace.taps.end()) continue;
+        feats[tap].push_back(torch::nn::functional::normalize(it->second.slice(0, 0, sim_rows).flatten(1).to(torch::kCPU),
+                                                              torch::nn::functional::NormalizeFuncOptions().dim(1)));
+      }
+      trace.taps.clear();
+    }
+    return eps;
+  };
+  std::vector<torch::Tensor> images;
+  sync(device);
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t done = 0; done < total;) {
+    const int64_t b = std::min<int64_t>(spec.samples.batch, total - done);
+    const bool tap_this = want_sim && done == 0;
+    if (tap_this) {
+      sim_rows = std::min<int64_t>(b, spec.similarity.samples);
+      trace.tap_names = std::set<std::string>(taps.begin(), taps.end());
+      log->trace = &trace;
+    }
+    const auto noise = sampling::per_sample_noise(spec.samples.seed, first + done);
+    const torch::Tensor like = torch::empty({b, cfg.in_channels, cfg.resolution, cfg.resolution}, torch::TensorOptions().device(device));
+    const torch::Tensor x_T = noise(like);
+    log->is_full.clear();
+    const auto tr = spec.sampler.name == "ddim" ? sampling::ddim_repo_sample(x_T, seq, ac, spec.sampler.eta, timed, noise, false)
+                                                : sampling::ddpm_ancestral_sample(x_T, seq, ac, timed, noise, false);
+    log->trace = nullptr;
+    images.push_back(to_uint8(tr.final).cpu());
+    done += b;
+    if (progress) progress(done, total);
+  }
+  sync(device);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  r.samples = total;
+  r.first_sample = first;
+  r.is_full = log->is_full;
+  r.timesteps.assign(seq.rbegin(), seq.rend());
+  const torch::Tensor all = images.empty() ? torch::Tensor() : torch::cat(images);
+  if (spec.samples.save_images && all.defined()) r.images = all;
+  if (spec.samples.grid > 0 && all.defined()) {
+    const int64_t g = std::min<int64_t>(spec.samples.grid, all.size(0));
+    r.grid = make_grid(all.slice(0, 0, g), static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(g)))));
+  }
+  // 4. Similarity maps of the taps that ran at every call.
+  for (const auto& [tap, f] : feats) {
+    if (static_cast<int>(f.size()) != calls) continue;
+    const torch::Tensor m = similarity_matrix(f);
+    r.similarity[tap] = m;
+    const torch::Tensor above = (m > spec.similarity.threshold).to(torch::kFloat64);
+    r.similarity_fraction[tap] = (above.sum(1) - 1) / std::max(calls - 1, 1);  // other steps only
+  }
+  r.finished_at = now_iso();
+  return r;
+}
+
+std::string default_results_path(const ExperimentSpec& e, const RunOptions& o) {
+  std::string p = o.results_path.empty() ? fmt::format("results/{}/{}.h5", e.name, e.name) : o.results_path;
+  if (o.shard_count > 1 && o.results_path.empty())
+    p = fmt::format("results/{}/{}.shard-{}-of-{}.h5", e.name, e.name, o.shard_index, o.shard_count);
+  return p;
+}
+
+RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ostream& log, bool tty) {
+  if (o.shard_count < 1 || o.shard_index < 0 || o.shard_index >= o.shard_count)
+    throw Error(fmt::format("--shard {}/{}: expected i/n with 0 <= i < n", o.shard_index, o.shard_count));
+  std::vector<const RunSpec*> selected;
+  for (const auto& r : e.runs) {
+    if (o.only.empty()) {
+      selected.push_back(&r);
+      continue;
+    }
+    for (const auto& id : o.only)
+      if (r.run_id.rfind(id, 0) == 0 || r.name == id) {
+        selected.push_back(&r);
+        break;
+      }
+  }
+  for (const auto& id : o.only) {
+    bool found = false;
+    for (const auto* r : selected) found = found || r->run_id.rfind(id, 0) == 0 || r->name == id;
+    if (!found) throw Error(fmt::format("{}: --only {}: no run has this id or name (see `deepcache-bench plan`)", e.path, id));
+  }
+  RunSummary s;
+  s.results_path = default_results_path(e, o);
+  ResultsStore store(s.results_path, e.name, e.description);
+  const auto status = store.statuses();
+  for (std::size_t i = 0; i < selected.size(); ++i) {
+    RunSpec spec = *selected[i];
+    if (!o.device.empty()) spec.device = o.device;
+    const std::string head = fmt::format("[run {}/{}] {} {}", i + 1, selected.size(), spec.run_id, describe_run(spec));
+    auto it = status.find(spec.run_id);
+    if (it != status.end() && it->second == "complete") {
+      log << head << ": complete, skipped\n";
+      ++s.skipped;
+      continue;
+    }
+    // Shard: a contiguous slice of the samples.
+    const int64_t n = spec.samples.n;
+    const int64_t first = n * o.shard_index / o.shard_count, last = n * (o.shard_index + 1) / o.shard_count;
+    const auto t0 = std::chrono::steady_clock::now();
+    ProgressFn progress = [&](int64_t done, int64_t total) {
+      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double rate = el > 0 ? done / el : 0.0;
+      const double eta = rate > 0 ? (total - done) / rate : 0.0;
+      const std::string line = fmt::format("{}: samples {}/{}, {:.2f} it/s, ETA {:.0f}s", head, done, total, rate, eta);
+      if (tty) log << "\r" << line << "\x1b[K" << std::flush;
+      else log << line << "\n";
+    };
+    RunResult result;
+    try {
+      result = execute_run(spec, first, last - first, progress);
+      if (tty) log << "\n";
+      log << fmt::format("{}: done in {:.1f}s ({:.3f} s/image, {:.2f} G MACs/call)\n", head, result.seconds,
+                         result.samples ? result.seconds / result.samples : 0.0, result.macs_step_average / 1e9);
+      store.commit(result);
+      ++s.complete;
+    } catch (const std::exception& ex) {
+      if (tty) log << "\n";
+      std::string msg = ex.what();
+      if (const auto* c10e = dynamic_cast<const c10::Error*>(&ex)) msg = c10e->what_without_backtrace();
+      log << head << ": FAILED: " << msg << "\n";
+      RunResult failed;
+      failed.spec = spec;
+      failed.status = "failed";
+      failed.error = msg;
+      failed.started_at = failed.finished_at = now_iso();
+      store.commit(failed);
+      ++s.failed;
+    }
+  }
+  return s;
+}
+
+}  // namespace dc::harness

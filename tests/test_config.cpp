@@ -1,0 +1,127 @@
+// Experiment YAML: strict schema errors naming file, key path and expected form; includes and
+// overrides; sweep (grid) and zip expansion; baselines; stable run ids.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/error.h"
+#include "harness/config.h"
+#include "support/fixtures.h"
+
+namespace fs = std::filesystem;
+using dc::harness::parse_experiment;
+
+namespace {
+std::string error_of(const std::string& yaml, const std::string& dir = ".") {
+  try {
+    parse_experiment(yaml, "exp.yaml", dir);
+  } catch (const dc::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+const char* kBase = R"(experiment: t
+base:
+  model: {family: ddpm, preset: cifar10, weights: random}
+  sampler: {name: ddim, steps: 10, spacing: quad}
+  samples: {n: 2, batch: 2, seed: 0}
+)";
+}  // namespace
+
+TEST(Config, SchemaErrorsNameFileKeyAndExpectedForm) {
+  struct Bad { std::string yaml, phrase; };
+  const std::vector<Bad> bad = {
+      {std::string(kBase) + "  cache: {intervall: 3}\n", "exp.yaml:6: cache.intervall: unknown key (known here: enabled, k, interval"},
+      {std::string(kBase) + "  cache: {enabled: true, k: 12}\n", "cache.k: skip index 12 is out of range for the DDPM 'cifar10' UNet: valid k are 0..11"},
+      {std::string(kBase) + "  cache: {enabled: true, interval: 0}\n", "cache.interval: 0 must be at least 1"},
+      {std::string(kBase) + "  cache: {enabled: true, interval: two}\n", "cache.interval: expected an integer, got a string (\"two\")"},
+      {std::string(kBase) + "  cache: {enabled: true, interval: 2, schedule: nonuniform, center: 5, power: 1.01}\n",
+       "cache.schedule: impossible non-uniform schedule"},
+      {std::string(kBase) + "  cache: {enabled: yes}\n", "cache.enabled: expected true or false"},
+      {"experiment: t\nbase: {sampler: {name: euler}}\n", "sampler.name: 'euler' is not one of: ddim, ddpm"},
+      {"experiment: t\nbase: {model: {preset: imagenet}}\n", "model.preset: unknown DDPM preset 'imagenet'"},
+      {std::string(kBase) + "  sampler: {steps: 5}\n", "key 'base.sampler' appears twice"},
+      {std::string(kBase) + "sweeps: {cache.k: [1]}\n", "unknown top-level key 'sweeps'"},
+      {std::string(kBase) + "sweep: {cache.k: 3}\n", "sweep.cache.k: expected a non-empty list of values"},
+      {std::string(kBase) + "zip:\n  - {cache.interval: [2, 3], cache.power: [1.4]}\n", "need equal lengths"},
+      {"experiment: t\nbase: {model: [1, 2]}\n", "model: expected a mapping"},
+      {"base: {}\n", "'experiment' (the experiment's name, a string) is required"},
+      {"experiment: t\nbase: {a: 1\n", "not valid YAML"},
+  };
+  for (const auto& b : bad) {
+    const std::string e = error_of(b.yaml);
+    EXPECT_NE(e.find(b.phrase), std::string::npos) << "yaml:\n" << b.yaml << "\nerror: " << e;
+    EXPECT_NE(e.find("exp.yaml"), std::string::npos) << e;
+  }
+}
+
+TEST(Config, SweepGridZipAndBaselines) {
+  const auto e = parse_experiment(std::string(kBase) + R"(sweep:
+  cache.k: [0, 2, 5]
+zip:
+  - {cache.interval: [2, 5], samples.seed: [0, 1]}
+)",
+                                  "exp.yaml");
+  // 3 (grid) x 2 (zipped pairs) cached runs + one baseline per distinct samples block (seed 0, 1).
+  ASSERT_EQ(e.runs.size(), 8u);
+  EXPECT_TRUE(e.runs[0].baseline && e.runs[1].baseline);
+  EXPECT_EQ(e.runs[0].samples.seed, 0u);
+  EXPECT_EQ(e.runs[1].samples.seed, 1u);
+  int cached = 0;
+  for (const auto& r : e.runs) cached += r.cache.enabled ? 1 : 0;
+  EXPECT_EQ(cached, 6);
+  // Order: grid outer, zip inner; zipped values move together.
+  EXPECT_EQ(e.runs[2].cache.k, 0);
+  EXPECT_EQ(e.runs[2].cache.interval, 2);
+  EXPECT_EQ(e.runs[2].samples.seed, 0u);
+  EXPECT_EQ(e.runs[3].cache.k, 0);
+  EXPECT_EQ(e.runs[3].cache.interval, 5);
+  EXPECT_EQ(e.runs[3].samples.seed, 1u);
+  EXPECT_EQ(e.runs[7].cache.k, 5);
+  // Settings that do not apply (center/power of a uniform schedule) do not make distinct runs.
+  const auto same = parse_experiment(std::string(kBase) + "sweep: {cache.center: [1, 2, 3]}\n", "exp.yaml");
+  EXPECT_EQ(same.runs.size(), 2u);
+  // No baseline when asked.
+  const auto nb = parse_experiment(std::string(kBase) + "baseline: false\nsweep: {cache.k: [0, 1]}\n", "exp.yaml");
+  EXPECT_EQ(nb.runs.size(), 2u);
+}
+
+TEST(Config, RunIdsAreStableAndIgnoreBatchAndName) {
+  const auto a = parse_experiment(std::string(kBase) + "sweep: {cache.k: [2]}\n", "exp.yaml");
+  std::string yaml_b = kBase;
+  yaml_b.replace(yaml_b.find("batch: 2"), 8, "batch: 1");
+  const auto b = parse_experiment(yaml_b + "runs:\n  - {name: renamed, cache.k: 2}\n", "exp.yaml");
+  ASSERT_EQ(a.runs.size(), 2u);
+  ASSERT_EQ(b.runs.size(), 2u);
+  EXPECT_EQ(a.runs[1].run_id, b.runs[1].run_id) << "batch size and name do not change results";
+  EXPECT_EQ(a.runs[0].run_id, b.runs[0].run_id);
+  EXPECT_EQ(a.runs[1].run_id.size(), 16u);
+  const auto c = parse_experiment(std::string(kBase) + "sweep: {cache.k: [3]}\n", "exp.yaml");
+  EXPECT_NE(a.runs[1].run_id, c.runs[1].run_id);
+  EXPECT_EQ(a.runs[0].run_id, c.runs[0].run_id) << "the baseline is shared";
+  // The id is a pure function of the resolved config (same text, same id, run after run).
+  EXPECT_EQ(parse_experiment(std::string(kBase) + "sweep: {cache.k: [2]}\n", "exp.yaml").runs[1].run_id, a.runs[1].run_id);
+}
+
+TEST(Config, IncludedBlocksAreOverriddenByBase) {
+  const std::string dir = dc::test::temp_dir();
+  fs::create_directories(dir + "/configs");
+  std::ofstream(dir + "/configs/model.yaml") << "model: {family: ddpm, preset: lsun_church, weights: '${DEEPCACHE_WEIGHTS}/church.safetensors'}\nsampler: {steps: 50}\n";
+  const auto e = parse_experiment("experiment: t\ninclude: [configs/model.yaml]\nbase: {sampler: {steps: 20}}\n", "exp.yaml", dir);
+  ASSERT_EQ(e.runs.size(), 1u);
+  EXPECT_EQ(e.runs[0].model.preset, "lsun_church");
+  EXPECT_EQ(e.runs[0].sampler.steps, 20);
+  EXPECT_EQ(e.runs[0].model.weights, "${DEEPCACHE_WEIGHTS}/church.safetensors") << "expanded only when a run starts";
+  EXPECT_NE(error_of("experiment: t\ninclude: [missing.yaml]\n", dir).find("missing.yaml: cannot open included config block"),
+            std::string::npos);
+  ::setenv("DC_TEST_WEIGHTS_DIR", "/data/w", 1);
+  EXPECT_EQ(dc::harness::expand_env("${DC_TEST_WEIGHTS_DIR}/a.safetensors", "w"), "/data/w/a.safetensors");
+  ::unsetenv("DC_TEST_UNSET_VAR");
+  try {
+    dc::harness::expand_env("${DC_TEST_UNSET_VAR}/a", "model.weights");
+    FAIL();
+  } catch (const dc::Error& e2) {
+    EXPECT_NE(std::string(e2.what()).find("DC_TEST_UNSET_VAR is not set"), std::string::npos);
+  }
+}

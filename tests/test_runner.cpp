@@ -1,0 +1,208 @@
+// Running experiments: batch and shard invariance, atomic commits surviving kill -9 with resume,
+// failed runs recorded while the sweep goes on, and reports with heatmaps.
+#include <gtest/gtest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/error.h"
+#include "harness/config.h"
+#include "harness/hdf5.h"
+#include "harness/report.h"
+#include "harness/results_store.h"
+#include "harness/runner.h"
+#include "support/fixtures.h"
+
+namespace fs = std::filesystem;
+using namespace dc::harness;
+
+namespace {
+const char* kTiny = R"(experiment: tiny
+base:
+  model: {family: ddpm, preset: cifar10, weights: random}
+  sampler: {name: ddim, steps: 3, spacing: quad}
+  samples: {n: 4, batch: 4, seed: 3, save_images: true, grid: 4}
+)";
+
+torch::Tensor images_of(const std::string& h5, const std::string& run_id) {
+  auto f = dc::h5::open_file(h5);
+  return dc::h5::read_tensor(f.id(), "runs/" + run_id + "/images");
+}
+}  // namespace
+
+TEST(Runner, SamplesDoNotDependOnBatchSizeOrShards) {
+  const std::string dir = dc::test::temp_dir();
+  auto e = parse_experiment(std::string(kTiny) + "sweep: {cache.k: [2]}\n", "tiny.yaml");
+  ASSERT_EQ(e.runs.size(), 2u);
+  std::ostringstream log;
+  RunOptions o;
+  o.results_path = dir + "/a.h5";
+  auto s = run_experiment(e, o, log, false);
+  EXPECT_EQ(s.complete, 2);
+  for (auto& r : e.runs) r.samples.batch = 1;
+  o.results_path = dir + "/b.h5";
+  run_experiment(e, o, log, false);
+  for (const auto& r : e.runs) EXPECT_TRUE(torch::equal(images_of(dir + "/a.h5", r.run_id), images_of(dir + "/b.h5", r.run_id)));
+  // Two shards together equal the whole run.
+  std::vector<torch::Tensor> parts;
+  for (int i = 0; i < 2; ++i) {
+    RunOptions so;
+    so.shard_index = i;
+    so.shard_count = 2;
+    so.results_path = dir + fmt::format("/shard{}.h5", i);
+    run_experiment(e, so, log, false);
+    parts.push_back(images_of(so.results_path, e.runs[1].run_id));
+  }
+  EXPECT_EQ(parts[0].size(0), 2);
+  EXPECT_TRUE(torch::equal(torch::cat(parts), images_of(dir + "/a.h5", e.runs[1].run_id)));
+  // The cached run differs from its baseline and records its schedule and timings.
+  EXPECT_FALSE(torch::equal(images_of(dir + "/a.h5", e.runs[0].run_id), images_of(dir + "/a.h5", e.runs[1].run_id)));
+  auto f = dc::h5::open_file(dir + "/a.h5");
+  const auto is_full = dc::h5::read_tensor(f.id(), "runs/" + e.runs[1].run_id + "/is_full");
+  EXPECT_EQ(is_full.numel(), 3);
+  EXPECT_EQ(dc::h5::read_tensor(f.id(), "runs/" + e.runs[1].run_id + "/step_time_ms").numel(), 3);
+  auto g = dc::h5::open_group(f.id(), "runs/" + e.runs[1].run_id);
+  EXPECT_EQ(dc::h5::get_attr_string(g.id(), "status"), "complete");
+  EXPECT_NE(dc::h5::get_attr_string(g.id(), "config").find("\"k\": 2"), std::string::npos);
+}
+
+TEST(Runner, FailedRunIsRecordedAndTheSweepGoesOn) {
+  const std::string dir = dc::test::temp_dir();
+  std::string yaml = kTiny;
+  yaml += "baseline: false\nruns:\n  - {model.weights: /nonexistent/w.safetensors}\n  - {cache.k: 1}\n";
+  const auto e = parse_experiment(yaml, "tiny.yaml");
+  ASSERT_EQ(e.runs.size(), 2u);
+  std::ostringstream log;
+  RunOptions o;
+  o.results_path = dir + "/r.h5";
+  const auto s = run_experiment(e, o, log, false);
+  EXPECT_EQ(s.failed, 1);
+  EXPECT_EQ(s.complete, 1);
+  EXPECT_NE(log.str().find("FAILED: /nonexistent/w.safetensors: weights file not found"), std::string::npos) << log.str();
+  const auto runs = read_results(dir + "/r.h5");
+  ASSERT_EQ(runs.size(), 2u);
+  int failed = 0;
+  for (const auto& r : runs)
+    if (r.status == "failed") {
+      ++failed;
+      EXPECT_NE(r.error.find("weights file not found"), std::string::npos);
+    }
+  EXPECT_EQ(failed, 1);
+  // A rerun retries the failed run only.
+  const auto again = run_experiment(e, o, log, false);
+  EXPECT_EQ(again.skipped, 1);
+  EXPECT_EQ(again.failed, 1);
+}
+
+// kill -9 at several moments of a two-run experiment: the results file is always readable (old
+// or new), and a rerun completes without recomputing what was complete.
+TEST(Runner, KillNineAtAnyMomentThenResume) {
+  const std::string dir = dc::test::temp_dir();
+  const std::string yaml_path = dir + "/k.yaml";
+  std::ofstream(yaml_path) << kTiny << "sweep: {cache.k: [2]}\n";
+  const std::string results = dir + "/k.h5";
+  const std::string cli = dc::test::sibling_program("deepcache-bench");
+  int killed_after_first = 0;
+  for (int delay_ms : {150, 400, 800, 1200, 1700, 2500}) {
+    fs::remove(results);
+    const pid_t pid = fork();
+    if (pid == 0) {
+      const int devnull = ::open("/dev/null", O_WRONLY);
+      ::dup2(devnull, 1);
+      ::dup2(devnull, 2);
+      execl(cli.c_str(), cli.c_str(), "run", yaml_path.c_str(), "--results", results.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    ::kill(pid, SIGKILL);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    if (fs::exists(results)) {
+      std::vector<StoredRun> runs;
+      ASSERT_NO_THROW(runs = read_results(results)) << "unreadable after kill at " << delay_ms << " ms";
+      for (const auto& r : runs) EXPECT_EQ(r.status, "complete");
+      if (runs.size() == 1) ++killed_after_first;
+    }
+    for (const auto& e : fs::directory_iterator(dir))
+      EXPECT_EQ(e.path().filename().string().find(".h5.tmp."), std::string::npos) << "a crashed writer's temp file is left only until the next start";
+    // Resume.
+    const auto before = fs::exists(results) ? read_results(results).size() : 0u;
+    const auto e = load_experiment(yaml_path);
+    std::ostringstream log;
+    RunOptions o;
+    o.results_path = results;
+    const auto s = run_experiment(e, o, log, false);
+    EXPECT_EQ(s.skipped, static_cast<int>(before)) << log.str();
+    EXPECT_EQ(s.complete + s.skipped, 2);
+    EXPECT_EQ(read_results(results).size(), 2u);
+    if (std::system("command -v h5dump >/dev/null 2>&1") == 0) {
+      EXPECT_EQ(std::system(("h5dump -H " + results + " >/dev/null 2>&1").c_str()), 0);
+    }
+  }
+  RecordProperty("killed_after_first_run", killed_after_first);
+}
+
+TEST(Report, TableWithSpeedupsAndHeatmaps) {
+  const std::string dir = dc::test::temp_dir();
+  std::string yaml = kTiny;
+  yaml += "  similarity: {enabled: true, samples: 2}\nsweep: {cache.k: [1]}\n";
+  const auto e = parse_experiment(yaml, "tiny.yaml");
+  std::ostringstream log;
+  RunOptions o;
+  o.results_path = dir + "/rep.h5";
+  run_experiment(e, o, log, false);
+  ReportOptions ro;
+  ro.results = o.results_path;
+  std::vector<std::string> maps;
+  const std::string md = render_report(ro, &maps);
+  EXPECT_NE(md.find("| run_id | role | model |"), std::string::npos) << md;
+  EXPECT_NE(md.find("RANDOM (untrained)"), std::string::npos) << md;
+  EXPECT_NE(md.find("| baseline |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 1.00x | 1.00x | complete |"), std::string::npos) << "baseline against itself: " << md;
+  EXPECT_EQ(std::count(md.begin(), md.end(), '\n'), 4) << md;
+  // The baseline ran every up block at every step: 12 maps; the cached run only the shallow ones.
+  EXPECT_GE(maps.size(), 12u);
+  for (const auto& m : maps) EXPECT_TRUE(fs::exists(m)) << m;
+  const auto runs = read_results(o.results_path);
+  for (const auto& r : runs) {
+    if (!r.baseline) continue;
+    const auto& m = r.similarity.at("up.0.block.2");
+    EXPECT_EQ(m.sizes(), (std::vector<int64_t>{3, 3}));
+    EXPECT_NEAR(m[1][1].item<double>(), 1.0, 1e-5) << "a step is identical to itself";
+    EXPECT_TRUE(torch::allclose(m, m.t()));
+  }
+  ro.format = "csv";
+  const std::string csv = render_report(ro);
+  EXPECT_EQ(csv.rfind("run_id,role,model,", 0), 0u) << csv;
+  ro.format = "xml";
+  EXPECT_THROW(render_report(ro), dc::Error);
+}
+
+TEST(PlotScript, DrawsPublicationHeatmapsFromTheResults) {
+  std::string py;
+  for (const char* c : {"python3", "/usr/bin/python3"})
+    if (std::system((std::string(c) + " -c 'import h5py, matplotlib' >/dev/null 2>&1").c_str()) == 0) {
+      py = c;
+      break;
+    }
+  if (py.empty()) GTEST_SKIP() << "no Python with h5py and matplotlib (Debian: python3-h5py python3-matplotlib)";
+  const std::string dir = dc::test::temp_dir();
+  std::string yaml = kTiny;
+  yaml += "  similarity: {enabled: true, taps: [up.0.block.2], samples: 1}\nbaseline: false\n";
+  const auto e = parse_experiment(yaml, "tiny.yaml");
+  std::ostringstream log;
+  RunOptions o;
+  o.results_path = dir + "/p.h5";
+  run_experiment(e, o, log, false);
+  const std::string script = fs::absolute("scripts/plot_similarity.py").string();
+  ASSERT_EQ(std::system((py + " " + script + " " + o.results_path + " --out " + dir + "/plots >/dev/null").c_str()), 0);
+  EXPECT_TRUE(fs::exists(dir + "/plots/similarity_" + e.runs[0].run_id + "_up.0.block.2.png"));
+  EXPECT_TRUE(fs::exists(dir + "/plots/similarity_" + e.runs[0].run_id + "_up.0.block.2.pdf"));
+}
