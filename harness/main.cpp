@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "dc/build_info.h"
+#include "dc/git_describe.h"
 #include "harness/config.h"
 #include "harness/report.h"
 #include "harness/runner.h"

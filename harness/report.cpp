@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -26,7 +27,14 @@ struct Row {
   int steps = 0, k = -1, n_interval = 0;
   double macs = 0, s_per_image = 0, speedup = 0, mac_speedup = 0;
   std::string group;  // model+sampler+samples: baseline matching key
+  std::map<std::string, double> metrics;  // quality metrics (metrics/* beyond timings)
 };
+
+// Timing scalars have their own columns; every other metrics/* value gets a column and a delta.
+bool is_timing(const std::string& k) {
+  return k == "metrics/seconds" || k == "metrics/samples" || k == "metrics/seconds_per_image" ||
+         k == "metrics/samples_per_second" || k == "metrics/full_call_ms" || k == "metrics/partial_call_ms";
+}
 
 }  // namespace
 
@@ -56,6 +64,8 @@ std::string render_report(const ReportOptions& o, std::vector<std::string>* heat
   const auto runs = read_results(o.results);
   std::vector<Row> rows;
   std::map<std::string, double> baseline_time, baseline_macs;
+  std::map<std::string, std::map<std::string, double>> baseline_metrics;
+  std::set<std::string> metric_names;
   for (const auto& r : runs) {
     Row row;
     row.run_id = r.run_id;
@@ -83,10 +93,14 @@ std::string render_report(const ReportOptions& o, std::vector<std::string>* heat
     auto get = [&](const char* k) { auto it = r.scalars.find(k); return it == r.scalars.end() ? 0.0 : it->second; };
     row.macs = get("macs/step_average");
     row.s_per_image = get("metrics/seconds_per_image");
+    for (const auto& [k, v] : r.scalars)
+      if (k.rfind("metrics/", 0) == 0 && !is_timing(k)) row.metrics[k.substr(8)] = v;
     if (r.baseline && r.status == "complete") {
       baseline_time[row.group] = row.s_per_image;
       baseline_macs[row.group] = row.macs;
+      baseline_metrics[row.group] = row.metrics;
     }
+    for (const auto& [k, v] : row.metrics) metric_names.insert(k);
     rows.push_back(row);
     // Heatmaps.
     if (heatmaps && !r.similarity.empty()) {
@@ -108,8 +122,13 @@ std::string render_report(const ReportOptions& o, std::vector<std::string>* heat
   }
   std::ostringstream out;
   const bool md = o.format == "md";
-  const std::vector<std::string> head = {"run_id", "role", "model", "weights", "sampler", "steps", "k", "m", "N", "schedule",
-                                         "MACs (G)", "s/image", "speedup", "MACs speedup", "status"};
+  std::vector<std::string> head = {"run_id", "role", "model", "weights", "sampler", "steps", "k", "m", "N", "schedule",
+                                   "MACs (G)", "s/image", "speedup", "MACs speedup"};
+  for (const auto& m : metric_names) {
+    head.push_back(m);
+    head.push_back("delta " + m);
+  }
+  head.push_back("status");
   auto line = [&](const std::vector<std::string>& cells) {
     if (md) {
       out << "|";
@@ -132,11 +151,21 @@ std::string render_report(const ReportOptions& o, std::vector<std::string>* heat
   if (md) line(std::vector<std::string>(head.size(), "---"));
   for (const auto& r : rows) {
     const std::string weights = r.weights == "random" ? "RANDOM (untrained)" : fs::path(r.weights).filename().string();
-    line({r.run_id, r.role, r.model, weights, r.sampler, std::to_string(r.steps), r.k >= 0 ? std::to_string(r.k) : "-",
-          r.k >= 0 ? std::to_string(r.k + 1) : "-", r.n_interval ? std::to_string(r.n_interval) : "-", r.schedule,
-          r.status == "complete" ? fmt::format("{:.3f}", r.macs / 1e9) : "-",
-          r.status == "complete" ? fmt::format("{:.4f}", r.s_per_image) : "-", r.speedup > 0 ? fmt::format("{:.2f}x", r.speedup) : "-",
-          r.mac_speedup > 0 ? fmt::format("{:.2f}x", r.mac_speedup) : "-", r.status});
+    std::vector<std::string> cells = {
+        r.run_id, r.role, r.model, weights, r.sampler, std::to_string(r.steps), r.k >= 0 ? std::to_string(r.k) : "-",
+        r.k >= 0 ? std::to_string(r.k + 1) : "-", r.n_interval ? std::to_string(r.n_interval) : "-", r.schedule,
+        r.status == "complete" ? fmt::format("{:.3f}", r.macs / 1e9) : "-",
+        r.status == "complete" ? fmt::format("{:.4f}", r.s_per_image) : "-", r.speedup > 0 ? fmt::format("{:.2f}x", r.speedup) : "-",
+        r.mac_speedup > 0 ? fmt::format("{:.2f}x", r.mac_speedup) : "-"};
+    for (const auto& m : metric_names) {
+      auto it = r.metrics.find(m);
+      cells.push_back(it == r.metrics.end() ? "-" : fmt::format("{:.4g}", it->second));
+      auto b = baseline_metrics.find(r.group);
+      const bool has_delta = it != r.metrics.end() && b != baseline_metrics.end() && b->second.count(m);
+      cells.push_back(has_delta ? fmt::format("{:+.4g}", it->second - b->second.at(m)) : "-");
+    }
+    cells.push_back(r.status);
+    line(cells);
   }
   return out.str();
 }

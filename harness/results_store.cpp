@@ -63,6 +63,15 @@ void write_run(hid_t file, const RunResult& r) {
   h5::write_scalar(metrics.id(), "samples", static_cast<double>(r.samples));
   h5::write_scalar(metrics.id(), "seconds_per_image", r.samples ? r.seconds / r.samples : 0.0);
   h5::write_scalar(metrics.id(), "samples_per_second", r.seconds > 0 ? r.samples / r.seconds : 0.0);
+  // Per-call wall time split by kind (ms per call for the whole batch set of this process).
+  double full_ms = 0, part_ms = 0;
+  int n_full = 0, n_part = 0;
+  for (std::size_t i = 0; i < r.step_time_ms.size() && i < r.is_full.size(); ++i) {
+    if (r.is_full[i]) full_ms += r.step_time_ms[i], ++n_full;
+    else part_ms += r.step_time_ms[i], ++n_part;
+  }
+  h5::write_scalar(metrics.id(), "full_call_ms", n_full ? full_ms / n_full : 0.0);
+  h5::write_scalar(metrics.id(), "partial_call_ms", n_part ? part_ms / n_part : 0.0);
   if (r.images.defined()) h5::write_tensor(g.id(), "images", r.images, /*compress=*/true);
   if (r.grid.defined()) h5::write_tensor(g.id(), "grid", r.grid, true);
   if (!r.similarity.empty()) {

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "dc/build_info.h"
+#include "dc/git_describe.h"
 #include "harness/deepcache/skip_index.h"
 #include "harness/denoiser.h"
 #include "harness/image_io.h"
@@ -245,6 +246,10 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
       log << fmt::format("{}: done in {:.1f}s ({:.3f} s/image, {:.2f} G MACs/call)\n", head, result.seconds,
                          result.samples ? result.seconds / result.samples : 0.0, result.macs_step_average / 1e9);
       store.commit(result);
+      if (result.grid.defined()) {
+        const std::string png = (fs::path(s.results_path).parent_path() / fmt::format("grid_{}.png", spec.run_id)).string();
+        write_png(png, result.grid);
+      }
       ++s.complete;
     } catch (const std::exception& ex) {
       if (tty) log << "\n";

@@ -46,6 +46,7 @@ TEST(Runner, SamplesDoNotDependOnBatchSizeOrShards) {
   o.results_path = dir + "/a.h5";
   auto s = run_experiment(e, o, log, false);
   EXPECT_EQ(s.complete, 2);
+  for (const auto& r : e.runs) EXPECT_TRUE(fs::exists(dir + "/grid_" + r.run_id + ".png")) << "PNG grid of " << r.run_id;
   for (auto& r : e.runs) r.samples.batch = 1;
   o.results_path = dir + "/b.h5";
   run_experiment(e, o, log, false);
@@ -70,6 +71,9 @@ TEST(Runner, SamplesDoNotDependOnBatchSizeOrShards) {
   EXPECT_EQ(dc::h5::read_tensor(f.id(), "runs/" + e.runs[1].run_id + "/step_time_ms").numel(), 3);
   auto g = dc::h5::open_group(f.id(), "runs/" + e.runs[1].run_id);
   EXPECT_EQ(dc::h5::get_attr_string(g.id(), "status"), "complete");
+  EXPECT_NE(dc::h5::get_attr_string(g.id(), "git_revision"), "");
+  EXPECT_GT(dc::h5::read_scalar(g.id(), "metrics/partial_call_ms"), 0.0);
+  EXPECT_GT(dc::h5::read_scalar(g.id(), "metrics/full_call_ms"), 0.0);
   EXPECT_NE(dc::h5::get_attr_string(g.id(), "config").find("\"k\": 2"), std::string::npos);
 }
 
