@@ -1,19 +1,13 @@
 #include "harness/ddpm_sample.h"
 
-#include <chrono>
 #include <filesystem>
 
 #include <fmt/format.h>
 
 #include "common/error.h"
-#include "harness/deepcache/skip_index.h"
 #include "harness/runner.h"
-#include "harness/image_io.h"
-#include "harness/sampling/samplers.h"
 #include "harness/sampling/schedule.h"
-#include "metrics/macs.h"
 #include "models/ddpm_unet.h"
-#include "models/weights/strict_loader.h"
 
 namespace dc::harness {
 
