@@ -1,0 +1,68 @@
+// FID statistics and the Fréchet distance, in double (pytorch-fid src/pytorch_fid/fid_score.py:
+// calculate_activation_statistics, calculate_frechet_distance).
+//
+// Statistics are kept mergeable: (count, sum, sum of outer products), so shards combine exactly
+// in the sense that merging is plain addition; mean and covariance (denominator N-1, as np.cov)
+// are derived on demand.
+//
+// tr sqrt(s1 s2) is computed in the numerically robust symmetric form
+//   tr sqrt(s1 s2) = tr sqrt(A s2 A),  A = s1^(1/2)
+// with self-adjoint eigendecompositions (negative round-off eigenvalues clipped to 0). pytorch-fid
+// uses scipy's Schur sqrtm instead: the two agree to ~1e-10 on full-rank covariances and to ~1e-6
+// relative on rank-deficient ones. The reference retries with s + eps I when its sqrtm is not
+// finite; the symmetric form is always finite, so that fallback is only taken on request
+// (FrechetOptions::force_eps_offset) or when the inputs themselves are not finite. Its
+// complex-part check maps to: the most negative eigenvalue of A s2 A must satisfy
+// sqrt(-lambda_min) <= 1e-3 (an imaginary diagonal beyond 1e-3 is an error there too).
+#pragma once
+#include <Eigen/Dense>
+#include <torch/torch.h>
+
+#include <cstdint>
+
+namespace dc::metrics {
+
+class FeatureStats {
+ public:
+  FeatureStats() = default;
+  explicit FeatureStats(int64_t dims);
+  // feats: [N, D] (any float dtype; accumulated in double).
+  void add(const torch::Tensor& feats);
+  void merge(const FeatureStats& other);  // throws dc::Error when dims differ
+  int64_t count() const { return count_; }
+  int64_t dims() const { return static_cast<int64_t>(sum_.size()); }
+  Eigen::VectorXd mean() const;
+  Eigen::MatrixXd covariance() const;  // denominator N-1; needs N >= 2
+
+  const Eigen::VectorXd& sum() const { return sum_; }
+  const Eigen::MatrixXd& outer_sum() const { return outer_; }
+  static FeatureStats from_sums(int64_t count, Eigen::VectorXd sum, Eigen::MatrixXd outer);
+
+ private:
+  int64_t count_ = 0;
+  Eigen::VectorXd sum_;
+  Eigen::MatrixXd outer_;
+};
+
+struct FrechetOptions {
+  double eps = 1e-6;
+  bool force_eps_offset = false;  // use (s1 + eps I), (s2 + eps I) as the reference's fallback does
+};
+
+struct FrechetResult {
+  double fid = 0.0;
+  double mean_term = 0.0;      // |mu1 - mu2|^2
+  double trace_sigma1 = 0.0;
+  double trace_sigma2 = 0.0;
+  double trace_covmean = 0.0;  // tr sqrt(s1 s2)
+  bool eps_offset_used = false;
+};
+
+// Throws dc::Error for mismatched shapes, non-finite input, or an imaginary part beyond 1e-3.
+FrechetResult frechet_distance(const Eigen::VectorXd& mu1, const Eigen::MatrixXd& sigma1, const Eigen::VectorXd& mu2,
+                               const Eigen::MatrixXd& sigma2, const FrechetOptions& options = {});
+
+Eigen::MatrixXd to_eigen_matrix(const torch::Tensor& t);  // [R, C] -> double
+Eigen::VectorXd to_eigen_vector(const torch::Tensor& t);
+
+}  // namespace dc::metrics
