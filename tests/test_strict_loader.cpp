@@ -160,3 +160,14 @@ TEST(StrictLoader, FromTensorsInMemoryAndAgainstAManifest) {
   EXPECT_EQ(d.unexpected.size(), 1u);
   EXPECT_FALSE(d.ok());
 }
+
+TEST(StrictLoader, AOneElementTensorFitsAScalarParameter) {
+  auto state = random_state(8);
+  state["norm.num_batches_tracked"] = torch::tensor({int64_t{9}});  // [1] instead of []
+  Net net;
+  dc::weights::load_strict(*net, state, "scalar as [1]");
+  EXPECT_EQ(net->norm->num_batches_tracked.dim(), 0);
+  EXPECT_EQ(net->norm->num_batches_tracked.item<int64_t>(), 9);
+  state["norm.num_batches_tracked"] = torch::tensor({int64_t{9}, int64_t{10}});  // two elements: a real mismatch
+  EXPECT_THROW(dc::weights::load_strict(*net, state, "two elements"), dc::Error);
+}

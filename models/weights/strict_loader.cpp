@@ -1,5 +1,7 @@
 #include "models/weights/strict_loader.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "common/error.h"
@@ -27,8 +29,13 @@ LoadSummary load_impl(torch::nn::Module& module, const Source& src, const LoadOp
   for (const auto& p : module.named_parameters(true)) targets.emplace(p.key(), p.value());
   for (const auto& b : module.named_buffers(true)) targets.emplace(b.key(), b.value());
 
-  // 1. Check everything.
-  const KeyDiff diff = diff_keys(module_keys(module), keys_of(mapped));
+  // 1. Check everything. A one-element tensor stored as [1] fits a 0-d parameter and vice versa
+  // (converters differ in how they store scalars such as BatchNorm's num_batches_tracked).
+  KeyDiff diff = diff_keys(module_keys(module), keys_of(mapped));
+  auto scalar_like = [](const std::vector<int64_t>& s) { return s.size() <= 1 && (s.empty() || s[0] == 1); };
+  diff.shape_mismatches.erase(std::remove_if(diff.shape_mismatches.begin(), diff.shape_mismatches.end(),
+                                             [&](const ShapeMismatch& m) { return scalar_like(m.expected) && scalar_like(m.actual); }),
+                              diff.shape_mismatches.end());
   std::vector<std::string> type_problems;
   for (const auto& d : diff.dtype_differences) {
     bool ok = (is_floating(d.expected) && is_floating(d.actual)) ||
@@ -65,6 +72,7 @@ LoadSummary load_impl(torch::nn::Module& module, const Source& src, const LoadOp
     torch::Tensor dst = targets.at(m.target);
     torch::Tensor v = src.load(m.source);
     if (m.transform != Transform::Copy) v = v.reshape(m.shape);
+    if (v.sizes() != dst.sizes()) v = v.reshape(dst.sizes());  // scalar stored as [1] (checked above)
     bool keep_file_dtype = options.precision == Precision::File && v.is_floating_point();
     if (!keep_file_dtype && v.scalar_type() != dst.scalar_type()) v = v.to(dst.scalar_type());
     if (long_name(v.scalar_type()) != m.dtype) ++summary.converted;
