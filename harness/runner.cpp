@@ -133,8 +133,8 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
       for (const auto& tap : taps) {
         auto it = trace.taps.find(tap);
         if (it == trace.taps.end()) continue;
-        feats[tap].push_back(torch::nn::functional::normalize(it->second.slice(0, 0, sim_rows).flatten(1).to(torch::kCPU),
-                                                              torch::nn::functional::NormalizeFuncOptions().dim(1)));
+        const torch::Tensor f = it->second.slice(0, 0, sim_rows).flatten(1).to(torch::kCPU);
+        feats[tap].push_back(f / f.norm(2, {1}, true).clamp_min(1e-12));  // F.normalize(f, dim=1)
       }
       trace.taps.clear();
     }
