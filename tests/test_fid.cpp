@@ -209,3 +209,47 @@ TEST(Npz, DamagedFilesAreClearErrors) {
   dc::metrics::write_npz(dir + "/bad_shape.npz", {{"mu", torch::zeros({3}, torch::kFloat64)}, {"sigma", torch::zeros({4, 4}, torch::kFloat64)}});
   EXPECT_THROW(dc::metrics::read_fid_stats(dir + "/bad_shape.npz"), dc::Error);
 }
+
+// ---- Inception Score: closed forms -----------------------------------------------------------
+#include "metrics/inception_score.h"
+
+TEST(InceptionScore, ClosedFormsOnConstructedDistributions) {
+  // Confident predictions spread evenly over K classes in every split: IS = K exactly (up to the
+  // softmax's e^-60 leak), std 0.
+  const int64_t K = 7, per_split = 14, splits = 10, C = 1008;
+  torch::Tensor logits = torch::zeros({per_split * splits, C}, torch::kFloat64);
+  for (int64_t i = 0; i < logits.size(0); ++i) logits[i][(i % K) * 3] = 60.0;
+  const auto r = dc::metrics::inception_score(logits, static_cast<int>(splits));
+  EXPECT_NEAR(r.mean, static_cast<double>(K), 1e-9);
+  EXPECT_NEAR(r.std, 0.0, 1e-9);
+  // Identical predictions carry no information: IS = 1.
+  EXPECT_NEAR(dc::metrics::inception_score(torch::randn({1, C}).repeat({50, 1}), 5).mean, 1.0, 1e-9);
+  // Two splits with different class counts: K1 = 2 and K2 = 4 -> mean 3, std 1.
+  torch::Tensor two = torch::zeros({8, C}, torch::kFloat64);
+  for (int64_t i = 0; i < 4; ++i) two[i][i % 2] = 60.0;
+  for (int64_t i = 4; i < 8; ++i) two[i][10 + i % 4] = 60.0;
+  const auto r2 = dc::metrics::inception_score(two, 2);
+  EXPECT_NEAR(r2.mean, 3.0, 1e-9);
+  EXPECT_NEAR(r2.std, 1.0, 1e-9);
+  // A non-degenerate case against the definition evaluated independently in double loops.
+  torch::manual_seed(2);
+  const auto lg = torch::randn({20, 5}, torch::kFloat64) * 2;
+  double sum = 0;
+  std::vector<double> s;
+  for (int split = 0; split < 2; ++split) {
+    std::vector<double> py(5, 0.0);
+    std::vector<std::vector<double>> p(10, std::vector<double>(5));
+    for (int i = 0; i < 10; ++i) {
+      double z = 0;
+      for (int c = 0; c < 5; ++c) z += std::exp(lg[split * 10 + i][c].item<double>());
+      for (int c = 0; c < 5; ++c) py[c] += (p[i][c] = std::exp(lg[split * 10 + i][c].item<double>()) / z) / 10;
+    }
+    double kl = 0;
+    for (int i = 0; i < 10; ++i)
+      for (int c = 0; c < 5; ++c) kl += p[i][c] * (std::log(p[i][c]) - std::log(py[c])) / 10;
+    s.push_back(std::exp(kl));
+    sum += s.back();
+  }
+  EXPECT_NEAR(dc::metrics::inception_score(lg, 2).mean, sum / 2, 1e-12);
+  EXPECT_THROW(dc::metrics::inception_score(lg, 21), dc::Error);
+}

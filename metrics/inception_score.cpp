@@ -1,0 +1,35 @@
+#include "metrics/inception_score.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+
+namespace dc::metrics {
+
+InceptionScore inception_score(const torch::Tensor& logits, int splits) {
+  TORCH_CHECK(logits.dim() == 2, "inception_score: need [N, C] logits, got ", logits.sizes());
+  const int64_t n = logits.size(0);
+  if (splits < 1) throw Error(fmt::format("Inception Score: splits must be at least 1, got {}", splits));
+  if (n < splits) throw Error(fmt::format("Inception Score: {} samples cannot make {} splits", n, splits));
+  const torch::Tensor p = torch::softmax(logits.to(torch::kFloat64), 1);      // [N, C]
+  const torch::Tensor logp = torch::log_softmax(logits.to(torch::kFloat64), 1);
+  std::vector<double> scores;
+  for (int i = 0; i < splits; ++i) {
+    const int64_t a = i * n / splits, b = (i + 1) * n / splits;
+    const torch::Tensor part = p.slice(0, a, b), lpart = logp.slice(0, a, b);
+    const torch::Tensor py = part.mean(0, true);                               // [1, C]
+    const torch::Tensor kl = (part * (lpart - torch::log(py))).sum(1);         // [n_i]
+    scores.push_back(std::exp(kl.mean().item<double>()));
+  }
+  InceptionScore r;
+  r.splits = splits;
+  r.samples = n;
+  for (double s : scores) r.mean += s / splits;
+  for (double s : scores) r.std += (s - r.mean) * (s - r.mean) / splits;
+  r.std = std::sqrt(r.std);
+  return r;
+}
+
+}  // namespace dc::metrics
