@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <iostream>
 #include <string>
 
@@ -23,7 +24,10 @@
 #include "harness/deepcache/skip_index.h"
 #include "harness/image_io.h"
 #include "harness/inspect.h"
+#include "metrics/fid.h"
+#include "metrics/fid_pipeline.h"
 #include "metrics/macs.h"
+#include "metrics/npz.h"
 #include "models/ddpm_unet.h"
 #include "harness/runtime.h"
 
@@ -123,6 +127,28 @@ int main(int argc, char** argv) {
   cmd_report->add_option("--out", report_out, "write the table here (default: stdout)");
   cmd_report->add_option("--heatmaps", rep.heatmap_dir, "folder for heatmap PNGs (default: next to the results)");
 
+  // ---- fid / fid-stats (pytorch-fid's command line) ----
+  std::vector<std::string> fid_paths;
+  std::string fid_stats_path, fid_out, inception_weights, fid_device = "cpu";
+  int fid_dims = 2048, fid_batch = 50;
+  if (const char* w = std::getenv("DEEPCACHE_INCEPTION_WEIGHTS")) inception_weights = w;
+  const std::string weights_help =
+      "FID Inception weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth converted with "
+      "scripts/convert_ckpt_to_safetensors.py); default $DEEPCACHE_INCEPTION_WEIGHTS";
+  auto* cmd_fid = app.add_subcommand("fid", "FID between two folders of images or pytorch-fid .npz statistics files, as pytorch-fid computes it.");
+  cmd_fid->add_option("PATHS", fid_paths, "two paths: folders of images or .npz statistics")->required()->expected(2);
+  cmd_fid->add_option("--dims", fid_dims, "feature block: 64, 192, 768 or 2048");
+  cmd_fid->add_option("--batch-size", fid_batch, "images per batch");
+  cmd_fid->add_option("--device", fid_device, "cpu or cuda");
+  cmd_fid->add_option("--inception-weights", inception_weights, weights_help);
+  auto* cmd_fid_stats = app.add_subcommand("fid-stats", "Write the FID statistics (mu, sigma) of a folder of images as a pytorch-fid .npz.");
+  cmd_fid_stats->add_option("PATH", fid_stats_path, "folder of images")->required();
+  cmd_fid_stats->add_option("--out", fid_out, "output .npz")->required();
+  cmd_fid_stats->add_option("--dims", fid_dims, "feature block: 64, 192, 768 or 2048");
+  cmd_fid_stats->add_option("--batch-size", fid_batch, "images per batch");
+  cmd_fid_stats->add_option("--device", fid_device, "cpu or cuda");
+  cmd_fid_stats->add_option("--inception-weights", inception_weights, weights_help);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -206,6 +232,36 @@ int main(int argc, char** argv) {
         std::cout << "table       " << report_out << "\n";
       }
       for (const auto& m : maps) std::cout << "heatmap     " << m << "\n";
+      return 0;
+    }
+    if (*cmd_fid || *cmd_fid_stats) {
+      if (fid_device != "cpu" && fid_device != "cuda") throw dc::Error(fmt::format("--device {}: expected cpu or cuda", fid_device));
+      if (fid_device == "cuda" && !torch::cuda::is_available()) throw dc::Error("--device cuda: no CUDA device is available");
+      const torch::Device device = fid_device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+      std::optional<dc::metrics::InceptionFid> net;
+      auto stats_of = [&](const std::string& path) -> std::pair<Eigen::VectorXd, Eigen::MatrixXd> {
+        if (path.size() > 4 && path.compare(path.size() - 4, 4, ".npz") == 0) {
+          const auto [mu, sigma] = dc::metrics::read_fid_stats(path);
+          return {dc::metrics::to_eigen_vector(mu), dc::metrics::to_eigen_matrix(sigma)};
+        }
+        dc::metrics::list_images(path);  // the folder first: no model load for a bad path
+        if (!net) net = dc::metrics::load_inception(inception_weights, device);
+        const auto s = dc::metrics::folder_statistics(*net, path, fid_dims, fid_batch, device);
+        return {s.mean(), s.covariance()};
+      };
+      if (*cmd_fid_stats) {
+        const auto [mu, sigma] = stats_of(fid_stats_path);
+        torch::Tensor m = torch::from_blob(const_cast<double*>(mu.data()), {mu.size()}, torch::kFloat64).clone();
+        torch::Tensor s = torch::empty({sigma.rows(), sigma.cols()}, torch::kFloat64);
+        Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(s.data_ptr<double>(), sigma.rows(), sigma.cols()) = sigma;
+        dc::metrics::write_fid_stats(fid_out, m, s);
+        std::cout << fmt::format("statistics  {} ({} dims) -> {}\n", fid_stats_path, mu.size(), fid_out);
+        return 0;
+      }
+      const auto a = stats_of(fid_paths[0]);
+      const auto b = stats_of(fid_paths[1]);
+      const auto r = dc::metrics::frechet_distance(a.first, a.second, b.first, b.second);
+      std::cout << fmt::format("FID:  {:.6f}\n", r.fid);
       return 0;
     }
     if (*cmd_plan) {

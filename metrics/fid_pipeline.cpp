@@ -1,0 +1,88 @@
+#include "metrics/fid_pipeline.h"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+#include "harness/image_io.h"
+#include "models/weights/strict_loader.h"
+
+namespace fs = std::filesystem;
+
+namespace dc::metrics {
+
+std::vector<std::string> list_images(const std::string& dir) {
+  if (!fs::is_directory(dir)) throw Error(fmt::format("{}: not a folder of images", dir));
+  static const std::vector<std::string> exts = {"bmp", "jpg", "jpeg", "pgm", "png", "ppm", "tif", "tiff", "webp"};
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    std::string ext = e.path().extension().string();
+    if (ext.empty()) continue;
+    ext = ext.substr(1);
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (std::find(exts.begin(), exts.end(), ext) != exts.end()) out.push_back(e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  if (out.empty()) throw Error(fmt::format("{}: no images (looked for bmp jpg jpeg pgm png ppm tif tiff webp)", dir));
+  return out;
+}
+
+torch::Tensor load_rgb(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (ext != ".png")
+    throw Error(fmt::format("{}: only PNG images are decoded here (convert the others, e.g. with ImageMagick)", path));
+  torch::Tensor img = harness::read_png(path);
+  if (img.size(0) == 1) img = img.repeat({3, 1, 1});
+  return img;
+}
+
+torch::Tensor inception_features(InceptionFid& net, const torch::Tensor& images, int dims) {
+  const auto p = net->parameters().front();
+  const torch::Tensor x = images.to(p.device()).to(torch::kFloat32).div(255);
+  if (dims == 2048) return net->forward(x).pool3;
+  const char* block = dims == 64 ? "block0" : dims == 192 ? "block1" : dims == 768 ? "block2" : nullptr;
+  if (!block) throw Error(fmt::format("--dims {}: pytorch-fid's FID Inception offers 64, 192, 768 or 2048", dims));
+  return net->forward(x, false, true).blocks.at(block).mean({2, 3});  // adaptive average pool to 1x1
+}
+
+FeatureStats folder_statistics(InceptionFid& net, const std::string& dir, int dims, int batch, const torch::Device& device) {
+  (void)device;
+  if (batch < 1) throw Error(fmt::format("--batch-size must be at least 1, got {}", batch));
+  torch::NoGradGuard ng;
+  const auto files = list_images(dir);
+  FeatureStats stats;
+  std::vector<torch::Tensor> pending;
+  auto flush = [&] {
+    if (pending.empty()) return;
+    stats.add(inception_features(net, torch::stack(pending), dims).to(torch::kCPU));
+    pending.clear();
+  };
+  for (const auto& f : files) {
+    torch::Tensor img = load_rgb(f);
+    if (!pending.empty() && (pending.front().sizes() != img.sizes() || static_cast<int>(pending.size()) == batch)) flush();
+    pending.push_back(img);
+  }
+  flush();
+  return stats;
+}
+
+InceptionFid load_inception(const std::string& weights, const torch::Device& device) {
+  if (weights.empty())
+    throw Error("no FID Inception weights: pass --inception-weights FILE or set DEEPCACHE_INCEPTION_WEIGHTS (pytorch-fid's "
+                "pt_inception-2015-12-05-6726825d.pth, converted with scripts/convert_ckpt_to_safetensors.py)");
+  if (!fs::exists(weights)) throw Error(fmt::format("{}: FID Inception weights not found", weights));
+  InceptionFid net;
+  weights::LoadOptions lo;
+  lo.module_name = "FID InceptionV3";
+  weights::load_strict(*net, st::SafetensorsFile::open(weights), lo);
+  net->eval();
+  net->to(device);
+  return net;
+}
+
+}  // namespace dc::metrics

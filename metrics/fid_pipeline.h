@@ -1,0 +1,32 @@
+// pytorch-fid's path from image files to statistics (fid_score.py): the files of a folder with
+// the extensions it accepts, sorted; each read as RGB uint8; uint8/255 into the FID Inception;
+// features of the chosen block (64, 192, 768 or 2048 dims), adaptive-average-pooled; statistics in
+// double. PNG is decoded here (libpng); other extensions pytorch-fid accepts are refused by name.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "metrics/fid.h"
+#include "metrics/inception_fid.h"
+
+namespace dc::metrics {
+
+// The image files of a folder as pytorch-fid lists them (extensions bmp jpg jpeg pgm png ppm tif
+// tiff webp, case-insensitive, sorted). Throws dc::Error when the folder has none.
+std::vector<std::string> list_images(const std::string& dir);
+
+// [3, H, W] uint8 (grey PNGs are repeated to RGB, alpha dropped: PIL's convert('RGB')).
+torch::Tensor load_rgb(const std::string& path);
+
+// Features [N, dims] of uint8 images [N, 3, H, W]. dims: 64, 192, 768 or 2048.
+torch::Tensor inception_features(InceptionFid& net, const torch::Tensor& images, int dims);
+
+// Statistics of a folder (batches of consecutive same-size images of at most `batch`).
+FeatureStats folder_statistics(InceptionFid& net, const std::string& dir, int dims, int batch, const torch::Device& device);
+
+// Loads the FID Inception weights strictly (fp16 files are converted to float32).
+InceptionFid load_inception(const std::string& weights, const torch::Device& device);
+
+}  // namespace dc::metrics
