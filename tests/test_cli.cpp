@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "models/weights/safetensors.h"
+#include "support/cli.h"
 #include "support/damage.h"
 #include "support/fixtures.h"
 
@@ -18,32 +19,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-  int code = -1;
-  std::string out, err;
-};
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-Run run(const std::vector<std::string>& args) {
-  const std::string dir = dc::test::temp_dir();
-  std::string cmd = quote(dc::test::sibling_program("deepcache-bench"));
-  for (const auto& a : args) cmd += " " + quote(a);
-  cmd += " >" + quote(dir + "/out") + " 2>" + quote(dir + "/err");
-  const int status = std::system(cmd.c_str());
-  Run r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::stringstream o, e;
-  o << std::ifstream(dir + "/out").rdbuf();
-  e << std::ifstream(dir + "/err").rdbuf();
-  r.out = o.str();
-  r.err = e.str();
-  return r;
-}
+using Run = dc::test::CliRun;
+Run run(const std::vector<std::string>& args) { return dc::test::run_cli(args); }
 
 std::size_t lines(const std::string& s) { return std::count(s.begin(), s.end(), '\n'); }
 

@@ -11,6 +11,7 @@
 #include "harness/ddpm_sample.h"
 #include "harness/image_io.h"
 #include "harness/sampling/samplers.h"
+#include "support/cli.h"
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
@@ -114,18 +115,7 @@ TEST(ImageIo, PngRoundTripGridAndRounding) {
 }
 
 namespace {
-struct Out {
-  int code;
-  std::string out, err;
-};
-Out cli(const std::string& args) {
-  const std::string dir = dc::test::temp_dir();
-  const int s = std::system((dc::test::sibling_program("deepcache-bench") + " " + args + " >" + dir + "/o 2>" + dir + "/e").c_str());
-  std::stringstream o, e;
-  o << std::ifstream(dir + "/o").rdbuf();
-  e << std::ifstream(dir + "/e").rdbuf();
-  return {WIFEXITED(s) ? WEXITSTATUS(s) : -1, o.str(), e.str()};
-}
+dc::test::CliRun cli(const std::string& args) { return dc::test::run_cli(args); }
 }  // namespace
 
 TEST(CliSample, WritesTheGridAndSaysRandomLoudly) {

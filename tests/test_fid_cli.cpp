@@ -12,25 +12,13 @@
 #include "metrics/fid_pipeline.h"
 #include "metrics/npz.h"
 #include "models/weights/safetensors.h"
+#include "support/cli.h"
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
 
 namespace {
-struct Out {
-  int code;
-  std::string out, err;
-};
-Out cli(const std::string& args) {
-  const std::string dir = dc::test::temp_dir();
-  const int s = std::system(("env -u DEEPCACHE_INCEPTION_WEIGHTS " + dc::test::sibling_program("deepcache-bench") + " " + args + " >" +
-                             dir + "/o 2>" + dir + "/e")
-                                .c_str());
-  std::stringstream o, e;
-  o << std::ifstream(dir + "/o").rdbuf();
-  e << std::ifstream(dir + "/e").rdbuf();
-  return {WIFEXITED(s) ? WEXITSTATUS(s) : -1, o.str(), e.str()};
-}
+dc::test::CliRun cli(const std::string& args) { return dc::test::run_cli(args); }
 double parse_fid(const std::string& out) {
   const auto at = out.find("FID:");
   return at == std::string::npos ? -1 : std::stod(out.substr(at + 4));

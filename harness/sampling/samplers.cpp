@@ -83,11 +83,18 @@ StepOut ddim_repo_step(const torch::Tensor& x, const torch::Tensor& eps, float a
 }
 
 namespace {
-float alpha_at(const torch::Tensor& ac, int64_t t) { return t < 0 ? 1.0f : ac[t].item<float>(); }
-}  // namespace
-
-Trajectory ddim_repo_sample(const torch::Tensor& x_T, const std::vector<int64_t>& seq, const torch::Tensor& ac,
-                            double eta, const EpsFn& model, const NoiseFn& noise, bool keep) {
+// The ddim repo's loop (functions/denoising.py): walk reversed(seq) with seq_next = [-1] + seq[:-1];
+// alpha(t) = alphas_cumprod[t] and alpha(-1) = 1, read once on the CPU (no device sync per step).
+// One model call, then one noise draw, per step.
+template <typename Step>
+Trajectory ddim_repo_loop(const torch::Tensor& x_T, const std::vector<int64_t>& seq, const torch::Tensor& ac, const EpsFn& model,
+                          const NoiseFn& noise, bool keep, const Step& step) {
+  const torch::Tensor acc = ac.to(torch::kCPU, torch::kFloat32).contiguous();
+  const float* a = acc.data_ptr<float>();
+  auto alpha = [&](int64_t t) {
+    TORCH_CHECK(t < acc.size(0), "timestep ", t, " is outside the ", acc.size(0), "-step schedule");
+    return t < 0 ? 1.0f : a[t];
+  };
   Trajectory tr;
   torch::Tensor x = x_T;
   const int n = static_cast<int>(seq.size());
@@ -95,7 +102,7 @@ Trajectory ddim_repo_sample(const torch::Tensor& x_T, const std::vector<int64_t>
     const int64_t t = seq[n - 1 - s], t_next = n - 2 - s >= 0 ? seq[n - 2 - s] : -1;
     const torch::Tensor tt = timesteps_like(x, t);
     const torch::Tensor eps = model(x, tt, tr.model_calls++);
-    const StepOut o = ddim_repo_step(x, eps, alpha_at(ac, t), alpha_at(ac, t_next), eta, noise(x));
+    const StepOut o = step(x, eps, alpha(t), alpha(t_next), t, noise(x));
     x = o.x;
     if (keep) {
       tr.xs.push_back(o.x);
@@ -105,6 +112,15 @@ Trajectory ddim_repo_sample(const torch::Tensor& x_T, const std::vector<int64_t>
   }
   tr.final = x;
   return tr;
+}
+}  // namespace
+
+Trajectory ddim_repo_sample(const torch::Tensor& x_T, const std::vector<int64_t>& seq, const torch::Tensor& ac,
+                            double eta, const EpsFn& model, const NoiseFn& noise, bool keep) {
+  return ddim_repo_loop(x_T, seq, ac, model, noise, keep,
+                        [eta](const torch::Tensor& x, const torch::Tensor& e, float at, float an, int64_t, const torch::Tensor& z) {
+                          return ddim_repo_step(x, e, at, an, eta, z);
+                        });
 }
 
 StepOut ddpm_ancestral_step(const torch::Tensor& x, const torch::Tensor& e, float a_t_v, float a_next_v, bool last,
@@ -120,23 +136,10 @@ StepOut ddpm_ancestral_step(const torch::Tensor& x, const torch::Tensor& e, floa
 
 Trajectory ddpm_ancestral_sample(const torch::Tensor& x_T, const std::vector<int64_t>& seq, const torch::Tensor& ac,
                                  const EpsFn& model, const NoiseFn& noise, bool keep) {
-  Trajectory tr;
-  torch::Tensor x = x_T;
-  const int n = static_cast<int>(seq.size());
-  for (int s = 0; s < n; ++s) {
-    const int64_t t = seq[n - 1 - s], t_next = n - 2 - s >= 0 ? seq[n - 2 - s] : -1;
-    const torch::Tensor tt = timesteps_like(x, t);
-    const torch::Tensor eps = model(x, tt, tr.model_calls++);
-    const StepOut o = ddpm_ancestral_step(x, eps, alpha_at(ac, t), alpha_at(ac, t_next), t == 0, noise(x));
-    x = o.x;
-    if (keep) {
-      tr.xs.push_back(o.x);
-      tr.x0s.push_back(o.x0);
-      tr.model_t.push_back(tt);
-    }
-  }
-  tr.final = x;
-  return tr;
+  return ddim_repo_loop(x_T, seq, ac, model, noise, keep,
+                        [](const torch::Tensor& x, const torch::Tensor& e, float at, float an, int64_t t, const torch::Tensor& z) {
+                          return ddpm_ancestral_step(x, e, at, an, t == 0, z);
+                        });
 }
 
 // ---- latent-diffusion -----------------------------------------------------------------------
