@@ -26,6 +26,11 @@
 #include "harness/inspect.h"
 #include "metrics/fid.h"
 #include "metrics/fid_pipeline.h"
+#include "metrics/clip_score.h"
+#include "metrics/provenance.h"
+#include "metrics/sha256.h"
+#include "models/weights/strict_loader.h"
+#include <nlohmann/json.hpp>
 #include "metrics/macs.h"
 #include "metrics/npz.h"
 #include "models/ddpm_unet.h"
@@ -127,6 +132,26 @@ int main(int argc, char** argv) {
   cmd_report->add_option("--out", report_out, "write the table here (default: stdout)");
   cmd_report->add_option("--heatmaps", rep.heatmap_dir, "folder for heatmap PNGs (default: next to the results)");
 
+  // ---- clip-score ----
+  std::string clip_images, clip_prompts, clip_model = "vit-g-14", clip_model_config, clip_weights, clip_tokenizer, clip_json,
+      clip_device = "cpu";
+  int64_t clip_batch = 32;
+  bool clip_per_pair = false;
+  if (const char* t = std::getenv("DEEPCACHE_CLIP_TOKENIZER")) clip_tokenizer = t;
+  auto* cmd_clip = app.add_subcommand("clip-score",
+                                      "CLIP score of images against prompts (the i-th image in sorted order with the i-th line), "
+                                      "max(100 cos, 0) averaged, as the DeepCache paper computes it with open_clip ViT-g-14.");
+  cmd_clip->add_option("--images", clip_images, "folder of images (PNG)")->required();
+  cmd_clip->add_option("--prompts", clip_prompts, "text file, one prompt per line")->required();
+  cmd_clip->add_option("--model", clip_model, "vit-g-14 (open_clip laion2b_s34b_b88k) or vit-l-14 (OpenAI)");
+  cmd_clip->add_option("--model-config", clip_model_config, "an open_clip model config JSON instead of a preset");
+  cmd_clip->add_option("--weights", clip_weights, "the model's weights (safetensors; convert .bin/.pt with scripts/convert_ckpt_to_safetensors.py)")->required();
+  cmd_clip->add_option("--tokenizer", clip_tokenizer, "folder with vocab.json and merges.txt (default $DEEPCACHE_CLIP_TOKENIZER)");
+  cmd_clip->add_option("--batch-size", clip_batch, "images / prompts per batch");
+  cmd_clip->add_option("--device", clip_device, "cpu or cuda");
+  cmd_clip->add_option("--json", clip_json, "also write the value, the per-pair scores and the provenance to this JSON file");
+  cmd_clip->add_flag("--per-pair", clip_per_pair, "print every pair's score");
+
   // ---- fid / fid-stats (pytorch-fid's command line) ----
   std::vector<std::string> fid_paths;
   std::string fid_stats_path, fid_out, inception_weights, fid_device = "cpu";
@@ -141,6 +166,8 @@ int main(int argc, char** argv) {
   cmd_fid->add_option("--batch-size", fid_batch, "images per batch");
   cmd_fid->add_option("--device", fid_device, "cpu or cuda");
   cmd_fid->add_option("--inception-weights", inception_weights, weights_help);
+  std::string fid_json;
+  cmd_fid->add_option("--json", fid_json, "also write the value with its provenance (weights SHA-256, resize rule, counts) to this JSON file");
   auto* cmd_fid_stats = app.add_subcommand("fid-stats", "Write the FID statistics (mu, sigma) of a folder of images as a pytorch-fid .npz.");
   cmd_fid_stats->add_option("PATH", fid_stats_path, "folder of images")->required();
   cmd_fid_stats->add_option("--out", fid_out, "output .npz")->required();
@@ -234,6 +261,46 @@ int main(int argc, char** argv) {
       for (const auto& m : maps) std::cout << "heatmap     " << m << "\n";
       return 0;
     }
+    if (*cmd_clip) {
+      if (clip_device != "cpu" && clip_device != "cuda") throw dc::Error(fmt::format("--device {}: expected cpu or cuda", clip_device));
+      if (clip_device == "cuda" && !torch::cuda::is_available()) throw dc::Error("--device cuda: no CUDA device is available");
+      const torch::Device device = clip_device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+      if (clip_tokenizer.empty())
+        throw dc::Error("--tokenizer: no tokenizer folder given (vocab.json + merges.txt of CLIP; or set $DEEPCACHE_CLIP_TOKENIZER)");
+      dc::metrics::list_images(clip_images);  // inputs first: no model load for a bad path
+      dc::metrics::read_prompts(clip_prompts);
+      auto tokenizer = dc::models::ClipTokenizer::from_dir(clip_tokenizer);
+      dc::models::ClipModel model{nullptr};
+      std::string model_name = clip_model;
+      if (!clip_model_config.empty()) {
+        std::ifstream in(clip_model_config);
+        if (!in) throw dc::Error(fmt::format("{}: model config not found", clip_model_config));
+        const auto j = nlohmann::json::parse(in, nullptr, false);
+        if (j.is_discarded() || !j.is_object()) throw dc::Error(fmt::format("{}: not a JSON object", clip_model_config));
+        model = dc::models::ClipModel(dc::models::ClipConfig::from_open_clip(j, clip_model_config));
+        model_name = "open_clip config " + clip_model_config;
+        dc::weights::LoadOptions lo;
+        lo.mapping = dc::models::clip_checkpoint_mapping();
+        lo.module_name = "CLIP (" + clip_model_config + ")";
+        dc::weights::load_strict(*model, dc::st::SafetensorsFile::open(clip_weights), lo);
+      } else {
+        model = dc::metrics::load_clip(clip_model, clip_weights, device);
+      }
+      dc::metrics::ClipScorer scorer(model, tokenizer, device);
+      auto r = dc::metrics::clip_score_folder(scorer, clip_images, clip_prompts, clip_batch);
+      r.provenance.implementation = fmt::format("{}: CLIP {} (open_clip v2.23 / openai CLIP port), score max(100 cos, 0) per pair, mean",
+                                                dc::metrics::program_identity(), model_name);
+      r.provenance.weights_file = clip_weights;
+      r.provenance.weights_sha256 = dc::metrics::sha256_file(clip_weights);
+      if (clip_per_pair)
+        for (std::size_t i = 0; i < r.per_pair.size(); ++i) std::cout << fmt::format("pair {:>5}  {:.4f}\n", i, r.per_pair[i]);
+      std::cout << fmt::format("CLIP score:  {:.4f}  ({} pairs)\n", r.mean, r.per_pair.size());
+      if (!clip_json.empty()) {
+        dc::metrics::write_metric_json(clip_json, r.mean, {{"per_pair", r.per_pair}}, r.provenance);
+        std::cout << fmt::format("json        {}\n", clip_json);
+      }
+      return 0;
+    }
     if (*cmd_fid || *cmd_fid_stats) {
       if (fid_device != "cpu" && fid_device != "cuda") throw dc::Error(fmt::format("--device {}: expected cpu or cuda", fid_device));
       if (fid_device == "cuda" && !torch::cuda::is_available()) throw dc::Error("--device cuda: no CUDA device is available");
@@ -262,6 +329,27 @@ int main(int argc, char** argv) {
       const auto b = stats_of(fid_paths[1]);
       const auto r = dc::metrics::frechet_distance(a.first, a.second, b.first, b.second);
       std::cout << fmt::format("FID:  {:.6f}\n", r.fid);
+      if (!fid_json.empty()) {
+        auto is_npz = [](const std::string& p) { return p.size() > 4 && p.compare(p.size() - 4, 4, ".npz") == 0; };
+        dc::metrics::MetricProvenance p;
+        p.metric = "fid";
+        p.implementation = fmt::format("{}: pytorch-fid InceptionV3 port (FID weights pt_inception-2015-12-05), {} dims, Frechet distance in double",
+                                       dc::metrics::program_identity(), fid_dims);
+        if (net) {
+          p.weights_file = inception_weights;
+          p.weights_sha256 = dc::metrics::sha256_file(inception_weights);
+        }
+        p.resize_rule = "bilinear to 299x299 inside the network (align_corners=False, as pytorch-fid), input /255 then 2x-1";
+        p.uint8_rule = "images read from the files as stored (uint8)";
+        p.reference = fid_paths[1];
+        if (is_npz(fid_paths[1])) p.reference_sha256 = dc::metrics::sha256_file(fid_paths[1]);
+        nlohmann::json extra = {{"paths", fid_paths}, {"dims", fid_dims}};
+        for (int i = 0; i < 2; ++i)
+          if (!is_npz(fid_paths[i])) extra["images"][i == 0 ? "first" : "second"] = dc::metrics::list_images(fid_paths[i]).size();
+        if (!is_npz(fid_paths[0])) p.samples = static_cast<int64_t>(dc::metrics::list_images(fid_paths[0]).size());
+        dc::metrics::write_metric_json(fid_json, r.fid, extra, p);
+        std::cout << fmt::format("json        {}\n", fid_json);
+      }
       return 0;
     }
     if (*cmd_plan) {
