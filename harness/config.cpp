@@ -193,7 +193,7 @@ class Reader {
 RunSpec read_run(const json& j, const Source& src, const std::string& context) {
   const Reader r(src, context);
   RunSpec s;
-  r.only(j, "", {"name", "model", "sampler", "cache", "samples", "similarity", "device"});
+  r.only(j, "", {"name", "model", "sampler", "cache", "samples", "similarity", "metrics", "device"});
   r.get(j, "", "name", s.name);
   if (j.contains("device")) {
     if (!j["device"].is_string()) r.fail("device", "expected cpu or cuda");
@@ -277,6 +277,23 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
   if (s.similarity.threshold < -1 || s.similarity.threshold > 1)
     r.fail("similarity.threshold", fmt::format("{} must be a cosine similarity in [-1, 1]", s.similarity.threshold));
 
+  if (j.contains("metrics")) {
+    const auto& m = j["metrics"];
+    r.only(m, "metrics", {"fid_fmnist"});
+    if (m.contains("fid_fmnist")) {
+      const auto& f = m["fid_fmnist"];
+      r.only(f, "metrics.fid_fmnist", {"classifier", "reference", "confidence"});
+      s.metrics.fid_fmnist = true;
+      r.get(f, "metrics.fid_fmnist", "classifier", s.metrics.classifier);
+      r.get(f, "metrics.fid_fmnist", "reference", s.metrics.reference);
+      r.get(f, "metrics.fid_fmnist", "confidence", s.metrics.confidence);
+      if (s.metrics.classifier.empty()) r.fail("metrics.fid_fmnist.classifier", "missing (the Fashion-MNIST classifier weights)");
+      if (s.metrics.reference.empty()) r.fail("metrics.fid_fmnist.reference", "missing (reference statistics .npz)");
+      if (!(s.metrics.confidence > 0 && s.metrics.confidence <= 1))
+        r.fail("metrics.fid_fmnist.confidence", fmt::format("{} must be in (0, 1]", s.metrics.confidence));
+    }
+  }
+
   // Resolved config: every setting, defaults included, in a fixed layout.
   json cache = {{"enabled", s.cache.enabled}};
   if (s.cache.enabled) {
@@ -299,6 +316,9 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
                                            : json{{"enabled", false}}},
       {"device", s.device},
   };
+  if (s.metrics.fid_fmnist)  // only when asked: run ids of experiments without metrics stay as they were
+    s.resolved["metrics"] = {{"fid_fmnist", {{"classifier", s.metrics.classifier}, {"reference", s.metrics.reference},
+                                             {"confidence", s.metrics.confidence}}}};
   // FNV-1a 64 of the canonical JSON (keys sorted by nlohmann's std::map).
   uint64_t h = 0xcbf29ce484222325ULL;
   for (unsigned char ch : s.resolved.dump()) {

@@ -48,6 +48,14 @@ struct SimilaritySpec {
   int samples = 4;                // the first samples of the run whose features are compared
 };
 
+// Quality metrics computed after sampling (stored under metrics/ with provenance attributes).
+struct MetricsSpec {
+  bool fid_fmnist = false;   // FID-FMNIST: this project's Fashion-MNIST classifier features
+  std::string classifier;    // its weights (safetensors; ${ENV} allowed)
+  std::string reference;     // reference statistics (.npz, mu/sigma of the classifier features)
+  double confidence = 0.8;   // a sample counts as "confident" when the classifier's top probability >= this
+};
+
 struct RunSpec {
   std::string name;
   ModelSpec model;
@@ -55,6 +63,7 @@ struct RunSpec {
   CacheSpec cache;
   SamplesSpec samples;
   SimilaritySpec similarity;
+  MetricsSpec metrics;
   std::string device = "cpu";
   bool baseline = false;     // cache off, added by the experiment
   int order = 0;             // position in the experiment (reports keep it)

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <chrono>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -28,6 +29,9 @@
 #include "metrics/fid_pipeline.h"
 #include "metrics/clip_score.h"
 #include "metrics/provenance.h"
+#include "metrics/fid_fmnist.h"
+#include "harness/data/idx.h"
+#include "harness/train/train.h"
 #include "metrics/sha256.h"
 #include "models/weights/strict_loader.h"
 #include <nlohmann/json.hpp>
@@ -76,7 +80,7 @@ int main(int argc, char** argv) {
       "--branch b = k-1 (docs/deepcache.md). Omit for no caching.";
   auto* cmd_sample = app.add_subcommand("sample", "Generate images, with or without DeepCache, and save a PNG grid.");
   cmd_sample->add_option("--model", model_family, "model family")->check(CLI::IsMember({"ddpm"}));
-  cmd_sample->add_option("--preset", so.preset, "cifar10, lsun_bedroom or lsun_church");
+  cmd_sample->add_option("--preset", so.preset, "cifar10, lsun_bedroom, lsun_church or fmnist (this project's Fashion-MNIST model)");
   cmd_sample->add_option("--weights", so.weights, "safetensors weights, or 'random' (untrained, said loudly)")->required();
   cmd_sample->add_option("--sampler", so.sampler, "ddim (ddim repo generalized steps) or ddpm (ancestral)");
   cmd_sample->add_option("--steps", so.steps, "number of sampling steps");
@@ -98,7 +102,7 @@ int main(int argc, char** argv) {
       "macs", "MACs per image of a full UNet call and of a partial call at every skip index k, and the average per call "
               "of a uniform DeepCache run (counted as the paper's flops.py counts).");
   cmd_macs->add_option("--model", model_family, "model family")->check(CLI::IsMember({"ddpm"}));
-  cmd_macs->add_option("--preset", macs_preset, "cifar10, lsun_bedroom or lsun_church");
+  cmd_macs->add_option("--preset", macs_preset, "cifar10, lsun_bedroom, lsun_church or fmnist (this project's Fashion-MNIST model)");
   cmd_macs->add_option("--steps", macs_steps, "model calls of the run");
   cmd_macs->add_option("--interval", macs_interval, "cache interval N");
 
@@ -131,6 +135,26 @@ int main(int argc, char** argv) {
   cmd_report->add_option("--format", rep.format, "md or csv");
   cmd_report->add_option("--out", report_out, "write the table here (default: stdout)");
   cmd_report->add_option("--heatmaps", rep.heatmap_dir, "folder for heatmap PNGs (default: next to the results)");
+
+  // ---- train / fmnist-stats (the Fashion-MNIST model and FID-FMNIST) ----
+  std::string train_config;
+  bool train_fresh = false;
+  int64_t train_stop_after = 0;
+  auto* cmd_train = app.add_subcommand("train", "Train a model described by YAML (configs/train/*.yaml): the Fashion-MNIST DDPM or the "
+                                                "FID-FMNIST classifier. Resumes from the run's checkpoint unless --fresh.");
+  cmd_train->add_option("CONFIG", train_config, "training YAML")->required();
+  cmd_train->add_flag("--fresh", train_fresh, "ignore an existing checkpoint and start over");
+  cmd_train->add_option("--stop-after", train_stop_after, "stop after this many steps (a checkpoint is written; run again to resume)");
+  std::string fs_classifier, fs_split = "test", fs_out, fs_against, fs_data;
+  int64_t fs_n = 0;
+  auto* cmd_fstats = app.add_subcommand("fmnist-stats", "FID-FMNIST reference statistics (.npz, mu/sigma of the classifier features) of "
+                                                        "real Fashion-MNIST images; with --against, their FID-FMNIST to other statistics.");
+  cmd_fstats->add_option("--classifier", fs_classifier, "Fashion-MNIST classifier weights (safetensors)")->required();
+  cmd_fstats->add_option("--split", fs_split, "train or test");
+  cmd_fstats->add_option("--n", fs_n, "use the first n images of the split (default all)");
+  cmd_fstats->add_option("--data", fs_data, "Fashion-MNIST folder (default $DEEPCACHE_FASHION_MNIST or /usr/share/datasets/fashion-mnist)");
+  cmd_fstats->add_option("--out", fs_out, "write the statistics here (.npz)");
+  cmd_fstats->add_option("--against", fs_against, "print the FID-FMNIST of these images against this .npz");
 
   // ---- clip-score ----
   std::string clip_images, clip_prompts, clip_model = "vit-g-14", clip_model_config, clip_weights, clip_tokenizer, clip_json,
@@ -259,6 +283,50 @@ int main(int argc, char** argv) {
         std::cout << "table       " << report_out << "\n";
       }
       for (const auto& m : maps) std::cout << "heatmap     " << m << "\n";
+      return 0;
+    }
+    if (*cmd_train) {
+      const auto spec = dc::train::load_train_spec(train_config);
+      dc::train::TrainOptions o;
+      o.fresh = train_fresh;
+      if (train_stop_after > 0) o.stop_after = train_stop_after;
+      const auto t0 = std::chrono::steady_clock::now();
+      o.progress = [&](int64_t step, int64_t steps, double loss) {
+        if (step % 50 != 0 && step != steps) return;
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::cout << fmt::format("step {:>6}/{}  loss {:.4f}  ({:.0f} s)\n", step, steps, loss, s) << std::flush;
+      };
+      std::cout << fmt::format("train       {} ({}, {} steps, batch {})\n", spec.name, spec.kind, spec.steps, spec.batch);
+      const auto r = dc::train::train(spec, o);
+      if (r.resumed_from > 0) std::cout << fmt::format("resumed     from step {}\n", r.resumed_from);
+      std::cout << fmt::format("steps       {} of {}{}\n", r.step, spec.steps, r.finished ? "" : " (stopped; run again to resume)");
+      std::cout << fmt::format("loss        {:.4f} (mean of the last 100 steps)\n", r.mean_recent_loss);
+      if (r.test_accuracy >= 0) std::cout << fmt::format("test acc.   {:.4f}\n", r.test_accuracy);
+      std::cout << fmt::format("log         {}/train.h5\n", spec.out);
+      if (r.finished) std::cout << fmt::format("weights     {}\n", spec.export_path);
+      return 0;
+    }
+    if (*cmd_fstats) {
+      if (fs_out.empty() && fs_against.empty()) throw dc::Error("fmnist-stats: give --out FILE.npz, --against FILE.npz, or both");
+      auto net = dc::metrics::load_fmnist_classifier(fs_classifier, torch::kCPU);
+      auto data = dc::data::read_fashion_mnist(fs_data.empty() ? dc::data::default_fashion_mnist_dir() : fs_data, fs_split);
+      if (fs_n < 0) throw dc::Error(fmt::format("--n {}: must be positive", fs_n));
+      if (fs_n > 0) {
+        if (fs_n > data.images.size(0)) throw dc::Error(fmt::format("--n {}: the {} split has {} images", fs_n, fs_split, data.images.size(0)));
+        data.images = data.images.slice(0, 0, fs_n);
+      }
+      const auto ev = dc::metrics::fmnist_evaluate(net, data.images.unsqueeze(1));
+      std::cout << fmt::format("images      {} ({} split), confident (p >= 0.8): {:.4f}\n", ev.n, fs_split, ev.confident_fraction());
+      if (!fs_out.empty()) {
+        const auto mu = ev.stats.mean();
+        const auto sigma = ev.stats.covariance();
+        torch::Tensor m = torch::from_blob(const_cast<double*>(mu.data()), {mu.size()}, torch::kFloat64).clone();
+        torch::Tensor s = torch::empty({sigma.rows(), sigma.cols()}, torch::kFloat64);
+        Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(s.data_ptr<double>(), sigma.rows(), sigma.cols()) = sigma;
+        dc::metrics::write_fid_stats(fs_out, m, s);
+        std::cout << fmt::format("statistics  {}\n", fs_out);
+      }
+      if (!fs_against.empty()) std::cout << fmt::format("FID-FMNIST: {:.4f} (against {})\n", dc::metrics::fid_fmnist(ev, fs_against), fs_against);
       return 0;
     }
     if (*cmd_clip) {

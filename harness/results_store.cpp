@@ -72,6 +72,24 @@ void write_run(hid_t file, const RunResult& r) {
   }
   h5::write_scalar(metrics.id(), "full_call_ms", n_full ? full_ms / n_full : 0.0);
   h5::write_scalar(metrics.id(), "partial_call_ms", n_part ? part_ms / n_part : 0.0);
+  for (const auto& [name, v] : r.quality) h5::write_scalar(metrics.id(), name, v);
+  if (!r.provenance.empty()) {
+    auto prov = h5::create_group(g.id(), "provenance");
+    for (const auto& [name, p] : r.provenance) {
+      auto pg = h5::create_group(prov.id(), name);
+      const nlohmann::json fields = p.to_json();
+      for (auto it = fields.begin(); it != fields.end(); ++it) {
+        const std::string& k = it.key();
+        const nlohmann::json& v = it.value();
+        if (v.is_string()) h5::set_attr(pg.id(), k, v.get<std::string>());
+        else h5::set_attr(pg.id(), k, v.get<int64_t>());
+      }
+    }
+  }
+  if (!r.quality_arrays.empty()) {
+    auto q = h5::create_group(g.id(), "quality");
+    for (const auto& [name, t] : r.quality_arrays) h5::write_tensor(q.id(), name, t);
+  }
   if (r.images.defined()) h5::write_tensor(g.id(), "images", r.images, /*compress=*/true);
   if (r.grid.defined()) h5::write_tensor(g.id(), "grid", r.grid, true);
   if (!r.similarity.empty()) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "harness/config.h"
+#include "metrics/provenance.h"
 
 namespace dc::harness {
 
@@ -30,6 +31,9 @@ struct RunResult {
   torch::Tensor grid;               // [C, H, W] uint8 (optional)
   std::map<std::string, torch::Tensor> similarity;           // tap -> [S, S] float64
   std::map<std::string, torch::Tensor> similarity_fraction;  // tap -> [S]
+  std::map<std::string, double> quality;                     // metrics/<name>: fid_fmnist, confident_fraction, ...
+  std::map<std::string, metrics::MetricProvenance> provenance;  // per quality metric: provenance/<name> attributes
+  std::map<std::string, torch::Tensor> quality_arrays;       // quality/<name>, e.g. the predicted class histogram
   std::string weights_note, device, thread_settings, torch_version, git_revision, started_at, finished_at;
 };
 

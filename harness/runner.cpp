@@ -18,6 +18,7 @@
 #include "harness/runtime.h"
 #include "harness/sampling/samplers.h"
 #include "harness/sampling/schedule.h"
+#include "metrics/fid_fmnist.h"
 #include "metrics/macs.h"
 #include "models/ddpm_unet.h"
 #include "models/weights/strict_loader.h"
@@ -67,6 +68,19 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   const int calls = static_cast<int>(seq.size());
   const torch::Device device = device_of(spec.device);
   r.device = device.is_cuda() ? "cuda" : "cpu";
+
+  // Metric inputs are checked before any sampling: a missing file must not cost a whole run.
+  std::string fmnist_classifier, fmnist_reference;
+  if (spec.metrics.fid_fmnist) {
+    if (cfg.in_channels != 1)
+      throw Error(fmt::format("metrics.fid_fmnist: the '{}' model makes {}-channel images; FID-FMNIST is for grey Fashion-MNIST samples",
+                              spec.model.preset, cfg.in_channels));
+    fmnist_classifier = expand_env(spec.metrics.classifier, "metrics.fid_fmnist.classifier");
+    fmnist_reference = expand_env(spec.metrics.reference, "metrics.fid_fmnist.reference");
+    for (const auto& [p, what] : {std::pair{fmnist_classifier, "classifier weights"}, std::pair{fmnist_reference, "reference statistics"}})
+      if (!fs::exists(p))
+        throw Error(fmt::format("metrics.fid_fmnist: {} not found: {} (made by scripts/train_fmnist.sh; see docs/fmnist.md)", what, p));
+  }
 
   // 1. Cache plan.
   std::shared_ptr<deepcache::CachePlan> plan;
@@ -188,6 +202,16 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   r.is_full = log->is_full;
   r.timesteps.assign(seq.rbegin(), seq.rend());
   const torch::Tensor all = images.empty() ? torch::Tensor() : torch::cat(images);
+  // 4. Quality metrics on the finished samples (not timed). Shards hold a slice of the samples:
+  // their FID would not be the run's, so it is computed only when one process made them all.
+  if (spec.metrics.fid_fmnist && all.defined() && first == 0 && total == spec.samples.n) {
+    auto clf = metrics::load_fmnist_classifier(fmnist_classifier, device);
+    const auto ev = metrics::fmnist_evaluate(clf, all, spec.metrics.confidence);
+    r.quality["fid_fmnist"] = metrics::fid_fmnist(ev, fmnist_reference);
+    r.quality["confident_fraction"] = ev.confident_fraction();
+    r.provenance["fid_fmnist"] = metrics::fid_fmnist_provenance(fmnist_classifier, fmnist_reference, ev.n);
+    r.quality_arrays["fmnist_classes"] = torch::tensor(std::vector<int64_t>(ev.classes.begin(), ev.classes.end()), torch::kInt64);
+  }
   if (spec.samples.save_images && all.defined()) r.images = all;
   if (spec.samples.grid > 0 && all.defined()) {
     const int64_t g = std::min<int64_t>(spec.samples.grid, all.size(0));

@@ -20,7 +20,12 @@ if [ "${1:-}" = "--sanitize" ]; then
   # LibTorch itself is not instrumented: leaks inside it are not ours to report.
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1:detect_odr_violation=0}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  # The three slowest tests under the sanitizers (~5 of CI's 45 minutes) repeat work the
+  # instrumented suite already covers (Eigen's 2048-d eigendecompositions; six killed child runs;
+  # shard-invariant sampling): they run in the plain pass. SANITIZE_SKIP= runs everything.
+  SANITIZE_SKIP=${SANITIZE_SKIP-frechet_d2048|KillNineAtAnyMoment|SamplesDoNotDependOnBatchSizeOrShards}
 else
+  SANITIZE_SKIP=""
   BUILD_DIR=${BUILD_DIR:-build}
   if [ ! -f "$BUILD_DIR/build.ninja" ]; then
     cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -28,4 +33,9 @@ else
 fi
 cmake --build "$BUILD_DIR" --parallel "$JOBS"
 echo "test: fixtures ${DEEPCACHE_FIXTURES:-tests/fixtures}, large fixtures ${DEEPCACHE_FIXTURES_LARGE:-(not set)}"
-ctest --test-dir "$BUILD_DIR" --output-on-failure --parallel "$JOBS"
+if [ -n "${SANITIZE_SKIP:-}" ]; then
+  echo "test: under the sanitizers, skipping (run in the plain pass): $SANITIZE_SKIP"
+  ctest --test-dir "$BUILD_DIR" --output-on-failure --parallel "$JOBS" -E "$SANITIZE_SKIP"
+else
+  ctest --test-dir "$BUILD_DIR" --output-on-failure --parallel "$JOBS"
+fi

@@ -34,6 +34,7 @@ TEST(DdpmUNet, PresetsEqualTheFullSizeManifests) {
   const std::map<std::string, std::string> manifest_of = {
       {"cifar10", "ddpm_cifar10.keys.json"}, {"lsun_bedroom", "ddpm_bedroom.keys.json"}, {"lsun_church", "ddpm_church.keys.json"}};
   for (const auto& name : DdpmConfig::preset_names()) {
+    if (!manifest_of.count(name)) continue;  // this project's own presets (fmnist) have no released checkpoint
     const std::string path = dc::test::fixtures_root() + "/ddpm/" + manifest_of.at(name);
     if (!fs::exists(path)) continue;
     const auto m = dc::weights::Manifest::load(path);

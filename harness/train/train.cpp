@@ -1,0 +1,503 @@
+#include "harness/train/train.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+#include "dc/git_describe.h"
+#include "harness/data/idx.h"
+#include "harness/hdf5.h"
+#include "harness/runtime.h"
+#include "harness/sampling/samplers.h"
+#include "harness/sampling/schedule.h"
+#include "models/fmnist_classifier.h"
+#include "models/weights/strict_loader.h"
+#include "models/weights/tensor_io.h"
+
+namespace fs = std::filesystem;
+
+namespace dc::train {
+namespace {
+
+// ---- YAML ----------------------------------------------------------------------------------------
+
+class SpecReader {
+ public:
+  explicit SpecReader(std::string origin) : origin_(std::move(origin)) {}
+  [[noreturn]] void fail(const YAML::Node& n, const std::string& key, const std::string& what) const {
+    const int line = n.Mark().line >= 0 ? n.Mark().line + 1 : 0;
+    throw Error(line ? fmt::format("{}:{}: train.{}: {}", origin_, line, key, what) : fmt::format("{}: train.{}: {}", origin_, key, what));
+  }
+  void only(const YAML::Node& map, const std::string& where, const std::set<std::string>& known) const {
+    if (!map.IsMap()) fail(map, where, "expected a mapping");
+    for (const auto& kv : map) {
+      const auto k = kv.first.as<std::string>();
+      if (!known.count(k)) {
+        std::string list;
+        for (const auto& s : known) list += (list.empty() ? "" : ", ") + s;
+        fail(kv.first, where.empty() ? k : where + "." + k, fmt::format("unknown key (known: {})", list));
+      }
+    }
+  }
+  template <typename T>
+  void get(const YAML::Node& map, const std::string& key, const std::string& path, T& out, const char* expected) const {
+    const YAML::Node n = map[key];
+    if (!n) return;
+    try {
+      out = n.as<T>();
+    } catch (const YAML::Exception&) {
+      fail(n, path, fmt::format("expected {}, got '{}'", expected, n.IsScalar() ? n.Scalar() : std::string("a non-scalar")));
+    }
+  }
+
+ private:
+  std::string origin_;
+};
+
+uint64_t mix(uint64_t seed, int64_t step, uint64_t salt) { return sampling::sample_seed(seed ^ (salt * 0x9E3779B97F4A7C15ULL), step); }
+
+// ---- checkpoint helpers ----------------------------------------------------------------------------
+
+std::vector<std::string> param_names(const torch::nn::Module& m) {
+  std::vector<std::string> names;
+  for (const auto& p : m.named_parameters()) names.push_back(p.key());
+  return names;
+}
+
+torch::Tensor curve_tensor(const std::vector<double>& v) { return torch::tensor(v, torch::kFloat64); }
+
+std::vector<double> curve_from(const torch::Tensor& t) {
+  const auto c = t.to(torch::kFloat64).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+// Settings that may change between a checkpoint and its resume (extend a run, move its files).
+nlohmann::json comparable(nlohmann::json j) {
+  for (const char* k : {"steps", "checkpoint_every", "out", "export", "data"}) j.erase(k);
+  return j;
+}
+
+void check_resume_spec(const st::SafetensorsFile& f, const TrainSpec& spec, const std::string& path) {
+  const auto& meta = f.metadata();
+  auto it = meta.find("spec");
+  if (it == meta.end()) throw Error(fmt::format("{}: not a training checkpoint of this program (no 'spec' metadata)", path));
+  const auto saved = nlohmann::json::parse(it->second, nullptr, false);
+  if (saved.is_discarded()) throw Error(fmt::format("{}: 'spec' metadata is not JSON", path));
+  if (comparable(saved) != comparable(spec.resolved))
+    throw Error(fmt::format("{}: the checkpoint was made with other settings ({}) than {} ({}); use --fresh to start over", path,
+                            comparable(saved).dump(), spec.path, comparable(spec.resolved).dump()));
+}
+
+int64_t meta_int(const st::SafetensorsFile& f, const std::string& key, const std::string& path) {
+  auto it = f.metadata().find(key);
+  if (it == f.metadata().end()) throw Error(fmt::format("{}: checkpoint metadata lacks '{}'", path, key));
+  try {
+    return std::stoll(it->second);
+  } catch (const std::exception&) {
+    throw Error(fmt::format("{}: checkpoint metadata '{}' = '{}' is not an integer", path, key, it->second));
+  }
+}
+
+void write_log(const std::string& path, const TrainSpec& spec, const std::vector<double>& losses, double seconds, double accuracy) {
+  const std::string tmp = path + ".tmp";
+  {
+    auto f = h5::create_file(tmp);
+    h5::set_attr(f.id(), "spec", spec.resolved.dump());
+    h5::set_attr(f.id(), "kind", spec.kind);
+    h5::set_attr(f.id(), "git_revision", std::string(DC_GIT_DESCRIBE));
+    h5::set_attr(f.id(), "thread_settings", harness::thread_settings());
+    h5::write_tensor(f.id(), "loss", curve_tensor(losses), true);
+    h5::write_scalar(f.id(), "step", static_cast<double>(losses.size()));
+    h5::write_scalar(f.id(), "seconds", seconds);
+    if (accuracy >= 0) h5::write_scalar(f.id(), "test_accuracy", accuracy);
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) throw Error(fmt::format("{}: cannot be renamed to {}: {}", tmp, path, ec.message()));
+}
+
+}  // namespace
+
+// ---- spec ------------------------------------------------------------------------------------------
+
+TrainSpec parse_train_spec(const std::string& text, const std::string& origin) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw Error(fmt::format("{}:{}: invalid YAML: {}", origin, e.mark.line + 1, e.msg));
+  }
+  if (!root.IsMap() || !root["train"]) throw Error(fmt::format("{}: expected a top-level 'train:' mapping", origin));
+  for (const auto& kv : root)
+    if (kv.first.as<std::string>() != "train") throw Error(fmt::format("{}:{}: unknown top-level key '{}' (expected train)", origin, kv.first.Mark().line + 1, kv.first.as<std::string>()));
+  const YAML::Node t = root["train"];
+  SpecReader r(origin);
+  r.only(t, "", {"name", "kind", "model", "data", "steps", "batch", "lr", "warmup", "grad_clip", "ema", "dropout", "seed",
+                 "checkpoint_every", "subset", "out", "export"});
+  TrainSpec s;
+  s.path = origin;
+  r.get(t, "name", "name", s.name, "a string");
+  r.get(t, "kind", "kind", s.kind, "ddpm or classifier");
+  if (s.kind != "ddpm" && s.kind != "classifier") r.fail(t["kind"] ? t["kind"] : t, "kind", fmt::format("'{}': expected ddpm or classifier", s.kind));
+  if (t["model"]) {
+    r.only(t["model"], "model", {"preset"});
+    r.get(t["model"], "preset", "model.preset", s.preset, "a DDPM preset name");
+  }
+  if (s.kind == "ddpm") {
+    try {
+      models::DdpmConfig::preset(s.preset);
+    } catch (const Error& e) {
+      r.fail(t["model"] ? t["model"]["preset"] : t, "model.preset", e.what());
+    }
+  }
+  s.data_dir = data::default_fashion_mnist_dir();
+  if (t["data"]) {
+    r.only(t["data"], "data", {"dir"});
+    r.get(t["data"], "dir", "data.dir", s.data_dir, "a folder");
+  }
+  r.get(t, "steps", "steps", s.steps, "an integer");
+  r.get(t, "batch", "batch", s.batch, "an integer");
+  r.get(t, "lr", "lr", s.lr, "a number");
+  r.get(t, "warmup", "warmup", s.warmup, "an integer");
+  r.get(t, "grad_clip", "grad_clip", s.grad_clip, "a number");
+  r.get(t, "ema", "ema", s.ema, "a number in [0, 1)");
+  if (t["dropout"]) {
+    double d = 0;
+    r.get(t, "dropout", "dropout", d, "a number in [0, 1)");
+    s.dropout = d;
+  }
+  r.get(t, "seed", "seed", s.seed, "a non-negative integer");
+  r.get(t, "checkpoint_every", "checkpoint_every", s.checkpoint_every, "an integer");
+  r.get(t, "subset", "subset", s.subset, "an integer");
+  r.get(t, "out", "out", s.out, "a folder");
+  r.get(t, "export", "export", s.export_path, "a .safetensors path");
+  if (s.name.empty()) r.fail(t, "name", "missing");
+  if (s.out.empty()) r.fail(t, "out", "missing (the folder for the checkpoint and train.h5)");
+  if (s.export_path.empty()) r.fail(t, "export", "missing (where the trained weights go)");
+  if (s.steps < 1) r.fail(t["steps"], "steps", fmt::format("{} < 1", s.steps));
+  if (s.batch < 1) r.fail(t["batch"], "batch", fmt::format("{} < 1", s.batch));
+  if (!(s.lr > 0)) r.fail(t["lr"], "lr", fmt::format("{} must be positive", s.lr));
+  if (s.warmup < 0) r.fail(t["warmup"], "warmup", "must be >= 0");
+  if (s.grad_clip < 0) r.fail(t["grad_clip"], "grad_clip", "must be >= 0");
+  if (s.ema < 0 || s.ema >= 1) r.fail(t["ema"], "ema", fmt::format("{} is not in [0, 1)", s.ema));
+  if (s.dropout && (*s.dropout < 0 || *s.dropout >= 1)) r.fail(t["dropout"], "dropout", fmt::format("{} is not in [0, 1)", *s.dropout));
+  if (s.checkpoint_every < 1) r.fail(t["checkpoint_every"], "checkpoint_every", "must be >= 1");
+  if (s.subset < 0) r.fail(t["subset"], "subset", "must be >= 0");
+  s.resolved = {{"name", s.name}, {"kind", s.kind}, {"preset", s.preset}, {"data", s.data_dir}, {"steps", s.steps},
+                {"batch", s.batch}, {"lr", s.lr}, {"warmup", s.warmup}, {"grad_clip", s.grad_clip}, {"ema", s.ema},
+                {"dropout", s.dropout ? nlohmann::json(*s.dropout) : nlohmann::json(nullptr)}, {"seed", s.seed},
+                {"checkpoint_every", s.checkpoint_every}, {"subset", s.subset}, {"out", s.out}, {"export", s.export_path}};
+  return s;
+}
+
+TrainSpec load_train_spec(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(fmt::format("{}: training config not found", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_train_spec(ss.str(), path);
+}
+
+// ---- Adam ------------------------------------------------------------------------------------------
+
+Adam::Adam(std::vector<torch::Tensor> params, double beta1, double beta2, double eps)
+    : params_(std::move(params)), b1_(beta1), b2_(beta2), eps_(eps) {
+  for (const auto& p : params_) {
+    m_.push_back(torch::zeros_like(p));
+    v_.push_back(torch::zeros_like(p));
+  }
+}
+
+void Adam::step(double lr) {
+  torch::NoGradGuard ng;
+  ++t_;
+  const double bc1 = 1.0 - std::pow(b1_, static_cast<double>(t_));
+  const double bc2 = 1.0 - std::pow(b2_, static_cast<double>(t_));
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const auto& g = params_[i].grad();
+    if (!g.defined()) continue;
+    m_[i].mul_(b1_).add_(g, 1.0 - b1_);
+    v_[i].mul_(b2_).addcmul_(g, g, 1.0 - b2_);
+    const auto denom = (v_[i].sqrt() / std::sqrt(bc2)).add_(eps_);
+    params_[i].addcdiv_(m_[i], denom, -lr / bc1);
+  }
+}
+
+void Adam::save(std::vector<std::pair<std::string, torch::Tensor>>& out, const std::vector<std::string>& names) const {
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    out.emplace_back("adam.m." + names[i], m_[i]);
+    out.emplace_back("adam.v." + names[i], v_[i]);
+  }
+}
+
+void Adam::load(const std::map<std::string, torch::Tensor>& in, const std::vector<std::string>& names, int64_t steps, const std::string& what) {
+  torch::NoGradGuard ng;
+  for (std::size_t i = 0; i < params_.size(); ++i)
+    for (auto* dst : {&m_[i], &v_[i]}) {
+      const std::string key = (dst == &m_[i] ? "adam.m." : "adam.v.") + names[i];
+      auto it = in.find(key);
+      if (it == in.end() || it->second.sizes() != dst->sizes()) throw Error(fmt::format("{}: optimizer state '{}' missing or mis-shaped", what, key));
+      dst->copy_(it->second);
+    }
+  t_ = steps;
+}
+
+// ---- DDPM ------------------------------------------------------------------------------------------
+
+DdpmTrainer::DdpmTrainer(const models::DdpmConfig& cfg_in, const TrainSpec& spec) : spec_(spec) {
+  models::DdpmConfig cfg = cfg_in;
+  if (spec.dropout) cfg.dropout = *spec.dropout;
+  torch::manual_seed(mix(spec.seed, -1, 7));
+  model_ = models::DdpmUNet(cfg);
+  ema_ = models::DdpmUNet(cfg);
+  {
+    torch::NoGradGuard ng;
+    auto src = model_->parameters();
+    auto dst = ema_->parameters();
+    for (std::size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
+  }
+  ema_->eval();
+  names_ = param_names(*model_);
+  adam_ = std::make_unique<Adam>(model_->parameters());
+  alphas_cumprod_ = sampling::alphas_cumprod_f32(sampling::make_betas(sampling::BetaSchedule::DdpmLinear, 1000, 1e-4, 0.02));
+}
+
+double DdpmTrainer::step(const torch::Tensor& x0, int64_t step_index) {
+  model_->train();
+  auto gen = at::detail::createCPUGenerator(mix(spec_.seed, step_index, 2));
+  const int64_t B = x0.size(0);
+  const auto t = torch::randint(0, alphas_cumprod_.size(0), {B}, gen, torch::kInt64);
+  const auto noise = torch::randn(x0.sizes(), gen, torch::kFloat32);
+  return step_on(x0, t, noise, step_index);
+}
+
+double DdpmTrainer::step_on(const torch::Tensor& x0, const torch::Tensor& t, const torch::Tensor& noise, int64_t step_index) {
+  model_->train();
+  torch::manual_seed(mix(spec_.seed, step_index, 3));  // dropout masks
+  const auto a = alphas_cumprod_.index_select(0, t).view({-1, 1, 1, 1});
+  const auto xt = x0 * a.sqrt() + noise * (1.0 - a).sqrt();
+  const auto pred = model_->forward(xt, t.to(torch::kFloat32));
+  // The ddim repo's noise_estimation_loss: squared error summed over pixels, mean over the batch.
+  const auto loss = (noise - pred).square().sum({1, 2, 3}).mean();
+  model_->zero_grad();
+  loss.backward();
+  if (spec_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), spec_.grad_clip);
+  const double warm = spec_.warmup > 0 ? std::min(1.0, static_cast<double>(step_index + 1) / static_cast<double>(spec_.warmup)) : 1.0;
+  adam_->step(spec_.lr * warm);
+  if (spec_.ema > 0) {
+    // EMA with the usual warm-up of the decay, so early averages are not dominated by the init.
+    const double decay = std::min(spec_.ema, (1.0 + static_cast<double>(step_index)) / (10.0 + static_cast<double>(step_index)));
+    torch::NoGradGuard ng;
+    auto src = model_->parameters();
+    auto dst = ema_->parameters();
+    for (std::size_t i = 0; i < src.size(); ++i) dst[i].mul_(decay).add_(src[i].detach(), 1.0 - decay);
+  } else {
+    torch::NoGradGuard ng;
+    auto src = model_->parameters();
+    auto dst = ema_->parameters();
+    for (std::size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
+  }
+  return loss.item<double>();
+}
+
+double DdpmTrainer::loss_at(const torch::Tensor& x0, const torch::Tensor& t, const torch::Tensor& noise) {
+  torch::NoGradGuard ng;
+  model_->eval();
+  const auto a = alphas_cumprod_.index_select(0, t).view({-1, 1, 1, 1});
+  const auto pred = model_->forward(x0 * a.sqrt() + noise * (1.0 - a).sqrt(), t.to(torch::kFloat32));
+  return (noise - pred).square().sum({1, 2, 3}).mean().item<double>();
+}
+
+void DdpmTrainer::save_checkpoint(const std::string& path, int64_t step, const std::vector<double>& losses, double seconds) const {
+  st::NamedTensors out;
+  for (const auto& p : model_->named_parameters()) out.emplace_back("model." + p.key(), p.value().detach());
+  for (const auto& p : ema_->named_parameters()) out.emplace_back("ema." + p.key(), p.value().detach());
+  adam_->save(out, names_);
+  out.emplace_back("loss", curve_tensor(losses));
+  st::save_tensors(path, out, {{"spec", spec_.resolved.dump()}, {"step", std::to_string(step)}, {"kind", "ddpm"}, {"seconds", fmt::format("{}", seconds)}});
+}
+
+int64_t DdpmTrainer::load_checkpoint(const std::string& path, std::vector<double>& losses) {
+  const auto f = st::SafetensorsFile::open(path);
+  check_resume_spec(f, spec_, path);
+  const int64_t step = meta_int(f, "step", path);
+  const auto all = st::load_all(f);
+  torch::NoGradGuard ng;
+  for (auto* m : {&model_, &ema_}) {
+    const std::string prefix = m == &model_ ? "model." : "ema.";
+    for (auto& p : (*m)->named_parameters()) {
+      auto it = all.find(prefix + p.key());
+      if (it == all.end() || it->second.sizes() != p.value().sizes()) throw Error(fmt::format("{}: '{}{}' missing or mis-shaped", path, prefix, p.key()));
+      p.value().copy_(it->second);
+    }
+  }
+  adam_->load(all, names_, step, path);
+  auto it = all.find("loss");
+  if (it == all.end()) throw Error(fmt::format("{}: no loss curve", path));
+  losses = curve_from(it->second);
+  if (static_cast<int64_t>(losses.size()) != step) throw Error(fmt::format("{}: loss curve has {} entries for step {}", path, losses.size(), step));
+  return step;
+}
+
+torch::Tensor fmnist_to_model_space(const torch::Tensor& images_u8) {
+  return torch::constant_pad_nd(images_u8.unsqueeze(1).to(torch::kFloat32).div(127.5).sub(1.0), {2, 2, 2, 2}, -1.0);
+}
+
+// ---- the loop ----------------------------------------------------------------------------------------
+
+TrainResult train(const TrainSpec& spec, const TrainOptions& options) {
+  harness::configure_threads();
+  fs::create_directories(spec.out);
+  const std::string ckpt = spec.out + "/checkpoint.safetensors";
+  const std::string log = spec.out + "/train.h5";
+  auto data = data::read_fashion_mnist(spec.data_dir, "train");
+  if (spec.subset > 0 && spec.subset < data.images.size(0)) {
+    data.images = data.images.slice(0, 0, spec.subset);
+    data.labels = data.labels.slice(0, 0, spec.subset);
+  }
+  const int64_t N = data.images.size(0);
+  TrainResult r;
+  std::vector<double> losses;
+  double seconds_before = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  auto batch_indices = [&](int64_t step) {
+    auto gen = at::detail::createCPUGenerator(mix(spec.seed, step, 1));
+    return torch::randint(0, N, {spec.batch}, gen, torch::kInt64);
+  };
+  auto finish_curve = [&] {
+    const std::size_t k = std::min<std::size_t>(100, losses.size());
+    double s = 0;
+    for (std::size_t i = losses.size() - k; i < losses.size(); ++i) s += losses[i];
+    r.mean_recent_loss = k ? s / static_cast<double>(k) : 0.0;
+  };
+  auto seconds_meta = [&](const std::string& path) {
+    const auto f = st::SafetensorsFile::open(path);
+    auto it = f.metadata().find("seconds");
+    return it == f.metadata().end() ? 0.0 : std::stod(it->second);
+  };
+
+  if (spec.kind == "ddpm") {
+    DdpmTrainer trainer(models::DdpmConfig::preset(spec.preset), spec);
+    const auto x_all = fmnist_to_model_space(data.images);
+    int64_t step = 0;
+    if (!options.fresh && fs::exists(ckpt)) {
+      step = trainer.load_checkpoint(ckpt, losses);
+      seconds_before = seconds_meta(ckpt);
+      r.resumed_from = step;
+    }
+    auto save = [&](int64_t s) {
+      trainer.save_checkpoint(ckpt, s, losses, elapsed());
+      write_log(log, spec, losses, elapsed(), -1);
+    };
+    int64_t done_here = 0;
+    while (step < spec.steps) {
+      if (options.stop_after && done_here >= *options.stop_after) break;
+      losses.push_back(trainer.step(x_all.index_select(0, batch_indices(step)), step));
+      ++step;
+      ++done_here;
+      if (options.progress) options.progress(step, spec.steps, losses.back());
+      if (step % spec.checkpoint_every == 0 || step == spec.steps) save(step);
+    }
+    if (done_here > 0 && step % spec.checkpoint_every != 0 && step != spec.steps) save(step);
+    r.step = step;
+    r.finished = step >= spec.steps;
+    if (r.finished) {
+      st::NamedTensors out;
+      for (const auto& p : trainer.ema()->named_parameters()) out.emplace_back(p.key(), p.value().detach());
+      fs::create_directories(fs::path(spec.export_path).parent_path().empty() ? "." : fs::path(spec.export_path).parent_path());
+      st::save_tensors(spec.export_path, out,
+                       {{"format", "pt"}, {"model", "deepcache-bench DDPM preset " + spec.preset + (spec.ema > 0 ? " (EMA weights)" : "")},
+                        {"train_spec", spec.resolved.dump()}, {"steps", std::to_string(step)}, {"git_revision", DC_GIT_DESCRIBE}});
+      fs::copy_file(log, fs::path(spec.export_path).replace_extension(".train.h5"), fs::copy_options::overwrite_existing);
+    }
+  } else {
+    torch::manual_seed(mix(spec.seed, -1, 7));
+    models::FmnistClassifier net(spec.dropout.value_or(0.25));
+    const auto names = param_names(*net);
+    Adam adam(net->parameters());
+    int64_t step = 0;
+    if (!options.fresh && fs::exists(ckpt)) {
+      const auto f = st::SafetensorsFile::open(ckpt);
+      check_resume_spec(f, spec, ckpt);
+      step = meta_int(f, "step", ckpt);
+      const auto all = st::load_all(f);
+      torch::NoGradGuard ng;
+      for (auto& p : net->named_parameters()) {
+        auto it = all.find("model." + p.key());
+        if (it == all.end() || it->second.sizes() != p.value().sizes()) throw Error(fmt::format("{}: 'model.{}' missing or mis-shaped", ckpt, p.key()));
+        p.value().copy_(it->second);
+      }
+      adam.load(all, names, step, ckpt);
+      losses = curve_from(all.at("loss"));
+      seconds_before = seconds_meta(ckpt);
+      r.resumed_from = step;
+    }
+    auto save = [&](int64_t s) {
+      st::NamedTensors out;
+      for (const auto& p : net->named_parameters()) out.emplace_back("model." + p.key(), p.value().detach());
+      adam.save(out, names);
+      out.emplace_back("loss", curve_tensor(losses));
+      st::save_tensors(ckpt, out, {{"spec", spec.resolved.dump()}, {"step", std::to_string(s)}, {"kind", "classifier"},
+                                   {"seconds", fmt::format("{}", elapsed())}});
+      write_log(log, spec, losses, elapsed(), -1);
+    };
+    const auto x_all = data.images.unsqueeze(1);
+    int64_t done_here = 0;
+    while (step < spec.steps) {
+      if (options.stop_after && done_here >= *options.stop_after) break;
+      net->train();
+      const auto idx = batch_indices(step);
+      torch::manual_seed(mix(spec.seed, step, 3));
+      const auto logits = net->forward(net->prepare(x_all.index_select(0, idx)));
+      const auto loss = torch::nn::functional::cross_entropy(logits, data.labels.index_select(0, idx));
+      net->zero_grad();
+      loss.backward();
+      if (spec.grad_clip > 0) torch::nn::utils::clip_grad_norm_(net->parameters(), spec.grad_clip);
+      const double warm = spec.warmup > 0 ? std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(spec.warmup)) : 1.0;
+      adam.step(spec.lr * warm);
+      losses.push_back(loss.item<double>());
+      ++step;
+      ++done_here;
+      if (options.progress) options.progress(step, spec.steps, losses.back());
+      if (step % spec.checkpoint_every == 0 || step == spec.steps) save(step);
+    }
+    if (done_here > 0 && step % spec.checkpoint_every != 0 && step != spec.steps) save(step);
+    r.step = step;
+    r.finished = step >= spec.steps;
+    if (r.finished) {
+      const auto test = data::read_fashion_mnist(spec.data_dir, "test");
+      torch::NoGradGuard ng;
+      net->eval();
+      int64_t correct = 0;
+      for (int64_t i = 0; i < test.images.size(0); i += 1000) {
+        const auto x = test.images.slice(0, i, std::min<int64_t>(i + 1000, test.images.size(0))).unsqueeze(1);
+        correct += net->forward(net->prepare(x)).argmax(1).eq(test.labels.slice(0, i, i + x.size(0))).sum().item<int64_t>();
+      }
+      r.test_accuracy = static_cast<double>(correct) / static_cast<double>(test.images.size(0));
+      st::NamedTensors out;
+      for (const auto& p : net->named_parameters()) out.emplace_back(p.key(), p.value().detach());
+      const auto parent = fs::path(spec.export_path).parent_path();
+      if (!parent.empty()) fs::create_directories(parent);
+      st::save_tensors(spec.export_path, out,
+                       {{"format", "pt"}, {"model", "deepcache-bench Fashion-MNIST classifier (FID-FMNIST features: fc1 after ReLU)"},
+                        {"test_accuracy", fmt::format("{:.4f}", r.test_accuracy)}, {"train_spec", spec.resolved.dump()},
+                        {"git_revision", DC_GIT_DESCRIBE}});
+      write_log(log, spec, losses, elapsed(), r.test_accuracy);
+      fs::copy_file(log, fs::path(spec.export_path).replace_extension(".train.h5"), fs::copy_options::overwrite_existing);
+    }
+  }
+  finish_curve();
+  r.seconds = elapsed();
+  return r;
+}
+
+}  // namespace dc::train
