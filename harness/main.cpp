@@ -135,6 +135,9 @@ int main(int argc, char** argv) {
   cmd_report->add_option("--format", rep.format, "md or csv");
   cmd_report->add_option("--out", report_out, "write the table here (default: stdout)");
   cmd_report->add_option("--heatmaps", rep.heatmap_dir, "folder for heatmap PNGs (default: next to the results)");
+  cmd_report->add_option("--reference", rep.reference,
+                         "run id (or prefix) or name: speedups and deltas of every row against this run instead of each run's own "
+                         "uncached baseline (e.g. fewer-step DDIM and DeepCache against the full-step baseline)");
 
   // ---- train / fmnist-stats (the Fashion-MNIST model and FID-FMNIST) ----
   std::string train_config;
@@ -318,21 +321,14 @@ int main(int argc, char** argv) {
       const auto ev = dc::metrics::fmnist_evaluate(net, data.images.unsqueeze(1));
       std::cout << fmt::format("images      {} ({} split), confident (p >= 0.8): {:.4f}\n", ev.n, fs_split, ev.confident_fraction());
       if (!fs_out.empty()) {
-        const auto mu = ev.stats.mean();
-        const auto sigma = ev.stats.covariance();
-        torch::Tensor m = torch::from_blob(const_cast<double*>(mu.data()), {mu.size()}, torch::kFloat64).clone();
-        torch::Tensor s = torch::empty({sigma.rows(), sigma.cols()}, torch::kFloat64);
-        Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(s.data_ptr<double>(), sigma.rows(), sigma.cols()) = sigma;
-        dc::metrics::write_fid_stats(fs_out, m, s);
+        dc::metrics::write_fid_stats(fs_out, ev.stats.mean(), ev.stats.covariance());
         std::cout << fmt::format("statistics  {}\n", fs_out);
       }
       if (!fs_against.empty()) std::cout << fmt::format("FID-FMNIST: {:.4f} (against {})\n", dc::metrics::fid_fmnist(ev, fs_against), fs_against);
       return 0;
     }
     if (*cmd_clip) {
-      if (clip_device != "cpu" && clip_device != "cuda") throw dc::Error(fmt::format("--device {}: expected cpu or cuda", clip_device));
-      if (clip_device == "cuda" && !torch::cuda::is_available()) throw dc::Error("--device cuda: no CUDA device is available");
-      const torch::Device device = clip_device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+      const torch::Device device = dc::harness::parse_device(clip_device);
       if (clip_tokenizer.empty())
         throw dc::Error("--tokenizer: no tokenizer folder given (vocab.json + merges.txt of CLIP; or set $DEEPCACHE_CLIP_TOKENIZER)");
       dc::metrics::list_images(clip_images);  // inputs first: no model load for a bad path
@@ -370,9 +366,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*cmd_fid || *cmd_fid_stats) {
-      if (fid_device != "cpu" && fid_device != "cuda") throw dc::Error(fmt::format("--device {}: expected cpu or cuda", fid_device));
-      if (fid_device == "cuda" && !torch::cuda::is_available()) throw dc::Error("--device cuda: no CUDA device is available");
-      const torch::Device device = fid_device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+      const torch::Device device = dc::harness::parse_device(fid_device);
       std::optional<dc::metrics::InceptionFid> net;
       auto stats_of = [&](const std::string& path) -> std::pair<Eigen::VectorXd, Eigen::MatrixXd> {
         if (path.size() > 4 && path.compare(path.size() - 4, 4, ".npz") == 0) {
@@ -386,10 +380,7 @@ int main(int argc, char** argv) {
       };
       if (*cmd_fid_stats) {
         const auto [mu, sigma] = stats_of(fid_stats_path);
-        torch::Tensor m = torch::from_blob(const_cast<double*>(mu.data()), {mu.size()}, torch::kFloat64).clone();
-        torch::Tensor s = torch::empty({sigma.rows(), sigma.cols()}, torch::kFloat64);
-        Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(s.data_ptr<double>(), sigma.rows(), sigma.cols()) = sigma;
-        dc::metrics::write_fid_stats(fid_out, m, s);
+        dc::metrics::write_fid_stats(fid_out, mu, sigma);
         std::cout << fmt::format("statistics  {} ({} dims) -> {}\n", fid_stats_path, mu.size(), fid_out);
         return 0;
       }

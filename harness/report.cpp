@@ -26,7 +26,7 @@ struct Row {
   std::string run_id, name, status, role, model, sampler, schedule, weights;
   int steps = 0, k = -1, n_interval = 0;
   double macs = 0, s_per_image = 0, speedup = 0, mac_speedup = 0;
-  std::string group;  // model+sampler+samples: baseline matching key
+  std::string group;  // baseline matching key: the configuration less cache and name
   std::map<std::string, double> metrics;  // quality metrics (metrics/* beyond timings)
 };
 
@@ -37,6 +37,14 @@ bool is_timing(const std::string& k) {
 }
 
 }  // namespace
+
+std::string baseline_key(const std::string& config_json) {
+  nlohmann::json c = nlohmann::json::parse(config_json, nullptr, false);
+  if (c.is_discarded() || !c.is_object()) return config_json;
+  c.erase("cache");
+  c.erase("name");
+  return c.dump();
+}
 
 torch::Tensor heatmap_image(const torch::Tensor& matrix, double lo, double hi, int64_t cell) {
   const torch::Tensor m = matrix.to(torch::kFloat64).contiguous();
@@ -87,9 +95,9 @@ std::string render_report(const ReportOptions& o, std::vector<std::string>* heat
       row.schedule = "-";
       if (!r.baseline) row.role = "no cache";
     }
-    row.group = row.model + "|" + row.weights + "|" + row.sampler + "|" + std::to_string(row.steps) + "|" +
-                c.value("/sampler/spacing"_json_pointer, std::string()) + "|" + (c.contains("samples") ? c["samples"].dump() : "") + "|" +
-                c.value("/device"_json_pointer, std::string());
+    row.group = baseline_key(r.config_json);
+    const double eta = c.value("/sampler/eta"_json_pointer, 0.0);
+    if (eta != 0.0) row.sampler += fmt::format(" eta={:g}", eta);
     auto get = [&](const char* k) { auto it = r.scalars.find(k); return it == r.scalars.end() ? 0.0 : it->second; };
     row.macs = get("macs/step_average");
     row.s_per_image = get("metrics/seconds_per_image");
@@ -112,6 +120,28 @@ std::string render_report(const ReportOptions& o, std::vector<std::string>* heat
         write_png(png.string(), heatmap_image(m, m.min().item<double>(), 1.0, std::max<int64_t>(4, 400 / std::max<int64_t>(m.size(0), 1))));
         heatmaps->push_back(png.string());
       }
+    }
+  }
+  // --reference: every row against one run (e.g. fewer-step DDIM against the full-step baseline).
+  if (!o.reference.empty()) {
+    const Row* ref = nullptr;
+    std::string known;
+    for (const auto& row : rows) {
+      if (row.run_id.rfind(o.reference, 0) == 0 || row.name == o.reference) {
+        if (ref) throw Error(fmt::format("{}: --reference '{}' matches more than one run ({}, {})", o.results, o.reference, ref->run_id, row.run_id));
+        ref = &row;
+      }
+      known += (known.empty() ? "" : ", ") + row.run_id;
+    }
+    if (!ref) throw Error(fmt::format("{}: --reference '{}' matches no run id or name (runs: {})", o.results, o.reference, known));
+    if (ref->status != "complete") throw Error(fmt::format("{}: --reference run {} is {}, not complete", o.results, ref->run_id, ref->status));
+    baseline_time.clear();
+    baseline_macs.clear();
+    baseline_metrics.clear();
+    for (auto& row : rows) {
+      baseline_time[row.group] = ref->s_per_image;
+      baseline_macs[row.group] = ref->macs;
+      baseline_metrics[row.group] = ref->metrics;
     }
   }
   for (auto& row : rows) {

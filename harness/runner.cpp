@@ -36,14 +36,6 @@ std::string now_iso() {
   return buf;
 }
 
-torch::Device device_of(const std::string& d) {
-  if (d == "cuda") {
-    if (!torch::cuda::is_available()) throw Error("device cuda: no CUDA device is available to this LibTorch build");
-    return torch::kCUDA;
-  }
-  return torch::kCPU;
-}
-
 void sync(const torch::Device& d) {
   if (d.is_cuda()) torch::cuda::synchronize();
 }
@@ -66,7 +58,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   const models::DdpmConfig cfg = models::DdpmConfig::preset(spec.model.preset);
   const auto seq = sampling::ddim_repo_timesteps(spec.sampler.steps, sampling::parse_spacing(spec.sampler.spacing), 1000);
   const int calls = static_cast<int>(seq.size());
-  const torch::Device device = device_of(spec.device);
+  const torch::Device device = parse_device(spec.device);
   r.device = device.is_cuda() ? "cuda" : "cpu";
 
   // Metric inputs are checked before any sampling: a missing file must not cost a whole run.

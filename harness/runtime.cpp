@@ -11,6 +11,8 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include "common/error.h"
+
 namespace dc::harness {
 
 namespace {
@@ -43,6 +45,15 @@ std::string thread_settings() {
   return fmt::format("torch intra-op threads={}, inter-op={}, OpenBLAS threads={}, OMP_NUM_THREADS={}",
                      torch::get_num_threads(), torch::get_num_interop_threads(),
                      get ? std::to_string(get()) : std::string("n/a"), omp ? omp : "unset");
+}
+
+c10::Device parse_device(const std::string& name) {
+  if (name == "cpu") return torch::kCPU;
+  if (name == "cuda") {
+    if (!torch::cuda::is_available()) throw Error("device cuda: no CUDA device is available to this LibTorch build");
+    return torch::kCUDA;
+  }
+  throw Error(fmt::format("device '{}': expected cpu or cuda", name));
 }
 
 }  // namespace dc::harness

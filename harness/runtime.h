@@ -4,6 +4,8 @@
 #pragma once
 #include <string>
 
+#include <c10/core/Device.h>
+
 namespace dc::harness {
 
 // torch_threads <= 0: $OMP_NUM_THREADS when set, else one per usable core. Safe to call more than once.
@@ -14,5 +16,9 @@ int usable_cpus();
 
 // "torch intra-op threads=2, inter-op=2, OpenBLAS threads=1, OMP_NUM_THREADS=unset"
 std::string thread_settings();
+
+// "cpu" or "cuda" as a device; "cuda" without a usable CUDA device, or any other name, is an error
+// naming the value.
+c10::Device parse_device(const std::string& name);
 
 }  // namespace dc::harness

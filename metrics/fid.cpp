@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "metrics/npz.h"
 
 namespace dc::metrics {
 
@@ -118,6 +119,14 @@ FrechetResult frechet_distance(const Eigen::VectorXd& mu1, const Eigen::MatrixXd
   r.trace_covmean = ts.trace;
   r.fid = r.mean_term + r.trace_sigma1 + r.trace_sigma2 - 2.0 * r.trace_covmean;
   return r;
+}
+
+void write_fid_stats(const std::string& path, const Eigen::VectorXd& mu, const Eigen::MatrixXd& sigma) {
+  torch::Tensor m = torch::empty({mu.size()}, torch::kFloat64);
+  Eigen::Map<Eigen::VectorXd>(m.data_ptr<double>(), mu.size()) = mu;
+  torch::Tensor s = torch::empty({sigma.rows(), sigma.cols()}, torch::kFloat64);
+  Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(s.data_ptr<double>(), sigma.rows(), sigma.cols()) = sigma;
+  write_fid_stats(path, m, s);
 }
 
 }  // namespace dc::metrics

@@ -65,4 +65,7 @@ FrechetResult frechet_distance(const Eigen::VectorXd& mu1, const Eigen::MatrixXd
 Eigen::MatrixXd to_eigen_matrix(const torch::Tensor& t);  // [R, C] -> double
 Eigen::VectorXd to_eigen_vector(const torch::Tensor& t);
 
+// pytorch-fid statistics (`mu`, `sigma` float64) of an Eigen mean and covariance, as an .npz.
+void write_fid_stats(const std::string& path, const Eigen::VectorXd& mu, const Eigen::MatrixXd& sigma);
+
 }  // namespace dc::metrics

@@ -9,6 +9,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -187,6 +189,73 @@ TEST(Report, TableWithSpeedupsAndHeatmaps) {
   EXPECT_EQ(csv.rfind("run_id,role,model,", 0), 0u) << csv;
   ro.format = "xml";
   EXPECT_THROW(render_report(ro), dc::Error);
+}
+
+// Each run is compared with the baseline of its own sampler settings (eta included), and
+// --reference compares every row with one chosen run instead.
+TEST(Report, BaselinePerSamplerSettingAndReferenceRun) {
+  const std::string dir = dc::test::temp_dir();
+  const auto e = parse_experiment(std::string(kTiny) + "sweep: {cache.k: [1], sampler.eta: [0.0, 1.0]}\n", "tiny.yaml");
+  ASSERT_EQ(e.runs.size(), 4u);
+  std::map<double, std::set<std::string>> keys;  // eta -> baseline keys of its runs
+  for (const auto& r : e.runs) keys[r.resolved["sampler"]["eta"].get<double>()].insert(baseline_key(r.resolved.dump()));
+  ASSERT_EQ(keys.size(), 2u);
+  EXPECT_EQ(keys[0.0].size(), 1u) << "a cached run and its baseline share the key";
+  EXPECT_EQ(keys[1.0].size(), 1u);
+  EXPECT_NE(*keys[0.0].begin(), *keys[1.0].begin()) << "eta must separate baselines";
+
+  std::ostringstream log;
+  RunOptions o;
+  o.results_path = dir + "/eta.h5";
+  run_experiment(e, o, log, false);
+  ReportOptions ro;
+  ro.results = o.results_path;
+  const std::string md = render_report(ro);
+  EXPECT_EQ(std::count(md.begin(), md.end(), '\n'), 6) << md;
+  std::size_t eta_rows = 0;
+  for (std::size_t p = md.find("ddim eta=1"); p != std::string::npos; p = md.find("ddim eta=1", p + 1)) ++eta_rows;
+  EXPECT_EQ(eta_rows, 2u) << md;
+
+  // Against one run: that run is 1.00x, a cached run's MAC speedup is the same as against its own.
+  const auto runs = read_results(o.results_path);
+  std::string base0;
+  for (const auto& r : runs)
+    if (r.baseline && nlohmann::json::parse(r.config_json)["sampler"]["eta"].get<double>() == 0.0) base0 = r.run_id;
+  ASSERT_FALSE(base0.empty()) << md;
+  ro.reference = base0.substr(0, 8);
+  const std::string against = render_report(ro);
+  // The cell under `column` in the row of run `id` of a Markdown table.
+  const auto cell = [](const std::string& table, const std::string& id, const std::string& column) {
+    auto split = [](const std::string& line) {
+      std::vector<std::string> cells;
+      std::istringstream is(line);
+      std::string c;
+      while (std::getline(is, c, '|')) cells.push_back(c.size() > 2 ? c.substr(1, c.size() - 2) : c);
+      return cells;
+    };
+    const auto head = split(table.substr(0, table.find('\n')));
+    const auto p = table.find("| " + id + " |");
+    if (p == std::string::npos) return std::string("(no row)");
+    const auto row = split(table.substr(p, table.find('\n', p) - p));
+    for (std::size_t i = 0; i < head.size() && i < row.size(); ++i)
+      if (head[i] == column) return row[i];
+    return std::string("(no column)");
+  };
+  EXPECT_EQ(cell(against, base0, "speedup"), "1.00x") << against;
+  for (const auto& r : runs) {
+    // MACs do not depend on eta: against the eta = 0 baseline every row keeps its MAC speedup.
+    EXPECT_EQ(cell(against, r.run_id, "MACs speedup"), cell(md, r.run_id, "MACs speedup")) << against;
+    if (r.baseline) {
+      EXPECT_EQ(cell(md, r.run_id, "speedup"), "1.00x") << "each baseline against itself: " << md;
+    }
+  }
+  ro.reference = "no-such-run";
+  try {
+    render_report(ro);
+    ADD_FAILURE() << "an unknown --reference must fail";
+  } catch (const dc::Error& err) {
+    EXPECT_NE(std::string(err.what()).find("no-such-run"), std::string::npos) << err.what();
+  }
 }
 
 TEST(PlotScript, DrawsPublicationHeatmapsFromTheResults) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -250,6 +251,63 @@ void Adam::load(const std::map<std::string, torch::Tensor>& in, const std::vecto
   t_ = steps;
 }
 
+// ---- checkpoints and exports shared by the trainers ---------------------------------------------------
+
+namespace {
+
+using ModuleList = std::vector<std::pair<std::string, torch::nn::Module*>>;  // checkpoint prefix, module
+using ConstModuleList = std::vector<std::pair<std::string, const torch::nn::Module*>>;
+
+// A checkpoint: every listed module's parameters under its prefix, Adam's moments, the loss curve,
+// and the settings (a resume must match them), the step and the seconds spent.
+void save_state(const std::string& path, const TrainSpec& spec, int64_t step, const std::vector<double>& losses, double seconds,
+                const ConstModuleList& modules, const Adam& adam, const std::vector<std::string>& names) {
+  st::NamedTensors out;
+  for (const auto& [prefix, m] : modules)
+    for (const auto& p : m->named_parameters()) out.emplace_back(prefix + p.key(), p.value().detach());
+  adam.save(out, names);
+  out.emplace_back("loss", curve_tensor(losses));
+  st::save_tensors(path, out, {{"spec", spec.resolved.dump()}, {"step", std::to_string(step)}, {"kind", spec.kind},
+                               {"seconds", fmt::format("{}", seconds)}});
+}
+
+int64_t load_state(const std::string& path, const TrainSpec& spec, const ModuleList& modules, Adam& adam,
+                   const std::vector<std::string>& names, std::vector<double>& losses) {
+  const auto f = st::SafetensorsFile::open(path);
+  check_resume_spec(f, spec, path);
+  const int64_t step = meta_int(f, "step", path);
+  const auto all = st::load_all(f);
+  torch::NoGradGuard ng;
+  for (const auto& [prefix, m] : modules)
+    for (auto& p : m->named_parameters()) {
+      auto it = all.find(prefix + p.key());
+      if (it == all.end() || it->second.sizes() != p.value().sizes()) throw Error(fmt::format("{}: '{}{}' missing or mis-shaped", path, prefix, p.key()));
+      p.value().copy_(it->second);
+    }
+  adam.load(all, names, step, path);
+  auto it = all.find("loss");
+  if (it == all.end()) throw Error(fmt::format("{}: no loss curve", path));
+  losses = curve_from(it->second);
+  if (static_cast<int64_t>(losses.size()) != step) throw Error(fmt::format("{}: loss curve has {} entries for step {}", path, losses.size(), step));
+  return step;
+}
+
+void export_module(const TrainSpec& spec, const torch::nn::Module& m, int64_t step, std::map<std::string, std::string> meta) {
+  st::NamedTensors out;
+  for (const auto& p : m.named_parameters()) out.emplace_back(p.key(), p.value().detach());
+  const auto parent = fs::path(spec.export_path).parent_path();
+  if (!parent.empty()) fs::create_directories(parent);
+  meta.insert({{"format", "pt"}, {"train_spec", spec.resolved.dump()}, {"steps", std::to_string(step)}, {"git_revision", DC_GIT_DESCRIBE}});
+  st::save_tensors(spec.export_path, out, meta);
+}
+
+}  // namespace
+
+double learning_rate(const TrainSpec& spec, int64_t step_index) {
+  const double warm = spec.warmup > 0 ? std::min(1.0, static_cast<double>(step_index + 1) / static_cast<double>(spec.warmup)) : 1.0;
+  return spec.lr * warm;
+}
+
 // ---- DDPM ------------------------------------------------------------------------------------------
 
 DdpmTrainer::DdpmTrainer(const models::DdpmConfig& cfg_in, const TrainSpec& spec) : spec_(spec) {
@@ -257,14 +315,14 @@ DdpmTrainer::DdpmTrainer(const models::DdpmConfig& cfg_in, const TrainSpec& spec
   if (spec.dropout) cfg.dropout = *spec.dropout;
   torch::manual_seed(mix(spec.seed, -1, 7));
   model_ = models::DdpmUNet(cfg);
-  ema_ = models::DdpmUNet(cfg);
-  {
+  if (spec.ema > 0) {
+    ema_ = models::DdpmUNet(cfg);
     torch::NoGradGuard ng;
     auto src = model_->parameters();
     auto dst = ema_->parameters();
     for (std::size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
+    ema_->eval();
   }
-  ema_->eval();
   names_ = param_names(*model_);
   adam_ = std::make_unique<Adam>(model_->parameters());
   alphas_cumprod_ = sampling::alphas_cumprod_f32(sampling::make_betas(sampling::BetaSchedule::DdpmLinear, 1000, 1e-4, 0.02));
@@ -279,6 +337,10 @@ double DdpmTrainer::step(const torch::Tensor& x0, int64_t step_index) {
   return step_on(x0, t, noise, step_index);
 }
 
+double DdpmTrainer::train_step(const torch::Tensor& images_u8, const torch::Tensor&, int64_t step_index) {
+  return step(fmnist_to_model_space(images_u8), step_index);
+}
+
 double DdpmTrainer::step_on(const torch::Tensor& x0, const torch::Tensor& t, const torch::Tensor& noise, int64_t step_index) {
   model_->train();
   torch::manual_seed(mix(spec_.seed, step_index, 3));  // dropout masks
@@ -290,8 +352,7 @@ double DdpmTrainer::step_on(const torch::Tensor& x0, const torch::Tensor& t, con
   model_->zero_grad();
   loss.backward();
   if (spec_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), spec_.grad_clip);
-  const double warm = spec_.warmup > 0 ? std::min(1.0, static_cast<double>(step_index + 1) / static_cast<double>(spec_.warmup)) : 1.0;
-  adam_->step(spec_.lr * warm);
+  adam_->step(learning_rate(spec_, step_index));
   if (spec_.ema > 0) {
     // EMA with the usual warm-up of the decay, so early averages are not dominated by the init.
     const double decay = std::min(spec_.ema, (1.0 + static_cast<double>(step_index)) / (10.0 + static_cast<double>(step_index)));
@@ -299,11 +360,6 @@ double DdpmTrainer::step_on(const torch::Tensor& x0, const torch::Tensor& t, con
     auto src = model_->parameters();
     auto dst = ema_->parameters();
     for (std::size_t i = 0; i < src.size(); ++i) dst[i].mul_(decay).add_(src[i].detach(), 1.0 - decay);
-  } else {
-    torch::NoGradGuard ng;
-    auto src = model_->parameters();
-    auto dst = ema_->parameters();
-    for (std::size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
   }
   return loss.item<double>();
 }
@@ -317,38 +373,74 @@ double DdpmTrainer::loss_at(const torch::Tensor& x0, const torch::Tensor& t, con
 }
 
 void DdpmTrainer::save_checkpoint(const std::string& path, int64_t step, const std::vector<double>& losses, double seconds) const {
-  st::NamedTensors out;
-  for (const auto& p : model_->named_parameters()) out.emplace_back("model." + p.key(), p.value().detach());
-  for (const auto& p : ema_->named_parameters()) out.emplace_back("ema." + p.key(), p.value().detach());
-  adam_->save(out, names_);
-  out.emplace_back("loss", curve_tensor(losses));
-  st::save_tensors(path, out, {{"spec", spec_.resolved.dump()}, {"step", std::to_string(step)}, {"kind", "ddpm"}, {"seconds", fmt::format("{}", seconds)}});
+  ConstModuleList modules = {{"model.", model_.get()}};
+  if (spec_.ema > 0) modules.emplace_back("ema.", ema_.get());
+  save_state(path, spec_, step, losses, seconds, modules, *adam_, names_);
 }
 
 int64_t DdpmTrainer::load_checkpoint(const std::string& path, std::vector<double>& losses) {
-  const auto f = st::SafetensorsFile::open(path);
-  check_resume_spec(f, spec_, path);
-  const int64_t step = meta_int(f, "step", path);
-  const auto all = st::load_all(f);
-  torch::NoGradGuard ng;
-  for (auto* m : {&model_, &ema_}) {
-    const std::string prefix = m == &model_ ? "model." : "ema.";
-    for (auto& p : (*m)->named_parameters()) {
-      auto it = all.find(prefix + p.key());
-      if (it == all.end() || it->second.sizes() != p.value().sizes()) throw Error(fmt::format("{}: '{}{}' missing or mis-shaped", path, prefix, p.key()));
-      p.value().copy_(it->second);
-    }
-  }
-  adam_->load(all, names_, step, path);
-  auto it = all.find("loss");
-  if (it == all.end()) throw Error(fmt::format("{}: no loss curve", path));
-  losses = curve_from(it->second);
-  if (static_cast<int64_t>(losses.size()) != step) throw Error(fmt::format("{}: loss curve has {} entries for step {}", path, losses.size(), step));
-  return step;
+  ModuleList modules = {{"model.", model_.get()}};
+  if (spec_.ema > 0) modules.emplace_back("ema.", ema_.get());
+  return load_state(path, spec_, modules, *adam_, names_, losses);
+}
+
+double DdpmTrainer::export_weights(int64_t step) {
+  export_module(spec_, *exported(), step, {{"model", "deepcache-bench DDPM preset " + spec_.preset + (spec_.ema > 0 ? " (EMA weights)" : "")}});
+  return -1;
 }
 
 torch::Tensor fmnist_to_model_space(const torch::Tensor& images_u8) {
   return torch::constant_pad_nd(images_u8.unsqueeze(1).to(torch::kFloat32).div(127.5).sub(1.0), {2, 2, 2, 2}, -1.0);
+}
+
+// ---- classifier ------------------------------------------------------------------------------------
+
+ClassifierTrainer::ClassifierTrainer(const TrainSpec& spec) : spec_(spec) {
+  torch::manual_seed(mix(spec.seed, -1, 7));
+  net_ = models::FmnistClassifier(spec.dropout.value_or(0.25));
+  names_ = param_names(*net_);
+  adam_ = std::make_unique<Adam>(net_->parameters());
+}
+
+double ClassifierTrainer::train_step(const torch::Tensor& images_u8, const torch::Tensor& labels, int64_t step_index) {
+  net_->train();
+  torch::manual_seed(mix(spec_.seed, step_index, 3));  // dropout masks
+  const auto logits = net_->forward(net_->prepare(images_u8.unsqueeze(1)));
+  const auto loss = torch::nn::functional::cross_entropy(logits, labels);
+  net_->zero_grad();
+  loss.backward();
+  if (spec_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(net_->parameters(), spec_.grad_clip);
+  adam_->step(learning_rate(spec_, step_index));
+  return loss.item<double>();
+}
+
+double ClassifierTrainer::accuracy(const torch::Tensor& images_u8, const torch::Tensor& labels) {
+  torch::NoGradGuard ng;
+  net_->eval();
+  int64_t correct = 0;
+  const int64_t n = images_u8.size(0);
+  for (int64_t i = 0; i < n; i += 1000) {
+    const auto x = images_u8.slice(0, i, std::min<int64_t>(i + 1000, n)).unsqueeze(1);
+    correct += net_->forward(net_->prepare(x)).argmax(1).eq(labels.slice(0, i, i + x.size(0))).sum().item<int64_t>();
+  }
+  return n ? static_cast<double>(correct) / static_cast<double>(n) : 0.0;
+}
+
+void ClassifierTrainer::save_checkpoint(const std::string& path, int64_t step, const std::vector<double>& losses, double seconds) const {
+  save_state(path, spec_, step, losses, seconds, {{"model.", net_.get()}}, *adam_, names_);
+}
+
+int64_t ClassifierTrainer::load_checkpoint(const std::string& path, std::vector<double>& losses) {
+  return load_state(path, spec_, {{"model.", net_.get()}}, *adam_, names_, losses);
+}
+
+double ClassifierTrainer::export_weights(int64_t step) {
+  const auto test = data::read_fashion_mnist(spec_.data_dir, "test");
+  const double acc = accuracy(test.images, test.labels);
+  export_module(spec_, *net_, step,
+                {{"model", "deepcache-bench Fashion-MNIST classifier (FID-FMNIST features: fc1 after ReLU)"},
+                 {"test_accuracy", fmt::format("{:.4f}", acc)}});
+  return acc;
 }
 
 // ---- the loop ----------------------------------------------------------------------------------------
@@ -364,138 +456,50 @@ TrainResult train(const TrainSpec& spec, const TrainOptions& options) {
     data.labels = data.labels.slice(0, 0, spec.subset);
   }
   const int64_t N = data.images.size(0);
+  std::unique_ptr<Trainer> trainer;
+  if (spec.kind == "ddpm") trainer = std::make_unique<DdpmTrainer>(models::DdpmConfig::preset(spec.preset), spec);
+  else trainer = std::make_unique<ClassifierTrainer>(spec);
+
   TrainResult r;
   std::vector<double> losses;
   double seconds_before = 0;
+  int64_t step = 0;
+  if (!options.fresh && fs::exists(ckpt)) {
+    step = trainer->load_checkpoint(ckpt, losses);
+    const auto f = st::SafetensorsFile::open(ckpt);
+    auto it = f.metadata().find("seconds");
+    seconds_before = it == f.metadata().end() ? 0.0 : std::stod(it->second);
+    r.resumed_from = step;
+  }
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return seconds_before + std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-  auto batch_indices = [&](int64_t step) {
+  auto save = [&](int64_t s) {
+    trainer->save_checkpoint(ckpt, s, losses, elapsed());
+    write_log(log, spec, losses, elapsed(), -1);
+  };
+  int64_t done_here = 0;
+  while (step < spec.steps) {
+    if (options.stop_after && done_here >= *options.stop_after) break;
     auto gen = at::detail::createCPUGenerator(mix(spec.seed, step, 1));
-    return torch::randint(0, N, {spec.batch}, gen, torch::kInt64);
-  };
-  auto finish_curve = [&] {
-    const std::size_t k = std::min<std::size_t>(100, losses.size());
-    double s = 0;
-    for (std::size_t i = losses.size() - k; i < losses.size(); ++i) s += losses[i];
-    r.mean_recent_loss = k ? s / static_cast<double>(k) : 0.0;
-  };
-  auto seconds_meta = [&](const std::string& path) {
-    const auto f = st::SafetensorsFile::open(path);
-    auto it = f.metadata().find("seconds");
-    return it == f.metadata().end() ? 0.0 : std::stod(it->second);
-  };
-
-  if (spec.kind == "ddpm") {
-    DdpmTrainer trainer(models::DdpmConfig::preset(spec.preset), spec);
-    const auto x_all = fmnist_to_model_space(data.images);
-    int64_t step = 0;
-    if (!options.fresh && fs::exists(ckpt)) {
-      step = trainer.load_checkpoint(ckpt, losses);
-      seconds_before = seconds_meta(ckpt);
-      r.resumed_from = step;
-    }
-    auto save = [&](int64_t s) {
-      trainer.save_checkpoint(ckpt, s, losses, elapsed());
-      write_log(log, spec, losses, elapsed(), -1);
-    };
-    int64_t done_here = 0;
-    while (step < spec.steps) {
-      if (options.stop_after && done_here >= *options.stop_after) break;
-      losses.push_back(trainer.step(x_all.index_select(0, batch_indices(step)), step));
-      ++step;
-      ++done_here;
-      if (options.progress) options.progress(step, spec.steps, losses.back());
-      if (step % spec.checkpoint_every == 0 || step == spec.steps) save(step);
-    }
-    if (done_here > 0 && step % spec.checkpoint_every != 0 && step != spec.steps) save(step);
-    r.step = step;
-    r.finished = step >= spec.steps;
-    if (r.finished) {
-      st::NamedTensors out;
-      for (const auto& p : trainer.ema()->named_parameters()) out.emplace_back(p.key(), p.value().detach());
-      fs::create_directories(fs::path(spec.export_path).parent_path().empty() ? "." : fs::path(spec.export_path).parent_path());
-      st::save_tensors(spec.export_path, out,
-                       {{"format", "pt"}, {"model", "deepcache-bench DDPM preset " + spec.preset + (spec.ema > 0 ? " (EMA weights)" : "")},
-                        {"train_spec", spec.resolved.dump()}, {"steps", std::to_string(step)}, {"git_revision", DC_GIT_DESCRIBE}});
-      fs::copy_file(log, fs::path(spec.export_path).replace_extension(".train.h5"), fs::copy_options::overwrite_existing);
-    }
-  } else {
-    torch::manual_seed(mix(spec.seed, -1, 7));
-    models::FmnistClassifier net(spec.dropout.value_or(0.25));
-    const auto names = param_names(*net);
-    Adam adam(net->parameters());
-    int64_t step = 0;
-    if (!options.fresh && fs::exists(ckpt)) {
-      const auto f = st::SafetensorsFile::open(ckpt);
-      check_resume_spec(f, spec, ckpt);
-      step = meta_int(f, "step", ckpt);
-      const auto all = st::load_all(f);
-      torch::NoGradGuard ng;
-      for (auto& p : net->named_parameters()) {
-        auto it = all.find("model." + p.key());
-        if (it == all.end() || it->second.sizes() != p.value().sizes()) throw Error(fmt::format("{}: 'model.{}' missing or mis-shaped", ckpt, p.key()));
-        p.value().copy_(it->second);
-      }
-      adam.load(all, names, step, ckpt);
-      losses = curve_from(all.at("loss"));
-      seconds_before = seconds_meta(ckpt);
-      r.resumed_from = step;
-    }
-    auto save = [&](int64_t s) {
-      st::NamedTensors out;
-      for (const auto& p : net->named_parameters()) out.emplace_back("model." + p.key(), p.value().detach());
-      adam.save(out, names);
-      out.emplace_back("loss", curve_tensor(losses));
-      st::save_tensors(ckpt, out, {{"spec", spec.resolved.dump()}, {"step", std::to_string(s)}, {"kind", "classifier"},
-                                   {"seconds", fmt::format("{}", elapsed())}});
-      write_log(log, spec, losses, elapsed(), -1);
-    };
-    const auto x_all = data.images.unsqueeze(1);
-    int64_t done_here = 0;
-    while (step < spec.steps) {
-      if (options.stop_after && done_here >= *options.stop_after) break;
-      net->train();
-      const auto idx = batch_indices(step);
-      torch::manual_seed(mix(spec.seed, step, 3));
-      const auto logits = net->forward(net->prepare(x_all.index_select(0, idx)));
-      const auto loss = torch::nn::functional::cross_entropy(logits, data.labels.index_select(0, idx));
-      net->zero_grad();
-      loss.backward();
-      if (spec.grad_clip > 0) torch::nn::utils::clip_grad_norm_(net->parameters(), spec.grad_clip);
-      const double warm = spec.warmup > 0 ? std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(spec.warmup)) : 1.0;
-      adam.step(spec.lr * warm);
-      losses.push_back(loss.item<double>());
-      ++step;
-      ++done_here;
-      if (options.progress) options.progress(step, spec.steps, losses.back());
-      if (step % spec.checkpoint_every == 0 || step == spec.steps) save(step);
-    }
-    if (done_here > 0 && step % spec.checkpoint_every != 0 && step != spec.steps) save(step);
-    r.step = step;
-    r.finished = step >= spec.steps;
-    if (r.finished) {
-      const auto test = data::read_fashion_mnist(spec.data_dir, "test");
-      torch::NoGradGuard ng;
-      net->eval();
-      int64_t correct = 0;
-      for (int64_t i = 0; i < test.images.size(0); i += 1000) {
-        const auto x = test.images.slice(0, i, std::min<int64_t>(i + 1000, test.images.size(0))).unsqueeze(1);
-        correct += net->forward(net->prepare(x)).argmax(1).eq(test.labels.slice(0, i, i + x.size(0))).sum().item<int64_t>();
-      }
-      r.test_accuracy = static_cast<double>(correct) / static_cast<double>(test.images.size(0));
-      st::NamedTensors out;
-      for (const auto& p : net->named_parameters()) out.emplace_back(p.key(), p.value().detach());
-      const auto parent = fs::path(spec.export_path).parent_path();
-      if (!parent.empty()) fs::create_directories(parent);
-      st::save_tensors(spec.export_path, out,
-                       {{"format", "pt"}, {"model", "deepcache-bench Fashion-MNIST classifier (FID-FMNIST features: fc1 after ReLU)"},
-                        {"test_accuracy", fmt::format("{:.4f}", r.test_accuracy)}, {"train_spec", spec.resolved.dump()},
-                        {"git_revision", DC_GIT_DESCRIBE}});
-      write_log(log, spec, losses, elapsed(), r.test_accuracy);
-      fs::copy_file(log, fs::path(spec.export_path).replace_extension(".train.h5"), fs::copy_options::overwrite_existing);
-    }
+    const auto idx = torch::randint(0, N, {spec.batch}, gen, torch::kInt64);
+    losses.push_back(trainer->train_step(data.images.index_select(0, idx), data.labels.index_select(0, idx), step));
+    ++step;
+    ++done_here;
+    if (options.progress) options.progress(step, spec.steps, losses.back());
+    if (step % spec.checkpoint_every == 0 || step == spec.steps) save(step);
   }
-  finish_curve();
+  if (done_here > 0 && step % spec.checkpoint_every != 0 && step != spec.steps) save(step);
+  r.step = step;
+  r.finished = step >= spec.steps;
+  if (r.finished) {
+    r.test_accuracy = trainer->export_weights(step);
+    write_log(log, spec, losses, elapsed(), r.test_accuracy);
+    fs::copy_file(log, fs::path(spec.export_path).replace_extension(".train.h5"), fs::copy_options::overwrite_existing);
+  }
+  const std::size_t k = std::min<std::size_t>(100, losses.size());
+  double sum = 0;
+  for (std::size_t i = losses.size() - k; i < losses.size(); ++i) sum += losses[i];
+  r.mean_recent_loss = k ? sum / static_cast<double>(k) : 0.0;
   r.seconds = elapsed();
   return r;
 }

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models/ddpm_unet.h"
+#include "models/fmnist_classifier.h"
 
 namespace dc::train {
 
@@ -58,8 +59,22 @@ class Adam {
   int64_t t_ = 0;
 };
 
+// What train()'s loop needs from a training problem: one step on a batch of the training set
+// (uint8 [B, 28, 28] images and their labels), a checkpoint that resumes bit for bit, and the export.
+class Trainer {
+ public:
+  virtual ~Trainer() = default;
+  virtual double train_step(const torch::Tensor& images_u8, const torch::Tensor& labels, int64_t step_index) = 0;
+  virtual void save_checkpoint(const std::string& path, int64_t step, const std::vector<double>& losses, double seconds = 0) const = 0;
+  // Returns the step reached and fills the loss curve; the checkpoint's settings must equal spec's.
+  virtual int64_t load_checkpoint(const std::string& path, std::vector<double>& losses) = 0;
+  // Writes the trained weights to spec.export_path (metadata: settings, steps, git revision);
+  // returns the test accuracy (classifier) or -1.
+  virtual double export_weights(int64_t step) = 0;
+};
+
 // One DDPM training problem: x0 in [-1, 1], [B, C, H, W].
-class DdpmTrainer {
+class DdpmTrainer : public Trainer {
  public:
   DdpmTrainer(const models::DdpmConfig& cfg, const TrainSpec& spec);
   // One optimisation step on x0 with timesteps and noise drawn from (seed, step); returns the loss.
@@ -69,10 +84,12 @@ class DdpmTrainer {
   // The loss at fixed timesteps t and noise (no update; eval mode): for tests and monitoring.
   double loss_at(const torch::Tensor& x0, const torch::Tensor& t, const torch::Tensor& noise);
   models::DdpmUNet& model() { return model_; }
-  models::DdpmUNet& ema() { return ema_; }
-  void save_checkpoint(const std::string& path, int64_t step, const std::vector<double>& losses, double seconds = 0) const;
-  // Returns the step reached and fills the loss curve; the checkpoint's settings must equal spec's.
-  int64_t load_checkpoint(const std::string& path, std::vector<double>& losses);
+  // The weights that are exported: the EMA, or the model itself when spec.ema = 0.
+  models::DdpmUNet& exported() { return spec_.ema > 0 ? ema_ : model_; }
+  double train_step(const torch::Tensor& images_u8, const torch::Tensor& labels, int64_t step_index) override;
+  void save_checkpoint(const std::string& path, int64_t step, const std::vector<double>& losses, double seconds = 0) const override;
+  int64_t load_checkpoint(const std::string& path, std::vector<double>& losses) override;
+  double export_weights(int64_t step) override;
 
  private:
   TrainSpec spec_;
@@ -81,6 +98,28 @@ class DdpmTrainer {
   torch::Tensor alphas_cumprod_;  // float32 [1000]
   std::vector<std::string> names_;
 };
+
+// The FID-FMNIST classifier: cross-entropy, Adam with the same warm-up and clipping.
+class ClassifierTrainer : public Trainer {
+ public:
+  explicit ClassifierTrainer(const TrainSpec& spec);
+  models::FmnistClassifier& model() { return net_; }
+  // Fraction of correct predictions (eval mode) on uint8 [N, 28, 28] images.
+  double accuracy(const torch::Tensor& images_u8, const torch::Tensor& labels);
+  double train_step(const torch::Tensor& images_u8, const torch::Tensor& labels, int64_t step_index) override;
+  void save_checkpoint(const std::string& path, int64_t step, const std::vector<double>& losses, double seconds = 0) const override;
+  int64_t load_checkpoint(const std::string& path, std::vector<double>& losses) override;
+  double export_weights(int64_t step) override;  // measures the test accuracy first
+
+ private:
+  TrainSpec spec_;
+  models::FmnistClassifier net_{nullptr};
+  std::unique_ptr<Adam> adam_;
+  std::vector<std::string> names_;
+};
+
+// The learning rate of step s: spec.lr after a linear warm-up over spec.warmup steps.
+double learning_rate(const TrainSpec& spec, int64_t step_index);
 
 struct TrainOptions {
   bool fresh = false;                    // ignore an existing checkpoint
