@@ -167,6 +167,15 @@ TEST(ClipPreprocess, ClosedFormProperties) {
 
 // ---- model ------------------------------------------------------------------------------------------
 
+// A case's weights, loaded strictly under the checkpoint's key names; the model is left in eval mode.
+template <typename Case, typename Mapping>
+void load_case_weights(torch::nn::Module& model, const Case& c, Mapping mapping) {
+  dc::weights::LoadOptions lo;
+  lo.mapping = std::move(mapping);
+  dc::weights::load_strict(model, dc::st::SafetensorsFile::open(*c.weights_path()), lo);
+  model.eval();
+}
+
 TEST(ClipModel, TinyCaseFeaturesAndScoresEqualTheReference) {
   const auto cases = clip_cases([](const nlohmann::json& cfg) { return cfg.contains("model_cfg"); });
   ASSERT_FALSE(cases.empty());
@@ -175,10 +184,7 @@ TEST(ClipModel, TinyCaseFeaturesAndScoresEqualTheReference) {
     SCOPED_TRACE(c.id());
     const auto cfg = dc::models::ClipConfig::from_open_clip(c.json["config"]["model_cfg"], c.json_path);
     dc::models::ClipModel model(cfg);
-    dc::weights::LoadOptions lo;
-    lo.mapping = dc::models::clip_checkpoint_mapping();
-    dc::weights::load_strict(*model, dc::st::SafetensorsFile::open(*c.weights_path()), lo);
-    model->eval();
+    load_case_weights(*model, c, dc::models::clip_checkpoint_mapping());
     // Image features from the reference's own pixel values, then through our preprocessing.
     const auto img_ref = model->encode_image(c.io_tensor("pixel_values"));
     EXPECT_TRUE(dc::test::matches_reference(c, "image_features", img_ref, c.io_tensor("image_features")));
@@ -253,10 +259,7 @@ TEST(HfClipText, Sd15TextEncoderEqualsTheReference) {
   for (const auto& c : cases) {
     SCOPED_TRACE(c.id());
     dc::models::HfClipTextModel model(dc::models::HfClipTextConfig::from_hf(c.json["config"]["hf_config"], c.json_path));
-    dc::weights::LoadOptions lo;
-    lo.mapping = dc::models::hf_clip_text_mapping();
-    dc::weights::load_strict(*model, dc::st::SafetensorsFile::open(*c.weights_path()), lo);
-    model->eval();
+    load_case_weights(*model, c, dc::models::hf_clip_text_mapping());
     const auto ids = c.io_tensor("input_ids");
     if (c.json["config"].contains("prompts")) {  // the SD1.5 tokenizer gives these ids
       const auto tok = tokenizer_for(c);

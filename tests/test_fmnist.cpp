@@ -259,18 +259,19 @@ TEST(FidFmnist, RunStoresTheMetricWithProvenance) {
   const auto at = floor.out.find("FID-FMNIST: ");
   ASSERT_NE(at, std::string::npos) << floor.out;
   EXPECT_LT(std::abs(std::stod(floor.out.substr(at + 12))), 1e-4) << floor.out;  // the same images as the reference
-  std::ofstream(dir + "/exp.yaml") << fmt::format(R"(experiment: fmnist_metric_test
+  // An experiment on the fmnist preset (random weights) with the metric, n samples, optional sweep.
+  const auto experiment = [&](const std::string& name, const std::string& classifier, int n, const std::string& sweep) {
+    std::ofstream(dir + "/" + name + ".yaml") << fmt::format(R"(experiment: {1}
 base:
   model: {{preset: fmnist}}
   sampler: {{name: ddim, steps: 4, spacing: uniform}}
-  samples: {{n: 6, batch: 3, grid: 0}}
+  samples: {{n: {3}, batch: 3, grid: 0}}
   metrics:
-    fid_fmnist: {{classifier: "{0}/clf.safetensors", reference: "{0}/ref.npz"}}
-sweep:
-  cache.k: [1]
-  cache.interval: [2]
-)",
-                                                  dir);
+    fid_fmnist: {{classifier: "{0}/{2}", reference: "{0}/ref.npz"}}
+{4})",
+                                                             dir, name, classifier, n, sweep);
+  };
+  experiment("exp", "clf.safetensors", 6, "sweep:\n  cache.k: [1]\n  cache.interval: [2]\n");
   const auto run = dc::test::run_cli(fmt::format("run {0}/exp.yaml --results {0}/r.h5", dir));
   ASSERT_EQ(run.code, 0) << run.out << run.err;
   auto f = dc::h5::open_file(dir + "/r.h5");
@@ -295,15 +296,7 @@ sweep:
   ASSERT_EQ(rep.code, 0) << rep.err;
   EXPECT_NE(rep.out.find("fid_fmnist"), std::string::npos) << rep.out;
   // A missing classifier stops the run before sampling, naming the file.
-  std::ofstream(dir + "/bad.yaml") << fmt::format(R"(experiment: fmnist_missing
-base:
-  model: {{preset: fmnist}}
-  sampler: {{name: ddim, steps: 4, spacing: uniform}}
-  samples: {{n: 2, batch: 2, grid: 0}}
-  metrics:
-    fid_fmnist: {{classifier: "{0}/nope.safetensors", reference: "{0}/ref.npz"}}
-)",
-                                                  dir);
+  experiment("bad", "nope.safetensors", 2, "");
   const auto bad = dc::test::run_cli(fmt::format("run {0}/bad.yaml --results {0}/bad.h5", dir));
   EXPECT_NE(bad.code, 0);
   EXPECT_NE((bad.out + bad.err).find("nope.safetensors"), std::string::npos) << bad.out << bad.err;
