@@ -26,6 +26,7 @@ struct Row {
   std::string run_id, name, status, role, model, sampler, schedule, weights;
   int steps = 0, k = -1, n_interval = 0;
   double macs = 0, s_per_image = 0, speedup = 0, mac_speedup = 0;
+  double macs_per_image = 0;  // per call x model calls: what --reference compares across step counts
   std::string group;  // baseline matching key: the configuration less cache and name
   std::map<std::string, double> metrics;  // quality metrics (metrics/* beyond timings)
 };
@@ -100,12 +101,13 @@ std::string render_report(const ReportOptions& o, std::vector<std::string>* heat
     if (eta != 0.0) row.sampler += fmt::format(" eta={:g}", eta);
     auto get = [&](const char* k) { auto it = r.scalars.find(k); return it == r.scalars.end() ? 0.0 : it->second; };
     row.macs = get("macs/step_average");
+    row.macs_per_image = row.macs * std::max(r.model_calls, 1);
     row.s_per_image = get("metrics/seconds_per_image");
     for (const auto& [k, v] : r.scalars)
       if (k.rfind("metrics/", 0) == 0 && !is_timing(k)) row.metrics[k.substr(8)] = v;
     if (r.baseline && r.status == "complete") {
       baseline_time[row.group] = row.s_per_image;
-      baseline_macs[row.group] = row.macs;
+      baseline_macs[row.group] = row.macs_per_image;
       baseline_metrics[row.group] = row.metrics;
     }
     for (const auto& [k, v] : row.metrics) metric_names.insert(k);
@@ -140,7 +142,7 @@ std::string render_report(const ReportOptions& o, std::vector<std::string>* heat
     baseline_metrics.clear();
     for (auto& row : rows) {
       baseline_time[row.group] = ref->s_per_image;
-      baseline_macs[row.group] = ref->macs;
+      baseline_macs[row.group] = ref->macs_per_image;
       baseline_metrics[row.group] = ref->metrics;
     }
   }
@@ -148,7 +150,7 @@ std::string render_report(const ReportOptions& o, std::vector<std::string>* heat
     auto bt = baseline_time.find(row.group);
     if (bt != baseline_time.end() && row.s_per_image > 0) row.speedup = bt->second / row.s_per_image;
     auto bm = baseline_macs.find(row.group);
-    if (bm != baseline_macs.end() && row.macs > 0) row.mac_speedup = bm->second / row.macs;
+    if (bm != baseline_macs.end() && row.macs_per_image > 0) row.mac_speedup = bm->second / row.macs_per_image;
   }
   std::ostringstream out;
   const bool md = o.format == "md";

@@ -249,6 +249,22 @@ TEST(Report, BaselinePerSamplerSettingAndReferenceRun) {
       EXPECT_EQ(cell(md, r.run_id, "speedup"), "1.00x") << "each baseline against itself: " << md;
     }
   }
+  // Across step counts the MAC speedup is per image: DDIM-2 against DDIM-3 does 2/3 of the work.
+  const auto steps = parse_experiment(std::string(kTiny) + "runs:\n  - {cache.enabled: false}\n  - {cache.enabled: false, sampler.steps: 2}\n",
+                                      "steps.yaml");
+  ASSERT_EQ(steps.runs.size(), 2u);
+  RunOptions so;
+  so.results_path = dir + "/steps.h5";
+  run_experiment(steps, so, log, false);
+  ReportOptions sr;
+  sr.results = so.results_path;
+  sr.reference = steps.runs[0].run_id;
+  const std::string by_steps = render_report(sr);
+  EXPECT_EQ(cell(by_steps, steps.runs[0].run_id, "MACs speedup"), "1.00x") << by_steps;
+  EXPECT_EQ(cell(by_steps, steps.runs[1].run_id, "MACs speedup"), "1.50x") << by_steps;
+  sr.reference.clear();
+  EXPECT_EQ(cell(render_report(sr), steps.runs[1].run_id, "MACs speedup"), "1.00x") << "against its own baseline";
+
   ro.reference = "no-such-run";
   try {
     render_report(ro);
