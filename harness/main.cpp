@@ -311,13 +311,13 @@ int main(int argc, char** argv) {
     }
     if (*cmd_fstats) {
       if (fs_out.empty() && fs_against.empty()) throw dc::Error("fmnist-stats: give --out FILE.npz, --against FILE.npz, or both");
-      auto net = dc::metrics::load_fmnist_classifier(fs_classifier, torch::kCPU);
-      auto data = dc::data::read_fashion_mnist(fs_data.empty() ? dc::data::default_fashion_mnist_dir() : fs_data, fs_split);
       if (fs_n < 0) throw dc::Error(fmt::format("--n {}: must be positive", fs_n));
+      auto data = dc::data::read_fashion_mnist(fs_data.empty() ? dc::data::default_fashion_mnist_dir() : fs_data, fs_split);
       if (fs_n > 0) {
         if (fs_n > data.images.size(0)) throw dc::Error(fmt::format("--n {}: the {} split has {} images", fs_n, fs_split, data.images.size(0)));
         data.images = data.images.slice(0, 0, fs_n);
       }
+      auto net = dc::metrics::load_fmnist_classifier(fs_classifier, torch::kCPU);  // inputs checked first
       const auto ev = dc::metrics::fmnist_evaluate(net, data.images.unsqueeze(1));
       std::cout << fmt::format("images      {} ({} split), confident (p >= 0.8): {:.4f}\n", ev.n, fs_split, ev.confident_fraction());
       if (!fs_out.empty()) {

@@ -33,6 +33,18 @@ base:
   samples: {n: 4, batch: 4, seed: 3, save_images: true, grid: 4}
 )";
 
+// Runs an experiment into `h5` and returns its Markdown report (against `reference` when given).
+std::string run_and_report(const ExperimentSpec& e, const std::string& h5, const std::string& reference = "") {
+  std::ostringstream log;
+  RunOptions o;
+  o.results_path = h5;
+  run_experiment(e, o, log, false);
+  ReportOptions ro;
+  ro.results = h5;
+  ro.reference = reference;
+  return render_report(ro);
+}
+
 torch::Tensor images_of(const std::string& h5, const std::string& run_id) {
   auto f = dc::h5::open_file(h5);
   return dc::h5::read_tensor(f.id(), "runs/" + run_id + "/images");
@@ -204,20 +216,16 @@ TEST(Report, BaselinePerSamplerSettingAndReferenceRun) {
   EXPECT_EQ(keys[1.0].size(), 1u);
   EXPECT_NE(*keys[0.0].begin(), *keys[1.0].begin()) << "eta must separate baselines";
 
-  std::ostringstream log;
-  RunOptions o;
-  o.results_path = dir + "/eta.h5";
-  run_experiment(e, o, log, false);
+  const std::string md = run_and_report(e, dir + "/eta.h5");
   ReportOptions ro;
-  ro.results = o.results_path;
-  const std::string md = render_report(ro);
+  ro.results = dir + "/eta.h5";
   EXPECT_EQ(std::count(md.begin(), md.end(), '\n'), 6) << md;
   std::size_t eta_rows = 0;
   for (std::size_t p = md.find("ddim eta=1"); p != std::string::npos; p = md.find("ddim eta=1", p + 1)) ++eta_rows;
   EXPECT_EQ(eta_rows, 2u) << md;
 
   // Against one run: that run is 1.00x, a cached run's MAC speedup is the same as against its own.
-  const auto runs = read_results(o.results_path);
+  const auto runs = read_results(ro.results);
   std::string base0;
   for (const auto& r : runs)
     if (r.baseline && nlohmann::json::parse(r.config_json)["sampler"]["eta"].get<double>() == 0.0) base0 = r.run_id;
@@ -253,17 +261,12 @@ TEST(Report, BaselinePerSamplerSettingAndReferenceRun) {
   const auto steps = parse_experiment(std::string(kTiny) + "runs:\n  - {cache.enabled: false}\n  - {cache.enabled: false, sampler.steps: 2}\n",
                                       "steps.yaml");
   ASSERT_EQ(steps.runs.size(), 2u);
-  RunOptions so;
-  so.results_path = dir + "/steps.h5";
-  run_experiment(steps, so, log, false);
-  ReportOptions sr;
-  sr.results = so.results_path;
-  sr.reference = steps.runs[0].run_id;
-  const std::string by_steps = render_report(sr);
+  const std::string by_steps = run_and_report(steps, dir + "/steps.h5", steps.runs[0].run_id);
   EXPECT_EQ(cell(by_steps, steps.runs[0].run_id, "MACs speedup"), "1.00x") << by_steps;
   EXPECT_EQ(cell(by_steps, steps.runs[1].run_id, "MACs speedup"), "1.50x") << by_steps;
-  sr.reference.clear();
-  EXPECT_EQ(cell(render_report(sr), steps.runs[1].run_id, "MACs speedup"), "1.00x") << "against its own baseline";
+  ReportOptions own;
+  own.results = dir + "/steps.h5";
+  EXPECT_EQ(cell(render_report(own), steps.runs[1].run_id, "MACs speedup"), "1.00x") << "against its own baseline";
 
   ro.reference = "no-such-run";
   try {
