@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
   cmd_sample->add_option("--nonuniform", nonuniform, "non-uniform full steps 'center,power' (the paper's DDPM: 50% of the steps, 1.4)");
   cmd_sample->add_option("--n", so.n, "number of images");
   cmd_sample->add_option("--batch", so.batch, "images per batch (results do not depend on it)");
-  cmd_sample->add_option("--seed", so.seed, "seed; image i depends only on (seed, i)");
+  cmd_sample->add_option("--seed", so.seed, "seed; the noise of image i depends only on (seed, i)");
   cmd_sample->add_option("--device", so.device, "cpu or cuda");
   cmd_sample->add_option("--out", out_path, "PNG grid to write")->required();
 
@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
              "atomically; a failing run is recorded as failed and the sweep goes on (exit 1 when some runs failed).");
   cmd_run->add_option("EXPERIMENT", run_path, "experiment YAML")->required();
   cmd_run->add_option("--only", ro.only, "run ids (or prefixes, or names) to run");
-  cmd_run->add_option("--shard", shard, "i/n: this process generates the i-th of n slices of every run's samples");
+  cmd_run->add_option("--shard", shard, "i/n: this process generates the i-th of n slices of every run's samples (whole batches)");
   cmd_run->add_option("--device", ro.device, "cpu or cuda (overrides the experiment)");
   cmd_run->add_option("--results", ro.results_path, "results file (default results/<experiment>/<experiment>.h5)");
 
@@ -254,6 +254,8 @@ int main(int argc, char** argv) {
                                r.macs_full / 1e9, r.plan ? fmt::format(", partial {:.3f} G", r.macs_partial / 1e9) : "");
       std::cout << fmt::format("time        {:.2f} s for {} images on {} ({:.3f} s/image; {})\n", r.seconds, so.n, so.device,
                                r.seconds / so.n, dc::harness::thread_settings());
+      if (so.device == "cpu")
+        std::cout << fmt::format("cpu         {}; kernels {}\n", dc::harness::cpu_description(), dc::harness::cpu_kernels());
       std::cout << fmt::format("output      {}\n", out_path);
       if (so.weights == "random") std::cerr << "deepcache-bench: warning: --weights random: untrained model\n";
       return 0;

@@ -43,7 +43,8 @@ void write_run(hid_t file, const RunResult& r) {
   h5::set_attr(g.id(), "baseline", static_cast<int64_t>(r.spec.baseline ? 1 : 0));
   h5::set_attr(g.id(), "order", static_cast<int64_t>(r.spec.order));
   for (const auto& [k, v] : std::map<std::string, std::string>{{"weights", r.weights_note}, {"device", r.device},
-                                                               {"thread_settings", r.thread_settings}, {"torch_version", r.torch_version},
+                                                               {"thread_settings", r.thread_settings}, {"cpu", r.cpu},
+                                                               {"cpu_kernels", r.cpu_kernels}, {"torch_version", r.torch_version},
                                                                {"git_revision", r.git_revision}, {"started_at", r.started_at},
                                                                {"finished_at", r.finished_at}})
     h5::set_attr(g.id(), k, v);

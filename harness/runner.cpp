@@ -117,6 +117,8 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   net->to(device);
   configure_threads();
   r.thread_settings = thread_settings();
+  r.cpu = cpu_description();
+  r.cpu_kernels = cpu_kernels();
 
   // 3. Sampling with per-call timing and, for the first samples, feature taps.
   torch::NoGradGuard no_grad;
@@ -262,9 +264,13 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
       ++s.skipped;
       continue;
     }
-    // Shard: a contiguous slice of the samples.
-    const int64_t n = spec.samples.n;
-    const int64_t first = n * o.shard_index / o.shard_count, last = n * (o.shard_index + 1) / o.shard_count;
+    // Shard: a contiguous run of whole batches of the unsharded run, so that every sample is made
+    // in the same batch layout as without sharding and the shards together equal the unsharded
+    // run bit for bit on one machine (docs/experiments.md, "What is reproducible").
+    const int64_t n = spec.samples.n, batch = spec.samples.batch;
+    const int64_t batches = (n + batch - 1) / batch;
+    const int64_t first = std::min(n, batches * o.shard_index / o.shard_count * batch);
+    const int64_t last = std::min(n, batches * (o.shard_index + 1) / o.shard_count * batch);
     const auto t0 = std::chrono::steady_clock::now();
     ProgressFn progress = [&](int64_t done, int64_t total) {
       const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -4,7 +4,10 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <thread>
+#include <vector>
 
 #include <cstdlib>
 
@@ -22,6 +25,39 @@ using SetThreads = void (*)(int);
 using GetThreads = int (*)();
 SetThreads openblas_set() { return reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads")); }
 GetThreads openblas_get() { return reinterpret_cast<GetThreads>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads")); }
+
+// The line "  - CPU capability usage: AVX2" of at::show_config(): ATen's dispatch level
+// (at::native::get_cpu_capability() is not exported by Debian's libtorch).
+std::string aten_capability() {
+  std::istringstream in(at::show_config());
+  const std::string key = "CPU capability usage:";
+  for (std::string line; std::getline(in, line);) {
+    const auto p = line.find(key);
+    if (p == std::string::npos) continue;
+    std::string v = line.substr(p + key.size());
+    v.erase(0, v.find_first_not_of(' '));
+    return v;
+  }
+  return "unknown";
+}
+
+// oneDNN (linked by LibTorch for convolutions): dnnl_get_effective_cpu_isa() and its name.
+std::string onednn_isa() {
+  using Isa = int (*)();
+  using Name = const char* (*)(int);
+  const auto isa = reinterpret_cast<Isa>(::dlsym(RTLD_DEFAULT, "dnnl_get_effective_cpu_isa"));
+  const auto name = reinterpret_cast<Name>(::dlsym(RTLD_DEFAULT, "dnnl_cpu_isa2str"));
+  if (!isa || !name) return "n/a";
+  std::string s = name(isa());
+  if (s.rfind("cpu_isa_", 0) == 0) s = s.substr(8);
+  return s;
+}
+
+std::string openblas_core() {
+  using Core = char* (*)();
+  const auto core = reinterpret_cast<Core>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return core ? std::string(core()) : std::string("n/a");
+}
 }  // namespace
 
 int usable_cpus() {
@@ -45,6 +81,35 @@ std::string thread_settings() {
   return fmt::format("torch intra-op threads={}, inter-op={}, OpenBLAS threads={}, OMP_NUM_THREADS={}",
                      torch::get_num_threads(), torch::get_num_interop_threads(),
                      get ? std::to_string(get()) : std::string("n/a"), omp ? omp : "unset");
+}
+
+std::string cpu_description() {
+  std::string model = "unknown CPU";
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model name", 0) != 0) continue;
+    const auto p = line.find(':');
+    if (p != std::string::npos) model = line.substr(line.find_first_not_of(' ', p + 1));
+    break;
+  }
+  std::vector<std::string> ext;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) ext.push_back("AVX-512");
+  if (__builtin_cpu_supports("avx2")) ext.push_back("AVX2");
+  if (__builtin_cpu_supports("fma")) ext.push_back("FMA");
+  if (ext.empty() && __builtin_cpu_supports("sse4.1")) ext.push_back("SSE4.1");
+  const std::string arch = "x86-64";
+#else
+  const std::string arch = "non-x86";
+#endif
+  std::string out = model + " (" + arch;
+  for (const auto& e : ext) out += ", " + e;
+  return out + ")";
+}
+
+std::string cpu_kernels() {
+  return fmt::format("ATen={}, oneDNN={}, OpenBLAS={}", aten_capability(), onednn_isa(), openblas_core());
 }
 
 c10::Device parse_device(const std::string& name) {

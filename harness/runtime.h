@@ -17,6 +17,16 @@ int usable_cpus();
 // "torch intra-op threads=2, inter-op=2, OpenBLAS threads=1, OMP_NUM_THREADS=unset"
 std::string thread_settings();
 
+// The CPU this process runs on: "AMD EPYC (x86-64, AVX-512, AVX2, FMA)" (the model name from
+// /proc/cpuinfo and the vector extensions the kernels below may use).
+std::string cpu_description();
+
+// The kernels the CPU libraries actually dispatch to in this process, as each library reports it:
+// "ATen=AVX2, oneDNN=avx512_core_bf16, OpenBLAS=Cooperlake". They follow the CPU and the caps
+// ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA and OPENBLAS_CORETYPE; floating-point results depend on
+// them (docs/experiments.md, "What is reproducible"), so every run records them.
+std::string cpu_kernels();
+
 // "cpu" or "cuda" as a device; "cuda" without a usable CUDA device, or any other name, is an error
 // naming the value.
 c10::Device parse_device(const std::string& name);

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "common/error.h"
+
 namespace dc::metrics {
 
 namespace {
@@ -83,6 +85,24 @@ std::string CompareResult::describe(const std::string& name, const Tolerance& to
     for (const auto& m : first) s += fmt::format(" {} {:.9g} vs {:.9g};", idx_str(m.index), m.actual, m.expected);
   }
   return s;
+}
+
+std::string ImageAgreement::describe() const {
+  return fmt::format("{} of {} values differ ({:.3f}%), by at most {} level{}", differing, values, 100.0 * differing_fraction(),
+                     max_level_diff, max_level_diff == 1 ? "" : "s");
+}
+
+ImageAgreement compare_images(const torch::Tensor& a, const torch::Tensor& b) {
+  if (!a.defined() || !b.defined() || a.scalar_type() != torch::kUInt8 || b.scalar_type() != torch::kUInt8)
+    throw Error("compare_images: expected two uint8 image tensors");
+  if (a.sizes() != b.sizes())
+    throw Error(fmt::format("compare_images: shapes {} and {} differ", idx_str(a.sizes().vec()), idx_str(b.sizes().vec())));
+  const torch::Tensor d = (a.to(torch::kCPU, torch::kInt16) - b.to(torch::kCPU, torch::kInt16)).abs();
+  ImageAgreement r;
+  r.values = d.numel();
+  r.differing = d.ne(0).sum().item<int64_t>();
+  r.max_level_diff = r.values ? d.max().item<int>() : 0;
+  return r;
 }
 
 }  // namespace dc::metrics

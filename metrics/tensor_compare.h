@@ -39,4 +39,28 @@ struct CompareResult {
 CompareResult compare_tensors(const torch::Tensor& actual, const torch::Tensor& expected,
                               const Tolerance& tol, int max_report = 5);
 
+// Agreement of two renderings of the same samples (uint8 images) made in different batch layouts,
+// shard layouts, thread counts or CPUs. Their noise is bit-identical, but the kernels that do the
+// arithmetic are chosen by shape, thread count and instruction set, so float results differ in
+// the last bits and a few uint8 values by one level (docs/experiments.md, "What is reproducible").
+// The contract: no value differs by more than kImageMaxLevelDiff and at most a fraction
+// kImageMaxDifferingFraction of the values differ at all.
+inline constexpr int kImageMaxLevelDiff = 1;
+inline constexpr double kImageMaxDifferingFraction = 1e-3;
+
+struct ImageAgreement {
+  int64_t values = 0;     // uint8 values compared (pixels x channels)
+  int64_t differing = 0;  // values that differ at all
+  int max_level_diff = 0; // max |a - b| in uint8 levels
+  double differing_fraction() const { return values ? static_cast<double>(differing) / static_cast<double>(values) : 0.0; }
+  bool within_contract() const {
+    return max_level_diff <= kImageMaxLevelDiff && differing_fraction() <= kImageMaxDifferingFraction;
+  }
+  // "3 of 9216 values differ (0.033%), by at most 1 level"
+  std::string describe() const;
+};
+
+// a and b: uint8 tensors of the same shape (dc::Error otherwise).
+ImageAgreement compare_images(const torch::Tensor& a, const torch::Tensor& b);
+
 }  // namespace dc::metrics

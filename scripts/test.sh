@@ -4,6 +4,10 @@
 #   DEEPCACHE_FIXTURES_LARGE  large fixtures (FID Inception weights); default ../shared/fixtures/fid/large
 #   BUILD_DIR                 build folder (default build)
 #   --sanitize                build and run the suite with ASan+UBSan in build-asan/ instead
+#   --capped[=avx2]           run the `numeric` tests (label) again as another CPU would: the CPU
+#                             libraries' vector ISA capped (default: the lowest, ATen without AVX,
+#                             oneDNN SSE4.1, OpenBLAS Prescott; =avx2: AVX2 without AVX-512) and
+#                             one torch thread (docs/experiments.md, "What is reproducible")
 set -euo pipefail
 abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 if [ -n "${DEEPCACHE_FIXTURES:-}" ]; then export DEEPCACHE_FIXTURES="$(abs "$DEEPCACHE_FIXTURES")"; fi
@@ -14,7 +18,18 @@ if [ -z "${DEEPCACHE_FIXTURES_LARGE:-}" ] && [ -d ../shared/fixtures/fid/large ]
 fi
 JOBS=${JOBS:-$(nproc)}
 
-if [ "${1:-}" = "--sanitize" ]; then
+MODE=plain
+case "${1:-}" in
+  "") ;;
+  --sanitize) MODE=sanitize ;;
+  --capped|--capped=lowest) MODE=capped
+    export ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 OPENBLAS_CORETYPE=Prescott OMP_NUM_THREADS=1 ;;
+  --capped=avx2) MODE=capped
+    export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell OMP_NUM_THREADS=1 ;;
+  *) echo "test.sh: unknown option '$1' (expected --sanitize, --capped or --capped=avx2)" >&2; exit 2 ;;
+esac
+
+if [ "$MODE" = sanitize ]; then
   BUILD_DIR=${BUILD_DIR:-build-asan}
   cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDC_SANITIZE=ON -DDC_BUILD_BENCH=OFF >/dev/null
   # LibTorch itself is not instrumented: leaks inside it are not ours to report.
@@ -33,7 +48,10 @@ else
 fi
 cmake --build "$BUILD_DIR" --parallel "$JOBS"
 echo "test: fixtures ${DEEPCACHE_FIXTURES:-tests/fixtures}, large fixtures ${DEEPCACHE_FIXTURES_LARGE:-(not set)}"
-if [ -n "${SANITIZE_SKIP:-}" ]; then
+if [ "$MODE" = capped ]; then
+  echo "test: numeric tests with the CPU kernels capped: ATEN_CPU_CAPABILITY=$ATEN_CPU_CAPABILITY ONEDNN_MAX_CPU_ISA=$ONEDNN_MAX_CPU_ISA OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE OMP_NUM_THREADS=$OMP_NUM_THREADS"
+  ctest --test-dir "$BUILD_DIR" --output-on-failure --parallel "$JOBS" -L numeric
+elif [ -n "${SANITIZE_SKIP:-}" ]; then
   echo "test: under the sanitizers, skipping (run in the plain pass): $SANITIZE_SKIP"
   ctest --test-dir "$BUILD_DIR" --output-on-failure --parallel "$JOBS" -E "$SANITIZE_SKIP"
 else

@@ -1,4 +1,4 @@
-// Running experiments: batch and shard invariance, atomic commits surviving kill -9 with resume,
+// Running experiments: batch sizes within the cross-layout contract, shards of whole batches, atomic commits surviving kill -9 with resume,
 // failed runs recorded while the sweep goes on, and reports with heatmaps.
 #include <gtest/gtest.h>
 #include <fcntl.h>
@@ -20,6 +20,7 @@
 #include "harness/report.h"
 #include "harness/results_store.h"
 #include "harness/runner.h"
+#include "support/agreement.h"
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
@@ -51,6 +52,9 @@ torch::Tensor images_of(const std::string& h5, const std::string& run_id) {
 }
 }  // namespace
 
+// Batch 4 and batch 2 make the same samples from bit-identical noise through other kernels: their
+// images agree within the contract (docs/experiments.md, "What is reproducible"). Shards hold
+// whole batches, so two shards of the batch-2 run equal it bit for bit on this machine.
 TEST(Runner, SamplesDoNotDependOnBatchSizeOrShards) {
   const std::string dir = dc::test::temp_dir();
   auto e = parse_experiment(std::string(kTiny) + "sweep: {cache.k: [2]}\n", "tiny.yaml");
@@ -61,14 +65,19 @@ TEST(Runner, SamplesDoNotDependOnBatchSizeOrShards) {
   auto s = run_experiment(e, o, log, false);
   EXPECT_EQ(s.complete, 2);
   for (const auto& r : e.runs) EXPECT_TRUE(fs::exists(dir + "/grid_" + r.run_id + ".png")) << "PNG grid of " << r.run_id;
-  for (auto& r : e.runs) r.samples.batch = 1;
+  for (auto& r : e.runs) r.samples.batch = 2;
   o.results_path = dir + "/b.h5";
   run_experiment(e, o, log, false);
-  for (const auto& r : e.runs) EXPECT_TRUE(torch::equal(images_of(dir + "/a.h5", r.run_id), images_of(dir + "/b.h5", r.run_id)));
-  // Two shards together equal the whole run.
+  for (const auto& r : e.runs) {
+    const auto a = images_of(dir + "/a.h5", r.run_id), b = images_of(dir + "/b.h5", r.run_id);
+    EXPECT_TRUE(dc::test::images_agree(a, b)) << r.run_id;
+    std::cout << "[ measured ] " << r.run_id << " batch 4 vs 2: uint8 " << dc::metrics::compare_images(a, b).describe() << "\n";
+  }
+  // Two shards of the batch-2 run (one batch each) together equal it bit for bit.
   std::vector<torch::Tensor> parts;
   for (int i = 0; i < 2; ++i) {
     RunOptions so;
+    so.only = {e.runs[1].run_id};
     so.shard_index = i;
     so.shard_count = 2;
     so.results_path = dir + fmt::format("/shard{}.h5", i);
@@ -76,9 +85,9 @@ TEST(Runner, SamplesDoNotDependOnBatchSizeOrShards) {
     parts.push_back(images_of(so.results_path, e.runs[1].run_id));
   }
   EXPECT_EQ(parts[0].size(0), 2);
-  EXPECT_TRUE(torch::equal(torch::cat(parts), images_of(dir + "/a.h5", e.runs[1].run_id)));
-  // The cached run differs from its baseline and records its schedule and timings.
-  EXPECT_FALSE(torch::equal(images_of(dir + "/a.h5", e.runs[0].run_id), images_of(dir + "/a.h5", e.runs[1].run_id)));
+  EXPECT_TRUE(torch::equal(torch::cat(parts), images_of(dir + "/b.h5", e.runs[1].run_id)));
+  // Negative control under the same tolerance: the cached run differs from its baseline.
+  EXPECT_TRUE(dc::test::images_differ(images_of(dir + "/a.h5", e.runs[0].run_id), images_of(dir + "/a.h5", e.runs[1].run_id)));
   auto f = dc::h5::open_file(dir + "/a.h5");
   const auto is_full = dc::h5::read_tensor(f.id(), "runs/" + e.runs[1].run_id + "/is_full");
   EXPECT_EQ(is_full.numel(), 3);
@@ -86,6 +95,9 @@ TEST(Runner, SamplesDoNotDependOnBatchSizeOrShards) {
   auto g = dc::h5::open_group(f.id(), "runs/" + e.runs[1].run_id);
   EXPECT_EQ(dc::h5::get_attr_string(g.id(), "status"), "complete");
   EXPECT_NE(dc::h5::get_attr_string(g.id(), "git_revision"), "");
+  EXPECT_NE(dc::h5::get_attr_string(g.id(), "cpu_kernels").find("ATen="), std::string::npos);
+  EXPECT_NE(dc::h5::get_attr_string(g.id(), "cpu"), "");
+  EXPECT_NE(dc::h5::get_attr_string(g.id(), "thread_settings").find("torch intra-op threads="), std::string::npos);
   EXPECT_GT(dc::h5::read_scalar(g.id(), "metrics/partial_call_ms"), 0.0);
   EXPECT_GT(dc::h5::read_scalar(g.id(), "metrics/full_call_ms"), 0.0);
   EXPECT_NE(dc::h5::get_attr_string(g.id(), "config").find("\"k\": 2"), std::string::npos);

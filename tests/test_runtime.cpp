@@ -18,3 +18,18 @@ TEST(Runtime, ConfigureThreadsUsesEveryCoreAndOneBlasThread) {
   EXPECT_EQ(torch::get_num_threads(), 1);
   dc::harness::configure_threads();
 }
+
+// What decides the float arithmetic is reported by each CPU library itself (recorded with every run).
+TEST(Runtime, CpuKernelsNameEachLibrarysDispatch) {
+  const std::string k = dc::harness::cpu_kernels();
+  for (const char* lib : {"ATen=", "oneDNN=", "OpenBLAS="}) EXPECT_NE(k.find(lib), std::string::npos) << k;
+  EXPECT_EQ(k.find("unknown"), std::string::npos) << "ATen's capability line was not found in at::show_config(): " << k;
+  const std::string cpu = dc::harness::cpu_description();
+#if defined(__x86_64__)
+  EXPECT_NE(cpu.find("(x86-64"), std::string::npos) << cpu;
+#endif
+  // Under ATEN_CPU_CAPABILITY=default (scripts/test.sh --capped) ATen says so.
+  if (const char* cap = std::getenv("ATEN_CPU_CAPABILITY"); cap && std::string(cap) == "default") {
+    EXPECT_NE(k.find("ATen=NO AVX"), std::string::npos) << k;
+  }
+}
