@@ -55,7 +55,8 @@ TEST(PerSampleNoise, RowsDependOnlyOnSeedAndSampleIndex) {
 }
 
 // Batch 1 and batch 3 make the same three samples from bit-identical noise, but through other
-// kernels (a batch of 1 takes ATen's im2col + BLAS convolution, larger ones oneDNN's): their
+// kernels (at batch 1 the 3-channel input convolution takes ATen's im2col + BLAS path, at batch 3
+// oneDNN's; ONEDNN_VERBOSE=1 shows it): their
 // images agree within the contract, not bit for bit. The same layout twice is bit-identical.
 TEST(DdpmSample, ImagesDoNotDependOnBatchSizeAndCachingChangesThem) {
   auto o = small();
