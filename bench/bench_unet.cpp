@@ -10,7 +10,7 @@
 #include <chrono>
 
 #include "bench/bench_device.h"
-#include "harness/deepcache/feature_cache.h"
+#include "models/deepcache_io.h"
 #include "harness/runtime.h"
 #include "metrics/macs.h"
 #include "models/ddpm_unet.h"

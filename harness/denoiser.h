@@ -7,7 +7,7 @@
 #include <memory>
 #include <vector>
 
-#include "harness/deepcache/feature_cache.h"
+#include "models/deepcache_io.h"
 #include "harness/deepcache/full_steps.h"
 #include "harness/sampling/samplers.h"
 #include "models/ddpm_unet.h"

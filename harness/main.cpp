@@ -22,8 +22,8 @@
 #include "harness/report.h"
 #include "harness/runner.h"
 #include "harness/ddpm_sample.h"
-#include "harness/deepcache/skip_index.h"
-#include "harness/image_io.h"
+#include "models/deepcache_io.h"
+#include "common/image_io.h"
 #include "harness/inspect.h"
 #include "metrics/fid.h"
 #include "metrics/fid_pipeline.h"
@@ -238,8 +238,8 @@ int main(int argc, char** argv) {
         }
       }
       const auto r = dc::harness::ddpm_sample(so);
-      const auto grid = dc::harness::make_grid(r.images, static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(r.images.size(0))))));
-      dc::harness::write_png(out_path, grid);
+      const auto grid = dc::image::make_grid(r.images, static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(r.images.size(0))))));
+      dc::image::write_png(out_path, grid);
       std::cout << fmt::format("model       DDPM UNet, preset {}\n", so.preset);
       std::cout << fmt::format("weights     {}\n", r.weights_note);
       std::cout << fmt::format("sampler     {} ({} spacing, {} model calls{})\n", so.sampler, so.spacing, r.model_calls,

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
-#include "harness/image_io.h"
+#include "common/image_io.h"
 #include "harness/results_store.h"
 
 namespace fs = std::filesystem;
@@ -119,7 +119,7 @@ std::string render_report(const ReportOptions& o, std::vector<std::string>* heat
       for (const auto& [tap, m] : r.similarity) {
         if (m.dim() != 2) continue;
         const fs::path png = (dir.empty() ? fs::path(".") : dir) / fmt::format("similarity_{}_{}.png", r.run_id, tap);
-        write_png(png.string(), heatmap_image(m, m.min().item<double>(), 1.0, std::max<int64_t>(4, 400 / std::max<int64_t>(m.size(0), 1))));
+        image::write_png(png.string(), heatmap_image(m, m.min().item<double>(), 1.0, std::max<int64_t>(4, 400 / std::max<int64_t>(m.size(0), 1))));
         heatmaps->push_back(png.string());
       }
     }

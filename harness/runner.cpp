@@ -11,10 +11,9 @@
 #include "common/error.h"
 #include "dc/build_info.h"
 #include "dc/git_describe.h"
-#include "harness/deepcache/feature_cache.h"
-#include "harness/deepcache/skip_index.h"
+#include "models/deepcache_io.h"
 #include "harness/denoiser.h"
-#include "harness/image_io.h"
+#include "common/image_io.h"
 #include "harness/runtime.h"
 #include "harness/sampling/samplers.h"
 #include "harness/sampling/schedule.h"
@@ -185,7 +184,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     const auto tr = spec.sampler.name == "ddim" ? sampling::ddim_repo_sample(x_T, seq, ac, spec.sampler.eta, timed, noise, false)
                                                 : sampling::ddpm_ancestral_sample(x_T, seq, ac, timed, noise, false);
     log->trace = nullptr;
-    images.push_back(to_uint8(tr.final).cpu());
+    images.push_back(image::to_uint8(tr.final).cpu());
     done += b;
     if (progress) progress(done, total);
   }
@@ -209,7 +208,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   if (spec.samples.save_images && all.defined()) r.images = all;
   if (spec.samples.grid > 0 && all.defined()) {
     const int64_t g = std::min<int64_t>(spec.samples.grid, all.size(0));
-    r.grid = make_grid(all.slice(0, 0, g), static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(g)))));
+    r.grid = image::make_grid(all.slice(0, 0, g), static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(g)))));
   }
   // 4. Similarity maps of the taps that ran at every call.
   for (const auto& [tap, f] : feats) {
@@ -289,7 +288,7 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
       store.commit(result);
       if (result.grid.defined()) {
         const std::string png = (fs::path(s.results_path).parent_path() / fmt::format("grid_{}.png", spec.run_id)).string();
-        write_png(png, result.grid);
+        image::write_png(png, result.grid);
       }
       ++s.complete;
     } catch (const std::exception& ex) {

@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
-#include "harness/image_io.h"
+#include "common/image_io.h"
 #include "models/weights/strict_loader.h"
 
 namespace fs = std::filesystem;
@@ -36,7 +36,7 @@ torch::Tensor load_rgb(const std::string& path) {
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   if (ext != ".png")
     throw Error(fmt::format("{}: only PNG images are decoded here (convert the others, e.g. with ImageMagick)", path));
-  torch::Tensor img = harness::read_png(path);
+  torch::Tensor img = image::read_png(path);
   if (img.size(0) == 1) img = img.repeat({3, 1, 1});
   return img;
 }

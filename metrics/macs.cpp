@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "harness/deepcache/feature_cache.h"
+#include "models/deepcache_io.h"
 
 namespace dc::metrics {
 

@@ -5,7 +5,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
-#include "harness/deepcache/skip_index.h"
+#include "models/deepcache_io.h"
 
 namespace dc::models {
 

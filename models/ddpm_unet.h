@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "harness/deepcache/feature_cache.h"
+#include "models/deepcache_io.h"
 #include "models/trace.h"
 
 namespace dc::models {
@@ -82,7 +82,7 @@ class DdpmUNetImpl : public torch::nn::Module {
 
   // eps = UNet(x, t). x: [B, in_channels, R, R]; t: [B] timesteps (float or integer).
   // cache_request == nullptr: the plain network. Otherwise a full call (fills `cache`) or a
-  // partial call at skip index k (reads it); see harness/deepcache/skip_index.h.
+  // partial call at skip index k (reads it); see models/deepcache_io.h.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t,
                         const deepcache::CacheRequest* cache_request = nullptr,
                         deepcache::FeatureCache* cache = nullptr, Trace* trace = nullptr);

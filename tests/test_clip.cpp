@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
-#include "harness/image_io.h"
+#include "common/image_io.h"
 #include "metrics/clip_preprocess.h"
 #include "metrics/clip_score.h"
 #include "metrics/sha256.h"
@@ -322,7 +322,7 @@ TEST(ClipScore, CommandScoresAFolderLikeTheReference) {
     std::ofstream pf(dir + "/prompts.txt");
     for (std::size_t i = 0; i < prompts.size(); ++i) {
       const auto raw = c.io_tensor(fmt::format("raw_image.{}", i));
-      dc::harness::write_png(fmt::format("{}/images/{:03d}.png", dir, i), raw.permute({2, 0, 1}).contiguous());
+      dc::image::write_png(fmt::format("{}/images/{:03d}.png", dir, i), raw.permute({2, 0, 1}).contiguous());
       pf << prompts[i] << "\n";
     }
     pf.close();

@@ -7,7 +7,7 @@
 #include <ATen/Context.h>
 
 #include "harness/ddpm_sample.h"
-#include "harness/deepcache/skip_index.h"
+#include "models/deepcache_io.h"
 #include "models/ddpm_unet.h"
 #include "support/ddpm.h"
 #include "support/fixtures.h"

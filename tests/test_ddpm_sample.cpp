@@ -11,7 +11,7 @@
 #include "common/error.h"
 #include "harness/ddpm_sample.h"
 #include "harness/denoiser.h"
-#include "harness/image_io.h"
+#include "common/image_io.h"
 #include "harness/sampling/samplers.h"
 #include "harness/sampling/schedule.h"
 #include "models/weights/strict_loader.h"
@@ -139,9 +139,9 @@ TEST(DdpmSample, FloatImagesAgreeAcrossBatchSizesWithinTolerance) {
     for (const int64_t batch : {1, 3}) {
       const auto other = float_samples(net, p, seq, n, batch, 0);
       EXPECT_TRUE(dc::test::floats_agree(other, whole, kFloatTol)) << "batch " << batch << " vs " << n;
-      EXPECT_TRUE(dc::test::images_agree(dc::harness::to_uint8(other), dc::harness::to_uint8(whole))) << "batch " << batch;
+      EXPECT_TRUE(dc::test::images_agree(dc::image::to_uint8(other), dc::image::to_uint8(whole))) << "batch " << batch;
       worst = std::max(worst, dc::test::max_abs_diff(other, whole));
-      const auto u8 = dc::metrics::compare_images(dc::harness::to_uint8(other), dc::harness::to_uint8(whole));
+      const auto u8 = dc::metrics::compare_images(dc::image::to_uint8(other), dc::image::to_uint8(whole));
       if (u8.differing >= worst_u8.differing) worst_u8 = u8;
     }
     RecordProperty("max_abs_float_diff_" + tag, fmt::format("{:.3g}", worst));
@@ -157,7 +157,7 @@ TEST(DdpmSample, FloatImagesAgreeAcrossBatchSizesWithinTolerance) {
     } else {
       EXPECT_TRUE(dc::test::floats_differ(plain_whole, whole, kFloatTol)) << "DeepCache vs plain";
       std::cout << fmt::format("[ measured ] DeepCache vs plain: max |float diff| {:.3g}; uint8 {}\n", dc::test::max_abs_diff(plain_whole, whole),
-                               dc::metrics::compare_images(dc::harness::to_uint8(plain_whole), dc::harness::to_uint8(whole)).describe());
+                               dc::metrics::compare_images(dc::image::to_uint8(plain_whole), dc::image::to_uint8(whole)).describe());
     }
   }
 }
@@ -191,21 +191,21 @@ TEST(ImageIo, PngRoundTripGridAndRounding) {
   const std::string dir = dc::test::temp_dir();
   torch::manual_seed(3);
   const auto rgb = torch::randint(0, 256, {3, 5, 7}).to(torch::kUInt8);
-  dc::harness::write_png(dir + "/a.png", rgb);
-  EXPECT_TRUE(torch::equal(dc::harness::read_png(dir + "/a.png"), rgb));
+  dc::image::write_png(dir + "/a.png", rgb);
+  EXPECT_TRUE(torch::equal(dc::image::read_png(dir + "/a.png"), rgb));
   const auto grey = torch::randint(0, 256, {1, 4, 4}).to(torch::kUInt8);
-  dc::harness::write_png(dir + "/g.png", grey);
-  EXPECT_TRUE(torch::equal(dc::harness::read_png(dir + "/g.png"), grey));
-  const auto grid = dc::harness::make_grid(torch::ones({5, 3, 4, 4}, torch::kUInt8), 2);
+  dc::image::write_png(dir + "/g.png", grey);
+  EXPECT_TRUE(torch::equal(dc::image::read_png(dir + "/g.png"), grey));
+  const auto grid = dc::image::make_grid(torch::ones({5, 3, 4, 4}, torch::kUInt8), 2);
   EXPECT_EQ(grid.sizes(), (std::vector<int64_t>{3, 3 * 6 + 2, 2 * 6 + 2}));
   // (x+1)/2*255 + 0.5, truncated: -1 -> 0, 1 -> 255, 0 -> 128 (127.5 + 0.5).
-  const auto u = dc::harness::to_uint8(torch::tensor({-1.0f, 1.0f, 0.0f, 5.0f}).view({1, 1, 1, 4}));
+  const auto u = dc::image::to_uint8(torch::tensor({-1.0f, 1.0f, 0.0f, 5.0f}).view({1, 1, 1, 4}));
   EXPECT_EQ(u.flatten()[0].item<int>(), 0);
   EXPECT_EQ(u.flatten()[1].item<int>(), 255);
   EXPECT_EQ(u.flatten()[2].item<int>(), 128);
   EXPECT_EQ(u.flatten()[3].item<int>(), 255);
   std::ofstream(dir + "/bad.png") << "not a png";
-  EXPECT_THROW(dc::harness::read_png(dir + "/bad.png"), dc::Error);
+  EXPECT_THROW(dc::image::read_png(dir + "/bad.png"), dc::Error);
 }
 
 namespace {
@@ -220,7 +220,7 @@ TEST(CliSample, WritesTheGridAndSaysRandomLoudly) {
   EXPECT_NE(r.out.find("RANDOM INIT"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("k=2 (paper branch m=3)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("kernels ATen="), std::string::npos) << "the CPU kernels are printed with the timing: " << r.out;
-  EXPECT_EQ(dc::harness::read_png(png).sizes(), (std::vector<int64_t>{3, 2 * 34 + 2, 2 * 34 + 2}));
+  EXPECT_EQ(dc::image::read_png(png).sizes(), (std::vector<int64_t>{3, 2 * 34 + 2, 2 * 34 + 2}));
   for (const char* bad : {"--preset foo", "--cache-k 12", "--cache-k 2 --interval 0", "--cache-k 2 --nonuniform x"}) {
     const auto e = cli(std::string("sample --weights random --steps 2 --n 1 --out ") + png + " " + bad);
     EXPECT_EQ(e.code, 2) << bad;

@@ -7,7 +7,7 @@
 #include <set>
 
 #include "common/error.h"
-#include "harness/deepcache/skip_index.h"
+#include "models/deepcache_io.h"
 #include "models/ddpm_unet.h"
 #include "models/weights/manifest.h"
 #include "models/weights/strict_loader.h"

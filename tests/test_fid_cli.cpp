@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "harness/image_io.h"
+#include "common/image_io.h"
 #include "metrics/fid.h"
 #include "metrics/fid_pipeline.h"
 #include "metrics/npz.h"
@@ -54,7 +54,7 @@ TEST(FidCli, MissingAndCorruptInputsAreOneLineErrors) {
   const std::string dir = dc::test::temp_dir();
   std::ofstream(dir + "/bad.npz") << "garbage";
   fs::create_directories(dir + "/imgs");
-  dc::harness::write_png(dir + "/imgs/0.png", torch::zeros({3, 8, 8}, torch::kUInt8));
+  dc::image::write_png(dir + "/imgs/0.png", torch::zeros({3, 8, 8}, torch::kUInt8));
   for (const auto& [args, phrase] : std::vector<std::pair<std::string, std::string>>{
            {"fid " + dir + "/absent.npz " + dir + "/bad.npz", "absent.npz: cannot open as .npz"},
            {"fid " + dir + "/bad.npz " + dir + "/bad.npz", "bad.npz: cannot open as .npz"},
@@ -79,7 +79,7 @@ TEST(FidPipeline, PngFolderFeaturesEqualTheReference) {
   ASSERT_FALSE(c.name.empty());
   const std::string dir = dc::test::temp_dir();
   const auto images = c.io_tensor("images_299_uint8");
-  for (int64_t i = 0; i < images.size(0); ++i) dc::harness::write_png(fmt::format("{}/{:03d}.png", dir, i), images[i]);
+  for (int64_t i = 0; i < images.size(0); ++i) dc::image::write_png(fmt::format("{}/{:03d}.png", dir, i), images[i]);
   auto net = dc::metrics::load_inception(w, torch::kCPU);
   const auto stats = dc::metrics::folder_statistics(net, dir, 2048, 2, torch::kCPU);
   EXPECT_EQ(stats.count(), images.size(0));

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "harness/deepcache/full_steps.h"
-#include "harness/deepcache/skip_index.h"
+#include "models/deepcache_io.h"
 #include "harness/denoiser.h"
 #include "harness/sampling/samplers.h"
 #include "harness/sampling/schedule.h"

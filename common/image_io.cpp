@@ -1,4 +1,4 @@
-#include "harness/image_io.h"
+#include "common/image_io.h"
 
 #include <png.h>
 #include <unistd.h>
@@ -11,7 +11,7 @@
 
 #include "common/error.h"
 
-namespace dc::harness {
+namespace dc::image {
 
 torch::Tensor to_uint8(const torch::Tensor& x) {
   const torch::Tensor v = torch::clamp((x.to(torch::kFloat32) + 1) / 2, 0, 1);
@@ -77,4 +77,4 @@ torch::Tensor read_png(const std::string& path) {
   return hwc.permute({2, 0, 1}).contiguous();
 }
 
-}  // namespace dc::harness
+}  // namespace dc::image

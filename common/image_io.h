@@ -5,7 +5,7 @@
 
 #include <string>
 
-namespace dc::harness {
+namespace dc::image {
 
 // clamp((x + 1) / 2, 0, 1), then torchvision save_image's rounding: uint8(clamp(v*255 + 0.5, 0, 255)).
 // x: [N, C, H, W] float -> [N, C, H, W] uint8.
@@ -20,4 +20,4 @@ void write_png(const std::string& path, const torch::Tensor& chw_uint8);
 // Reads a PNG into [C, H, W] uint8 (grey or RGB; alpha dropped). Throws dc::Error.
 torch::Tensor read_png(const std::string& path);
 
-}  // namespace dc::harness
+}  // namespace dc::image
