@@ -2,8 +2,11 @@
 // overrides; sweep (grid) and zip expansion; baselines; stable run ids.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <sstream>
 
 #include "common/error.h"
 #include "harness/config.h"
@@ -94,7 +97,7 @@ TEST(Config, RunIdsAreStableAndIgnoreBatchAndName) {
   const auto b = parse_experiment(yaml_b + "runs:\n  - {name: renamed, cache.k: 2}\n", "exp.yaml");
   ASSERT_EQ(a.runs.size(), 2u);
   ASSERT_EQ(b.runs.size(), 2u);
-  EXPECT_EQ(a.runs[1].run_id, b.runs[1].run_id) << "batch size and name do not change results";
+  EXPECT_EQ(a.runs[1].run_id, b.runs[1].run_id) << "batch size and name stay out of the run id (docs/experiments.md, How runs are formed)";
   EXPECT_EQ(a.runs[0].run_id, b.runs[0].run_id);
   EXPECT_EQ(a.runs[1].run_id.size(), 16u);
   const auto c = parse_experiment(std::string(kBase) + "sweep: {cache.k: [3]}\n", "exp.yaml");
@@ -124,4 +127,46 @@ TEST(Config, IncludedBlocksAreOverriddenByBase) {
   } catch (const dc::Error& e2) {
     EXPECT_NE(std::string(e2.what()).find("DC_TEST_UNSET_VAR is not set"), std::string::npos);
   }
+}
+
+// The run ids of the shipped experiments are pinned (tests/golden/run_ids.txt): a refactor that
+// changed how settings resolve would silently stop existing results files from resuming. Every
+// experiments/*.yaml must have its line. To change the ids on purpose (a new setting that changes
+// results), rerun with DEEPCACHE_UPDATE_GOLDEN=1, which rewrites the file, and say why in the commit.
+TEST(Config, ShippedExperimentsKeepTheirRunIds) {
+  const std::string golden_path = "tests/golden/run_ids.txt";
+  std::map<std::string, std::string> golden;  // experiment file -> "id id id"
+  {
+    std::ifstream in(golden_path);
+    ASSERT_TRUE(in) << golden_path << " is missing (run from the source tree; DEEPCACHE_UPDATE_GOLDEN=1 creates it)";
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty() || line[0] == '#') continue;
+      const auto sp = line.find(' ');
+      golden[line.substr(0, sp)] = sp == std::string::npos ? "" : line.substr(sp + 1);
+    }
+  }
+  std::map<std::string, std::string> now;
+  for (const auto& f : dc::test::find_files("experiments", ".yaml")) {
+    const auto e = dc::harness::load_experiment(f);
+    std::string ids;
+    for (const auto& r : e.runs) ids += (ids.empty() ? "" : " ") + r.run_id;
+    now[fs::path(f).lexically_normal().string()] = ids;
+  }
+  ASSERT_FALSE(now.empty()) << "no experiments/*.yaml found from " << fs::current_path();
+  if (const char* u = std::getenv("DEEPCACHE_UPDATE_GOLDEN"); u && std::string(u) == "1") {
+    std::ofstream out(golden_path);
+    out << "# Run ids of the shipped experiments in plan order, pinned by Config.ShippedExperimentsKeepTheirRunIds\n"
+        << "# (tests/test_config.cpp). Changing one means existing results files no longer resume that run.\n";
+    for (const auto& [f, ids] : now) out << f << " " << ids << "\n";
+    GTEST_SKIP() << "rewrote " << golden_path << " with " << now.size() << " experiments";
+  }
+  for (const auto& [f, ids] : now) {
+    const auto it = golden.find(f);
+    if (it == golden.end()) {
+      ADD_FAILURE() << f << ": no line in " << golden_path << " (a new experiment: DEEPCACHE_UPDATE_GOLDEN=1 adds it)";
+      continue;
+    }
+    EXPECT_EQ(ids, it->second) << f << ": run ids changed; existing results files would no longer resume these runs";
+  }
+  for (const auto& [f, ids] : golden) EXPECT_TRUE(now.count(f)) << golden_path << " lists " << f << ", which no longer exists";
 }
