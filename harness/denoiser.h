@@ -7,10 +7,10 @@
 #include <memory>
 #include <vector>
 
-#include "models/deepcache_io.h"
 #include "harness/deepcache/full_steps.h"
 #include "harness/sampling/samplers.h"
 #include "models/ddpm_unet.h"
+#include "models/deepcache_io.h"
 
 namespace dc::harness {
 

@@ -16,14 +16,13 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "common/image_io.h"
 #include "dc/build_info.h"
 #include "dc/git_describe.h"
 #include "harness/config.h"
 #include "harness/report.h"
 #include "harness/runner.h"
 #include "harness/ddpm_sample.h"
-#include "models/deepcache_io.h"
-#include "common/image_io.h"
 #include "harness/inspect.h"
 #include "metrics/fid.h"
 #include "metrics/fid_pipeline.h"
@@ -33,6 +32,7 @@
 #include "harness/data/idx.h"
 #include "harness/train/train.h"
 #include "metrics/sha256.h"
+#include "models/deepcache_io.h"
 #include "models/weights/strict_loader.h"
 #include <nlohmann/json.hpp>
 #include "metrics/macs.h"
@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
   cmd_sample->add_option("--interval", so.interval, "cache interval N: a full step every N model calls (1 = no reuse)");
   cmd_sample->add_option("--nonuniform", nonuniform, "non-uniform full steps 'center,power' (the paper's DDPM: 50% of the steps, 1.4)");
   cmd_sample->add_option("--n", so.n, "number of images");
-  cmd_sample->add_option("--batch", so.batch, "images per batch (results do not depend on it)");
+  cmd_sample->add_option("--batch", so.batch, "images per batch (changes the images only within rounding: docs/experiments.md, \"What is reproducible\")");
   cmd_sample->add_option("--seed", so.seed, "seed; the noise of image i depends only on (seed, i)");
   cmd_sample->add_option("--device", so.device, "cpu or cuda");
   cmd_sample->add_option("--out", out_path, "PNG grid to write")->required();

@@ -9,17 +9,17 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "common/image_io.h"
 #include "dc/build_info.h"
 #include "dc/git_describe.h"
-#include "models/deepcache_io.h"
 #include "harness/denoiser.h"
-#include "common/image_io.h"
 #include "harness/runtime.h"
 #include "harness/sampling/samplers.h"
 #include "harness/sampling/schedule.h"
 #include "metrics/fid_fmnist.h"
 #include "metrics/macs.h"
 #include "models/ddpm_unet.h"
+#include "models/deepcache_io.h"
 #include "models/weights/strict_loader.h"
 
 namespace fs = std::filesystem;

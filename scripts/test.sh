@@ -5,9 +5,9 @@
 #   BUILD_DIR                 build folder (default build)
 #   --sanitize                build and run the suite with ASan+UBSan in build-asan/ instead
 #   --capped[=avx2]           run the `numeric` tests (label) again as another CPU would: the CPU
-#                             libraries' vector ISA capped (default: the lowest, ATen without AVX,
-#                             oneDNN SSE4.1, OpenBLAS Prescott; =avx2: AVX2 without AVX-512) and
-#                             one torch thread (docs/experiments.md, "What is reproducible")
+#                             libraries' vector ISA capped and one torch thread, as set in
+#                             scripts/cpu-caps/lowest.env (default: ATen without AVX, oneDNN SSE4.1,
+#                             OpenBLAS Prescott) or avx2.env (docs/experiments.md, "What is reproducible")
 set -euo pipefail
 abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 if [ -n "${DEEPCACHE_FIXTURES:-}" ]; then export DEEPCACHE_FIXTURES="$(abs "$DEEPCACHE_FIXTURES")"; fi
@@ -22,10 +22,9 @@ MODE=plain
 case "${1:-}" in
   "") ;;
   --sanitize) MODE=sanitize ;;
-  --capped|--capped=lowest) MODE=capped
-    export ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 OPENBLAS_CORETYPE=Prescott OMP_NUM_THREADS=1 ;;
-  --capped=avx2) MODE=capped
-    export ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 OPENBLAS_CORETYPE=Haswell OMP_NUM_THREADS=1 ;;
+  --capped|--capped=lowest|--capped=avx2) MODE=capped
+    caps=scripts/cpu-caps/${1#--capped=}.env; [ "$1" = --capped ] && caps=scripts/cpu-caps/lowest.env
+    set -a; . "$caps"; set +a ;;
   *) echo "test.sh: unknown option '$1' (expected --sanitize, --capped or --capped=avx2)" >&2; exit 2 ;;
 esac
 
@@ -50,7 +49,7 @@ fi
 cmake --build "$BUILD_DIR" --parallel "$JOBS"
 echo "test: fixtures ${DEEPCACHE_FIXTURES:-tests/fixtures}, large fixtures ${DEEPCACHE_FIXTURES_LARGE:-(not set)}"
 if [ "$MODE" = capped ]; then
-  echo "test: numeric tests with the CPU kernels capped: ATEN_CPU_CAPABILITY=$ATEN_CPU_CAPABILITY ONEDNN_MAX_CPU_ISA=$ONEDNN_MAX_CPU_ISA OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE OMP_NUM_THREADS=$OMP_NUM_THREADS"
+  echo "test: numeric tests with the CPU kernels capped ($caps): $(grep -v '^#' "$caps" | tr '\n' ' ')"
   ctest --test-dir "$BUILD_DIR" --output-on-failure --parallel "$JOBS" -L numeric
 elif [ -n "${SANITIZE_SKIP:-}" ]; then
   echo "test: under the sanitizers, skipping (run in the plain pass): $SANITIZE_SKIP"

@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -19,13 +18,25 @@
 namespace fs = std::filesystem;
 
 namespace {
-// The caps scripts/test.sh --capped applies (keep the two lists equal).
-const char* kCaps = "ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41 OPENBLAS_CORETYPE=Prescott OMP_NUM_THREADS=1";
-const char* kUncap = "-u ATEN_CPU_CAPABILITY -u ONEDNN_MAX_CPU_ISA -u OPENBLAS_CORETYPE -u OMP_NUM_THREADS";
+// env(1) arguments that apply scripts/cpu-caps/lowest.env (as scripts/test.sh --capped does), and
+// those that remove the same variables.
+struct CapArgs {
+  std::string capped, uncapped;
+};
+CapArgs cap_args(const std::string& file) {
+  std::ifstream in(file);
+  CapArgs a;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#' || line.find('=') == std::string::npos) continue;
+    a.capped += " " + dc::test::shell_quote(line);
+    a.uncapped += " -u " + line.substr(0, line.find('='));
+  }
+  return a;
+}
 
 struct Child {
-  int code = -1;
-  std::string log, cpu_kernels, thread_settings;
+  dc::test::CliRun cli;
+  std::string cpu_kernels, thread_settings;
   torch::Tensor images, similarity;  // of the first run (seed 5)
   torch::Tensor other_seed_images;   // of the second run (seed 6)
 };
@@ -33,16 +44,9 @@ struct Child {
 // Runs `yaml` in a child process under `env_args` (arguments of env(1)) and reads its two runs back.
 Child run_under(const std::string& env_args, const std::string& yaml, const std::string& dir) {
   const std::string h5 = dir + "/r.h5";
-  const std::string cmd = "env " + env_args + " " + dc::test::shell_quote(dc::test::sibling_program("deepcache-bench")) + " run " +
-                          dc::test::shell_quote(yaml) + " --results " + dc::test::shell_quote(h5) + " >" +
-                          dc::test::shell_quote(dir + "/log") + " 2>&1";
-  const int st = std::system(cmd.c_str());
   Child c;
-  c.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  std::stringstream log;
-  log << std::ifstream(dir + "/log").rdbuf();
-  c.log = log.str();
-  if (c.code != 0) return c;
+  c.cli = dc::test::run_cli("run " + dc::test::shell_quote(yaml) + " --results " + dc::test::shell_quote(h5), env_args);
+  if (c.cli.code != 0) return c;
   auto runs = dc::harness::read_results(h5);
   if (runs.size() != 2) return c;
   std::sort(runs.begin(), runs.end(), [](const auto& a, const auto& b) { return a.order < b.order; });
@@ -77,13 +81,15 @@ TEST(Portability, CappedKernelsChangeTheArithmeticNotTheImages) {
                       << "  samples: {n: 8, batch: 8, seed: 5, save_images: true, grid: 0}\n"
                       << "  similarity: {enabled: true, taps: [up.0.block.2], samples: 2}\n"
                       << "runs:\n  - {}\n  - {samples.seed: 6}\n";
+  const CapArgs caps = cap_args("scripts/cpu-caps/lowest.env");
+  ASSERT_NE(caps.capped.find("ATEN_CPU_CAPABILITY="), std::string::npos) << "scripts/cpu-caps/lowest.env (run from the source tree)";
   fs::create_directories(dir + "/capped");
   fs::create_directories(dir + "/uncapped");
-  const Child capped = run_under(kCaps, yaml, dir + "/capped");
-  const Child plain = run_under(kUncap, yaml, dir + "/uncapped");
-  ASSERT_EQ(capped.code, 0) << capped.log;
-  ASSERT_EQ(plain.code, 0) << plain.log;
-  ASSERT_TRUE(capped.images.defined() && plain.images.defined()) << capped.log << plain.log;
+  const Child capped = run_under(caps.capped, yaml, dir + "/capped");
+  const Child plain = run_under(caps.uncapped, yaml, dir + "/uncapped");
+  ASSERT_EQ(capped.cli.code, 0) << capped.cli.err;
+  ASSERT_EQ(plain.cli.code, 0) << plain.cli.err;
+  ASSERT_TRUE(capped.images.defined() && plain.images.defined()) << capped.cli.out << plain.cli.out;
   RecordProperty("capped_kernels", capped.cpu_kernels);
   RecordProperty("uncapped_kernels", plain.cpu_kernels);
   std::cout << "[ kernels  ] capped:   " << capped.cpu_kernels << "; " << capped.thread_settings << "\n"
@@ -110,8 +116,8 @@ TEST(Portability, CappedKernelsChangeTheArithmeticNotTheImages) {
   }
   EXPECT_LT(sim_diff, 1e-5);
   // 3. The images agree within the contract.
-  EXPECT_TRUE(dc::test::images_agree(capped.images, plain.images));
   const auto u8 = dc::metrics::compare_images(capped.images, plain.images);
+  EXPECT_TRUE(u8.within_contract()) << u8.describe();
   RecordProperty("uint8", u8.describe());
   // Negative control under the same tolerance: another seed.
   EXPECT_TRUE(dc::test::images_differ(capped.images, capped.other_seed_images)) << "seed 6 vs seed 5";

@@ -30,21 +30,21 @@ inline ::testing::AssertionResult images_differ(const torch::Tensor& a, const to
   return ::testing::AssertionFailure() << "these images should differ beyond the cross-layout contract, but " << r.describe();
 }
 
-// Float images in [-1, 1] (the sampler's x0) of the same samples: max |a - b| <= tol.
+// Float images in [-1, 1] (the sampler's x0) of the same samples: max |a - b| <= tol, through the
+// fixtures' comparison (dc::metrics::compare_tensors with an absolute tolerance).
 inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+  return metrics::compare_tensors(a, b, {}, 0).max_abs_diff;
 }
 inline ::testing::AssertionResult floats_agree(const torch::Tensor& a, const torch::Tensor& b, double tol) {
-  if (a.sizes() != b.sizes()) return ::testing::AssertionFailure() << "shapes differ";
-  const double d = max_abs_diff(a, b);
-  if (d <= tol) return ::testing::AssertionSuccess() << fmt::format("max |diff| {:.3g} <= {:.3g}", d, tol);
-  return ::testing::AssertionFailure() << fmt::format("max |diff| {:.3g} > tolerance {:.3g}", d, tol);
+  const auto r = metrics::compare_tensors(a, b, {tol, 0.0});
+  if (r.ok) return ::testing::AssertionSuccess() << fmt::format("max |diff| {:.3g} <= {:.3g}", r.max_abs_diff, tol);
+  return ::testing::AssertionFailure() << r.describe("float images", {tol, 0.0});
 }
+// Negative control: outside the same tolerance.
 inline ::testing::AssertionResult floats_differ(const torch::Tensor& a, const torch::Tensor& b, double tol) {
-  if (a.sizes() != b.sizes()) return ::testing::AssertionSuccess() << "shapes differ";
-  const double d = max_abs_diff(a, b);
-  if (d > tol) return ::testing::AssertionSuccess() << fmt::format("max |diff| {:.3g} > {:.3g}", d, tol);
-  return ::testing::AssertionFailure() << fmt::format("should differ beyond {:.3g}, but max |diff| is {:.3g}", tol, d);
+  const auto r = metrics::compare_tensors(a, b, {tol, 0.0}, 0);
+  if (!r.ok) return ::testing::AssertionSuccess() << fmt::format("max |diff| {:.3g} > {:.3g}", r.max_abs_diff, tol);
+  return ::testing::AssertionFailure() << fmt::format("should differ beyond {:.3g}, but max |diff| is {:.3g}", tol, r.max_abs_diff);
 }
 
 }  // namespace dc::test

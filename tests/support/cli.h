@@ -24,10 +24,11 @@ inline std::string shell_quote(const std::string& s) {
 }
 
 // `args` is a shell-ready argument string (callers quote what needs it). DEEPCACHE_INCEPTION_WEIGHTS
-// is removed from the environment so that tests do not depend on the caller's.
-inline CliRun run_cli(const std::string& args) {
+// is removed from the environment so that tests do not depend on the caller's; `env_args` are
+// further arguments of env(1) ("-u NAME", "NAME=VALUE").
+inline CliRun run_cli(const std::string& args, const std::string& env_args = "") {
   const std::string dir = temp_dir();
-  const std::string cmd = "env -u DEEPCACHE_INCEPTION_WEIGHTS " + shell_quote(sibling_program("deepcache-bench")) + " " + args +
+  const std::string cmd = "env -u DEEPCACHE_INCEPTION_WEIGHTS " + env_args + " " + shell_quote(sibling_program("deepcache-bench")) + " " + args +
                           " >" + shell_quote(dir + "/out") + " 2>" + shell_quote(dir + "/err");
   const int status = std::system(cmd.c_str());
   CliRun r;
