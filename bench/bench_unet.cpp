@@ -1,58 +1,84 @@
-// Full vs partial UNet call of the DDPM CIFAR-10 preset (random init), batch 1 and 64, skip
-// index k in {0, 2, 5, 11}: the time ratio full/partial is reported next to the MAC ratio in the
-// same run: BM_DdpmCifar10FullOverPartial times a full and a partial call alternately in one loop
-// and reports time_ratio = full/partial, mac_ratio and their quotient (time_over_mac; 1 would be
-// a partial call as fast as its MACs promise).
-// DEEPCACHE_BENCH_DEVICE=cuda runs them on the GPU (every timed call is followed by a device
-// synchronisation, so the times are the calls' real durations, not their launch times).
+// Full vs partial UNet call of every model in the table below (random init, full size), at each
+// batch and skip index k listed: the time ratio full/partial is reported next to the MAC ratio in
+// the same run. BM_UNetFullOverPartial/<family>/<preset>/batch/k times a full and a partial call
+// alternately in one loop and reports time_ratio = full/partial, mac_ratio and their quotient
+// (time_over_mac; 1 would be a partial call as fast as its MACs promise). BM_UNetCall times one
+// kind of call alone (k = -1: a full call).
+// Models come from the registry (models/model.h); DEEPCACHE_BENCH_MODELS=family/preset,... selects
+// some of the table. DEEPCACHE_BENCH_DEVICE=cuda runs them on the GPU (every timed call is
+// followed by a device synchronisation, so the times are the calls' real durations).
 #include <benchmark/benchmark.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <map>
+#include <memory>
 
 #include "bench/bench_device.h"
-#include "models/deepcache_io.h"
 #include "harness/runtime.h"
 #include "metrics/macs.h"
-#include "models/ddpm_unet.h"
+#include "models/deepcache_io.h"
+#include "models/model.h"
 
 namespace {
 
-struct Fixture {
-  dc::models::DdpmUNet net{nullptr};
+struct BenchModel {
+  std::string family, preset;
+  std::vector<int64_t> batches;
+  std::vector<int> ks;
+};
+
+// The paper's settings and the ends of each UNet: DDPM k = 2 (Table 2), LDM-4-G k = 0.
+const std::vector<BenchModel>& table() {
+  static const std::vector<BenchModel> t = {
+      {"ddpm", "cifar10", {1, 64}, {0, 2, 5, 11}},
+  };
+  return t;
+}
+
+struct Loaded {
+  dc::models::Model model;
   dc::metrics::MacsTable macs;
   torch::Device device{torch::kCPU};
   std::string label;
 };
 
-Fixture& fixture() {
-  static Fixture f = [] {
+Loaded& loaded(const std::string& family, const std::string& preset) {
+  static std::map<std::string, std::unique_ptr<Loaded>> cache;
+  auto& slot = cache[family + "/" + preset];
+  if (!slot) {
     dc::harness::configure_threads();
-    torch::manual_seed(0);
-    Fixture x;
-    x.net = dc::models::DdpmUNet(dc::models::DdpmConfig::preset("cifar10"));
-    x.net->eval();
-    x.macs = dc::metrics::ddpm_macs_table(x.net);
-    x.device = dc::bench::bench_device();
-    x.net->to(x.device);
-    x.label = dc::bench::device_label(x.device);
-    return x;
-  }();
-  return f;
+    slot = std::make_unique<Loaded>();
+    slot->model = dc::models::build_model(family, preset, "random");
+    slot->macs = dc::metrics::macs_table(*slot->model.unet);
+    slot->device = dc::bench::bench_device();
+    slot->model.unet->to(slot->device);
+    slot->label = dc::bench::device_label(slot->device);
+  }
+  return *slot;
 }
 
-// args: batch, k (-1 = full call)
-void BM_DdpmCifar10Call(benchmark::State& state) {
+struct Inputs {
+  torch::Tensor x, t, cond;
+};
+Inputs inputs(const Loaded& f, int64_t batch) {
+  std::vector<int64_t> shape = f.model.info.sample_shape;
+  shape.insert(shape.begin(), batch);
+  const auto opts = torch::TensorOptions().device(f.device);
+  return {torch::randn(shape, opts), torch::full({batch}, 500.0f, opts), f.model.unet->example_conditioning(batch, opts)};
+}
+
+void call(benchmark::State& state, const BenchModel& m, int64_t batch, int k) {
   torch::NoGradGuard ng;
-  auto& f = fixture();
-  const int64_t batch = state.range(0);
-  const int k = static_cast<int>(state.range(1));
-  const auto x = torch::randn({batch, 3, 32, 32}).to(f.device);
-  const auto t = torch::full({batch}, 500.0f).to(f.device);
+  auto& f = loaded(m.family, m.preset);
+  auto& net = *f.model.unet;
+  const Inputs in = inputs(f, batch);
   dc::deepcache::FeatureCache cache;
   const dc::deepcache::CacheRequest fill{std::max(k, 0), false}, partial{std::max(k, 0), true};
-  if (k >= 0) f.net->forward(x, t, &fill, &cache);
+  if (k >= 0) net.forward(in.x, in.t, in.cond, &fill, &cache, nullptr);
   for (auto _ : state) {
-    torch::Tensor y = k < 0 ? f.net->forward(x, t) : f.net->forward(x, t, &partial, &cache);
+    torch::Tensor y = k < 0 ? net.forward(in.x, in.t, in.cond, nullptr, nullptr, nullptr)
+                            : net.forward(in.x, in.t, in.cond, &partial, &cache, nullptr);
     benchmark::DoNotOptimize(y.data_ptr());
     dc::bench::sync(f.device);
   }
@@ -63,25 +89,23 @@ void BM_DdpmCifar10Call(benchmark::State& state) {
   state.SetLabel(f.label);
 }
 
-// Time ratios need the full call's time: a second benchmark measures full and partial
-// interleaved in one loop, so the ratio comes from one run under the same conditions.
-void BM_DdpmCifar10FullOverPartial(benchmark::State& state) {
+// Time ratios need the full call's time: full and partial interleaved in one loop, so the ratio
+// comes from one run under the same conditions.
+void full_over_partial(benchmark::State& state, const BenchModel& m, int64_t batch, int k) {
   torch::NoGradGuard ng;
-  auto& f = fixture();
-  const int64_t batch = state.range(0);
-  const int k = static_cast<int>(state.range(1));
-  const auto x = torch::randn({batch, 3, 32, 32}).to(f.device);
-  const auto t = torch::full({batch}, 500.0f).to(f.device);
+  auto& f = loaded(m.family, m.preset);
+  auto& net = *f.model.unet;
+  const Inputs in = inputs(f, batch);
   dc::deepcache::FeatureCache cache;
   const dc::deepcache::CacheRequest fill{k, false}, partial{k, true};
-  f.net->forward(x, t, &fill, &cache);
+  net.forward(in.x, in.t, in.cond, &fill, &cache, nullptr);
   double full_s = 0, part_s = 0;
   for (auto _ : state) {
     auto t0 = std::chrono::steady_clock::now();
-    benchmark::DoNotOptimize(f.net->forward(x, t).data_ptr());
+    benchmark::DoNotOptimize(net.forward(in.x, in.t, in.cond, nullptr, nullptr, nullptr).data_ptr());
     dc::bench::sync(f.device);
     auto t1 = std::chrono::steady_clock::now();
-    benchmark::DoNotOptimize(f.net->forward(x, t, &partial, &cache).data_ptr());
+    benchmark::DoNotOptimize(net.forward(in.x, in.t, in.cond, &partial, &cache, nullptr).data_ptr());
     dc::bench::sync(f.device);
     auto t2 = std::chrono::steady_clock::now();
     full_s += std::chrono::duration<double>(t1 - t0).count();
@@ -95,12 +119,33 @@ void BM_DdpmCifar10FullOverPartial(benchmark::State& state) {
   state.SetLabel(f.label);
 }
 
-void Args(benchmark::internal::Benchmark* b) {
-  for (int64_t batch : {1, 64})
-    for (int64_t k : {0, 2, 5, 11}) b->Args({batch, k});
+bool selected(const BenchModel& m) {
+  const char* sel = std::getenv("DEEPCACHE_BENCH_MODELS");
+  if (!sel || !*sel) return true;
+  const std::string list = std::string(",") + sel + ",";
+  return list.find("," + m.family + "/" + m.preset + ",") != std::string::npos;
 }
 
-}  // namespace
+const bool registered = [] {
+  for (const auto& m : table()) {
+    if (!selected(m)) continue;
+    const std::string name = m.family + "/" + m.preset;
+    for (int64_t batch : m.batches) {
+      benchmark::RegisterBenchmark(("BM_UNetCall/" + name + "/" + std::to_string(batch) + "/full").c_str(),
+                                   [m, batch](benchmark::State& s) { call(s, m, batch, -1); })
+          ->Unit(benchmark::kMillisecond)->MinTime(1.0);
+      for (int k : m.ks) {
+        const std::string suffix = "/" + std::to_string(batch) + "/k" + std::to_string(k);
+        benchmark::RegisterBenchmark(("BM_UNetCall/" + name + suffix).c_str(),
+                                     [m, batch, k](benchmark::State& s) { call(s, m, batch, k); })
+            ->Unit(benchmark::kMillisecond)->MinTime(1.0);
+        benchmark::RegisterBenchmark(("BM_UNetFullOverPartial/" + name + suffix).c_str(),
+                                     [m, batch, k](benchmark::State& s) { full_over_partial(s, m, batch, k); })
+            ->Unit(benchmark::kMillisecond)->MinTime(2.0);
+      }
+    }
+  }
+  return true;
+}();
 
-BENCHMARK(BM_DdpmCifar10Call)->Args({1, -1})->Args({64, -1})->Apply(Args)->Unit(benchmark::kMillisecond)->MinTime(1.0);
-BENCHMARK(BM_DdpmCifar10FullOverPartial)->Apply(Args)->Unit(benchmark::kMillisecond)->MinTime(2.0);
+}  // namespace

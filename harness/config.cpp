@@ -12,7 +12,8 @@
 
 #include "common/error.h"
 #include "harness/deepcache/full_steps.h"
-#include "models/ddpm_unet.h"
+#include "harness/sampling/call_schedule.h"
+#include "models/registry.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -193,7 +194,7 @@ class Reader {
 RunSpec read_run(const json& j, const Source& src, const std::string& context) {
   const Reader r(src, context);
   RunSpec s;
-  r.only(j, "", {"name", "model", "sampler", "cache", "samples", "similarity", "metrics", "device"});
+  r.only(j, "", {"name", "model", "sampler", "cache", "samples", "similarity", "conditioning", "metrics", "device"});
   r.get(j, "", "name", s.name);
   if (j.contains("device")) {
     if (!j["device"].is_string()) r.fail("device", "expected cpu or cuda");
@@ -207,13 +208,14 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
     r.get(m, "model", "preset", s.model.preset);
     r.get(m, "model", "weights", s.model.weights);
   }
-  r.one_of("model.family", s.model.family, {"ddpm"});
-  int num_skips = 0;
+  r.one_of("model.family", s.model.family, models::family_names());
   try {
-    num_skips = static_cast<int>(models::DdpmConfig::preset(s.model.preset).num_skips());
+    s.plan.model = models::model_info(s.model.family, s.model.preset);
   } catch (const Error& e) {
     r.fail("model.preset", e.what());
   }
+  const int num_skips = s.plan.model.num_skips;
+  s.sampler.name = s.plan.model.default_sampler;
   if (j.contains("sampler")) {
     const auto& m = j["sampler"];
     r.only(m, "sampler", {"name", "steps", "spacing", "eta"});
@@ -222,10 +224,16 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
     r.get(m, "sampler", "spacing", s.sampler.spacing);
     r.get(m, "sampler", "eta", s.sampler.eta);
   }
-  r.one_of("sampler.name", s.sampler.name, {"ddim", "ddpm"});
+  r.one_of("sampler.name", s.sampler.name, sampling::sampler_names());
   r.one_of("sampler.spacing", s.sampler.spacing, {"uniform", "quad"});
-  if (s.sampler.steps < 1 || s.sampler.steps > 1000) r.fail("sampler.steps", fmt::format("{} must be in [1, 1000]", s.sampler.steps));
+  const int T = s.plan.model.schedule.num_timesteps;
+  if (s.sampler.steps < 1 || s.sampler.steps > T) r.fail("sampler.steps", fmt::format("{} must be in [1, {}]", s.sampler.steps, T));
   r.at_least("sampler.eta", s.sampler.eta, 0.0);
+  try {
+    s.plan.calls = sampling::make_call_schedule({s.sampler.name, s.sampler.steps, s.sampler.spacing, s.sampler.eta}, T);
+  } catch (const Error& e) {
+    r.fail("sampler", e.what());
+  }
   if (j.contains("cache")) {
     const auto& m = j["cache"];
     r.only(m, "cache", {"enabled", "k", "interval", "schedule", "center", "power", "full_steps"});
@@ -238,20 +246,31 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
     r.get(m, "cache", "full_steps", s.cache.full_steps);
   }
   if (s.cache.k < 0 || s.cache.k >= num_skips)
-    r.fail("cache.k", fmt::format("skip index {} is out of range for the DDPM '{}' UNet: valid k are 0..{} (paper branch m = k+1)",
-                                  s.cache.k, s.model.preset, num_skips - 1));
+    r.fail("cache.k", fmt::format("skip index {} is out of range for the {} '{}' UNet: valid k are 0..{} (paper branch m = k+1)",
+                                  s.cache.k, s.model.family, s.model.preset, num_skips - 1));
   r.at_least("cache.interval", s.cache.interval, 1, "N = 1 is no reuse");
-  r.one_of("cache.schedule", s.cache.schedule, {"uniform", "nonuniform", "explicit"});
+  r.one_of("cache.schedule", s.cache.schedule, {"uniform", "nonuniform", "ldm_nonuniform", "explicit"});
+  // The full-step list, once: every call without caching.
+  const int calls = s.plan.calls.num_calls();
   if (s.cache.enabled) {
-    // Calls per generation: the ddim repo's sequences (uniform spacing may give more than `steps`).
-    const int calls = s.sampler.spacing == "uniform" ? (1000 + (1000 / s.sampler.steps) - 1) / (1000 / s.sampler.steps)
-                                                     : s.sampler.steps;
     try {
-      if (s.cache.schedule == "nonuniform") deepcache::nonuniform_full_steps(calls, s.cache.interval, s.cache.center, s.cache.power);
-      if (s.cache.schedule == "explicit") deepcache::explicit_full_steps(calls, s.cache.full_steps);
+      if (s.cache.schedule == "nonuniform") {
+        const auto nu = deepcache::nonuniform_full_steps(calls, s.cache.interval, s.cache.center, s.cache.power);
+        s.plan.full_steps = nu.steps;
+        s.plan.final_power = nu.final_power;
+      } else if (s.cache.schedule == "ldm_nonuniform") {
+        s.plan.full_steps = deepcache::ldm_nonuniform_full_steps(calls, s.cache.interval, s.cache.power);
+        s.plan.final_power = s.cache.power;
+      } else if (s.cache.schedule == "explicit") {
+        s.plan.full_steps = deepcache::explicit_full_steps(calls, s.cache.full_steps);
+      } else {
+        s.plan.full_steps = deepcache::uniform_full_steps(calls, s.cache.interval);
+      }
     } catch (const Error& e) {
       r.fail(s.cache.schedule == "explicit" ? "cache.full_steps" : "cache.schedule", e.what());
     }
+  } else {
+    for (int i = 0; i < calls; ++i) s.plan.full_steps.push_back(i);
   }
   if (j.contains("samples")) {
     const auto& m = j["samples"];
@@ -274,8 +293,32 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
     r.get(m, "similarity", "samples", s.similarity.samples);
   }
   r.at_least("similarity.samples", s.similarity.samples, 1);
+  const auto& valid_taps = s.plan.model.tap_names;
+  for (const auto& tap : s.similarity.taps)
+    if (std::find(valid_taps.begin(), valid_taps.end(), tap) == valid_taps.end()) {
+      std::string list;
+      for (const auto& v : valid_taps) list += (list.empty() ? "" : ", ") + v;
+      r.fail("similarity.taps", fmt::format("'{}' is not a block of the {} '{}' UNet (valid taps: {})", tap, s.model.family,
+                                            s.model.preset, list));
+    }
+  s.plan.taps = s.similarity.taps.empty() ? valid_taps : s.similarity.taps;
   if (s.similarity.threshold < -1 || s.similarity.threshold > 1)
     r.fail("similarity.threshold", fmt::format("{} must be a cosine similarity in [-1, 1]", s.similarity.threshold));
+
+  const bool conditional = s.plan.model.conditioning != "none";
+  if (j.contains("conditioning")) {
+    if (!conditional)
+      r.fail("conditioning", fmt::format("the {} family is unconditional: it takes no class labels, text or guidance", s.model.family));
+    const auto& m = j["conditioning"];
+    r.only(m, "conditioning", {"guidance", "classes"});
+    r.get(m, "conditioning", "guidance", s.conditioning.guidance);
+    r.get(m, "conditioning", "classes", s.conditioning.classes);
+  }
+  if (conditional) {
+    if (s.conditioning.guidance < 1.0)
+      r.fail("conditioning.guidance", fmt::format("{} must be at least 1 (1 = no classifier-free guidance)", s.conditioning.guidance));
+    if (s.plan.model.conditioning == "class") r.one_of("conditioning.classes", s.conditioning.classes, {"random", "balanced"});
+  }
 
   if (j.contains("metrics")) {
     const auto& m = j["metrics"];
@@ -304,6 +347,7 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
       cache["center"] = s.cache.center;
       cache["power"] = s.cache.power;
     }
+    if (s.cache.schedule == "ldm_nonuniform") cache["power"] = s.cache.power;
     if (s.cache.schedule == "explicit") cache["full_steps"] = s.cache.full_steps;
   }
   s.resolved = {
@@ -316,6 +360,8 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
                                            : json{{"enabled", false}}},
       {"device", s.device},
   };
+  if (conditional)  // only for conditional families: the run ids of DDPM runs stay as they were
+    s.resolved["conditioning"] = {{"guidance", s.conditioning.guidance}, {"classes", s.conditioning.classes}};
   if (s.metrics.fid_fmnist)  // only when asked: run ids of experiments without metrics stay as they were
     s.resolved["metrics"] = {{"fid_fmnist", {{"classifier", s.metrics.classifier}, {"reference", s.metrics.reference},
                                              {"confidence", s.metrics.confidence}}}};
@@ -368,11 +414,27 @@ std::string describe_run(const RunSpec& r) {
   if (!r.cache.enabled) return s + " baseline";
   s += fmt::format(" k={} N={}", r.cache.k, r.cache.interval);
   if (r.cache.schedule == "nonuniform") s += fmt::format(" nonuniform c={} p={}", r.cache.center, r.cache.power);
+  if (r.cache.schedule == "ldm_nonuniform") s += fmt::format(" ldm-nonuniform p={}", r.cache.power);
   if (r.cache.schedule == "explicit") s += " explicit";
+  if (r.plan.model.conditioning != "none" && r.conditioning.guidance != 1.0) s += fmt::format(" cfg={}", r.conditioning.guidance);
   return s;
 }
 
-ExperimentSpec parse_experiment(const std::string& text, const std::string& origin, const std::string& dir) {
+ExperimentSpec parse_experiment(const std::string& text, const std::string& origin, const std::string& dir,
+                                const std::vector<std::string>& overrides) {
+  // --set KEY=VALUE, each VALUE read as YAML.
+  std::vector<std::pair<std::string, json>> set;
+  std::string set_label;
+  for (const auto& o : overrides) {
+    const auto eq = o.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw Error(fmt::format("--set {}: expected KEY=VALUE with a dotted key, e.g. model.weights=random or samples.n=1", o));
+    Source vsrc;
+    vsrc.origin = "--set " + o;
+    json v = o.size() == eq + 1 ? json("") : load_yaml(o.substr(eq + 1), vsrc);
+    set.emplace_back(o.substr(0, eq), v);
+    set_label += (set_label.empty() ? "--set " : " ") + o;
+  }
   Source src;
   src.origin = origin;
   const json top = load_yaml(text, src);
@@ -464,7 +526,9 @@ ExperimentSpec parse_experiment(const std::string& text, const std::string& orig
     json run = base;
     if (sweeping && !(run.contains("cache") && run["cache"].contains("enabled"))) set_dotted(run, "cache.enabled", true);
     for (auto it = overrides.begin(); it != overrides.end(); ++it) set_dotted(run, it.key(), it.value());
-    RunSpec r = read_run(run, src, label.empty() ? "" : "run (" + label + "): ");
+    for (const auto& [key, value] : set) set_dotted(run, key, value);
+    const std::string where = label.empty() ? set_label : set_label.empty() ? label : label + "; " + set_label;
+    RunSpec r = read_run(run, src, where.empty() ? "" : "run (" + where + "): ");
     if (seen.insert(r.run_id).second) runs.push_back(std::move(r));
   }
   // 4. Baselines: one uncached run per distinct model/sampler/samples/device.
@@ -491,8 +555,14 @@ ExperimentSpec parse_experiment(const std::string& text, const std::string& orig
   return e;
 }
 
-ExperimentSpec load_experiment(const std::string& path) {
-  return parse_experiment(read_text(path, "experiment"), path, fs::path(path).parent_path().string());
+RunSpec resolve_run(const json& settings, const std::string& origin) {
+  Source src;
+  src.origin = origin;
+  return read_run(settings, src, "");
+}
+
+ExperimentSpec load_experiment(const std::string& path, const std::vector<std::string>& overrides) {
+  return parse_experiment(read_text(path, "experiment"), path, fs::path(path).parent_path().string(), overrides);
 }
 
 }  // namespace dc::harness

@@ -8,6 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "harness/sampling/call_schedule.h"
+#include "models/registry.h"
+
 namespace dc::harness {
 
 struct ModelSpec {
@@ -17,7 +20,7 @@ struct ModelSpec {
 };
 
 struct SamplerSpec {
-  std::string name = "ddim";     // ddim | ddpm
+  std::string name;              // a sampler of harness/sampling's registry; default: the family's
   int steps = 100;
   std::string spacing = "quad";  // uniform | quad
   double eta = 0.0;
@@ -48,12 +51,30 @@ struct SimilaritySpec {
   int samples = 4;                // the first samples of the run whose features are compared
 };
 
+// Conditioning of conditional families (models::ModelInfo::conditioning != "none"); an error for
+// unconditional ones. Recorded in the run's config only for conditional families.
+struct ConditioningSpec {
+  double guidance = 1.0;           // classifier-free guidance scale, batched (1 = off); LDM-4-G paper: 1.5
+  std::string classes = "random";  // class labels: random (from (seed, i)) | balanced (i mod classes)
+};
+
 // Quality metrics computed after sampling (stored under metrics/ with provenance attributes).
 struct MetricsSpec {
   bool fid_fmnist = false;   // FID-FMNIST: this project's Fashion-MNIST classifier features
   std::string classifier;    // its weights (safetensors; ${ENV} allowed)
   std::string reference;     // reference statistics (.npz, mu/sigma of the classifier features)
   double confidence = 0.8;   // a sample counts as "confident" when the classifier's top probability >= this
+};
+
+// What a run executes, resolved once when the experiment is read (the non-uniform search runs
+// here, once): `run`, `sample` and `plan` execute and print this, and `report` reads what the
+// run recorded of it. Not part of the run id (it follows from `resolved`).
+struct RunPlan {
+  models::ModelInfo model;        // the registry's description of model.family + preset
+  sampling::CallSchedule calls;   // the model calls of one generation (timesteps; coefficients at run time)
+  std::vector<int> full_steps;    // call indices that run the whole UNet (every call without caching)
+  double final_power = 0.0;       // non-uniform: the power the search ended on
+  std::vector<std::string> taps;  // similarity taps (the model's tap names when none are given)
 };
 
 struct RunSpec {
@@ -63,10 +84,12 @@ struct RunSpec {
   CacheSpec cache;
   SamplesSpec samples;
   SimilaritySpec similarity;
+  ConditioningSpec conditioning;
   MetricsSpec metrics;
   std::string device = "cpu";
   bool baseline = false;     // cache off, added by the experiment
   int order = 0;             // position in the experiment (reports keep it)
+  RunPlan plan;              // resolved once from the settings below
   nlohmann::json resolved;   // every setting, defaults included (what the run id hashes)
   std::string run_id;        // 16 hex digits of a hash of `resolved` without name and batch
 };
@@ -80,10 +103,18 @@ struct ExperimentSpec {
 
 // Reads and validates an experiment. Every error names the file, the key path and what was
 // expected (dc::Error). Weight paths are not expanded or checked here (see expand_env).
-ExperimentSpec load_experiment(const std::string& path);
+// `overrides`: KEY=VALUE settings (`run --set`), applied to every run after the sweep, so they win
+// over the YAML; VALUE is read as YAML (1, 0.5, true, random, [0, 3]). They are part of each run's
+// resolved config, hence of its run id.
+ExperimentSpec load_experiment(const std::string& path, const std::vector<std::string>& overrides = {});
 
 // Same from text (for tests); `origin` names it in messages; includes resolve against `dir`.
-ExperimentSpec parse_experiment(const std::string& text, const std::string& origin, const std::string& dir = ".");
+ExperimentSpec parse_experiment(const std::string& text, const std::string& origin, const std::string& dir = ".",
+                                const std::vector<std::string>& overrides = {});
+
+// One run from its settings (the layout of an experiment's `base:`), validated and resolved as a
+// run of an experiment is; `origin` names it in messages (e.g. "sample").
+RunSpec resolve_run(const nlohmann::json& settings, const std::string& origin);
 
 // ${VAR} expansion for weight paths; an unset variable is a dc::Error naming it and `what`.
 std::string expand_env(const std::string& text, const std::string& what);

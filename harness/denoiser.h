@@ -1,6 +1,8 @@
-// Denoiser = UNet + DeepCache plan + feature cache (+ taps): the epsilon function a sampler loop
+// Denoiser = UNet + DeepCache plan + feature cache (+ taps): the epsilon function the sampler loop
 // calls, deciding per model call whether it is full or partial. The only place, with
-// harness/deepcache/full_steps, where the caching policy is applied.
+// harness/deepcache/full_steps, where the caching policy is applied. Family-agnostic: it sees
+// the UNet only through models::UNet. With classifier-free guidance (sampling::
+// classifier_free_guidance around cond_denoiser) the cache holds the doubled batch.
 #pragma once
 #include <torch/torch.h>
 
@@ -9,8 +11,8 @@
 
 #include "harness/deepcache/full_steps.h"
 #include "harness/sampling/samplers.h"
-#include "models/ddpm_unet.h"
 #include "models/deepcache_io.h"
+#include "models/unet.h"
 
 namespace dc::harness {
 
@@ -23,7 +25,10 @@ struct DenoiserLog {
 
 // plan == nullptr: the plain network at every call. The cache is reset when call 0 comes, so one
 // denoiser serves many generations.
-sampling::EpsFn ddpm_denoiser(models::DdpmUNet net, std::shared_ptr<const deepcache::CachePlan> plan,
-                              std::shared_ptr<DenoiserLog> log = nullptr);
+sampling::CondEpsFn cond_denoiser(std::shared_ptr<models::UNet> net, std::shared_ptr<const deepcache::CachePlan> plan,
+                                  std::shared_ptr<DenoiserLog> log = nullptr);
+// An unconditional model (no conditioning tensor).
+sampling::EpsFn denoiser(std::shared_ptr<models::UNet> net, std::shared_ptr<const deepcache::CachePlan> plan,
+                         std::shared_ptr<DenoiserLog> log = nullptr);
 
 }  // namespace dc::harness

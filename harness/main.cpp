@@ -22,7 +22,8 @@
 #include "harness/config.h"
 #include "harness/report.h"
 #include "harness/runner.h"
-#include "harness/ddpm_sample.h"
+#include "harness/sample.h"
+#include "harness/plan.h"
 #include "harness/inspect.h"
 #include "metrics/fid.h"
 #include "metrics/fid_pipeline.h"
@@ -37,7 +38,8 @@
 #include <nlohmann/json.hpp>
 #include "metrics/macs.h"
 #include "metrics/npz.h"
-#include "models/ddpm_unet.h"
+#include "models/registry.h"
+#include "harness/sampling/call_schedule.h"
 #include "harness/runtime.h"
 
 namespace {
@@ -71,18 +73,31 @@ int main(int argc, char** argv) {
                         "read every tensor's data too (checks BOOL bytes, counts NaN/inf values)");
 
   // ---- sample ----
-  dc::harness::DdpmSampleOptions so;
-  std::string model_family = "ddpm", out_path, nonuniform;
+  dc::harness::SampleOptions so;
+  std::string out_path, nonuniform;
+  const auto families = dc::models::family_names();
+  auto presets_help = [&] {
+    std::string h;
+    for (const auto& f : families) {
+      std::string p;
+      for (const auto& n : dc::models::preset_names(f)) p += (p.empty() ? "" : ", ") + n;
+      h += (h.empty() ? "" : "; ") + f + ": " + p;
+    }
+    return "model preset (" + h + "; fmnist is this project's Fashion-MNIST model)";
+  };
+  std::string samplers_help;
+  for (const auto& s : dc::sampling::sampler_registry()) samplers_help += "\n  " + s.name + ": " + s.description;
   int cache_k = -1;
   const std::string k_help =
       "DeepCache skip index k in [0, S-1] (S = 12 for cifar10, 17 for LSUN): a partial step computes hs[0..k] and "
       "reuses the cached feature entering the up block that consumes hs[k]. Paper branch m = k+1; DDPM code "
       "--branch b = k-1 (docs/deepcache.md). Omit for no caching.";
   auto* cmd_sample = app.add_subcommand("sample", "Generate images, with or without DeepCache, and save a PNG grid.");
-  cmd_sample->add_option("--model", model_family, "model family")->check(CLI::IsMember({"ddpm"}));
-  cmd_sample->add_option("--preset", so.preset, "cifar10, lsun_bedroom, lsun_church or fmnist (this project's Fashion-MNIST model)");
+  cmd_sample->add_option("--model", so.family, "model family")->check(CLI::IsMember(families));
+  cmd_sample->add_option("--preset", so.preset, presets_help());
   cmd_sample->add_option("--weights", so.weights, "safetensors weights, or 'random' (untrained, said loudly)")->required();
-  cmd_sample->add_option("--sampler", so.sampler, "ddim (ddim repo generalized steps) or ddpm (ancestral)");
+  cmd_sample->add_option("--sampler", so.sampler, "sampler (default: the family's):" + samplers_help)
+      ->check(CLI::IsMember(dc::sampling::sampler_names()));
   cmd_sample->add_option("--steps", so.steps, "number of sampling steps");
   cmd_sample->add_option("--spacing", so.spacing, "timestep spacing: uniform or quad");
   cmd_sample->add_option("--eta", so.eta, "DDIM eta (0 = deterministic)");
@@ -96,13 +111,13 @@ int main(int argc, char** argv) {
   cmd_sample->add_option("--out", out_path, "PNG grid to write")->required();
 
   // ---- macs ----
-  std::string macs_preset = "cifar10";
+  std::string macs_family = "ddpm", macs_preset = "cifar10";
   int macs_steps = 100, macs_interval = 5;
   auto* cmd_macs = app.add_subcommand(
       "macs", "MACs per image of a full UNet call and of a partial call at every skip index k, and the average per call "
               "of a uniform DeepCache run (counted as the paper's flops.py counts).");
-  cmd_macs->add_option("--model", model_family, "model family")->check(CLI::IsMember({"ddpm"}));
-  cmd_macs->add_option("--preset", macs_preset, "cifar10, lsun_bedroom, lsun_church or fmnist (this project's Fashion-MNIST model)");
+  cmd_macs->add_option("--model", macs_family, "model family")->check(CLI::IsMember(families));
+  cmd_macs->add_option("--preset", macs_preset, presets_help());
   cmd_macs->add_option("--steps", macs_steps, "model calls of the run");
   cmd_macs->add_option("--interval", macs_interval, "cache interval N");
 
@@ -114,6 +129,8 @@ int main(int argc, char** argv) {
               "weights need not exist.");
   cmd_plan->add_option("EXPERIMENT", plan_path, "experiment YAML")->required();
   cmd_plan->add_flag("--macs", plan_macs, "also count each run's MACs per call (builds each model once)");
+  std::vector<std::string> plan_set;
+  cmd_plan->add_option("--set", plan_set, "KEY=VALUE ...: override a setting of every run, as `run --set` does");
 
   // ---- run ----
   std::string run_path, shard;
@@ -126,6 +143,10 @@ int main(int argc, char** argv) {
   cmd_run->add_option("--shard", shard, "i/n: this process generates the i-th of n slices of every run's samples (whole batches)");
   cmd_run->add_option("--device", ro.device, "cpu or cuda (overrides the experiment)");
   cmd_run->add_option("--results", ro.results_path, "results file (default results/<experiment>/<experiment>.h5)");
+  std::vector<std::string> run_set;
+  cmd_run->add_option("--set", run_set,
+                      "KEY=VALUE ...: override a setting of every run (dotted key, YAML value), e.g. model.weights=random "
+                      "samples.n=1 sampler.steps=2; part of each run's config and run id");
 
   // ---- report ----
   dc::harness::ReportOptions rep;
@@ -237,27 +258,7 @@ int main(int argc, char** argv) {
           throw dc::Error(fmt::format("--nonuniform '{}': expected 'center,power', e.g. 50,1.4", nonuniform));
         }
       }
-      const auto r = dc::harness::ddpm_sample(so);
-      const auto grid = dc::image::make_grid(r.images, static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(r.images.size(0))))));
-      dc::image::write_png(out_path, grid);
-      std::cout << fmt::format("model       DDPM UNet, preset {}\n", so.preset);
-      std::cout << fmt::format("weights     {}\n", r.weights_note);
-      std::cout << fmt::format("sampler     {} ({} spacing, {} model calls{})\n", so.sampler, so.spacing, r.model_calls,
-                               so.sampler == "ddim" ? fmt::format(", eta {}", so.eta) : "");
-      if (r.plan)
-        std::cout << fmt::format("deepcache   k={} (paper branch m={}), {}: {} full + {} partial calls\n", r.plan->skip_index,
-                                 dc::deepcache::paper_branch_from_k(r.plan->skip_index), r.plan->schedule, r.full_calls,
-                                 r.model_calls - r.full_calls);
-      else
-        std::cout << "deepcache   off\n";
-      std::cout << fmt::format("MACs        {:.3f} G per call on average (full call {:.3f} G{})\n", r.macs_step_average / 1e9,
-                               r.macs_full / 1e9, r.plan ? fmt::format(", partial {:.3f} G", r.macs_partial / 1e9) : "");
-      std::cout << fmt::format("time        {:.2f} s for {} images on {} ({:.3f} s/image; {})\n", r.seconds, so.n, so.device,
-                               r.seconds / so.n, dc::harness::thread_settings());
-      if (so.device == "cpu")
-        std::cout << fmt::format("cpu         {}; kernels {}\n", dc::harness::cpu_description(), dc::harness::cpu_kernels());
-      std::cout << fmt::format("output      {}\n", out_path);
-      if (so.weights == "random") std::cerr << "deepcache-bench: warning: --weights random: untrained model\n";
+      dc::harness::sample_command(so, out_path, std::cout, std::cerr);
       return 0;
     }
     if (*cmd_run) {
@@ -271,7 +272,7 @@ int main(int argc, char** argv) {
           throw dc::Error(fmt::format("--shard '{}': expected i/n, e.g. 0/4", shard));
         }
       }
-      const auto e = dc::harness::load_experiment(run_path);
+      const auto e = dc::harness::load_experiment(run_path, run_set);
       const auto s = dc::harness::run_experiment(e, ro, std::cerr, ::isatty(2) != 0);
       std::cout << fmt::format("results     {} ({} run, {} skipped as complete, {} failed)\n", s.results_path, s.complete, s.skipped,
                                s.failed);
@@ -414,43 +415,11 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*cmd_plan) {
-      const auto e = dc::harness::load_experiment(plan_path);
-      std::cout << fmt::format("experiment  {} ({} runs)\n", e.name, e.runs.size());
-      if (!e.description.empty()) std::cout << fmt::format("            {}\n", e.description);
-      std::cout << fmt::format("{:>3}  {:<16}  {:<8}  {}\n", "#", "run_id", "role", "settings");
-      std::map<std::string, dc::metrics::MacsTable> macs;
-      for (std::size_t i = 0; i < e.runs.size(); ++i) {
-        const auto& r = e.runs[i];
-        std::string extra;
-        if (plan_macs) {
-          if (!macs.count(r.model.preset)) {
-            dc::models::DdpmUNet net(dc::models::DdpmConfig::preset(r.model.preset));
-            net->eval();
-            macs[r.model.preset] = dc::metrics::ddpm_macs_table(net);
-          }
-          const auto& t = macs[r.model.preset];
-          extra = fmt::format("  {:.3f} G MACs/call (full)", t.full / 1e9);
-          if (r.cache.enabled) extra = fmt::format("  partial {:.3f} G, full {:.3f} G", t.partial[r.cache.k] / 1e9, t.full / 1e9);
-        }
-        std::cout << fmt::format("{:>3}  {}  {:<8}  {}, n={} seed={}{}\n", i + 1, r.run_id, r.baseline ? "baseline" : (r.cache.enabled ? "deepcache" : "no cache"),
-                                 dc::harness::describe_run(r), r.samples.n, r.samples.seed, extra);
-      }
-      std::cout << fmt::format("weights     {}\n", e.runs.empty() ? "" : e.runs.front().model.weights);
+      dc::harness::print_plan(dc::harness::load_experiment(plan_path, plan_set), plan_macs, std::cout);
       return 0;
     }
     if (*cmd_macs) {
-      dc::models::DdpmUNet net(dc::models::DdpmConfig::preset(macs_preset));
-      net->eval();
-      const auto table = dc::metrics::ddpm_macs_table(net);
-      const auto full_steps = dc::deepcache::uniform_full_steps(macs_steps, macs_interval);
-      std::cout << fmt::format("DDPM {}: full call {:.3f} G MACs per image; uniform N={} over {} calls ({} full)\n",
-                               macs_preset, table.full / 1e9, macs_interval, macs_steps, full_steps.size());
-      std::cout << fmt::format("{:>3} {:>3} {:>14} {:>16} {:>8}\n", "k", "m", "partial (G)", "step avg (G)", "ratio");
-      for (std::size_t k = 0; k < table.partial.size(); ++k) {
-        const double avg = dc::metrics::step_average_macs(table.full, table.partial[k], full_steps, macs_steps);
-        std::cout << fmt::format("{:>3} {:>3} {:>14.3f} {:>16.3f} {:>7.2f}x\n", k, k + 1, table.partial[k] / 1e9, avg / 1e9,
-                                 table.full / avg);
-      }
+      dc::harness::print_macs(macs_family, macs_preset, macs_steps, macs_interval, std::cout);
       return 0;
     }
   } catch (const dc::Error& e) {

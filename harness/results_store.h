@@ -34,6 +34,7 @@ struct RunResult {
   std::map<std::string, double> quality;                     // metrics/<name>: fid_fmnist, confident_fraction, ...
   std::map<std::string, metrics::MetricProvenance> provenance;  // per quality metric: provenance/<name> attributes
   std::map<std::string, torch::Tensor> quality_arrays;       // quality/<name>, e.g. the predicted class histogram
+  std::vector<std::string> notes;   // said on the console after the run (not stored)
   std::string weights_note, device, thread_settings, cpu, cpu_kernels, torch_version, git_revision, started_at, finished_at;
 };
 

@@ -18,9 +18,8 @@
 #include "harness/sampling/schedule.h"
 #include "metrics/fid_fmnist.h"
 #include "metrics/macs.h"
-#include "models/ddpm_unet.h"
 #include "models/deepcache_io.h"
-#include "models/weights/strict_loader.h"
+#include "models/model.h"
 
 namespace fs = std::filesystem;
 
@@ -54,18 +53,18 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   r.started_at = now_iso();
   r.torch_version = TORCH_VERSION;
   r.git_revision = DC_GIT_DESCRIBE;
-  const models::DdpmConfig cfg = models::DdpmConfig::preset(spec.model.preset);
-  const auto seq = sampling::ddim_repo_timesteps(spec.sampler.steps, sampling::parse_spacing(spec.sampler.spacing), 1000);
-  const int calls = static_cast<int>(seq.size());
+  const RunPlan& plan = spec.plan;
+  const int calls = plan.calls.num_calls();
+  const std::vector<int64_t>& image_shape = plan.model.image_shape;
   const torch::Device device = parse_device(spec.device);
   r.device = device.is_cuda() ? "cuda" : "cpu";
 
   // Metric inputs are checked before any sampling: a missing file must not cost a whole run.
   std::string fmnist_classifier, fmnist_reference;
   if (spec.metrics.fid_fmnist) {
-    if (cfg.in_channels != 1)
-      throw Error(fmt::format("metrics.fid_fmnist: the '{}' model makes {}-channel images; FID-FMNIST is for grey Fashion-MNIST samples",
-                              spec.model.preset, cfg.in_channels));
+    if (image_shape[0] != 1)
+      throw Error(fmt::format("metrics.fid_fmnist: the {} '{}' model makes {}-channel images; FID-FMNIST is for grey Fashion-MNIST samples",
+                              spec.model.family, spec.model.preset, image_shape[0]));
     fmnist_classifier = expand_env(spec.metrics.classifier, "metrics.fid_fmnist.classifier");
     fmnist_reference = expand_env(spec.metrics.reference, "metrics.fid_fmnist.reference");
     for (const auto& [p, what] : {std::pair{fmnist_classifier, "classifier weights"}, std::pair{fmnist_reference, "reference statistics"}})
@@ -73,47 +72,29 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
         throw Error(fmt::format("metrics.fid_fmnist: {} not found: {} (made by scripts/train_fmnist.sh; see docs/fmnist.md)", what, p));
   }
 
-  // 1. Cache plan.
-  std::shared_ptr<deepcache::CachePlan> plan;
+  // 1. Cache plan: the full-step list resolved when the experiment was read.
+  std::shared_ptr<deepcache::CachePlan> cache_plan;
   if (spec.cache.enabled) {
-    deepcache::check_skip_index(spec.cache.k, static_cast<int>(cfg.num_skips()), "the DDPM UNet");
-    plan = std::make_shared<deepcache::CachePlan>();
-    plan->skip_index = spec.cache.k;
-    if (spec.cache.schedule == "nonuniform") {
-      const auto nu = deepcache::nonuniform_full_steps(calls, spec.cache.interval, spec.cache.center, spec.cache.power);
-      plan->full_steps = nu.steps;
-      plan->final_power = nu.final_power;
-    } else if (spec.cache.schedule == "explicit") {
-      plan->full_steps = deepcache::explicit_full_steps(calls, spec.cache.full_steps);
-    } else {
-      plan->full_steps = deepcache::uniform_full_steps(calls, spec.cache.interval);
-    }
-    r.final_power = plan->final_power;
-    r.full_steps = plan->full_steps;
-  } else {
-    for (int i = 0; i < calls; ++i) r.full_steps.push_back(i);
+    cache_plan = std::make_shared<deepcache::CachePlan>();
+    cache_plan->skip_index = spec.cache.k;
+    cache_plan->full_steps = plan.full_steps;
+    cache_plan->final_power = plan.final_power;
   }
+  r.full_steps = plan.full_steps;
+  r.final_power = plan.final_power;
 
-  // 2. Model: random init is seeded, so shards and resumed runs see the same network.
-  torch::manual_seed(0);
-  models::DdpmUNet net(cfg);
-  if (spec.model.weights == "random") {
-    r.weights_note = "random init (untrained)";
-  } else {
-    const std::string path = expand_env(spec.model.weights, "model.weights");
-    if (!fs::exists(path))
-      throw Error(fmt::format("{}: weights file not found; get the released checkpoint (scripts/fetch_weights.sh on a machine with "
-                              "internet) and convert it with scripts/convert_ckpt_to_safetensors.py", path));
-    weights::LoadOptions lo;
-    lo.module_name = "DDPM UNet preset '" + spec.model.preset + "'";
-    weights::load_strict(*net, st::SafetensorsFile::open(path), lo);
-    r.weights_note = path;
-  }
-  net->eval();
-  r.macs_full = metrics::ddpm_call_macs(net).total;
-  r.macs_partial = plan ? metrics::ddpm_call_macs(net, plan->skip_index).total : 0.0;
-  r.macs_step_average = plan ? metrics::step_average_macs(r.macs_full, r.macs_partial, plan->full_steps, calls) : r.macs_full;
-  net->to(device);
+  // 2. Model from the registry (random init is seeded, so shards and resumed runs see the same network).
+  const std::string weights = spec.model.weights == "random" ? "random" : expand_env(spec.model.weights, "model.weights");
+  const models::Model model = models::build_model(spec.model.family, spec.model.preset, weights);
+  models::UNet& net = *model.unet;
+  if (cache_plan) deepcache::check_skip_index(cache_plan->skip_index, net.num_skips(), "this UNet");
+  r.weights_note = model.weights_note;
+  r.macs_full = metrics::call_macs(net).total;
+  r.macs_partial = cache_plan ? metrics::call_macs(net, cache_plan->skip_index).total : 0.0;
+  r.macs_step_average =
+      cache_plan ? metrics::step_average_macs(r.macs_full, r.macs_partial, cache_plan->full_steps, calls) : r.macs_full;
+  net.to(device);
+  if (model.first_stage) model.first_stage->to(device);
   configure_threads();
   r.thread_settings = thread_settings();
   r.cpu = cpu_description();
@@ -122,15 +103,33 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   // 3. Sampling with per-call timing and, for the first samples, feature taps.
   torch::NoGradGuard no_grad;
   const int64_t total = count < 0 ? spec.samples.n - first : std::min<int64_t>(count, spec.samples.n - first);
-  const auto ac = sampling::alphas_cumprod_f32(sampling::make_betas(sampling::BetaSchedule::DdpmLinear, 1000, 1e-4, 0.02)).to(device);
+  sampling::CallSchedule schedule = plan.calls;
+  sampling::attach_alphas(schedule, sampling::alphas_cumprod(plan.model.schedule));
   r.step_time_ms.assign(calls, 0.0);
   auto log = std::make_shared<DenoiserLog>();
   models::Trace trace;
   const bool want_sim = spec.similarity.enabled && first == 0;
-  const std::vector<std::string> taps = spec.similarity.taps.empty() ? net->up_block_names() : spec.similarity.taps;
+  const std::vector<std::string>& taps = plan.taps;
   std::map<std::string, std::vector<torch::Tensor>> feats;
   int64_t sim_rows = 0;
-  const auto inner = ddpm_denoiser(net, plan, log);
+  // Conditioning: class labels per sample from (seed, i), classifier-free guidance batched (the
+  // cache then holds the doubled batch).
+  const bool class_cond = plan.model.conditioning == "class";
+  const double guidance = spec.conditioning.guidance;
+  const auto cond_inner = cond_denoiser(model.unet, cache_plan, log);
+  std::vector<int64_t> labels;
+  auto labels_for = [&](int64_t first_sample, int64_t b) {
+    std::vector<int64_t> v(b);
+    for (int64_t r = 0; r < b; ++r) {
+      const int64_t i = first_sample + r;
+      v[r] = spec.conditioning.classes == "balanced"
+                 ? i % plan.model.num_classes
+                 : static_cast<int64_t>(sampling::sample_seed(spec.samples.seed ^ 0x6c6162656c73ULL, i) % plan.model.num_classes);
+    }
+    labels.insert(labels.end(), v.begin(), v.end());
+    return torch::tensor(v, torch::kInt64).to(device);
+  };
+  sampling::EpsFn inner;  // set per batch
   const sampling::EpsFn timed = [&](const torch::Tensor& x, const torch::Tensor& t, int call) {
     sync(device);
     const auto t0 = std::chrono::steady_clock::now();
@@ -148,22 +147,28 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     }
     return eps;
   };
+  auto batch_shape = [&](int64_t b) {
+    std::vector<int64_t> shape = plan.model.sample_shape;
+    shape.insert(shape.begin(), b);
+    return shape;
+  };
   // Untimed warm-up: the first calls on a device pay one-time costs (CUDA context and kernel
   // loading, cuDNN algorithm choice, allocator growth; first-touch pages on the CPU) that would
   // otherwise be charged to whichever run of an experiment comes first, usually the baseline. On an
   // H200 that made the quick start's baseline ~5x slower than it is.
   if (total > 0) {
-    const int64_t b = std::min<int64_t>(spec.samples.batch, total);
+    const int64_t b = std::min<int64_t>(spec.samples.batch, total) * (class_cond && guidance != 1.0 ? 2 : 1);
     const auto opts = torch::TensorOptions().device(device);
-    const torch::Tensor xw = torch::zeros({b, cfg.in_channels, cfg.resolution, cfg.resolution}, opts);
+    const torch::Tensor xw = torch::zeros(batch_shape(b), opts);
     const torch::Tensor tw = torch::full({b}, 500.0f, opts);
+    const torch::Tensor cw = net.example_conditioning(b, opts);
     deepcache::FeatureCache warm;
-    if (plan) {
-      const deepcache::CacheRequest fill{plan->skip_index, false}, partial{plan->skip_index, true};
-      net->forward(xw, tw, &fill, &warm);
-      net->forward(xw, tw, &partial, &warm);
+    if (cache_plan) {
+      const deepcache::CacheRequest fill{cache_plan->skip_index, false}, partial{cache_plan->skip_index, true};
+      net.forward(xw, tw, cw, &fill, &warm, nullptr);
+      net.forward(xw, tw, cw, &partial, &warm, nullptr);
     } else {
-      net->forward(xw, tw);
+      net.forward(xw, tw, cw, nullptr, nullptr, nullptr);
     }
   }
   std::vector<torch::Tensor> images;
@@ -178,13 +183,18 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
       log->trace = &trace;
     }
     const auto noise = sampling::per_sample_noise(spec.samples.seed, first + done);
-    const torch::Tensor like = torch::empty({b, cfg.in_channels, cfg.resolution, cfg.resolution}, torch::TensorOptions().device(device));
-    const torch::Tensor x_T = noise(like);
+    const torch::Tensor x_T = noise(torch::empty(batch_shape(b), torch::TensorOptions().device(device)));
     log->is_full.clear();
-    const auto tr = spec.sampler.name == "ddim" ? sampling::ddim_repo_sample(x_T, seq, ac, spec.sampler.eta, timed, noise, false)
-                                                : sampling::ddpm_ancestral_sample(x_T, seq, ac, timed, noise, false);
+    if (class_cond) {
+      const torch::Tensor cond = labels_for(first + done, b);
+      const torch::Tensor uncond = torch::full({b}, static_cast<int64_t>(plan.model.unconditional_class), cond.options());
+      inner = sampling::classifier_free_guidance(cond_inner, cond, guidance != 1.0 ? uncond : torch::Tensor(), guidance);
+    } else {
+      inner = [&cond_inner](const torch::Tensor& x, const torch::Tensor& t, int call) { return cond_inner(x, t, torch::Tensor(), call); };
+    }
+    const auto tr = sampling::sample(x_T, schedule, timed, noise, false);
     log->trace = nullptr;
-    images.push_back(image::to_uint8(tr.final).cpu());
+    images.push_back(image::to_uint8(model.to_images(tr.final)).cpu());
     done += b;
     if (progress) progress(done, total);
   }
@@ -193,16 +203,20 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   r.samples = total;
   r.first_sample = first;
   r.is_full = log->is_full;
-  r.timesteps.assign(seq.rbegin(), seq.rend());
+  r.timesteps = schedule.timesteps();
+  if (class_cond) r.quality_arrays["class_labels"] = torch::tensor(labels, torch::kInt64);
   const torch::Tensor all = images.empty() ? torch::Tensor() : torch::cat(images);
   // 4. Quality metrics on the finished samples (not timed). Shards hold a slice of the samples:
   // their FID would not be the run's, so it is computed only when one process made them all.
   if (spec.metrics.fid_fmnist && all.defined() && first == 0 && total == spec.samples.n) {
     auto clf = metrics::load_fmnist_classifier(fmnist_classifier, device);
     const auto ev = metrics::fmnist_evaluate(clf, all, spec.metrics.confidence);
-    r.quality["fid_fmnist"] = metrics::fid_fmnist(ev, fmnist_reference);
+    // A covariance needs two samples: a one-sample run (e.g. a `--set samples.n=1` smoke run)
+    // keeps its images and timings and has no FID.
+    if (ev.n >= 2) r.quality["fid_fmnist"] = metrics::fid_fmnist(ev, fmnist_reference);
+    else r.notes.push_back(fmt::format("FID-FMNIST not computed: it needs at least 2 samples, the run made {}", ev.n));
     r.quality["confident_fraction"] = ev.confident_fraction();
-    r.provenance["fid_fmnist"] = metrics::fid_fmnist_provenance(fmnist_classifier, fmnist_reference, ev.n);
+    if (ev.n >= 2) r.provenance["fid_fmnist"] = metrics::fid_fmnist_provenance(fmnist_classifier, fmnist_reference, ev.n);
     r.quality_arrays["fmnist_classes"] = torch::tensor(std::vector<int64_t>(ev.classes.begin(), ev.classes.end()), torch::kInt64);
   }
   if (spec.samples.save_images && all.defined()) r.images = all;
@@ -285,6 +299,7 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
       if (tty) log << "\n";
       log << fmt::format("{}: done in {:.1f}s ({:.3f} s/image, {:.2f} G MACs/call)\n", head, result.seconds,
                          result.samples ? result.seconds / result.samples : 0.0, result.macs_step_average / 1e9);
+      for (const auto& note : result.notes) log << head << ": note: " << note << "\n";
       store.commit(result);
       if (result.grid.defined()) {
         const std::string png = (fs::path(s.results_path).parent_path() / fmt::format("grid_{}.png", spec.run_id)).string();

@@ -6,29 +6,31 @@
 
 namespace dc::metrics {
 
-CallMacs ddpm_call_macs(models::DdpmUNet& net, int partial_k) {
+CallMacs call_macs(models::UNet& net, int partial_k) {
   torch::NoGradGuard no_grad;
-  const auto& cfg = net->config();
-  const auto p = net->parameters().front();
-  const torch::Tensor x = torch::zeros({1, cfg.in_channels, cfg.resolution, cfg.resolution}, p.options());
+  const auto p = net.parameters().front();
+  std::vector<int64_t> shape = net.sample_shape();
+  shape.insert(shape.begin(), 1);
+  const torch::Tensor x = torch::zeros(shape, p.options());
   const torch::Tensor t = torch::full({1}, 500.0f, p.options().dtype(torch::kFloat32));
+  const torch::Tensor cond = net.example_conditioning(1, p.options());
   models::Trace trace;
   trace.count_macs = true;
   if (partial_k < 0) {
-    net->forward(x, t, nullptr, nullptr, &trace);
+    net.forward(x, t, cond, nullptr, nullptr, &trace);
   } else {
     deepcache::FeatureCache cache;
     const deepcache::CacheRequest full{partial_k, false}, partial{partial_k, true};
-    net->forward(x, t, &full, &cache, nullptr);
-    net->forward(x, t, &partial, &cache, &trace);
+    net.forward(x, t, cond, &full, &cache, nullptr);
+    net.forward(x, t, cond, &partial, &cache, &trace);
   }
   return {trace.macs, trace.macs_by_block};
 }
 
-MacsTable ddpm_macs_table(models::DdpmUNet& net) {
+MacsTable macs_table(models::UNet& net) {
   MacsTable m;
-  m.full = ddpm_call_macs(net).total;
-  for (int k = 0; k < net->num_skips(); ++k) m.partial.push_back(ddpm_call_macs(net, k).total);
+  m.full = call_macs(net).total;
+  for (int k = 0; k < net.num_skips(); ++k) m.partial.push_back(call_macs(net, k).total);
   return m;
 }
 

@@ -2,13 +2,14 @@
 // linear with biases, GroupNorm as 2 per element; SiLU, attention matmuls, interpolation and
 // padding not counted), for a full UNet call, a partial call at any skip index k, and the
 // average over the model calls of a sampling run. Counted by running the model once at batch 1
-// with a MAC-counting trace, so the count follows exactly what the forward executes.
+// with a MAC-counting trace, so the count follows exactly what the forward executes. Works for
+// every family through models::UNet (one image; classifier-free guidance is not doubled).
 #pragma once
 #include <map>
 #include <string>
 #include <vector>
 
-#include "models/ddpm_unet.h"
+#include "models/unet.h"
 
 namespace dc::metrics {
 
@@ -18,14 +19,14 @@ struct CallMacs {
 };
 
 // partial_k < 0: a full call; else a partial call at skip index k.
-CallMacs ddpm_call_macs(models::DdpmUNet& net, int partial_k = -1);
+CallMacs call_macs(models::UNet& net, int partial_k = -1);
 
 // Full-call MACs and the partial-call MACs for every k in [0, S-1].
 struct MacsTable {
   double full = 0.0;
   std::vector<double> partial;  // indexed by k
 };
-MacsTable ddpm_macs_table(models::DdpmUNet& net);
+MacsTable macs_table(models::UNet& net);
 
 // Average MACs per model call of a run: full calls at `full_steps`, partial ones elsewhere.
 double step_average_macs(double full, double partial, const std::vector<int>& full_steps, int num_calls);

@@ -74,6 +74,13 @@ std::string DdpmConfig::describe() const {
                      list_str(ch_mult), num_res_blocks, list_str(attn_resolutions), resolution, in_channels, out_ch);
 }
 
+std::vector<std::string> DdpmConfig::up_block_names() const {
+  std::vector<std::string> names;
+  for (int64_t l = num_levels() - 1; l >= 0; --l)
+    for (int64_t i = 0; i <= num_res_blocks; ++i) names.push_back(fmt::format("up.{}.block.{}", l, i));
+  return names;
+}
+
 torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim) {
   TORCH_CHECK(t.dim() == 1, "timestep_embedding: t must be 1-D, got ", t.sizes());
   const int64_t half = dim / 2;
@@ -90,7 +97,7 @@ torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim) {
 DdpmResBlockImpl::DdpmResBlockImpl(int64_t in, int64_t out, int64_t temb_ch, double dropout_p) : dropout(dropout_p) {
   norm1 = register_module("norm1", normalize(in));
   conv1 = register_module("conv1", conv(in, out, 3, 1, 1));
-  temb_proj = register_module("temb_proj", nn::Linear(temb_ch, out));
+  if (temb_ch > 0) temb_proj = register_module("temb_proj", nn::Linear(temb_ch, out));  // 0: the autoencoders' blocks
   norm2 = register_module("norm2", normalize(out));
   conv2 = register_module("conv2", conv(out, out, 3, 1, 1));
   if (in != out) nin_shortcut = register_module("nin_shortcut", conv(in, out, 1, 1, 0));
@@ -100,7 +107,7 @@ torch::Tensor DdpmResBlockImpl::forward(const torch::Tensor& x, const torch::Ten
                                         const std::string& name) {
   torch::Tensor h = torch::silu(tr::group_norm(norm1, x, t, name));           // [B, Cin, H, W]
   h = tr::conv(conv1, h, t, name);                                             // [B, Cout, H, W]
-  h = h + tr::linear(temb_proj, temb_act, t, name).unsqueeze(-1).unsqueeze(-1);  // + temb_proj(swish(temb))
+  if (temb_proj) h = h + tr::linear(temb_proj, temb_act, t, name).unsqueeze(-1).unsqueeze(-1);  // + temb_proj(swish(temb))
   h = torch::silu(tr::group_norm(norm2, h, t, name));
   if (dropout > 0 && is_training()) h = torch::dropout(h, dropout, true);
   h = tr::conv(conv2, h, t, name);
@@ -150,6 +157,31 @@ torch::Tensor DdpmResampleImpl::forward(const torch::Tensor& x, Trace* t, const 
   return h;
 }
 
+DdpmLevelImpl::DdpmLevelImpl() {
+  block = register_module("block", nn::ModuleList());
+  attn = register_module("attn", nn::ModuleList());
+}
+
+void DdpmLevelImpl::add_block(int64_t in, int64_t out, int64_t temb_ch, double dropout, bool with_attn) {
+  blocks.push_back(DdpmResBlock(in, out, temb_ch, dropout));
+  block->push_back(blocks.back());
+  if (with_attn) {
+    attns.push_back(DdpmAttnBlock(out));
+    attn->push_back(attns.back());
+  }
+}
+
+void DdpmLevelImpl::set_resample(int64_t ch, bool with_conv, bool down) {
+  resample = register_module(down ? "downsample" : "upsample", DdpmResample(ch, with_conv, down));
+}
+
+torch::Tensor DdpmLevelImpl::run_block(std::size_t i, const torch::Tensor& h, const torch::Tensor& temb, Trace* t,
+                                       const std::string& name, const std::string& attn_name) {
+  torch::Tensor out = blocks[i]->forward(h, temb, t, name);
+  if (!attns.empty()) out = attns[i]->forward(out, t, attn_name);
+  return out;
+}
+
 // ---- UNet -----------------------------------------------------------------------------------
 DdpmUNetImpl::DdpmUNetImpl(DdpmConfig config) : config_(std::move(config)) {
   config_.validate();
@@ -172,24 +204,17 @@ DdpmUNetImpl::DdpmUNetImpl(DdpmConfig config) : config_(std::move(config)) {
   int64_t res = config_.resolution, block_in = ch;
   for (int64_t l = 0; l < L; ++l) {
     auto level = DdpmLevel();
-    level->block = level->register_module("block", nn::ModuleList());
-    level->attn = level->register_module("attn", nn::ModuleList());
     block_in = ch * in_ch_mult[l];
     const int64_t block_out = ch * config_.ch_mult[l];
     for (int64_t i = 0; i < nrb; ++i) {
-      level->blocks.push_back(DdpmResBlock(block_in, block_out, temb_ch, config_.dropout));
-      level->block->push_back(level->blocks.back());
+      level->add_block(block_in, block_out, temb_ch, config_.dropout, has_attn(res));
       block_in = block_out;
-      if (has_attn(res)) {
-        level->attns.push_back(DdpmAttnBlock(block_in));
-        level->attn->push_back(level->attns.back());
-      }
       down_steps_.push_back({static_cast<int>(l), static_cast<int>(i)});
       down_names_.push_back(fmt::format("down.{}.block.{}", l, i));
       down_attn_names_.push_back(fmt::format("down.{}.attn.{}", l, i));
     }
     if (l != L - 1) {
-      level->resample = level->register_module("downsample", DdpmResample(block_in, config_.resamp_with_conv, true));
+      level->set_resample(block_in, config_.resamp_with_conv, true);
       res /= 2;
       down_steps_.push_back({static_cast<int>(l), -1});
       down_names_.push_back(fmt::format("down.{}.downsample", l));
@@ -209,25 +234,18 @@ DdpmUNetImpl::DdpmUNetImpl(DdpmConfig config) : config_(std::move(config)) {
   std::vector<DdpmLevel> built(L);
   for (int64_t l = L - 1; l >= 0; --l) {
     auto level = DdpmLevel();
-    level->block = level->register_module("block", nn::ModuleList());
-    level->attn = level->register_module("attn", nn::ModuleList());
     const int64_t block_out = ch * config_.ch_mult[l];
     int64_t skip_in = ch * config_.ch_mult[l];
     for (int64_t i = 0; i < nrb + 1; ++i) {
       if (i == nrb) skip_in = ch * in_ch_mult[l];
-      level->blocks.push_back(DdpmResBlock(block_in + skip_in, block_out, temb_ch, config_.dropout));
-      level->block->push_back(level->blocks.back());
+      level->add_block(block_in + skip_in, block_out, temb_ch, config_.dropout, has_attn(res));
       block_in = block_out;
-      if (has_attn(res)) {
-        level->attns.push_back(DdpmAttnBlock(block_in));
-        level->attn->push_back(level->attns.back());
-      }
       up_names_.push_back(fmt::format("up.{}.block.{}", l, i));
       up_attn_names_.push_back(fmt::format("up.{}.attn.{}", l, i));
       up_resample_names_.push_back(i == nrb && l != 0 ? fmt::format("up.{}.upsample", l) : "");
     }
     if (l != 0) {
-      level->resample = level->register_module("upsample", DdpmResample(block_in, config_.resamp_with_conv, false));
+      level->set_resample(block_in, config_.resamp_with_conv, false);
       res *= 2;
     }
     built[l] = level;
@@ -241,6 +259,7 @@ DdpmUNetImpl::DdpmUNetImpl(DdpmConfig config) : config_(std::move(config)) {
   conv_out_ = register_module("conv_out", conv(block_in, config_.out_ch, 3, 1, 1));
   TORCH_INTERNAL_ASSERT(static_cast<int64_t>(down_steps_.size()) + 1 == config_.num_skips());
   TORCH_INTERNAL_ASSERT(static_cast<int64_t>(up_names_.size()) == config_.num_skips());
+  TORCH_INTERNAL_ASSERT(up_names_ == config_.up_block_names());
 }
 
 std::string DdpmUNetImpl::up_block_consuming(int k) const {
@@ -260,9 +279,7 @@ torch::Tensor DdpmUNetImpl::down_step(const DownStep& s, const torch::Tensor& h,
   const std::size_t j = &s - down_steps_.data();
   DdpmLevel level = down_levels_[s.level];
   if (s.block < 0) return level->resample->forward(h, t, down_names_[j]);
-  torch::Tensor out = level->blocks[s.block]->forward(h, temb, t, down_names_[j]);
-  if (!level->attns.empty()) out = level->attns[s.block]->forward(out, t, down_attn_names_[j]);
-  return out;
+  return level->run_block(s.block, h, temb, t, down_names_[j], down_attn_names_[j]);
 }
 
 torch::Tensor DdpmUNetImpl::up_from(int position, torch::Tensor h, std::vector<torch::Tensor>& hs,
@@ -277,11 +294,16 @@ torch::Tensor DdpmUNetImpl::up_from(int position, torch::Tensor h, std::vector<t
     if (p == store_position) cache->store(store_at->skip_index, h);        // the tensor entering this block
     torch::Tensor skip = std::move(hs.back());
     hs.pop_back();
-    h = level->blocks[i]->forward(torch::cat({h, skip}, 1), temb, t, up_names_[p]);  // [B, C_out, H, W]
-    if (!level->attns.empty()) h = level->attns[i]->forward(h, t, up_attn_names_[p]);
+    h = level->run_block(i, torch::cat({h, skip}, 1), temb, t, up_names_[p], up_attn_names_[p]);  // [B, C_out, H, W]
     if (i == nrb1 - 1 && level_index != 0) h = level->resample->forward(h, t, up_resample_names_[p]);
   }
   return h;
+}
+
+torch::Tensor DdpmUNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond,
+                                    const deepcache::CacheRequest* req, deepcache::FeatureCache* cache, Trace* trace) {
+  if (cond.defined()) throw Error("the DDPM UNet is unconditional: it takes no class labels or text (model.family: ddpm)");
+  return forward(x, t, req, cache, trace);
 }
 
 torch::Tensor DdpmUNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t,

@@ -10,6 +10,7 @@
 
 #include "models/deepcache_io.h"
 #include "models/trace.h"
+#include "models/unet.h"
 
 namespace dc::models {
 
@@ -35,12 +36,17 @@ struct DdpmConfig {
   // Throws dc::Error naming the field when the config cannot build a model.
   void validate() const;
   std::string describe() const;
+  // The up ResBlocks in execution order ("up.3.block.0", ..., "up.0.block.2"): the tap names.
+  std::vector<std::string> up_block_names() const;
 };
 
 // Sinusoidal timestep embedding [sin, cos] (sin first), frequencies exp(-i*ln(1e4)/(half-1)),
 // computed in float32 as the reference does. t: [B] (any dtype). Returns [B, dim].
 torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim);
 
+// The ddim repo's (and taming-transformers' / ldm's autoencoder) building blocks: ResnetBlock
+// (temb_ch = 0: no timestep projection, as in the VQ/KL autoencoders), AttnBlock, and
+// Downsample/Upsample. models/autoencoder reuses them.
 struct DdpmResBlockImpl : torch::nn::Module {
   DdpmResBlockImpl(int64_t in, int64_t out, int64_t temb_ch, double dropout);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& temb_act, Trace* t, const std::string& name);
@@ -69,6 +75,14 @@ TORCH_MODULE(DdpmResample);
 
 // One resolution level: block.{i}, attn.{i}, downsample / upsample.
 struct DdpmLevelImpl : torch::nn::Module {
+  DdpmLevelImpl();  // registers `block` and `attn`
+  // Appends block.{i} (and attn.{i} when with_attn), constructed in that order.
+  void add_block(int64_t in, int64_t out, int64_t temb_ch, double dropout, bool with_attn);
+  // Registers `downsample` or `upsample`.
+  void set_resample(int64_t ch, bool with_conv, bool down);
+  // block.{i} and its attention, if any.
+  torch::Tensor run_block(std::size_t i, const torch::Tensor& h, const torch::Tensor& temb, Trace* t, const std::string& name,
+                          const std::string& attn_name);
   torch::nn::ModuleList block, attn;
   DdpmResample resample{nullptr};
   std::vector<DdpmResBlock> blocks;
@@ -76,7 +90,7 @@ struct DdpmLevelImpl : torch::nn::Module {
 };
 TORCH_MODULE(DdpmLevel);
 
-class DdpmUNetImpl : public torch::nn::Module {
+class DdpmUNetImpl : public UNet {
  public:
   explicit DdpmUNetImpl(DdpmConfig config);
 
@@ -87,14 +101,21 @@ class DdpmUNetImpl : public torch::nn::Module {
                         const deepcache::CacheRequest* cache_request = nullptr,
                         deepcache::FeatureCache* cache = nullptr, Trace* trace = nullptr);
 
+  // models::UNet. The DDPM UNet is unconditional: `cond` must be undefined.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond,
+                        const deepcache::CacheRequest* cache_request, deepcache::FeatureCache* cache,
+                        Trace* trace) override;
+  int num_skips() const override { return static_cast<int>(config_.num_skips()); }
+  std::vector<std::string> tap_names() const override { return up_names_; }
+  std::vector<int64_t> sample_shape() const override {
+    return {config_.in_channels, config_.resolution, config_.resolution};
+  }
+
   const DdpmConfig& config() const { return config_; }
-  int num_skips() const { return static_cast<int>(config_.num_skips()); }
   // Name of the up block that consumes hs[k] (its input is what the cache holds), e.g. "up.1.block.2".
   std::string up_block_consuming(int k) const;
   // Name of the block whose output is hs[k], e.g. "conv_in", "down.0.block.1", "down.0.downsample".
   std::string skip_source(int k) const;
-  // Every up ResBlock, in execution order ("up.3.block.0", ..., "up.0.block.2").
-  const std::vector<std::string>& up_block_names() const { return up_names_; }
 
  private:
   struct DownStep {

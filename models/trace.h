@@ -75,6 +75,13 @@ inline torch::Tensor group_norm(const torch::nn::GroupNorm& n, const torch::Tens
   return y;
 }
 
+inline torch::Tensor layer_norm(const torch::nn::LayerNorm& n, const torch::Tensor& x, Trace* t, const std::string& block) {
+  torch::Tensor y = n.ptr()->forward(x);
+  if (t && t->count_macs)
+    add_macs(t, block, static_cast<double>(x.numel() / x.size(0)) * (n->options.elementwise_affine() ? 2.0 : 1.0));
+  return y;
+}
+
 inline void done(Trace* t, const std::string& block, const torch::Tensor& out) {
   if (!t) return;
   if (t->record_calls) t->calls.push_back(block);

@@ -36,14 +36,14 @@ TEST(Config, SchemaErrorsNameFileKeyAndExpectedForm) {
   struct Bad { std::string yaml, phrase; };
   const std::vector<Bad> bad = {
       {std::string(kBase) + "  cache: {intervall: 3}\n", "exp.yaml:6: cache.intervall: unknown key (known here: enabled, k, interval"},
-      {std::string(kBase) + "  cache: {enabled: true, k: 12}\n", "cache.k: skip index 12 is out of range for the DDPM 'cifar10' UNet: valid k are 0..11"},
+      {std::string(kBase) + "  cache: {enabled: true, k: 12}\n", "cache.k: skip index 12 is out of range for the ddpm 'cifar10' UNet: valid k are 0..11"},
       {std::string(kBase) + "  cache: {enabled: true, interval: 0}\n", "cache.interval: 0 must be at least 1"},
       {std::string(kBase) + "  cache: {enabled: true, interval: two}\n", "cache.interval: expected an integer, got a string (\"two\")"},
       {std::string(kBase) + "  cache: {enabled: true, interval: 2, schedule: nonuniform, center: 5, power: 1.01}\n",
        "cache.schedule: impossible non-uniform schedule"},
       {std::string(kBase) + "  cache: {enabled: yes}\n", "cache.enabled: expected true or false"},
-      {"experiment: t\nbase: {sampler: {name: euler}}\n", "sampler.name: 'euler' is not one of: ddim, ddpm"},
-      {"experiment: t\nbase: {model: {preset: imagenet}}\n", "model.preset: unknown DDPM preset 'imagenet'"},
+      {"experiment: t\nbase: {sampler: {name: euler}}\n", "sampler.name: 'euler' is not one of: ddim, ddpm, ldm_ddim, plms"},
+      {"experiment: t\nbase: {model: {preset: imagenet}}\n", "model.preset: unknown ddpm preset 'imagenet'"},
       {std::string(kBase) + "  sampler: {steps: 5}\n", "key 'base.sampler' appears twice"},
       {std::string(kBase) + "sweeps: {cache.k: [1]}\n", "unknown top-level key 'sweeps'"},
       {std::string(kBase) + "sweep: {cache.k: 3}\n", "sweep.cache.k: expected a non-empty list of values"},

@@ -6,7 +6,7 @@
 
 #include <ATen/Context.h>
 
-#include "harness/ddpm_sample.h"
+#include "harness/sample.h"
 #include "models/deepcache_io.h"
 #include "models/ddpm_unet.h"
 #include "support/ddpm.h"
@@ -60,7 +60,7 @@ TEST_F(Cuda, DdpmForwardAndDeepCacheBranchesEqualTheReference) {
 }
 
 TEST_F(Cuda, DeepCacheSamplingOnCudaEqualsTheCpu) {
-  dc::harness::DdpmSampleOptions o;
+  dc::harness::SampleOptions o;
   o.preset = "cifar10";
   o.steps = 10;
   o.cache_k = 3;
@@ -68,9 +68,9 @@ TEST_F(Cuda, DeepCacheSamplingOnCudaEqualsTheCpu) {
   o.n = 4;
   o.batch = 4;
   o.seed = 7;
-  const auto cpu = dc::harness::ddpm_sample(o);
+  const auto cpu = dc::harness::sample_images(o);
   o.device = "cuda";
-  const auto gpu = dc::harness::ddpm_sample(o);
+  const auto gpu = dc::harness::sample_images(o);
   ASSERT_EQ(cpu.images.sizes(), gpu.images.sizes());
   EXPECT_EQ(cpu.model_calls, gpu.model_calls);
   EXPECT_EQ(cpu.full_calls, gpu.full_calls);

@@ -10,7 +10,8 @@
 
 #include "common/error.h"
 #include "common/image_io.h"
-#include "harness/ddpm_sample.h"
+#include "harness/sample.h"
+#include "models/ddpm_unet.h"
 #include "harness/denoiser.h"
 #include "harness/sampling/samplers.h"
 #include "harness/sampling/schedule.h"
@@ -18,13 +19,14 @@
 #include "support/agreement.h"
 #include "support/cli.h"
 #include "support/fixtures.h"
+#include "support/sampling.h"
 
 namespace fs = std::filesystem;
-using dc::harness::DdpmSampleOptions;
+using dc::harness::SampleOptions;
 
 namespace {
-DdpmSampleOptions small() {
-  DdpmSampleOptions o;
+SampleOptions small() {
+  SampleOptions o;
   o.preset = "cifar10";
   o.weights = "random";
   o.steps = 4;
@@ -32,9 +34,9 @@ DdpmSampleOptions small() {
   o.seed = 7;
   return o;
 }
-std::string error_of(const DdpmSampleOptions& o) {
+std::string error_of(const SampleOptions& o) {
   try {
-    dc::harness::ddpm_sample(o);
+    dc::harness::sample_images(o);
   } catch (const dc::Error& e) {
     return e.what();
   }
@@ -62,9 +64,9 @@ TEST(DdpmSample, ImagesDoNotDependOnBatchSizeAndCachingChangesThem) {
   auto o = small();
   o.cache_k = 2;
   o.interval = 2;
-  auto sample = [](const DdpmSampleOptions& opt) {
+  auto sample = [](const SampleOptions& opt) {
     torch::manual_seed(1);  // the random init
-    return dc::harness::ddpm_sample(opt);
+    return dc::harness::sample_images(opt);
   };
   o.batch = 1;
   const auto one = sample(o);
@@ -98,14 +100,14 @@ torch::Tensor float_samples(const dc::models::DdpmUNet& net, std::shared_ptr<con
   using namespace dc::sampling;
   torch::NoGradGuard ng;
   const auto ac = alphas_cumprod_f32(make_betas(BetaSchedule::DdpmLinear, 1000, 1e-4, 0.02));
-  const auto eps = dc::harness::ddpm_denoiser(net, std::move(plan));
+  const auto eps = dc::harness::denoiser(net.ptr(), std::move(plan));
   const auto& cfg = net->config();
   std::vector<torch::Tensor> out;
   for (int64_t done = 0; done < n; done += batch) {
     const int64_t b = std::min(batch, n - done);
     const auto noise = per_sample_noise(seed, done);
     const auto x_T = noise(torch::empty({b, cfg.in_channels, cfg.resolution, cfg.resolution}));
-    out.push_back(ddim_repo_sample(x_T, seq, ac, 0.0, eps, noise, false).final);
+    out.push_back(dc::test::ddim_repo_sample(x_T, seq, ac, 0.0, eps, noise, false).final);
   }
   return torch::cat(out);
 }
@@ -165,14 +167,14 @@ TEST(DdpmSample, FloatImagesAgreeAcrossBatchSizesWithinTolerance) {
 TEST(DdpmSample, InvalidOptionsAreClearErrors) {
   auto o = small();
   o.preset = "imagenet";
-  EXPECT_NE(error_of(o).find("unknown DDPM preset 'imagenet'"), std::string::npos);
+  EXPECT_NE(error_of(o).find("unknown ddpm preset 'imagenet'"), std::string::npos);
   o = small();
   o.cache_k = 12;
-  EXPECT_NE(error_of(o).find("k=12 is out of range"), std::string::npos);
+  EXPECT_NE(error_of(o).find("skip index 12 is out of range"), std::string::npos);
   o = small();
   o.cache_k = 2;
   o.interval = 0;
-  EXPECT_NE(error_of(o).find("N must be at least 1"), std::string::npos);
+  EXPECT_NE(error_of(o).find("cache.interval: 0 must be at least 1"), std::string::npos);
   o = small();
   o.steps = 10;
   o.cache_k = 2;

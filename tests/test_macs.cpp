@@ -17,7 +17,7 @@ double rel(double a, double b) { return std::abs(a / b - 1.0); }
 TEST(Macs, Cifar10FullAndStepAveragedPartialCallsMatchThePaper) {
   DdpmUNet net(DdpmConfig::preset("cifar10"));
   net->eval();
-  const auto table = dc::metrics::ddpm_macs_table(net);
+  const auto table = dc::metrics::macs_table(*net);
   // Paper: 6.1 G MACs for the CIFAR-10 DDPM (one call, one image).
   EXPECT_LT(rel(table.full, 6.1e9), 0.01) << table.full / 1e9 << " G";
   // Paper Table 12: uniform N = 5 over 100 steps, branch m = k + 1 = 1..12.
@@ -37,7 +37,7 @@ TEST(Macs, Cifar10FullAndStepAveragedPartialCallsMatchThePaper) {
 TEST(Macs, LsunFullCallMatchesThePaper) {
   DdpmUNet net(DdpmConfig::preset("lsun_church"));
   net->eval();
-  const double full = dc::metrics::ddpm_call_macs(net).total;
+  const double full = dc::metrics::call_macs(*net).total;
   EXPECT_LT(rel(full, 248.7e9), 0.01) << full / 1e9 << " G";
 }
 
@@ -45,11 +45,11 @@ TEST(Macs, BreakdownAddsUpAndCountsOnlyWhatRan) {
   DdpmConfig cfg = DdpmConfig::preset("cifar10");
   cfg.ch = 32;
   DdpmUNet net(cfg);
-  const auto full = dc::metrics::ddpm_call_macs(net);
+  const auto full = dc::metrics::call_macs(*net);
   double sum = 0;
   for (const auto& [block, m] : full.by_block) sum += m;
   EXPECT_DOUBLE_EQ(sum, full.total);
-  const auto part = dc::metrics::ddpm_call_macs(net, 0);
+  const auto part = dc::metrics::call_macs(*net, 0);
   EXPECT_FALSE(part.by_block.count("mid.block_1"));
   EXPECT_TRUE(part.by_block.count("up.0.block.2"));
   // Closed form for conv_in: 3*3*3*32 per position + 32 bias, at 32x32.

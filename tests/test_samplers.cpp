@@ -9,6 +9,7 @@
 #include "harness/sampling/schedule.h"
 #include "support/ddpm.h"
 #include "support/fixtures.h"
+#include "support/sampling.h"
 
 using namespace dc::sampling;
 
@@ -67,7 +68,12 @@ TEST_P(SamplerCase, TrajectoryEqualsTheReference) {
                                          cfg["num_diffusion_timesteps"].get<int>());
     EXPECT_TRUE(torch::equal(i64(seq), c.io_tensor("seq")));
     EpsFn model = [](const torch::Tensor& x, const torch::Tensor& t, int) { return analytic_eps(x, t, nullptr); };
-    tr = ddim_repo_sample(x_T, seq, ac, cfg["eta"].get<double>(), model, replay);
+    // Through the sampler registry: the schedule from (name, steps, spacing, eta), as a run makes it.
+    auto sched = make_call_schedule({"ddim", cfg["timesteps"].get<int>(), cfg["skip_type"].get<std::string>(), cfg["eta"].get<double>()},
+                                    cfg["num_diffusion_timesteps"].get<int>());
+    EXPECT_EQ(sched.timesteps(), std::vector<int64_t>(seq.rbegin(), seq.rend()));
+    attach_alphas(sched, ac);
+    tr = sample(x_T, sched, model, replay);
   } else {
     const auto betas = make_betas(BetaSchedule::LdmLinear, cfg["num_timesteps"].get<int>(), cfg["linear_start"].get<double>(),
                                   cfg["linear_end"].get<double>());
@@ -87,7 +93,10 @@ TEST_P(SamplerCase, TrajectoryEqualsTheReference) {
     const double scale = cfg.value("unconditional_guidance_scale", 1.0);
     const torch::Tensor uc = cfg["unconditional_conditioning"].is_null() ? torch::Tensor() : torch::zeros_like(cond);
     const EpsFn model = classifier_free_guidance(cm, cond, uc, scale);
-    tr = kind == "plms" ? ldm_plms_sample(x_T, sched, model, replay) : ldm_ddim_sample(x_T, sched, model, replay);
+    auto calls = make_call_schedule({kind == "plms" ? "plms" : "ldm_ddim", cfg["S"].get<int>(), "", cfg["eta"].get<double>()},
+                                    cfg["num_timesteps"].get<int>());
+    attach_alphas(calls, ac);
+    tr = sample(x_T, calls, model, replay);
   }
   // Model calls: count and timesteps.
   const auto calls = c.json.contains("model_calls") ? c.json["model_calls"] : c.json["model_calls_t"];
@@ -140,9 +149,9 @@ TEST_P(DdpmTrajectory, EqualsTheReferenceStepByStep) {
   }
   auto log = std::make_shared<dc::harness::DenoiserLog>();
   log->keep_cached = true;
-  const auto model = dc::harness::ddpm_denoiser(net, plan, log);
+  const auto model = dc::harness::denoiser(net.ptr(), plan, log);
   // eta = 0: the drawn noise is multiplied by zero; any tensor will do.
-  const auto tr = ddim_repo_sample(c.io_tensor("x_T"), seq, ac, 0.0, model,
+  const auto tr = dc::test::ddim_repo_sample(c.io_tensor("x_T"), seq, ac, 0.0, model,
                                    [](const torch::Tensor& like) { return torch::zeros_like(like); });
   EXPECT_TRUE(torch::equal(torch::tensor(log->is_full, torch::kInt64), c.io_tensor("is_full_step")))
       << "the full/partial schedule differs from the reference";
@@ -180,8 +189,8 @@ TEST(DdpmTrajectoryCache, IntervalOneEqualsNoCachingExactly) {
   plan->full_steps = dc::deepcache::uniform_full_steps(8, 1);
   auto zero = [](const torch::Tensor& like) { return torch::zeros_like(like); };
   const auto x = cases.front().io_tensor("x_T");
-  const auto a = ddim_repo_sample(x, seq, ac, 0.0, dc::harness::ddpm_denoiser(net, nullptr), zero);
-  const auto b = ddim_repo_sample(x, seq, ac, 0.0, dc::harness::ddpm_denoiser(net, plan), zero);
+  const auto a = dc::test::ddim_repo_sample(x, seq, ac, 0.0, dc::harness::denoiser(net.ptr(), nullptr), zero);
+  const auto b = dc::test::ddim_repo_sample(x, seq, ac, 0.0, dc::harness::denoiser(net.ptr(), plan), zero);
   EXPECT_TRUE(torch::equal(a.final, b.final));
 }
 

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "harness/sampling/schedule.h"
 
 namespace dc::deepcache {
 
@@ -168,6 +169,20 @@ bool CachePlan::is_full(int step) const { return std::binary_search(full_steps.b
 
 int CachePlan::num_full(int num_steps) const {
   return static_cast<int>(std::count_if(full_steps.begin(), full_steps.end(), [&](int s) { return s < num_steps; }));
+}
+
+std::vector<int> ldm_nonuniform_full_steps(int num_steps, int interval, double power) {
+  if (num_steps < 1 || interval < 1)
+    throw Error(fmt::format("LDM non-uniform schedule: steps ({}) and N ({}) must be at least 1", num_steps, interval));
+  if (!(power > 0)) throw Error(fmt::format("LDM non-uniform schedule: power {} must be > 0", power));
+  const int n = (num_steps + interval - 1) / interval;
+  std::vector<int> v;
+  for (double x : sampling::np_linspace(0.0, std::pow(static_cast<double>(num_steps), 1.0 / power), n + 1))
+    v.push_back(static_cast<int32_t>(std::pow(x, power)));  // ** pow in float64, astype(int32): truncation
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  v.pop_back();  // [:-1]
+  return v;
 }
 
 }  // namespace dc::deepcache

@@ -31,6 +31,11 @@ NonUniformResult nonuniform_full_steps(int num_steps, int interval, int center, 
 // The same search with the reference's own argument: n_samples full steps.
 NonUniformResult sample_from_quad_center(int total_numbers, int n_samples, int center, double power);
 
+// The released LDM code's non-uniform schedule (DeepCache experiments/ldm ddim.py): n = ceil(steps/N)
+// full steps at unique(int32(linspace(0, steps^(1/p), n+1)^p))[:-1]: no centre, no retry, and it
+// may return fewer than n (10 steps, N = 3, p = 1.5 -> [0, 1, 3, 6]). Throws dc::Error for p <= 0.
+std::vector<int> ldm_nonuniform_full_steps(int num_steps, int interval, double power);
+
 // An explicit list: sorted, unique, within [0, num_steps), containing 0. Throws dc::Error
 // naming the offending value otherwise.
 std::vector<int> explicit_full_steps(int num_steps, std::vector<int> steps);

@@ -1,6 +1,8 @@
 #include "harness/sampling/samplers.h"
 
 #include <cmath>
+#include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -82,47 +84,6 @@ StepOut ddim_repo_step(const torch::Tensor& x, const torch::Tensor& eps, float a
   return {xn, x0};
 }
 
-namespace {
-// The ddim repo's loop (functions/denoising.py): walk reversed(seq) with seq_next = [-1] + seq[:-1];
-// alpha(t) = alphas_cumprod[t] and alpha(-1) = 1, read once on the CPU (no device sync per step).
-// One model call, then one noise draw, per step.
-template <typename Step>
-Trajectory ddim_repo_loop(const torch::Tensor& x_T, const std::vector<int64_t>& seq, const torch::Tensor& ac, const EpsFn& model,
-                          const NoiseFn& noise, bool keep, const Step& step) {
-  const torch::Tensor acc = ac.to(torch::kCPU, torch::kFloat32).contiguous();
-  const float* a = acc.data_ptr<float>();
-  auto alpha = [&](int64_t t) {
-    TORCH_CHECK(t < acc.size(0), "timestep ", t, " is outside the ", acc.size(0), "-step schedule");
-    return t < 0 ? 1.0f : a[t];
-  };
-  Trajectory tr;
-  torch::Tensor x = x_T;
-  const int n = static_cast<int>(seq.size());
-  for (int s = 0; s < n; ++s) {
-    const int64_t t = seq[n - 1 - s], t_next = n - 2 - s >= 0 ? seq[n - 2 - s] : -1;
-    const torch::Tensor tt = timesteps_like(x, t);
-    const torch::Tensor eps = model(x, tt, tr.model_calls++);
-    const StepOut o = step(x, eps, alpha(t), alpha(t_next), t, noise(x));
-    x = o.x;
-    if (keep) {
-      tr.xs.push_back(o.x);
-      tr.x0s.push_back(o.x0);
-      tr.model_t.push_back(tt);
-    }
-  }
-  tr.final = x;
-  return tr;
-}
-}  // namespace
-
-Trajectory ddim_repo_sample(const torch::Tensor& x_T, const std::vector<int64_t>& seq, const torch::Tensor& ac,
-                            double eta, const EpsFn& model, const NoiseFn& noise, bool keep) {
-  return ddim_repo_loop(x_T, seq, ac, model, noise, keep,
-                        [eta](const torch::Tensor& x, const torch::Tensor& e, float at, float an, int64_t, const torch::Tensor& z) {
-                          return ddim_repo_step(x, e, at, an, eta, z);
-                        });
-}
-
 StepOut ddpm_ancestral_step(const torch::Tensor& x, const torch::Tensor& e, float a_t_v, float a_next_v, bool last,
                             const torch::Tensor& noise) {
   const torch::Tensor at = f32(x, a_t_v), atm1 = f32(x, a_next_v);
@@ -132,14 +93,6 @@ StepOut ddpm_ancestral_step(const torch::Tensor& x, const torch::Tensor& e, floa
   const torch::Tensor mean = ((atm1.sqrt() * beta_t) * x0 + ((1 - beta_t).sqrt() * (1 - atm1)) * x) / (1.0 - at);
   const torch::Tensor mask = f32(x, last ? 0.0f : 1.0f);
   return {mean + mask * torch::exp(0.5 * beta_t.log()) * noise, x0};
-}
-
-Trajectory ddpm_ancestral_sample(const torch::Tensor& x_T, const std::vector<int64_t>& seq, const torch::Tensor& ac,
-                                 const EpsFn& model, const NoiseFn& noise, bool keep) {
-  return ddim_repo_loop(x_T, seq, ac, model, noise, keep,
-                        [](const torch::Tensor& x, const torch::Tensor& e, float at, float an, int64_t t, const torch::Tensor& z) {
-                          return ddpm_ancestral_step(x, e, at, an, t == 0, z);
-                        });
 }
 
 // ---- latent-diffusion -----------------------------------------------------------------------
@@ -177,66 +130,145 @@ StepOut ldm_ddim_step(const torch::Tensor& x, const torch::Tensor& e, float a_t_
   return {a_prev.sqrt() * pred_x0 + dir_xt + sigma_t * noise, pred_x0};
 }
 
-Trajectory ldm_ddim_sample(const torch::Tensor& x_T, const LdmDdimSchedule& s, const EpsFn& model,
-                           const NoiseFn& noise, bool keep) {
-  Trajectory tr;
-  torch::Tensor x = x_T;
-  const int n = static_cast<int>(s.timesteps.size());
-  for (int i = 0; i < n; ++i) {
-    const int index = n - 1 - i;
-    const torch::Tensor tt = timesteps_like(x, s.timesteps[index]);
-    const torch::Tensor e = model(x, tt, tr.model_calls++);
-    const StepOut o = ldm_ddim_step(x, e, s.alphas[index], s.alphas_prev[index], static_cast<float>(s.sigmas[index]),
-                                    s.sqrt_one_minus_alphas[index], noise(x));
-    x = o.x;
-    if (keep) {
-      tr.xs.push_back(o.x);
-      tr.x0s.push_back(o.x0);
-      tr.model_t.push_back(tt);
+// ---- the one loop ------------------------------------------------------------------------------
+void attach_alphas(CallSchedule& s, const torch::Tensor& alphas_cumprod) {
+  const torch::Tensor acc = alphas_cumprod.to(torch::kCPU, torch::kFloat32).contiguous();
+  const int64_t T = acc.size(0);
+  if (T != s.num_timesteps)
+    throw Error(fmt::format("sampler {}: the schedule was made for T = {}, the model's alphas_cumprod has {}", s.sampler.name,
+                            s.num_timesteps, T));
+  const float* a = acc.data_ptr<float>();
+  if (sampler_info(s.sampler.name).uses_spacing) {  // ddim repo: compute_alpha(t), alpha(-1) = 1
+    for (auto& c : s.calls) {
+      c.a_t = a[c.t];
+      c.a_next = c.t_next < 0 ? 1.0f : a[c.t_next];
+    }
+  } else {
+    const LdmDdimSchedule l = ldm_ddim_schedule(acc, s.sampler.steps, s.sampler.eta);
+    const int n = static_cast<int>(l.timesteps.size());
+    for (auto& c : s.calls) {
+      const int index = n - 1 - c.step;
+      c.a_t = l.alphas[index];
+      c.a_next = l.alphas_prev[index];
+      c.sigma = static_cast<float>(l.sigmas[index]);
+      c.sqrt_one_minus_a_t = l.sqrt_one_minus_alphas[index];
     }
   }
-  tr.final = x;
-  return tr;
+  s.has_alphas = true;
 }
 
-Trajectory ldm_plms_sample(const torch::Tensor& x_T, const LdmDdimSchedule& s, const EpsFn& model,
-                           const NoiseFn& noise, bool keep) {
-  for (double sg : s.sigmas)
-    if (sg != 0.0f) throw Error("PLMS needs eta = 0 (ldm PLMSSampler: 'ddim_eta must be 0 for PLMS')");
+namespace {
+
+// One sampler's state across the calls of a generation: takes the model's output for a call and
+// returns the next model input; `step` is set when the call completed a denoising step.
+class Stepper {
+ public:
+  virtual ~Stepper() = default;
+  virtual torch::Tensor after_call(const ModelCall& c, const torch::Tensor& x_in, const torch::Tensor& eps,
+                                   const NoiseFn& noise, std::optional<StepOut>& step) = 0;
+};
+
+class DdimRepoStepper : public Stepper {
+ public:
+  explicit DdimRepoStepper(double eta) : eta_(eta) {}
+  torch::Tensor after_call(const ModelCall& c, const torch::Tensor& x, const torch::Tensor& eps, const NoiseFn& noise,
+                           std::optional<StepOut>& step) override {
+    step = ddim_repo_step(x, eps, c.a_t, c.a_next, eta_, noise(x));
+    return step->x;
+  }
+
+ private:
+  double eta_;
+};
+
+class DdpmAncestralStepper : public Stepper {
+ public:
+  torch::Tensor after_call(const ModelCall& c, const torch::Tensor& x, const torch::Tensor& eps, const NoiseFn& noise,
+                           std::optional<StepOut>& step) override {
+    step = ddpm_ancestral_step(x, eps, c.a_t, c.a_next, c.t == 0, noise(x));
+    return step->x;
+  }
+};
+
+StepOut ldm_update(const ModelCall& c, const torch::Tensor& x, const torch::Tensor& e, const NoiseFn& noise) {
+  return ldm_ddim_step(x, e, c.a_t, c.a_next, c.sigma, c.sqrt_one_minus_a_t, noise(x));
+}
+
+class LdmDdimStepper : public Stepper {
+ public:
+  torch::Tensor after_call(const ModelCall& c, const torch::Tensor& x, const torch::Tensor& eps, const NoiseFn& noise,
+                           std::optional<StepOut>& step) override {
+    step = ldm_update(c, x, eps, noise);
+    return step->x;
+  }
+};
+
+class PlmsStepper : public Stepper {
+ public:
+  torch::Tensor after_call(const ModelCall& c, const torch::Tensor& x_in, const torch::Tensor& e, const NoiseFn& noise,
+                           std::optional<StepOut>& step) override {
+    torch::Tensor e_prime;
+    if (c.extra) {  // step 0's second call: Pseudo Improved Euler (2nd order) from the step's x
+      e_prime = (first_e_ + e) / 2;
+      step = ldm_update(c, x_, e_prime, noise);
+      push(first_e_);
+      x_ = step->x;
+      return x_;
+    }
+    x_ = x_in;
+    if (old_eps_.empty()) {  // step 0's first call: a trial update, evaluated at the next timestep
+      first_e_ = e;
+      return ldm_update(c, x_, e, noise).x;
+    }
+    if (old_eps_.size() == 1) {
+      e_prime = (3 * e - old_eps_.back()) / 2;  // 2nd order Adams-Bashforth
+    } else if (old_eps_.size() == 2) {
+      e_prime = (23 * e - 16 * old_eps_.back() + 5 * old_eps_[old_eps_.size() - 2]) / 12;
+    } else {
+      e_prime = (55 * e - 59 * old_eps_.back() + 37 * old_eps_[old_eps_.size() - 2] - 9 * old_eps_[old_eps_.size() - 3]) / 24;
+    }
+    step = ldm_update(c, x_, e_prime, noise);
+    push(e);
+    x_ = step->x;
+    return x_;
+  }
+
+ private:
+  void push(const torch::Tensor& e) {
+    old_eps_.push_back(e);
+    if (old_eps_.size() >= 4) old_eps_.erase(old_eps_.begin());
+  }
+  torch::Tensor x_, first_e_;
+  std::vector<torch::Tensor> old_eps_;
+};
+
+std::unique_ptr<Stepper> make_stepper(const SamplerOptions& o) {
+  if (o.name == "ddim") return std::make_unique<DdimRepoStepper>(o.eta);
+  if (o.name == "ddpm") return std::make_unique<DdpmAncestralStepper>();
+  if (o.name == "ldm_ddim") return std::make_unique<LdmDdimStepper>();
+  if (o.name == "plms") return std::make_unique<PlmsStepper>();
+  sampler_info(o.name);  // throws, listing the known names
+  TORCH_INTERNAL_ASSERT(false, "sampler '", o.name, "' is registered but has no stepper");
+}
+
+}  // namespace
+
+Trajectory sample(const torch::Tensor& x_T, const CallSchedule& s, const EpsFn& model, const NoiseFn& noise, bool keep) {
+  TORCH_INTERNAL_ASSERT(s.has_alphas, "sampling::sample: the call schedule has no coefficients (attach_alphas)");
+  const auto stepper = make_stepper(s.sampler);
   Trajectory tr;
   torch::Tensor x = x_T;
-  const int n = static_cast<int>(s.timesteps.size());
-  std::vector<torch::Tensor> old_eps;
-  auto update = [&](const torch::Tensor& e, int index) {
-    return ldm_ddim_step(x, e, s.alphas[index], s.alphas_prev[index], static_cast<float>(s.sigmas[index]), s.sqrt_one_minus_alphas[index],
-                         noise(x));
-  };
-  for (int i = 0; i < n; ++i) {
-    const int index = n - 1 - i;
-    const torch::Tensor tt = timesteps_like(x, s.timesteps[index]);
-    const torch::Tensor t_next = timesteps_like(x, s.timesteps[std::max(index - 1, 0)]);  // time_range[min(i+1, n-1)]
-    const torch::Tensor e_t = model(x, tt, tr.model_calls++);
-    if (keep) tr.model_t.push_back(tt);
-    torch::Tensor e_prime;
-    if (old_eps.empty()) {
-      const StepOut o = update(e_t, index);  // Pseudo Improved Euler (2nd order)
-      const torch::Tensor e_next = model(o.x, t_next, tr.model_calls++);
-      if (keep) tr.model_t.push_back(t_next);
-      e_prime = (e_t + e_next) / 2;
-    } else if (old_eps.size() == 1) {
-      e_prime = (3 * e_t - old_eps.back()) / 2;  // 2nd order Adams-Bashforth
-    } else if (old_eps.size() == 2) {
-      e_prime = (23 * e_t - 16 * old_eps.back() + 5 * old_eps[old_eps.size() - 2]) / 12;
-    } else {
-      e_prime = (55 * e_t - 59 * old_eps.back() + 37 * old_eps[old_eps.size() - 2] - 9 * old_eps[old_eps.size() - 3]) / 24;
-    }
-    const StepOut o = update(e_prime, index);
-    old_eps.push_back(e_t);
-    if (old_eps.size() >= 4) old_eps.erase(old_eps.begin());
-    x = o.x;
+  for (const ModelCall& c : s.calls) {
+    const torch::Tensor tt = timesteps_like(x, c.t);
+    const torch::Tensor eps = model(x, tt, tr.model_calls++);
+    std::optional<StepOut> step;
+    x = stepper->after_call(c, x, eps, noise, step);
     if (keep) {
-      tr.xs.push_back(o.x);
-      tr.x0s.push_back(o.x0);
+      tr.model_t.push_back(tt);
+      if (step) {
+        tr.xs.push_back(step->x);
+        tr.x0s.push_back(step->x0);
+      }
     }
   }
   tr.final = x;

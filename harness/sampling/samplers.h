@@ -1,12 +1,15 @@
-// Samplers as pure step functions plus one loop each over an epsilon model. The noise every step
-// draws comes from a NoiseFn, so a run is reproducible from its seeds and a reference's recorded
-// noise can be replayed. Every arithmetic step follows the reference's precision (noted per
-// function); fixtures in tests/fixtures/{samplers,ddpm} pin them.
+// Samplers as pure step functions and ONE loop over an epsilon model and a per-call schedule
+// (harness/sampling/call_schedule.h; the samplers are chosen there by name). The noise every
+// step draws comes from a NoiseFn, so a run is reproducible from its seeds and a reference's
+// recorded noise can be replayed. Every arithmetic step follows the reference's precision (noted
+// per function); fixtures in tests/fixtures/{samplers,ddpm} pin them.
 #pragma once
 #include <torch/torch.h>
 
 #include <functional>
 #include <vector>
+
+#include "harness/sampling/call_schedule.h"
 
 namespace dc::sampling {
 
@@ -50,20 +53,12 @@ struct StepOut {
 //   x_next = sqrt(a_next)*x0 + c1*noise + c2*eps
 StepOut ddim_repo_step(const torch::Tensor& x, const torch::Tensor& eps, float a_t, float a_next, double eta,
                        const torch::Tensor& noise);
-// generalized_steps: walks reversed(seq); seq_next = [-1] + seq[:-1]. alphas_cumprod: float32 [T].
-// One noise draw per step, after the model call, even when eta = 0.
-Trajectory ddim_repo_sample(const torch::Tensor& x_T, const std::vector<int64_t>& seq,
-                            const torch::Tensor& alphas_cumprod, double eta, const EpsFn& model, const NoiseFn& noise,
-                            bool keep_steps = true);
 
 // ddpm_steps (ancestral): x0 = clamp(sqrt(1/a_t) x - sqrt(1/a_t - 1) eps, -1, 1);
 // beta_t = 1 - a_t/a_next; mean = (sqrt(a_next) beta_t x0 + sqrt(1-beta_t)(1-a_next) x) / (1-a_t);
 // x_next = mean + [t != 0] * exp(0.5 log beta_t) * noise.
 StepOut ddpm_ancestral_step(const torch::Tensor& x, const torch::Tensor& eps, float a_t, float a_next, bool last,
                             const torch::Tensor& noise);
-Trajectory ddpm_ancestral_sample(const torch::Tensor& x_T, const std::vector<int64_t>& seq,
-                                 const torch::Tensor& alphas_cumprod, const EpsFn& model, const NoiseFn& noise,
-                                 bool keep_steps = true);
 
 // ---- latent-diffusion DDIMSampler / PLMSSampler (ldm/models/diffusion/{ddim,plms}.py) --------
 struct LdmDdimSchedule {
@@ -80,11 +75,22 @@ LdmDdimSchedule ldm_ddim_schedule(const torch::Tensor& alphas_cumprod, int steps
 // x_prev = sqrt(a_prev) pred_x0 + sqrt(1 - a_prev - sigma^2) e + sigma noise.
 StepOut ldm_ddim_step(const torch::Tensor& x, const torch::Tensor& e, float a_t, float a_prev, float sigma,
                       float sqrt_one_minus_at, const torch::Tensor& noise);
-Trajectory ldm_ddim_sample(const torch::Tensor& x_T, const LdmDdimSchedule& s, const EpsFn& model,
-                           const NoiseFn& noise, bool keep_steps = true);
-// PLMS (eta must be 0): step 0 makes two model calls (the second at the next timestep) and uses
-// their mean; later steps use Adams-Bashforth on the raw e_t of past steps (at most 3 kept).
-Trajectory ldm_plms_sample(const torch::Tensor& x_T, const LdmDdimSchedule& s, const EpsFn& model,
-                           const NoiseFn& noise, bool keep_steps = true);
+
+// ---- the one loop ------------------------------------------------------------------------------
+// Fills every call's float32 coefficients from the family's alphas_cumprod (float32 [T]) the way
+// the sampler's reference reads them: ddim/ddpm a_t = ac[t], a_next = ac[t_next] (1 after the
+// last step); ldm_ddim/plms through ldm_ddim_schedule.
+void attach_alphas(CallSchedule& schedule, const torch::Tensor& alphas_cumprod);
+
+// Runs a generation: for every call, eps = model(x_in, t, call), then the sampler's step turns it
+// into the next model input. Steps:
+//   ddim      ddim_repo_step, one noise draw per step after the model call, even when eta = 0
+//   ddpm      ddpm_ancestral_step (no noise added at t = 0, but drawn)
+//   ldm_ddim  ldm_ddim_step, one draw per step
+//   plms      step 0: update with e_t (a draw), a second call there, the mean of both (a draw);
+//             later: Adams-Bashforth on the raw e_t of past steps (at most 3 kept), one draw
+// keep_steps: record x and x0 after every step and t of every call in the trajectory.
+Trajectory sample(const torch::Tensor& x_T, const CallSchedule& schedule, const EpsFn& model, const NoiseFn& noise,
+                  bool keep_steps = true);
 
 }  // namespace dc::sampling

@@ -80,6 +80,13 @@ torch::Tensor alphas_cumprod_f64(const std::vector<double>& betas) {
   return out;
 }
 
+torch::Tensor alphas_cumprod(const models::NoiseSchedule& s) {
+  const auto betas = make_betas(parse_beta_schedule(s.betas), s.num_timesteps, s.beta_start, s.beta_end);
+  if (s.cumprod == "float32") return alphas_cumprod_f32(betas);
+  if (s.cumprod == "float64") return alphas_cumprod_f64(betas).to(torch::kFloat32);
+  throw Error(fmt::format("noise schedule: unknown cumprod precision '{}' (float32 or float64)", s.cumprod));
+}
+
 Spacing parse_spacing(const std::string& name) {
   if (name == "uniform") return Spacing::Uniform;
   if (name == "quad") return Spacing::Quad;

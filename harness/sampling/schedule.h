@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "models/registry.h"
+
 namespace dc::sampling {
 
 enum class BetaSchedule {
@@ -29,6 +31,10 @@ torch::Tensor alphas_cumprod_f32(const std::vector<double>& betas);
 // ldm/diffusers register_schedule: cumprod in float64 (returned as float64 [T]; the reference
 // then casts to float32).
 torch::Tensor alphas_cumprod_f64(const std::vector<double>& betas);
+
+// A model family's alphas_cumprod as float32 [T], computed as its reference does (betas in
+// double, then the family's cumprod precision: models::NoiseSchedule::cumprod).
+torch::Tensor alphas_cumprod(const models::NoiseSchedule& schedule);
 
 enum class Spacing { Uniform, Quad };
 Spacing parse_spacing(const std::string& name);  // "uniform", "quad"

@@ -1,8 +1,10 @@
-// Generate images with a DDPM-family model, with or without DeepCache: the work behind
-// `deepcache-bench sample --model ddpm` (and, later, one run of an experiment).
+// Generate images with any registered model family, with or without DeepCache: the work behind
+// `deepcache-bench sample`. The options become one run of an experiment (harness/config's
+// resolve_run), so `sample` validates, resolves and executes exactly as `run` does.
 #pragma once
 #include <torch/torch.h>
 
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,13 +13,14 @@
 
 namespace dc::harness {
 
-struct DdpmSampleOptions {
+struct SampleOptions {
+  std::string family = "ddpm";     // models/registry.h
   std::string preset = "cifar10";
   std::string weights = "random";  // a safetensors file, or "random" (untrained: images are noise)
-  std::string sampler = "ddim";    // "ddim" (ddim repo generalized steps) or "ddpm" (ancestral)
+  std::string sampler;             // a name of harness/sampling's registry; empty: the family's default
   int steps = 100;
   std::string spacing = "quad";    // "uniform" or "quad" (the ddim repo's skip types)
-  double eta = 0.0;                // ddim only
+  double eta = 0.0;
   std::optional<int> cache_k;      // DeepCache skip index; none = no caching
   int interval = 1;                // N
   std::optional<std::pair<int, double>> nonuniform;  // (center, power)
@@ -27,9 +30,11 @@ struct DdpmSampleOptions {
   std::string device = "cpu";
 };
 
-struct DdpmSampleResult {
+struct SampleResult {
   torch::Tensor images;  // [n, C, H, W] uint8
   std::optional<deepcache::CachePlan> plan;
+  std::string sampler;        // the sampler used (the family default when none was given)
+  std::string model;          // the registry's description of the model
   int model_calls = 0;        // per generation
   int full_calls = 0;
   double seconds = 0.0;       // sampling wall time (device-synchronised)
@@ -39,8 +44,11 @@ struct DdpmSampleResult {
   std::string weights_note;   // "random init (untrained)" or the file
 };
 
-// Throws dc::Error with a clear message for every invalid option (unknown preset, k out of
-// range, N < 1, impossible non-uniform schedule, missing weights file...).
-DdpmSampleResult ddpm_sample(const DdpmSampleOptions& options);
+// Throws dc::Error with a clear message for every invalid option (unknown family or preset, k out
+// of range, N < 1, impossible non-uniform schedule, missing weights file...).
+SampleResult sample_images(const SampleOptions& options);
+
+// `deepcache-bench sample`: generates, writes the PNG grid to `out_png` and prints a summary.
+void sample_command(const SampleOptions& options, const std::string& out_png, std::ostream& out, std::ostream& err);
 
 }  // namespace dc::harness

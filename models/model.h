@@ -1,0 +1,32 @@
+// The bundle the registry builds for `model.family` + `preset` (DESIGN.md §3): the UNet behind
+// models::UNet, its description (models/registry.h) and, for latent families, the first stage
+// that turns samples into images. Weight loading (the accepted checkpoint dialects and their key
+// mappings) is the family's business, done here once.
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+
+#include "models/registry.h"
+#include "models/unet.h"
+
+namespace dc::models {
+
+struct Model {
+  ModelInfo info;
+  std::shared_ptr<UNet> unet;
+  std::shared_ptr<torch::nn::Module> first_stage;  // latent families (VQ-f4, KL-f8); null for pixels
+  std::string weights_note;  // "random init (untrained)" or the file loaded
+  // Samples [B, sample_shape] -> images [B, image_shape], nominally [-1, 1] (identity for
+  // pixel-space families; the first stage's decode for latent ones). Move first_stage with unet.
+  torch::Tensor to_images(const torch::Tensor& samples) const;
+};
+
+// Builds the model; `weights` is a safetensors file or "random" (seeded random init: the same
+// network in every process, so shards and resumed runs agree). Strict loading: every missing,
+// unexpected or mis-shaped key is one dc::Error naming the file. The model is in eval mode on
+// the CPU. Throws dc::Error for an unknown family/preset or a missing file.
+Model build_model(const std::string& family, const std::string& preset, const std::string& weights);
+
+}  // namespace dc::models

@@ -1,0 +1,45 @@
+// The model registry (DESIGN.md §3): `model.family` + `preset` name a model; the registry says
+// what it is without building it (this header is torch-free, so config validation and `plan` are
+// cheap) and builds it (models/model.h). Adding a family = one entry in models/registry.cpp that
+// implements models::UNet; nothing downstream (denoiser, MACs, runner, CLI, benches) changes.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dc::models {
+
+// The family's noise schedule, as its reference code builds it (computed in
+// harness/sampling/schedule: betas in double, then the reference's cumprod precision).
+struct NoiseSchedule {
+  std::string betas = "ddpm_linear";  // ddpm_linear | ldm_linear | scaled_linear | cosine
+  int num_timesteps = 1000;
+  double beta_start = 1e-4, beta_end = 0.02;
+  // "float32": a float32 cumprod of float32 (1 - beta) (the ddim repo's compute_alpha);
+  // "float64": cumprod in float64, cast to float32 (ldm and diffusers register_schedule).
+  std::string cumprod = "float32";
+};
+
+struct ModelInfo {
+  std::string family, preset;
+  std::string description;             // what it is and which upstream config it follows
+  int num_skips = 0;                   // S; DeepCache's k is in [0, S-1]
+  std::vector<int64_t> sample_shape;   // [C, H, W] the sampler works on (latents for LDM/SD)
+  std::vector<int64_t> image_shape;    // [C, H, W] of the decoded image
+  std::vector<std::string> tap_names;  // valid similarity taps (up blocks, execution order)
+  NoiseSchedule schedule;
+  std::string default_sampler;         // a name in harness/sampling's registry
+  std::string conditioning = "none";   // none | class | text
+  int num_classes = 0;                 // class: real classes, labelled 0..num_classes-1
+  int unconditional_class = -1;        // class: the label of classifier-free guidance's unconditional row
+  std::string weights_hint;            // where real weights come from (for messages)
+};
+
+// Every family, in the order `--help` lists them.
+std::vector<std::string> family_names();
+// Presets of a family; throws dc::Error naming the family and listing the known ones.
+std::vector<std::string> preset_names(const std::string& family);
+// Throws dc::Error naming the unknown family or preset and listing the valid names.
+ModelInfo model_info(const std::string& family, const std::string& preset);
+
+}  // namespace dc::models
