@@ -32,6 +32,7 @@ struct BenchModel {
 const std::vector<BenchModel>& table() {
   static const std::vector<BenchModel> t = {
       {"ddpm", "cifar10", {1, 64}, {0, 2, 5, 11}},
+      {"ldm", "cin256_v2", {1, 8}, {0, 2, 5}},
   };
   return t;
 }

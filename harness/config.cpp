@@ -203,7 +203,8 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
   }
   if (j.contains("model")) {
     const auto& m = j["model"];
-    r.only(m, "model", {"family", "preset", "weights"});
+    r.only(m, "model", {"family", "preset", "weights", "first_stage_weights"});
+    r.get(m, "model", "first_stage_weights", s.model.first_stage_weights);
     r.get(m, "model", "family", s.model.family);
     r.get(m, "model", "preset", s.model.preset);
     r.get(m, "model", "weights", s.model.weights);
@@ -360,6 +361,7 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
                                            : json{{"enabled", false}}},
       {"device", s.device},
   };
+  if (!s.model.first_stage_weights.empty()) s.resolved["model"]["first_stage_weights"] = s.model.first_stage_weights;
   if (conditional)  // only for conditional families: the run ids of DDPM runs stay as they were
     s.resolved["conditioning"] = {{"guidance", s.conditioning.guidance}, {"classes", s.conditioning.classes}};
   if (s.metrics.fid_fmnist)  // only when asked: run ids of experiments without metrics stay as they were
@@ -411,13 +413,14 @@ std::string expand_env(const std::string& text, const std::string& what) {
 
 std::string describe_run(const RunSpec& r) {
   std::string s = fmt::format("{}/{} {}-{}", r.model.family, r.model.preset, r.sampler.name, r.sampler.steps);
-  if (!r.cache.enabled) return s + " baseline";
+  const std::string cfg = r.plan.model.conditioning != "none" && r.conditioning.guidance != 1.0
+                              ? fmt::format(" cfg={}", r.conditioning.guidance) : "";
+  if (!r.cache.enabled) return s + cfg + " baseline";
   s += fmt::format(" k={} N={}", r.cache.k, r.cache.interval);
   if (r.cache.schedule == "nonuniform") s += fmt::format(" nonuniform c={} p={}", r.cache.center, r.cache.power);
   if (r.cache.schedule == "ldm_nonuniform") s += fmt::format(" ldm-nonuniform p={}", r.cache.power);
   if (r.cache.schedule == "explicit") s += " explicit";
-  if (r.plan.model.conditioning != "none" && r.conditioning.guidance != 1.0) s += fmt::format(" cfg={}", r.conditioning.guidance);
-  return s;
+  return s + cfg;
 }
 
 ExperimentSpec parse_experiment(const std::string& text, const std::string& origin, const std::string& dir,

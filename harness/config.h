@@ -17,6 +17,7 @@ struct ModelSpec {
   std::string family = "ddpm";
   std::string preset = "cifar10";
   std::string weights = "random";  // a safetensors path (may use ${ENV}), or "random"
+  std::string first_stage_weights;  // optional separate first-stage file (LDM: the vq-f4 codebook)
 };
 
 struct SamplerSpec {

@@ -89,7 +89,7 @@ int main(int argc, char** argv) {
   for (const auto& s : dc::sampling::sampler_registry()) samplers_help += "\n  " + s.name + ": " + s.description;
   int cache_k = -1;
   const std::string k_help =
-      "DeepCache skip index k in [0, S-1] (S = 12 for cifar10, 17 for LSUN): a partial step computes hs[0..k] and "
+      "DeepCache skip index k in [0, S-1] (S = 12 for cifar10 and ldm cin256_v2, 17 for LSUN): a partial step computes hs[0..k] and "
       "reuses the cached feature entering the up block that consumes hs[k]. Paper branch m = k+1; DDPM code "
       "--branch b = k-1 (docs/deepcache.md). Omit for no caching.";
   auto* cmd_sample = app.add_subcommand("sample", "Generate images, with or without DeepCache, and save a PNG grid.");
@@ -101,6 +101,8 @@ int main(int argc, char** argv) {
   cmd_sample->add_option("--steps", so.steps, "number of sampling steps");
   cmd_sample->add_option("--spacing", so.spacing, "timestep spacing: uniform or quad");
   cmd_sample->add_option("--eta", so.eta, "DDIM eta (0 = deterministic)");
+  double guidance = 1.0;
+  cmd_sample->add_option("--guidance", guidance, "classifier-free guidance scale for conditional models (ldm; LDM-4-G paper: 1.5)");
   cmd_sample->add_option("--cache-k", cache_k, k_help);
   cmd_sample->add_option("--interval", so.interval, "cache interval N: a full step every N model calls (1 = no reuse)");
   cmd_sample->add_option("--nonuniform", nonuniform, "non-uniform full steps 'center,power' (the paper's DDPM: 50% of the steps, 1.4)");
@@ -244,6 +246,7 @@ int main(int argc, char** argv) {
       return dc::harness::inspect(inspect, std::cout);
     }
     if (*cmd_sample) {
+      if (cmd_sample->count("--guidance")) so.guidance = guidance;
       if (cache_k >= 0) so.cache_k = cache_k;
       else if (cmd_sample->count("--cache-k")) throw dc::Error(fmt::format("--cache-k {}: the skip index must be >= 0", cache_k));
       if (!nonuniform.empty()) {

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
+#include <optional>
 #include <ostream>
 
 #include <fmt/format.h>
@@ -47,7 +48,16 @@ torch::Tensor similarity_matrix(const std::vector<torch::Tensor>& feats) {
 
 }  // namespace
 
-RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const ProgressFn& progress) {
+struct ModelCache {
+  std::string key;                // family/preset/weights
+  std::optional<models::Model> model;
+  std::map<int, double> macs;     // -1: full call, k: partial call at k
+  std::string warmed;             // device and shapes the warm-up ran for
+};
+void ModelCacheDeleter::operator()(ModelCache* c) const { delete c; }
+ModelCachePtr make_model_cache() { return ModelCachePtr(new ModelCache()); }
+
+RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const ProgressFn& progress, ModelCache* models) {
   RunResult r;
   r.spec = spec;
   r.started_at = now_iso();
@@ -85,12 +95,32 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
 
   // 2. Model from the registry (random init is seeded, so shards and resumed runs see the same network).
   const std::string weights = spec.model.weights == "random" ? "random" : expand_env(spec.model.weights, "model.weights");
-  const models::Model model = models::build_model(spec.model.family, spec.model.preset, weights);
+  ModelCache local;
+  ModelCache& mc = models ? *models : local;
+  const std::string first_stage_weights =
+      spec.model.first_stage_weights.empty() ? "" : expand_env(spec.model.first_stage_weights, "model.first_stage_weights");
+  const std::string key = spec.model.family + "/" + spec.model.preset + "/" + weights + "/" + first_stage_weights;
+  if (mc.key != key || !mc.model) {
+    mc.model.reset();  // free the previous model before building the next
+    mc.model = models::build_model(spec.model.family, spec.model.preset, weights, first_stage_weights);
+    mc.key = key;
+    mc.macs.clear();
+    mc.warmed.clear();
+  }
+  const models::Model& model = *mc.model;
   models::UNet& net = *model.unet;
   if (cache_plan) deepcache::check_skip_index(cache_plan->skip_index, net.num_skips(), "this UNet");
   r.weights_note = model.weights_note;
-  r.macs_full = metrics::call_macs(net).total;
-  r.macs_partial = cache_plan ? metrics::call_macs(net, cache_plan->skip_index).total : 0.0;
+  auto macs_of = [&](int k) {  // counted on the CPU, before the model moves to the run's device
+    auto it = mc.macs.find(k);
+    if (it == mc.macs.end()) {
+      net.to(torch::kCPU);
+      it = mc.macs.emplace(k, metrics::call_macs(net, k).total).first;
+    }
+    return it->second;
+  };
+  r.macs_full = macs_of(-1);
+  r.macs_partial = cache_plan ? macs_of(cache_plan->skip_index) : 0.0;
   r.macs_step_average =
       cache_plan ? metrics::step_average_macs(r.macs_full, r.macs_partial, cache_plan->full_steps, calls) : r.macs_full;
   net.to(device);
@@ -156,8 +186,11 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   // loading, cuDNN algorithm choice, allocator growth; first-touch pages on the CPU) that would
   // otherwise be charged to whichever run of an experiment comes first, usually the baseline. On an
   // H200 that made the quick start's baseline ~5x slower than it is.
-  if (total > 0) {
-    const int64_t b = std::min<int64_t>(spec.samples.batch, total) * (class_cond && guidance != 1.0 ? 2 : 1);
+  const int64_t warm_batch = std::min<int64_t>(spec.samples.batch, total) * (class_cond && guidance != 1.0 ? 2 : 1);
+  const std::string warm_key = fmt::format("{} b={} k={}", r.device, warm_batch, cache_plan ? cache_plan->skip_index : -1);
+  if (total > 0 && mc.warmed != warm_key) {
+    mc.warmed = warm_key;
+    const int64_t b = warm_batch;
     const auto opts = torch::TensorOptions().device(device);
     const torch::Tensor xw = torch::zeros(batch_shape(b), opts);
     const torch::Tensor tw = torch::full({b}, 500.0f, opts);
@@ -267,6 +300,7 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
   s.results_path = default_results_path(e, o);
   ResultsStore store(s.results_path, e.name, e.description);
   const auto status = store.statuses();
+  const ModelCachePtr models = make_model_cache();
   for (std::size_t i = 0; i < selected.size(); ++i) {
     RunSpec spec = *selected[i];
     if (!o.device.empty()) spec.device = o.device;
@@ -295,7 +329,7 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
     };
     RunResult result;
     try {
-      result = execute_run(spec, first, last - first, progress);
+      result = execute_run(spec, first, last - first, progress, models.get());
       if (tty) log << "\n";
       log << fmt::format("{}: done in {:.1f}s ({:.3f} s/image, {:.2f} G MACs/call)\n", head, result.seconds,
                          result.samples ? result.seconds / result.samples : 0.0, result.macs_step_average / 1e9);

@@ -3,6 +3,7 @@
 #pragma once
 #include <functional>
 #include <iosfwd>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -14,9 +15,21 @@ namespace dc::harness {
 // Called after every batch: (samples done, samples total).
 using ProgressFn = std::function<void(int64_t done, int64_t total)>;
 
+// The model of the previous run of a sweep, kept while the next run uses the same model
+// (family, preset, weights): a sweep of 11 LDM-4-G runs builds (or loads) the 456M-parameter model
+// once, counts its MACs once per skip index, and warms the device up once.
+struct ModelCache;
+struct ModelCacheDeleter {
+  void operator()(ModelCache* c) const;
+};
+using ModelCachePtr = std::unique_ptr<ModelCache, ModelCacheDeleter>;
+ModelCachePtr make_model_cache();
+
 // Generates samples [first, first + count) of a run (count < 0: to the end) and measures it.
-// Throws dc::Error for invalid settings (missing weights, bad schedule, ...).
-RunResult execute_run(const RunSpec& spec, int64_t first = 0, int64_t count = -1, const ProgressFn& progress = nullptr);
+// Throws dc::Error for invalid settings (missing weights, bad schedule, ...). `models` (optional)
+// carries the model from run to run.
+RunResult execute_run(const RunSpec& spec, int64_t first = 0, int64_t count = -1, const ProgressFn& progress = nullptr,
+                      ModelCache* models = nullptr);
 
 struct RunOptions {
   std::vector<std::string> only;  // run ids (or unique prefixes); empty = all

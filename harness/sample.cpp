@@ -31,6 +31,7 @@ SampleResult sample_images(const SampleOptions& o) {
       {"device", o.device},
   };
   if (!o.sampler.empty()) settings["sampler"]["name"] = o.sampler;
+  if (o.guidance) settings["conditioning"]["guidance"] = *o.guidance;
   if (o.cache_k) {
     settings["cache"] = {{"enabled", true}, {"k", *o.cache_k}, {"interval", o.interval}};
     if (o.nonuniform)

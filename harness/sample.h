@@ -21,6 +21,7 @@ struct SampleOptions {
   int steps = 100;
   std::string spacing = "quad";    // "uniform" or "quad" (the ddim repo's skip types)
   double eta = 0.0;
+  std::optional<double> guidance;  // conditional families: classifier-free guidance scale (default 1: off)
   std::optional<int> cache_k;      // DeepCache skip index; none = no caching
   int interval = 1;                // N
   std::optional<std::pair<int, double>> nonuniform;  // (center, power)

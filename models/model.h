@@ -27,6 +27,14 @@ struct Model {
 // network in every process, so shards and resumed runs agree). Strict loading: every missing,
 // unexpected or mis-shaped key is one dc::Error naming the file. The model is in eval mode on
 // the CPU. Throws dc::Error for an unknown family/preset or a missing file.
-Model build_model(const std::string& family, const std::string& preset, const std::string& weights);
+// `first_stage_weights` (optional): a separate first-stage checkpoint for what the main file
+// lacks (LDM: the vq-f4 codebook `quantize.embedding.weight`, absent from one f4 release).
+Model build_model(const std::string& family, const std::string& preset, const std::string& weights,
+                  const std::string& first_stage_weights = "");
+
+// The same bundle from modules the caller built (tests: a family's tiny reference configs), loaded
+// by `info.family`'s own loader from `weights` ("random": left as built).
+Model assemble_model(const ModelInfo& info, std::shared_ptr<UNet> unet, std::shared_ptr<torch::nn::Module> first_stage,
+                     const std::string& weights, const std::string& first_stage_weights = "");
 
 }  // namespace dc::models

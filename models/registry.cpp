@@ -23,7 +23,8 @@ struct Family {
   std::vector<std::string> presets;
   std::function<ModelInfo(const std::string& preset)> info;
   std::function<std::shared_ptr<UNet>(const std::string& preset)> make_unet;
-  std::function<void(Model&, const std::string& path)> load;  // strict, from a safetensors file
+  // Strict, from a safetensors file (+ an optional separate first-stage file).
+  std::function<void(Model&, const std::string& path, const std::string& first_stage_path)> load;
   // Latent families: the first stage and how it turns samples into images (none: pixels).
   std::function<std::shared_ptr<torch::nn::Module>(const std::string& preset)> make_first_stage;
   std::function<torch::Tensor(const Model&, const torch::Tensor&)> to_images;
@@ -52,7 +53,8 @@ Family ddpm_family() {
     return i;
   };
   f.make_unet = [](const std::string& preset) { return std::make_shared<DdpmUNetImpl>(DdpmConfig::preset(preset)); };
-  f.load = [](Model& m, const std::string& path) {
+  f.load = [](Model& m, const std::string& path, const std::string& first_stage_path) {
+    if (!first_stage_path.empty()) throw Error("model.first_stage_weights: the ddpm family has no first stage");
     weights::LoadOptions lo;
     lo.module_name = "DDPM UNet preset '" + m.info.preset + "'";
     weights::load_strict(*m.unet, st::SafetensorsFile::open(path), lo);
@@ -100,17 +102,38 @@ Family ldm_family() {
   f.make_first_stage = [](const std::string&) -> std::shared_ptr<torch::nn::Module> {
     return std::make_shared<VQModelImpl>(AutoencoderConfig::preset("vq_f4"));
   };
-  f.load = [](Model& m, const std::string& path) {
+  f.load = [](Model& m, const std::string& path, const std::string& first_stage_path) {
     const auto file = st::SafetensorsFile::open(path);
     weights::LoadOptions lo;
     lo.module_name = "LDM-4-G UNet + class embedder (" + m.info.preset + ")";
     lo.mapping.ignore_prefix("first_stage_model.");
     for (const auto& b : ldm_schedule_buffers()) lo.mapping.ignore_prefix(b);
     weights::load_strict(*m.unet, file, lo);
-    weights::LoadOptions vo;
-    vo.module_name = "LDM-4-G VQ-f4 first stage";
-    vo.mapping.select_prefix("first_stage_model.");
-    weights::load_strict(*m.first_stage, file, vo);
+    auto& vq = static_cast<VQModelImpl&>(*m.first_stage);
+    const std::string codebook = "first_stage_model.quantize.embedding.weight";
+    if (file.find(codebook) && first_stage_path.empty()) {
+      weights::LoadOptions vo;
+      vo.module_name = "LDM-4-G VQ-f4 first stage";
+      vo.mapping.select_prefix("first_stage_model.");
+      weights::load_strict(vq, file, vo);
+      return;
+    }
+    // Trap 9: one f4 release lacks the codebook; it comes from the standalone vq-f4 checkpoint.
+    if (first_stage_path.empty())
+      throw Error(fmt::format("{}: {} is absent (one LDM f4 release omits it): give the standalone vq-f4 checkpoint "
+                              "(first_stage_models/vq-f4, converted) as model.first_stage_weights", path, codebook));
+    for (const auto& [child, name] : std::vector<std::pair<std::shared_ptr<torch::nn::Module>, std::string>>{
+             {vq.encoder.ptr(), "encoder"}, {vq.decoder.ptr(), "decoder"}, {vq.quant_conv.ptr(), "quant_conv"},
+             {vq.post_quant_conv.ptr(), "post_quant_conv"}}) {
+      weights::LoadOptions vo;
+      vo.module_name = "LDM-4-G VQ-f4 " + name;
+      vo.mapping.select_prefix("first_stage_model." + name + ".");
+      weights::load_strict(*child, file, vo);
+    }
+    weights::LoadOptions qo;
+    qo.module_name = "vq-f4 codebook";
+    qo.mapping.select_prefix("quantize.");
+    weights::load_strict(*vq.quantize, st::SafetensorsFile::open(first_stage_path), qo);
   };
   f.to_images = [](const Model& m, const torch::Tensor& z) {
     // decode_first_stage: z / scale_factor (1.0), then VQModelInterface.decode, which quantises.
@@ -158,19 +181,33 @@ torch::Tensor Model::to_images(const torch::Tensor& samples) const {
   return f.to_images ? f.to_images(*this, samples) : samples;
 }
 
-Model build_model(const std::string& name, const std::string& preset, const std::string& weights) {
+Model build_model(const std::string& name, const std::string& preset, const std::string& weights,
+                  const std::string& first_stage_weights) {
   const Family& f = family(name);
-  Model m;
-  m.info = model_info(name, preset);
+  const ModelInfo info = model_info(name, preset);
   torch::manual_seed(0);  // random init is seeded: every process builds the same network
-  m.unet = f.make_unet(preset);
-  if (f.make_first_stage) m.first_stage = f.make_first_stage(preset);
+  auto unet = f.make_unet(preset);
+  auto first_stage = f.make_first_stage ? f.make_first_stage(preset) : nullptr;
+  return assemble_model(info, std::move(unet), std::move(first_stage), weights, first_stage_weights);
+}
+
+Model assemble_model(const ModelInfo& info, std::shared_ptr<UNet> unet, std::shared_ptr<torch::nn::Module> first_stage,
+                     const std::string& weights, const std::string& first_stage_weights) {
+  const Family& f = family(info.family);
+  const std::string& name = info.family;
+  const std::string& preset = info.preset;
+  Model m;
+  m.info = info;
+  m.unet = std::move(unet);
+  m.first_stage = std::move(first_stage);
   if (weights == "random") {
     m.weights_note = "random init (untrained)";
   } else {
     if (!std::filesystem::exists(weights))
       throw Error(fmt::format("{}: weights file not found for {} preset '{}' ({})", weights, name, preset, m.info.weights_hint));
-    f.load(m, weights);
+    if (!first_stage_weights.empty() && !std::filesystem::exists(first_stage_weights))
+      throw Error(fmt::format("{}: first-stage weights file not found (model.first_stage_weights)", first_stage_weights));
+    f.load(m, weights, first_stage_weights);
     m.weights_note = weights;
   }
   m.unet->eval();

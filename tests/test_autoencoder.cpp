@@ -32,12 +32,12 @@ AutoencoderConfig config_from_case(const dc::test::Case& c) {
   return cfg;
 }
 
-std::vector<dc::test::Case> vq_cases() {
-  std::vector<dc::test::Case> out;
-  for (auto& c : dc::test::find_cases("ldm"))
-    if (c.json.contains("config") && c.json["config"].contains("ddconfig") && c.json["config"].value("n_embed", 0) > 0) out.push_back(c);
-  return out;
+bool is_vq_case(const dc::test::Case& c) {
+  return c.family == "ldm" && c.json.contains("config") && c.json["config"].contains("ddconfig") &&
+         c.json["config"].value("n_embed", 0) > 0;
 }
+const bool kVqSuite = dc::test::register_fixture_suite("VqCase", is_vq_case);
+std::vector<dc::test::Case> vq_cases() { return dc::test::cases_where("ldm", is_vq_case); }
 }  // namespace
 
 class VqCase : public ::testing::TestWithParam<dc::test::Case> {};

@@ -27,6 +27,16 @@ using dc::models::ClipTokenizer;
 
 namespace {
 
+// The clip suites below select by what a case's config holds; together they read every case that
+// has one of these.
+bool is_clip_case(const dc::test::Case& c) {
+  if (c.family != "clip" || !c.json.contains("config")) return false;
+  const auto& cfg = c.json["config"];
+  return cfg.contains("vocab_file") || cfg.contains("model_cfg") || cfg.contains("hf_config") ||
+         (cfg.contains("preprocess") && cfg.contains("image_sizes_hw"));
+}
+const bool kClipSuites = dc::test::register_fixture_suite("Clip*", is_clip_case);
+
 std::vector<dc::test::Case> clip_cases(const std::function<bool(const nlohmann::json&)>& keep) {
   std::vector<dc::test::Case> out;
   for (auto& c : dc::test::find_cases("clip"))

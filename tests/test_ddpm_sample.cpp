@@ -242,3 +242,20 @@ TEST(CliMacs, PrintsEverySkipIndex) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("\n 11  12 "), std::string::npos) << r.out;
 }
+
+// `sample` for LDM-4-G at full size (random weights; not in the numeric label: it checks the
+// command, not values): class-conditional with batched guidance, DeepCache at k = 0, latents
+// decoded by the VQ-f4 to 256x256 images.
+TEST(CliSampleLdm, RunsAtFullSizeWithGuidanceAndDeepCache) {
+  const std::string png = dc::test::temp_dir() + "/ldm.png";
+  const auto r = cli("sample --model ldm --preset cin256_v2 --weights random --steps 2 --guidance 1.5 --cache-k 0 "
+                     "--interval 2 --n 1 --out " + png);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("sampler     ldm_ddim (2 model calls, eta 0)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1 full + 1 partial calls"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("MACs        "), std::string::npos) << r.out;
+  EXPECT_EQ(dc::image::read_png(png).sizes(), (std::vector<int64_t>{3, 256 + 4, 256 + 4})) << "one 256x256 image, 2-pixel grid border";
+  const auto e = cli("sample --model ddpm --weights random --steps 2 --n 1 --guidance 1.5 --out " + png);
+  EXPECT_EQ(e.code, 2);
+  EXPECT_NE(e.err.find("conditioning: the ddpm family is unconditional"), std::string::npos) << e.err;
+}

@@ -28,6 +28,12 @@ std::vector<dc::test::Case> ddpm_cases(const char* key) {
     if (c.json.contains(key) && !c.json[key].is_null() && c.json.contains("config") && c.json["config"].contains("model")) out.push_back(c);
   return out;
 }
+// The forward and DeepCache-branch suites below: a case with a model config and a `call` or `branch`.
+bool is_unet_case(const dc::test::Case& c) {
+  auto has = [&](const char* k) { return c.json.contains(k) && !c.json[k].is_null(); };
+  return c.family == "ddpm" && c.json.contains("config") && c.json["config"].contains("model") && (has("call") || has("branch"));
+}
+const bool kUNetSuites = dc::test::register_fixture_suite("DdpmUNet", is_unet_case);
 }  // namespace
 
 TEST(DdpmUNet, PresetsEqualTheFullSizeManifests) {

@@ -44,12 +44,9 @@ torch::Tensor t_of(const Eigen::MatrixXd& m) {
 torch::Tensor t_of(const Eigen::VectorXd& v) { return torch::from_blob(const_cast<double*>(v.data()), {v.size()}, torch::kFloat64).clone(); }
 torch::Tensor scalar(double v) { return torch::tensor({v}, torch::kFloat64); }
 
-std::vector<dc::test::Case> frechet_cases() {
-  std::vector<dc::test::Case> out;
-  for (auto& c : dc::test::find_cases("fid"))
-    if (c.json.contains("terms")) out.push_back(c);
-  return out;
-}
+bool is_frechet_case(const dc::test::Case& c) { return c.family == "fid" && c.json.contains("terms"); }
+const bool kFrechetSuite = dc::test::register_fixture_suite("FrechetCase", is_frechet_case);
+std::vector<dc::test::Case> frechet_cases() { return dc::test::cases_where("fid", is_frechet_case); }
 
 }  // namespace
 

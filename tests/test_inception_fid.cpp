@@ -64,12 +64,9 @@ TEST_P(InceptionCase, FeaturesEqualPytorchFid) {
 }
 
 namespace {
-std::vector<dc::test::Case> inception_cases() {
-  std::vector<dc::test::Case> out;
-  for (auto& c : dc::test::find_cases("fid"))
-    if (c.json.contains("pipeline")) out.push_back(c);
-  return out;
-}
+bool is_inception_case(const dc::test::Case& c) { return c.family == "fid" && c.json.contains("pipeline"); }
+const bool kInceptionSuite = dc::test::register_fixture_suite("InceptionCase", is_inception_case);
+std::vector<dc::test::Case> inception_cases() { return dc::test::cases_where("fid", is_inception_case); }
 }  // namespace
 
 INSTANTIATE_TEST_SUITE_P(All, InceptionCase, ::testing::ValuesIn(inception_cases()), [](const auto& info) { return info.param.name; });

@@ -7,8 +7,18 @@
 
 #include <filesystem>
 
+#include "common/error.h"
+#include "common/image_io.h"
+#include "harness/deepcache/full_steps.h"
+#include "harness/denoiser.h"
+#include "harness/sampling/call_schedule.h"
+#include "harness/sampling/samplers.h"
+#include "harness/sampling/schedule.h"
+#include "models/autoencoder.h"
+#include "models/model.h"
 #include "models/openai_unet.h"
 #include "models/weights/manifest.h"
+#include "models/weights/tensor_io.h"
 #include "models/weights/strict_loader.h"
 #include "support/fixtures.h"
 
@@ -45,12 +55,11 @@ ClassConditionedUNet load_case_model(const dc::test::Case& c) {
   return net;
 }
 
-std::vector<dc::test::Case> unet_cases() {
-  std::vector<dc::test::Case> out;
-  for (auto& c : dc::test::find_cases("ldm"))
-    if (c.json.contains("config") && c.json["config"].contains("unet")) out.push_back(c);
-  return out;
+bool is_unet_case(const dc::test::Case& c) {
+  return c.family == "ldm" && c.json.contains("config") && c.json["config"].contains("unet");
 }
+const bool kUNetSuite = dc::test::register_fixture_suite("LdmUNetCase", is_unet_case);
+std::vector<dc::test::Case> unet_cases() { return dc::test::cases_where("ldm", is_unet_case); }
 
 }  // namespace
 
@@ -145,4 +154,166 @@ TEST(LdmUNet, Cin256PresetEqualsTheCheckpointManifest) {
   for (const auto& p : net->unet()->parameters()) params += p.numel();
   EXPECT_EQ(params, unet_elements);
   EXPECT_EQ(params, 400920579) << "the README's UNet size";
+}
+
+// ---- the DeepCache DDIM sampler of the released LDM code, end to end ----------------------------
+namespace {
+bool is_trajectory_case(const dc::test::Case& c) {
+  return c.family == "ldm" && c.json.contains("config") && c.json["config"].contains("ldm") && c.json["config"].contains("runs");
+}
+const bool kTrajectorySuite = dc::test::register_fixture_suite("LdmTrajectory", is_trajectory_case);
+std::vector<dc::test::Case> trajectory_cases() { return dc::test::cases_where("ldm", is_trajectory_case); }
+
+OpenAIUNetConfig unet_config(const nlohmann::json& p) {
+  OpenAIUNetConfig cfg;
+  cfg.image_size = p.at("image_size").get<int64_t>();
+  cfg.in_channels = p.at("in_channels").get<int64_t>();
+  cfg.out_channels = p.at("out_channels").get<int64_t>();
+  cfg.model_channels = p.at("model_channels").get<int64_t>();
+  cfg.attention_resolutions = p.at("attention_resolutions").get<std::vector<int64_t>>();
+  cfg.num_res_blocks = p.at("num_res_blocks").get<int64_t>();
+  cfg.channel_mult = p.at("channel_mult").get<std::vector<int64_t>>();
+  cfg.num_heads = p.value("num_heads", int64_t{1});
+  cfg.transformer_depth = p.value("transformer_depth", int64_t{1});
+  cfg.context_dim = p.at("context_dim").get<int64_t>();
+  cfg.legacy = p.value("legacy", true);
+  return cfg;
+}
+
+dc::models::AutoencoderConfig vq_config(const nlohmann::json& p) {
+  const auto& d = p.at("ddconfig");
+  dc::models::AutoencoderConfig cfg;
+  cfg.embed_dim = p.at("embed_dim").get<int64_t>();
+  cfg.n_embed = p.at("n_embed").get<int64_t>();
+  cfg.z_channels = d.at("z_channels").get<int64_t>();
+  cfg.double_z = d.at("double_z").get<bool>();
+  cfg.resolution = d.at("resolution").get<int64_t>();
+  cfg.in_channels = d.at("in_channels").get<int64_t>();
+  cfg.out_ch = d.at("out_ch").get<int64_t>();
+  cfg.ch = d.at("ch").get<int64_t>();
+  cfg.ch_mult = d.at("ch_mult").get<std::vector<int64_t>>();
+  cfg.num_res_blocks = d.at("num_res_blocks").get<int64_t>();
+  cfg.attn_resolutions = d.at("attn_resolutions").get<std::vector<int64_t>>();
+  return cfg;
+}
+}  // namespace
+
+class LdmTrajectory : public ::testing::TestWithParam<dc::test::Case> {};
+
+// The tiny LatentDiffusion single file loads through the registry's ldm loader (prefixes and
+// schedule buffers as in cin256-v2); the schedule, the +1 timesteps, batched CFG, DeepCache at
+// k = 0 with every run's full-step list (uniform and the released non-uniform), the VQ decode
+// (quantising) and the stored uint8 image equal the reference.
+TEST_P(LdmTrajectory, EqualsTheReferenceStepByStep) {
+  const auto& c = GetParam();
+  using namespace dc::sampling;
+  torch::NoGradGuard ng;
+  const auto& cfg = c.json["config"];
+  const auto& p = cfg["ldm"]["params"];
+  auto info = dc::models::model_info("ldm", "cin256_v2");
+  const auto ucfg = unet_config(p["unet_config"]["params"]);
+  info.sample_shape = {ucfg.in_channels, ucfg.image_size, ucfg.image_size};
+  auto unet = std::make_shared<dc::models::ClassConditionedUNetImpl>(ucfg, p["cond_stage_config"]["params"]["n_classes"].get<int64_t>());
+  auto vq = std::make_shared<dc::models::VQModelImpl>(vq_config(p["first_stage_config"]["params"]));
+  const auto model = dc::models::assemble_model(info, unet, vq, *c.weights_path());
+
+  // Schedule: the registry's LDM schedule is the reference's (cin256-v2's linear_start/end).
+  const dc::models::NoiseSchedule ns{"ldm_linear", p["timesteps"].get<int>(), p["linear_start"].get<double>(),
+                                     p["linear_end"].get<double>(), "float64"};
+  const auto ac = alphas_cumprod(ns);
+  EXPECT_TRUE(torch::equal(ac, c.io_tensor("alphas_cumprod")));
+  EXPECT_TRUE(torch::equal(alphas_cumprod(info.schedule), ac)) << "the ldm family's schedule is cin256-v2's";
+  const int steps = cfg["ddim_steps"].get<int>();
+  auto sched = make_call_schedule({"ldm_ddim", steps, "", cfg["eta"].get<double>()}, ns.num_timesteps);
+  attach_alphas(sched, ac);
+  EXPECT_TRUE(torch::equal(torch::tensor(sched.timesteps(), torch::kInt64), c.io_tensor("timesteps")));
+
+  const auto labels = c.io_tensor("class_label");
+  const auto uncond = torch::full_like(labels, cfg["uncond_class"].get<int64_t>());
+  EXPECT_TRUE(dc::test::matches_reference(c, "c_context", unet->embedder()->forward(labels), c.io_tensor("c_context")));
+  EXPECT_TRUE(dc::test::matches_reference(c, "uc_context", unet->embedder()->forward(uncond), c.io_tensor("uc_context")));
+  int runs = 0;
+  for (const auto& [run, spec] : cfg["runs"].items()) {
+    SCOPED_TRACE(run);
+    const auto& a = spec["args"];
+    std::shared_ptr<dc::deepcache::CachePlan> plan;
+    if (!a["replicate_interval"].is_null()) {
+      plan = std::make_shared<dc::deepcache::CachePlan>();
+      plan->skip_index = 0;  // the released LDM code caches at layer 0 only (trap 1)
+      const int n = a["replicate_interval"].get<int>();
+      plan->full_steps = a["nonuniform"].get<bool>() ? dc::deepcache::ldm_nonuniform_full_steps(steps, n, a["pow"].get<double>())
+                                                     : dc::deepcache::uniform_full_steps(steps, n);
+      EXPECT_EQ(plan->full_steps, spec["slow_steps(full-pass step indices)"].get<std::vector<int>>());
+    }
+    auto log = std::make_shared<dc::harness::DenoiserLog>();
+    const auto inner = dc::harness::cond_denoiser(model.unet, plan, log);
+    std::vector<torch::Tensor> raw;
+    const CondEpsFn recorded = [&](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cc, int call) {
+      raw.push_back(inner(x, t, cc, call));
+      return raw.back();
+    };
+    const auto eps = classifier_free_guidance(recorded, labels, uncond, cfg["guidance_scale"].get<double>());
+    const auto tr = sample(c.io_tensor("x_T"), sched, eps, [](const torch::Tensor& like) { return torch::zeros_like(like); });
+    const std::string pre = "traj." + run + ".";
+    EXPECT_TRUE(torch::equal(torch::tensor(log->is_full, torch::kInt64), c.io_tensor(pre + "full_step")));
+    EXPECT_TRUE(dc::test::matches_reference(c, pre + "model_out", torch::stack(raw), c.io_tensor(pre + "model_out")));
+    EXPECT_TRUE(dc::test::matches_reference(c, pre + "latents", torch::stack(tr.xs), c.io_tensor(pre + "latents")));
+    EXPECT_TRUE(dc::test::matches_reference(c, pre + "final_latent", tr.final, c.io_tensor(pre + "final_latent")));
+    const auto image = model.to_images(tr.final);
+    EXPECT_TRUE(dc::test::matches_reference(c, pre + "image", image, c.io_tensor(pre + "image")));
+    // The stored image: uint8(clamp(clamp((x+1)/2, 0, 1)*255 + 0.5, 0, 255)), NHWC; the case's
+    // rule allows +-1 at rounding edges.
+    const auto u8 = dc::image::to_uint8(image).permute({0, 2, 3, 1});
+    EXPECT_TRUE(dc::test::matches_reference(c, pre + "image_uint8", u8, c.io_tensor(pre + "image_uint8")));
+    ++runs;
+  }
+  EXPECT_GT(runs, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, LdmTrajectory, ::testing::ValuesIn(trajectory_cases()), [](const auto& info) { return info.param.name; });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(LdmTrajectory);
+
+TEST(LdmNonUniform, ReleasedScheduleHasNoCentreAndNoRetry) {
+  EXPECT_EQ(dc::deepcache::ldm_nonuniform_full_steps(10, 3, 1.5), (std::vector<int>{0, 1, 3, 6}));
+  EXPECT_EQ(dc::deepcache::ldm_nonuniform_full_steps(10, 1, 1.0), (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_THROW(dc::deepcache::ldm_nonuniform_full_steps(10, 3, 0.0), dc::Error);
+}
+
+// Trap 9: a cin256-v2 file without `first_stage_model.quantize.embedding.weight` loads with the
+// codebook of the standalone vq-f4 file (model.first_stage_weights), and says what is missing
+// without it.
+TEST(LdmLoader, CodebookFallsBackToTheStandaloneVqFile) {
+  const auto cases = trajectory_cases();
+  if (cases.empty()) GTEST_SKIP() << "no ldm trajectory case under " << dc::test::fixtures_root();
+  const auto& c = cases.front();
+  torch::NoGradGuard ng;
+  const auto& p = c.json["config"]["ldm"]["params"];
+  const auto all = dc::st::load_all(dc::st::SafetensorsFile::open(*c.weights_path()));
+  const std::string codebook = "first_stage_model.quantize.embedding.weight";
+  ASSERT_TRUE(all.count(codebook));
+  dc::st::NamedTensors without, vq_only;
+  for (const auto& [k, v] : all)
+    if (k != codebook) without.emplace_back(k, v);
+  vq_only.emplace_back("quantize.embedding.weight", all.at(codebook));
+  const std::string dir = dc::test::temp_dir();
+  dc::st::save_tensors(dir + "/no_codebook.safetensors", without);
+  dc::st::save_tensors(dir + "/vq_f4.safetensors", vq_only);
+  auto build = [&](const std::string& main, const std::string& first_stage) {
+    auto info = dc::models::model_info("ldm", "cin256_v2");
+    auto unet = std::make_shared<dc::models::ClassConditionedUNetImpl>(unet_config(p["unet_config"]["params"]), 1001);
+    auto vq = std::make_shared<dc::models::VQModelImpl>(vq_config(p["first_stage_config"]["params"]));
+    return dc::models::assemble_model(info, unet, vq, main, first_stage);
+  };
+  const auto whole = build(*c.weights_path(), "");
+  const auto split = build(dir + "/no_codebook.safetensors", dir + "/vq_f4.safetensors");
+  const auto z = torch::randn({1, 3, 16, 16});
+  EXPECT_TRUE(torch::equal(whole.to_images(z), split.to_images(z)));
+  std::string err;
+  try {
+    build(dir + "/no_codebook.safetensors", "");
+  } catch (const dc::Error& e) {
+    err = e.what();
+  }
+  EXPECT_NE(err.find(codebook + " is absent"), std::string::npos) << err;
+  EXPECT_NE(err.find("model.first_stage_weights"), std::string::npos) << err;
 }

@@ -5,6 +5,7 @@
 #include "harness/deepcache/full_steps.h"
 #include "metrics/macs.h"
 #include "models/ddpm_unet.h"
+#include "models/model.h"
 
 using dc::models::DdpmConfig;
 using dc::models::DdpmUNet;
@@ -55,4 +56,20 @@ TEST(Macs, BreakdownAddsUpAndCountsOnlyWhatRan) {
   // Closed form for conv_in: 3*3*3*32 per position + 32 bias, at 32x32.
   EXPECT_DOUBLE_EQ(full.by_block.at("conv_in"), (3.0 * 3 * 3 * 32 + 32) * 32 * 32);
   EXPECT_DOUBLE_EQ(dc::metrics::step_average_macs(10, 2, {0, 5}, 10), (2 * 10 + 8 * 2) / 10.0);
+}
+
+// LDM-4-G (cin256-v2), counted as the paper counts it: the UNet only, one image (guidance not
+// doubled). Spec figures: full call 99.82 G, partial at k = 0 4.43 G; DDIM-250 step averages with
+// uniform N = 2, 3, 5, 10, 20: 52.12, 36.48, 23.50, 13.97, 9.39 G.
+TEST(Macs, Ldm4gFullPartialAndStepAveragesMatchTheSpec) {
+  const auto model = dc::models::build_model("ldm", "cin256_v2", "random");
+  const double full = dc::metrics::call_macs(*model.unet).total;
+  const double partial = dc::metrics::call_macs(*model.unet, 0).total;
+  EXPECT_LT(rel(full, 99.82e9), 0.01) << full / 1e9 << " G";
+  EXPECT_LT(rel(partial, 4.43e9), 0.01) << partial / 1e9 << " G";
+  const std::vector<std::pair<int, double>> spec = {{2, 52.12}, {3, 36.48}, {5, 23.50}, {10, 13.97}, {20, 9.39}};
+  for (const auto& [n, g] : spec) {
+    const double avg = dc::metrics::step_average_macs(full, partial, dc::deepcache::uniform_full_steps(250, n), 250);
+    EXPECT_LT(rel(avg, g * 1e9), 0.025) << "N=" << n << ": " << avg / 1e9 << " G vs " << g;
+  }
 }

@@ -115,7 +115,12 @@ TEST_P(SamplerCase, TrajectoryEqualsTheReference) {
   EXPECT_TRUE(dc::test::matches_reference(c, "final", tr.final, c.io_tensor("final")));
 }
 
-INSTANTIATE_TEST_SUITE_P(All, SamplerCase, ::testing::ValuesIn(dc::test::find_cases("samplers")),
+namespace {
+bool is_sampler_case(const dc::test::Case& c) { return c.family == "samplers"; }
+const bool kSamplerSuite = dc::test::register_fixture_suite("SamplerCase", is_sampler_case);
+}  // namespace
+
+INSTANTIATE_TEST_SUITE_P(All, SamplerCase, ::testing::ValuesIn(dc::test::cases_where("samplers", is_sampler_case)),
                          [](const auto& info) { return info.param.name; });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(SamplerCase);
 
@@ -165,12 +170,9 @@ TEST_P(DdpmTrajectory, EqualsTheReferenceStepByStep) {
 }
 
 namespace {
-std::vector<dc::test::Case> trajectory_cases() {
-  std::vector<dc::test::Case> out;
-  for (auto& c : dc::test::find_cases("ddpm"))
-    if (c.json.contains("step_kinds")) out.push_back(c);
-  return out;
-}
+bool is_trajectory_case(const dc::test::Case& c) { return c.family == "ddpm" && c.json.contains("step_kinds"); }
+const bool kTrajectorySuite = dc::test::register_fixture_suite("DdpmTrajectory", is_trajectory_case);
+std::vector<dc::test::Case> trajectory_cases() { return dc::test::cases_where("ddpm", is_trajectory_case); }
 }  // namespace
 
 INSTANTIATE_TEST_SUITE_P(All, DdpmTrajectory, ::testing::ValuesIn(trajectory_cases()),

@@ -55,6 +55,11 @@ struct Case {
 
 inline void PrintTo(const Case& c, std::ostream* os) { *os << c.id(); }
 
+// A per-tensor tolerance written as a string in a case json ("atol 1e-6 ...", "rtol 1e-4",
+// "exact ...", "exact except +-1 ..."). Throws std::runtime_error naming `where` for a rule it
+// does not understand.
+metrics::Tolerance parse_tolerance_rule(const std::string& rule, const std::string& where);
+
 // Every case json (an object with a "case" key; manifests and maps are not cases) under the
 // root, optionally only in one family folder.
 std::vector<Case> find_cases(const std::string& family = "");
@@ -65,6 +70,19 @@ std::vector<Case> find_cases(const std::string& family = "");
                                              const torch::Tensor& actual, const torch::Tensor& expected);
 
 // A fresh empty directory for one test (removed by the OS tmp cleaner; names are unique).
+// ---- which parity suite consumes a case --------------------------------------------------------
+// Every parity suite registers its case selection once, at namespace scope:
+//   const bool kRegistered = dc::test::register_fixture_suite("LdmUNetCase", is_ldm_unet_case);
+// and selects its cases with cases_where(family, filter). The FixtureConsumption test fails for
+// a case that no registered suite selects, unless its family is listed in
+// families_without_suite() (printed by that test).
+using CaseFilter = bool (*)(const Case&);
+bool register_fixture_suite(const char* suite, CaseFilter filter);
+std::vector<std::string> suites_consuming(const Case& c);
+std::vector<Case> cases_where(const std::string& family, CaseFilter filter);
+// Families whose cases no suite reads yet (one place): sd15, schedulers.
+const std::vector<std::string>& families_without_suite();
+
 std::string temp_dir();
 
 // Path of a program built next to the test binary (e.g. "deepcache-bench").
