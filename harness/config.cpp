@@ -237,7 +237,8 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
   }
   if (j.contains("cache")) {
     const auto& m = j["cache"];
-    r.only(m, "cache", {"enabled", "k", "interval", "schedule", "center", "power", "full_steps"});
+    r.only(m, "cache", {"enabled", "k", "interval", "schedule", "center", "power", "full_steps", "feature"});
+    r.get(m, "cache", "feature", s.cache.feature);
     r.get(m, "cache", "enabled", s.cache.enabled);
     r.get(m, "cache", "k", s.cache.k);
     r.get(m, "cache", "interval", s.cache.interval);
@@ -251,6 +252,7 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
                                   s.cache.k, s.model.family, s.model.preset, num_skips - 1));
   r.at_least("cache.interval", s.cache.interval, 1, "N = 1 is no reuse");
   r.one_of("cache.schedule", s.cache.schedule, {"uniform", "nonuniform", "ldm_nonuniform", "explicit"});
+  r.one_of("cache.feature", s.cache.feature, {"cached", "zero"});
   // The full-step list, once: every call without caching.
   const int calls = s.plan.calls.num_calls();
   if (s.cache.enabled) {
@@ -349,6 +351,7 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
       cache["power"] = s.cache.power;
     }
     if (s.cache.schedule == "ldm_nonuniform") cache["power"] = s.cache.power;
+    if (s.cache.feature != "cached") cache["feature"] = s.cache.feature;  // only when set: existing run ids stay
     if (s.cache.schedule == "explicit") cache["full_steps"] = s.cache.full_steps;
   }
   s.resolved = {
@@ -420,6 +423,7 @@ std::string describe_run(const RunSpec& r) {
   if (r.cache.schedule == "nonuniform") s += fmt::format(" nonuniform c={} p={}", r.cache.center, r.cache.power);
   if (r.cache.schedule == "ldm_nonuniform") s += fmt::format(" ldm-nonuniform p={}", r.cache.power);
   if (r.cache.schedule == "explicit") s += " explicit";
+  if (r.cache.feature == "zero") s += " zero-feature";
   return s + cfg;
 }
 

@@ -89,6 +89,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     cache_plan->skip_index = spec.cache.k;
     cache_plan->full_steps = plan.full_steps;
     cache_plan->final_power = plan.final_power;
+    cache_plan->zero_feature = spec.cache.feature == "zero";
   }
   r.full_steps = plan.full_steps;
   r.final_power = plan.final_power;
@@ -160,6 +161,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     return torch::tensor(v, torch::kInt64).to(device);
   };
   sampling::EpsFn inner;  // set per batch
+  int64_t batch_now = 0;
   const sampling::EpsFn timed = [&](const torch::Tensor& x, const torch::Tensor& t, int call) {
     sync(device);
     const auto t0 = std::chrono::steady_clock::now();
@@ -170,7 +172,9 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
       for (const auto& tap : taps) {
         auto it = trace.taps.find(tap);
         if (it == trace.taps.end()) continue;
-        const torch::Tensor f = it->second.slice(0, 0, sim_rows).flatten(1).to(torch::kCPU);
+        // With batched guidance the UNet sees [unconditional; conditional]: take the conditional half.
+        const int64_t off = it->second.size(0) == 2 * batch_now ? batch_now : 0;
+        const torch::Tensor f = it->second.slice(0, off, off + sim_rows).flatten(1).to(torch::kCPU);
         feats[tap].push_back(f / f.norm(2, {1}, true).clamp_min(1e-12));  // F.normalize(f, dim=1)
       }
       trace.taps.clear();
@@ -209,6 +213,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   const auto start = std::chrono::steady_clock::now();
   for (int64_t done = 0; done < total;) {
     const int64_t b = std::min<int64_t>(spec.samples.batch, total - done);
+    batch_now = b;
     const bool tap_this = want_sim && done == 0;
     if (tap_this) {
       sim_rows = std::min<int64_t>(b, spec.similarity.samples);

@@ -73,6 +73,10 @@ class FeatureCache {
     return feature_;
   }
   bool filled() const { return feature_.defined(); }
+  // The ablation without reuse (paper Table 5): what partial calls read becomes zeros of the same shape.
+  void zero_out() {
+    if (feature_.defined()) feature_ = torch::zeros_like(feature_);
+  }
   int64_t fills() const { return fills_; }
 
  private:

@@ -13,6 +13,8 @@
 #include "harness/sampling/call_schedule.h"
 #include "harness/sampling/schedule.h"
 #include "models/model.h"
+#include "models/deepcache_io.h"
+#include "support/agreement.h"
 #include "support/cli.h"
 #include "support/fixtures.h"
 
@@ -175,4 +177,23 @@ TEST(CliRun, SetMakesASmokeRunOfAShippedExperiment) {
   const auto bad = dc::test::run_cli("run experiments/quickstart.yaml --results " + results + " --set samples.nn=1");
   EXPECT_EQ(bad.code, 2);
   EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
+}
+
+// The paper's Table 5 ablation: partial calls read zeros instead of the cached feature. With every
+// call full (N = 1) nothing is read and the images equal the cached run's; with reuse they differ.
+TEST(Config, ZeroFeatureAblationReplacesOnlyWhatPartialCallsRead) {
+  auto images = [](const std::string& overrides) {
+    const auto e = parse_experiment(std::string(kFmnist) + "  cache: {enabled: true, k: 3}\n" + "runs:\n  - " + overrides + "\n",
+                                    "exp.yaml");
+    auto run = e.runs.back();
+    run.samples.save_images = true;
+    return dc::harness::execute_run(run).images;
+  };
+  EXPECT_TRUE(torch::equal(images("{cache.interval: 1, cache.feature: zero}"), images("{cache.interval: 1}")));
+  EXPECT_TRUE(dc::test::images_differ(images("{cache.interval: 2, cache.feature: zero}"), images("{cache.interval: 2}")));
+  dc::deepcache::FeatureCache c;
+  c.store(0, torch::ones({2, 3}));
+  c.zero_out();
+  EXPECT_EQ(c.get(0, 2).abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(c.get(0, 2).sizes(), (std::vector<int64_t>{2, 3}));
 }
