@@ -237,7 +237,8 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
   }
   if (j.contains("cache")) {
     const auto& m = j["cache"];
-    r.only(m, "cache", {"enabled", "k", "interval", "schedule", "center", "power", "full_steps", "feature"});
+    r.only(m, "cache", {"enabled", "k", "interval", "schedule", "center", "power", "full_steps", "feature", "mode"});
+    r.get(m, "cache", "mode", s.cache.mode);
     r.get(m, "cache", "feature", s.cache.feature);
     r.get(m, "cache", "enabled", s.cache.enabled);
     r.get(m, "cache", "k", s.cache.k);
@@ -253,6 +254,9 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
   r.at_least("cache.interval", s.cache.interval, 1, "N = 1 is no reuse");
   r.one_of("cache.schedule", s.cache.schedule, {"uniform", "nonuniform", "ldm_nonuniform", "explicit"});
   r.one_of("cache.feature", s.cache.feature, {"cached", "zero"});
+  r.one_of("cache.mode", s.cache.mode, {"chained", "ldm_released"});
+  if (s.cache.mode == "ldm_released" && s.model.family != "ldm")
+    r.fail("cache.mode", fmt::format("ldm_released is the released LDM code's pass; the {} family caches chained only", s.model.family));
   // The full-step list, once: every call without caching.
   const int calls = s.plan.calls.num_calls();
   if (s.cache.enabled) {
@@ -352,6 +356,7 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
     }
     if (s.cache.schedule == "ldm_nonuniform") cache["power"] = s.cache.power;
     if (s.cache.feature != "cached") cache["feature"] = s.cache.feature;  // only when set: existing run ids stay
+    if (s.cache.mode != "chained") cache["mode"] = s.cache.mode;
     if (s.cache.schedule == "explicit") cache["full_steps"] = s.cache.full_steps;
   }
   s.resolved = {
@@ -424,6 +429,7 @@ std::string describe_run(const RunSpec& r) {
   if (r.cache.schedule == "ldm_nonuniform") s += fmt::format(" ldm-nonuniform p={}", r.cache.power);
   if (r.cache.schedule == "explicit") s += " explicit";
   if (r.cache.feature == "zero") s += " zero-feature";
+  if (r.cache.mode == "ldm_released") s += " ldm-released";
   return s + cfg;
 }
 

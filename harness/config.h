@@ -35,6 +35,7 @@ struct CacheSpec {
   int center = 0;                    // nonuniform
   double power = 1.4;                // nonuniform
   std::vector<int> full_steps;       // explicit
+  std::string mode = "chained";      // chained | ldm_released (the released LDM code's pass, k = its replicate_layer)
   std::string feature = "cached";    // cached | zero (the paper's Table 5 ablation: partial calls read zeros)
 };
 

@@ -13,7 +13,8 @@ sampling::CondEpsFn cond_denoiser(std::shared_ptr<models::UNet> net, std::shared
       return net->forward(x, t, cond, nullptr, nullptr, trace);
     }
     const bool full = plan->is_full(call);
-    const deepcache::CacheRequest req{plan->skip_index, !full};
+    deepcache::CacheRequest req{plan->skip_index, !full};
+    req.ldm_released = plan->ldm_released;
     torch::Tensor eps = net->forward(x, t, cond, &req, cache.get(), trace);
     if (full && plan->zero_feature) cache->zero_out();
     if (log) {

@@ -90,6 +90,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     cache_plan->full_steps = plan.full_steps;
     cache_plan->final_power = plan.final_power;
     cache_plan->zero_feature = spec.cache.feature == "zero";
+    cache_plan->ldm_released = spec.cache.mode == "ldm_released";
   }
   r.full_steps = plan.full_steps;
   r.final_power = plan.final_power;

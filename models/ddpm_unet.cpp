@@ -311,6 +311,7 @@ torch::Tensor DdpmUNetImpl::forward(const torch::Tensor& x, const torch::Tensor&
   TORCH_CHECK(x.dim() == 4 && x.size(2) == config_.resolution && x.size(3) == config_.resolution,
               "DDPM UNet: input must be [B, C, ", config_.resolution, ", ", config_.resolution, "], got ", x.sizes());
   if (req) {
+    if (req->ldm_released) throw Error("the released LDM code's cache pass (cache.mode: ldm_released) exists only for the CompVis UNet");
     deepcache::check_skip_index(req->skip_index, num_skips(), "the DDPM UNet");
     TORCH_CHECK(cache != nullptr, "DDPM UNet: a cache request needs a FeatureCache");
   }

@@ -20,6 +20,8 @@
 
 #include <fmt/format.h>
 
+#include <vector>
+
 #include "common/error.h"
 
 namespace dc::deepcache {
@@ -45,6 +47,11 @@ inline void check_skip_index(int k, int num_skips, const char* model) {
 struct CacheRequest {
   int skip_index = 0;
   bool partial = false;
+  // The released LDM code's own pass (DeepCache experiments/ldm openaimodel.py, `replicate_layer`
+  // = skip_index): a full call keeps every output block's output (prv_f); a partial call runs
+  // input blocks 0..L and output blocks S-1-L..S-1, each fed cat([prv_f[i-1], hs.pop()]) instead of
+  // the chained h. Only the CompVis UNet has it; its output equals k = 0's for every L.
+  bool ldm_released = false;
 };
 
 class FeatureCache {
@@ -52,6 +59,7 @@ class FeatureCache {
   // Called at the start of every generation.
   void reset() {
     feature_ = torch::Tensor();
+    outputs_.clear();
     skip_index_ = -1;
   }
   void store(int skip_index, torch::Tensor feature) {
@@ -73,6 +81,19 @@ class FeatureCache {
     return feature_;
   }
   bool filled() const { return feature_.defined(); }
+  // The released LDM pass: every output block's output of the last full call (prv_f).
+  void store_all(int skip_index, std::vector<torch::Tensor> outputs) {
+    outputs_ = std::move(outputs);
+    skip_index_ = skip_index;
+    feature_ = outputs_.empty() ? torch::Tensor() : outputs_.back();
+    ++fills_;
+  }
+  const torch::Tensor& output(std::size_t i) const {
+    if (i >= outputs_.size())
+      throw Error(fmt::format("DeepCache (released LDM pass): no stored output of output block {} (a full call keeps {})", i,
+                              outputs_.size()));
+    return outputs_[i];
+  }
   // The ablation without reuse (paper Table 5): what partial calls read becomes zeros of the same shape.
   void zero_out() {
     if (feature_.defined()) feature_ = torch::zeros_like(feature_);
@@ -81,6 +102,7 @@ class FeatureCache {
 
  private:
   torch::Tensor feature_;
+  std::vector<torch::Tensor> outputs_;
   int skip_index_ = -1;
   int64_t fills_ = 0;
 };

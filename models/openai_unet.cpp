@@ -341,6 +341,18 @@ torch::Tensor OpenAIUNetImpl::forward(const torch::Tensor& x, const torch::Tenso
     h = input_blocks_[j]->forward(h, emb, context, trace, input_names_[j]);
     hs.push_back(h);
   }
+  // 3'. The released LDM pass (CacheRequest::ldm_released): output blocks S-1-L..S-1 each read the
+  // full call's stored output of the block before them instead of the chained h.
+  if (partial && req->ldm_released) {
+    for (int i = S - 1 - req->skip_index; i < S; ++i) {
+      torch::Tensor skip = std::move(hs.back());
+      hs.pop_back();
+      h = output_blocks_[i]->forward(torch::cat({cache->output(i - 1), skip}, 1), emb, context, trace, output_names_[i]);
+    }
+    h = tr::conv(out_conv_, torch::silu(tr::group_norm(out_norm_, h, trace, "out")), trace, "out");
+    tr::done(trace, "out", h);
+    return h;
+  }
   // 3. Middle block (full call), or the cached main-branch tensor entering output block S-1-k.
   int first_out = 0;
   if (partial) {
@@ -350,13 +362,17 @@ torch::Tensor OpenAIUNetImpl::forward(const torch::Tensor& x, const torch::Tenso
     h = middle_block_->forward(h, emb, context, trace, "middle_block");
   }
   // 4. Output blocks: h = block(cat([h, hs.pop()])); a full call stores the tensor entering the block at k.
-  const int store_at = req && !partial ? S - 1 - req->skip_index : -1;
+  const bool keep_all = req && !partial && req->ldm_released;
+  const int store_at = req && !partial && !keep_all ? S - 1 - req->skip_index : -1;
+  std::vector<torch::Tensor> outputs;
   for (int i = first_out; i < S; ++i) {
     if (i == store_at) cache->store(req->skip_index, h);
     torch::Tensor skip = std::move(hs.back());
     hs.pop_back();
     h = output_blocks_[i]->forward(torch::cat({h, skip}, 1), emb, context, trace, output_names_[i]);
+    if (keep_all) outputs.push_back(h);
   }
+  if (keep_all) cache->store_all(req->skip_index, std::move(outputs));
   // 5. out = conv(SiLU(GroupNorm32(h))).
   h = tr::conv(out_conv_, torch::silu(tr::group_norm(out_norm_, h, trace, "out")), trace, "out");
   tr::done(trace, "out", h);

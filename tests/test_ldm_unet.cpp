@@ -74,20 +74,39 @@ TEST_P(LdmUNetCase, EqualsTheReference) {
   dc::models::Trace trace;
   trace.tap_all = true;
   if (c.json["config"].contains("replicate_layer")) {
-    // The released DeepCache pass (`replicate_layer` L): a full pass fills the cache; the shallow
-    // pass at another (x, t) runs input_blocks[0] and reads the second-to-last output block's
-    // output, i.e. our skip index k = 0, whatever L is (trap 1: layers 1 and 2 equal layer 0).
-    const int S = net->num_skips();
+    // The released DeepCache pass (`replicate_layer` L), reproduced as its named mode
+    // (CacheRequest::ldm_released): every stored output the shallow pass reads and every block it
+    // computes equal the reference's.
+    const int L = c.json["config"]["replicate_layer"].get<int>();
     dc::deepcache::FeatureCache cache;
-    const dc::deepcache::CacheRequest fill{0, false}, shallow{0, true};
+    dc::deepcache::CacheRequest fill{L, false}, shallow{L, true};
+    fill.ldm_released = shallow.ldm_released = true;
     const auto eps_full = net->forward(c.io_tensor("x_full"), c.io_tensor("t_full"), labels, &fill, &cache, nullptr);
     EXPECT_TRUE(dc::test::matches_reference(c, "eps_full", eps_full, c.io_tensor("eps_full")));
-    const std::string read = "cache.prv_feature." + std::to_string(S - 2);
-    EXPECT_TRUE(dc::test::matches_reference(c, read, cache.get(0, labels.size(0)), c.io_tensor(read)));
     const auto eps_shallow = net->forward(c.io_tensor("x_shallow"), c.io_tensor("t_shallow"), labels, &shallow, &cache, &trace);
     EXPECT_TRUE(dc::test::matches_reference(c, "eps_shallow", eps_shallow, c.io_tensor("eps_shallow")));
-    for (const std::string& block : std::vector<std::string>{"input_blocks.0", "output_blocks." + std::to_string(S - 1)})
-      EXPECT_TRUE(dc::test::matches_reference(c, "shallow.feat." + block, trace.taps.at(block), c.io_tensor("shallow.feat." + block)));
+    int compared = 0;
+    for (const auto& spec : c.io_specs()) {
+      if (spec.name.rfind("cache.prv_feature.", 0) == 0) {
+        const auto i = std::stoul(spec.name.substr(std::string("cache.prv_feature.").size()));
+        EXPECT_TRUE(dc::test::matches_reference(c, spec.name, cache.output(i), c.io_tensor(spec.name)));
+        ++compared;
+      } else if (spec.name.rfind("shallow.feat.", 0) == 0) {
+        const std::string block = spec.name.substr(std::string("shallow.feat.").size());
+        ASSERT_TRUE(trace.taps.count(block)) << "the shallow pass did not run " << block;
+        EXPECT_TRUE(dc::test::matches_reference(c, spec.name, trace.taps.at(block), c.io_tensor(spec.name)));
+        ++compared;
+      }
+    }
+    EXPECT_GE(compared, 2);
+    // Trap 1: whatever L is, the output equals our k = 0 (the second-to-last output block's output,
+    // the tensor entering the last one, is what is reused).
+    dc::deepcache::FeatureCache k0;
+    const dc::deepcache::CacheRequest fill0{0, false}, partial0{0, true};
+    net->forward(c.io_tensor("x_full"), c.io_tensor("t_full"), labels, &fill0, &k0, nullptr);
+    EXPECT_TRUE(dc::test::matches_reference(c, "eps_shallow", net->forward(c.io_tensor("x_shallow"), c.io_tensor("t_shallow"), labels,
+                                                                           &partial0, &k0, nullptr),
+                                            c.io_tensor("eps_shallow")));
   } else {
     const auto eps = net->forward(c.io_tensor("x"), c.io_tensor("t"), labels, nullptr, nullptr, &trace);
     for (const auto& spec : c.io_specs()) {
@@ -233,13 +252,16 @@ TEST_P(LdmTrajectory, EqualsTheReferenceStepByStep) {
   EXPECT_TRUE(dc::test::matches_reference(c, "c_context", unet->embedder()->forward(labels), c.io_tensor("c_context")));
   EXPECT_TRUE(dc::test::matches_reference(c, "uc_context", unet->embedder()->forward(uncond), c.io_tensor("uc_context")));
   int runs = 0;
+  // Both ways of caching at layer 0: our chained k = 0 and the released code's pass (named mode).
+  for (const bool released : {false, true})
   for (const auto& [run, spec] : cfg["runs"].items()) {
-    SCOPED_TRACE(run);
+    SCOPED_TRACE(run + (released ? " (cache.mode ldm_released)" : ""));
     const auto& a = spec["args"];
     std::shared_ptr<dc::deepcache::CachePlan> plan;
     if (!a["replicate_interval"].is_null()) {
       plan = std::make_shared<dc::deepcache::CachePlan>();
       plan->skip_index = 0;  // the released LDM code caches at layer 0 only (trap 1)
+      plan->ldm_released = released;
       const int n = a["replicate_interval"].get<int>();
       plan->full_steps = a["nonuniform"].get<bool>() ? dc::deepcache::ldm_nonuniform_full_steps(steps, n, a["pow"].get<double>())
                                                      : dc::deepcache::uniform_full_steps(steps, n);

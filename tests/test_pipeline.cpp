@@ -197,3 +197,12 @@ TEST(Config, ZeroFeatureAblationReplacesOnlyWhatPartialCallsRead) {
   EXPECT_EQ(c.get(0, 2).abs().sum().item<double>(), 0.0);
   EXPECT_EQ(c.get(0, 2).sizes(), (std::vector<int64_t>{2, 3}));
 }
+
+TEST(Config, ReleasedLdmPassIsAnLdmOnlyMode) {
+  const auto err = error_of([] {
+    parse_experiment(std::string(kFmnist) + "runs:\n  - {cache.enabled: true, cache.mode: ldm_released}\n", "exp.yaml");
+  });
+  EXPECT_NE(err.find("cache.mode: ldm_released is the released LDM code's pass; the ddpm family caches chained only"),
+            std::string::npos)
+      << err;
+}

@@ -46,7 +46,8 @@ struct CachePlan {
   std::vector<int> full_steps;   // model-call indices that run the full network
   std::string schedule;          // how full_steps was made, for reports
   double final_power = 0.0;      // non-uniform only
-  bool zero_feature = false;     // ablation (paper Table 5): partial calls get zeros instead of the cached feature
+  bool zero_feature = false;
+  bool ldm_released = false;     // the released LDM code's pass with replicate_layer = skip_index (models/deepcache_io.h)     // ablation (paper Table 5): partial calls get zeros instead of the cached feature
   bool is_full(int step) const;
   int num_full(int num_steps) const;
 };
