@@ -99,6 +99,10 @@ std::string render_report(const ReportOptions& o, std::vector<std::string>* heat
     row.group = baseline_key(r.config_json);
     const double eta = c.value("/sampler/eta"_json_pointer, 0.0);
     if (eta != 0.0) row.sampler += fmt::format(" eta={:g}", eta);
+    const double guidance = c.value("/conditioning/guidance"_json_pointer, 1.0);
+    if (guidance != 1.0) row.sampler += fmt::format(" cfg={:g}", guidance);
+    if (cached && c.value("/cache/feature"_json_pointer, std::string("cached")) == "zero") row.schedule += " zero-feature";
+    if (cached && c.value("/cache/mode"_json_pointer, std::string("chained")) == "ldm_released") row.schedule += " ldm-released";
     auto get = [&](const char* k) { auto it = r.scalars.find(k); return it == r.scalars.end() ? 0.0 : it->second; };
     row.macs = get("macs/step_average");
     row.macs_per_image = row.macs * std::max(r.model_calls, 1);

@@ -206,3 +206,18 @@ TEST(Config, ReleasedLdmPassIsAnLdmOnlyMode) {
             std::string::npos)
       << err;
 }
+
+// The report names what changes a run's meaning beyond the columns: the zero-feature ablation
+// (and, for conditional families, the guidance scale in the sampler column).
+TEST(CliRun, ReportNamesTheZeroFeatureAblation) {
+  const std::string results = dc::test::temp_dir() + "/zero.h5";
+  const auto r = dc::test::run_cli("run experiments/quickstart.yaml --only 96a27c641869c724 --results " + results +
+                                   " --set model.weights=random samples.n=1 sampler.steps=2 cache.feature=zero");
+  ASSERT_EQ(r.code, 2) << "--only names a run id without the overrides: " << r.out << r.err;
+  const auto run = dc::test::run_cli("run experiments/quickstart.yaml --results " + results +
+                                     " --set model.weights=random samples.n=1 sampler.steps=2 cache.feature=zero");
+  ASSERT_EQ(run.code, 0) << run.out << run.err;
+  const auto rep = dc::test::run_cli("report " + results);
+  ASSERT_EQ(rep.code, 0) << rep.err;
+  EXPECT_NE(rep.out.find("| uniform zero-feature |"), std::string::npos) << rep.out;
+}
