@@ -182,6 +182,11 @@ class Reader {
     for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
     fail(path, fmt::format("'{}' is not one of: {}", v, list));
   }
+  // A message that already starts with its key (e.g. "sampler.eta: ..." from the sampler registry),
+  // located at `path`.
+  [[noreturn]] void fail_keyed(const std::string& path, const std::string& message) const {
+    throw Error(fmt::format("{}: {}{}", src_.where("base." + path), context_, message));
+  }
   void at_least(const std::string& path, double v, double min, const std::string& what = "") const {
     if (v < min) fail(path, fmt::format("{} must be at least {}{}", v, min, what.empty() ? "" : " (" + what + ")"));
   }
@@ -227,13 +232,11 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
   }
   r.one_of("sampler.name", s.sampler.name, sampling::sampler_names());
   r.one_of("sampler.spacing", s.sampler.spacing, {"uniform", "quad"});
-  const int T = s.plan.model.schedule.num_timesteps;
-  if (s.sampler.steps < 1 || s.sampler.steps > T) r.fail("sampler.steps", fmt::format("{} must be in [1, {}]", s.sampler.steps, T));
-  r.at_least("sampler.eta", s.sampler.eta, 0.0);
-  try {
-    s.plan.calls = sampling::make_call_schedule({s.sampler.name, s.sampler.steps, s.sampler.spacing, s.sampler.eta}, T);
+  try {  // steps within the model's schedule, eta >= 0, eta 0 for PLMS, timesteps inside T
+    s.plan.calls = sampling::make_call_schedule({s.sampler.name, s.sampler.steps, s.sampler.spacing, s.sampler.eta},
+                                                s.plan.model.schedule.num_timesteps);
   } catch (const Error& e) {
-    r.fail("sampler", e.what());
+    r.fail_keyed("sampler", e.what());
   }
   if (j.contains("cache")) {
     const auto& m = j["cache"];

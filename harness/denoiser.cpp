@@ -16,11 +16,11 @@ sampling::CondEpsFn cond_denoiser(std::shared_ptr<models::UNet> net, std::shared
     deepcache::CacheRequest req{plan->skip_index, !full};
     req.ldm_released = plan->ldm_released;
     torch::Tensor eps = net->forward(x, t, cond, &req, cache.get(), trace);
-    if (full && plan->zero_feature) cache->zero_out();
     if (log) {
       log->is_full.push_back(full ? 1 : 0);
       if (full && log->keep_cached) log->cached.push_back(cache->get(plan->skip_index, x.size(0)));
     }
+    if (full && plan->zero_feature) cache->zero_out();
     return eps;
   };
 }

@@ -48,15 +48,6 @@ torch::Tensor similarity_matrix(const std::vector<torch::Tensor>& feats) {
 
 }  // namespace
 
-struct ModelCache {
-  std::string key;                // family/preset/weights
-  std::optional<models::Model> model;
-  std::map<int, double> macs;     // -1: full call, k: partial call at k
-  std::string warmed;             // device and shapes the warm-up ran for
-};
-void ModelCacheDeleter::operator()(ModelCache* c) const { delete c; }
-ModelCachePtr make_model_cache() { return ModelCachePtr(new ModelCache()); }
-
 RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const ProgressFn& progress, ModelCache* models) {
   RunResult r;
   r.spec = spec;
@@ -224,13 +215,12 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     const auto noise = sampling::per_sample_noise(spec.samples.seed, first + done);
     const torch::Tensor x_T = noise(torch::empty(batch_shape(b), torch::TensorOptions().device(device)));
     log->is_full.clear();
+    torch::Tensor cond, uncond;  // undefined for unconditional families: one plain call
     if (class_cond) {
-      const torch::Tensor cond = labels_for(first + done, b);
-      const torch::Tensor uncond = torch::full({b}, static_cast<int64_t>(plan.model.unconditional_class), cond.options());
-      inner = sampling::classifier_free_guidance(cond_inner, cond, guidance != 1.0 ? uncond : torch::Tensor(), guidance);
-    } else {
-      inner = [&cond_inner](const torch::Tensor& x, const torch::Tensor& t, int call) { return cond_inner(x, t, torch::Tensor(), call); };
+      cond = labels_for(first + done, b);
+      if (guidance != 1.0) uncond = torch::full({b}, static_cast<int64_t>(plan.model.unconditional_class), cond.options());
     }
+    inner = sampling::classifier_free_guidance(cond_inner, cond, uncond, guidance);
     const auto tr = sampling::sample(x_T, schedule, timed, noise, false);
     log->trace = nullptr;
     images.push_back(image::to_uint8(model.to_images(tr.final)).cpu());
@@ -306,7 +296,7 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
   s.results_path = default_results_path(e, o);
   ResultsStore store(s.results_path, e.name, e.description);
   const auto status = store.statuses();
-  const ModelCachePtr models = make_model_cache();
+  ModelCache models;
   for (std::size_t i = 0; i < selected.size(); ++i) {
     RunSpec spec = *selected[i];
     if (!o.device.empty()) spec.device = o.device;
@@ -335,7 +325,7 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
     };
     RunResult result;
     try {
-      result = execute_run(spec, first, last - first, progress, models.get());
+      result = execute_run(spec, first, last - first, progress, &models);
       if (tty) log << "\n";
       log << fmt::format("{}: done in {:.1f}s ({:.3f} s/image, {:.2f} G MACs/call)\n", head, result.seconds,
                          result.samples ? result.seconds / result.samples : 0.0, result.macs_step_average / 1e9);

@@ -3,12 +3,14 @@
 #pragma once
 #include <functional>
 #include <iosfwd>
-#include <memory>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "harness/config.h"
 #include "harness/results_store.h"
+#include "models/model.h"
 
 namespace dc::harness {
 
@@ -18,12 +20,12 @@ using ProgressFn = std::function<void(int64_t done, int64_t total)>;
 // The model of the previous run of a sweep, kept while the next run uses the same model
 // (family, preset, weights): a sweep of 11 LDM-4-G runs builds (or loads) the 456M-parameter model
 // once, counts its MACs once per skip index, and warms the device up once.
-struct ModelCache;
-struct ModelCacheDeleter {
-  void operator()(ModelCache* c) const;
+struct ModelCache {
+  std::string key;                     // family/preset/weights/first-stage weights
+  std::optional<models::Model> model;
+  std::map<int, double> macs;          // -1: full call, k: partial call at k
+  std::string warmed;                  // device, batch and k the warm-up ran for
 };
-using ModelCachePtr = std::unique_ptr<ModelCache, ModelCacheDeleter>;
-ModelCachePtr make_model_cache();
 
 // Generates samples [first, first + count) of a run (count < 0: to the end) and measures it.
 // Throws dc::Error for invalid settings (missing weights, bad schedule, ...). `models` (optional)

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>  // "{}" of a vector: [1, 2, 2, 2]
 
 #include "common/error.h"
 #include "models/deepcache_io.h"
@@ -16,11 +17,6 @@ namespace {
 nn::GroupNorm normalize(int64_t ch) { return nn::GroupNorm(nn::GroupNormOptions(32, ch).eps(1e-6).affine(true)); }
 nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad) {
   return nn::Conv2d(nn::Conv2dOptions(in, out, k).stride(stride).padding(pad));
-}
-std::string list_str(const std::vector<int64_t>& v) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
-  return s + "]";
 }
 }  // namespace
 
@@ -60,7 +56,7 @@ void DdpmConfig::validate() const {
   if (ch < 1 || ch % 32 != 0) throw bad(fmt::format("ch={} must be a positive multiple of 32 (GroupNorm(32))", ch));
   if (ch_mult.empty()) throw bad("ch_mult is empty");
   for (int64_t m : ch_mult)
-    if (m < 1) throw bad(fmt::format("ch_mult {} has an entry below 1", list_str(ch_mult)));
+    if (m < 1) throw bad(fmt::format("ch_mult {} has an entry below 1", ch_mult));
   if (num_res_blocks < 1) throw bad(fmt::format("num_res_blocks={} must be at least 1", num_res_blocks));
   if (in_channels < 1 || out_ch < 1) throw bad("in_channels and out_ch must be at least 1");
   if (resolution < 1 || resolution % (int64_t{1} << (num_levels() - 1)) != 0)
@@ -71,7 +67,7 @@ void DdpmConfig::validate() const {
 
 std::string DdpmConfig::describe() const {
   return fmt::format("ch={}, ch_mult={}, num_res_blocks={}, attn_resolutions={}, resolution={}, in={}, out={}", ch,
-                     list_str(ch_mult), num_res_blocks, list_str(attn_resolutions), resolution, in_channels, out_ch);
+                     ch_mult, num_res_blocks, attn_resolutions, resolution, in_channels, out_ch);
 }
 
 std::vector<std::string> DdpmConfig::up_block_names() const {

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>  // "{}" of a vector: [1, 2, 2, 2]
 
 #include "common/error.h"
 
@@ -19,11 +20,6 @@ nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride = 1, int64_t 
   return nn::Conv2d(nn::Conv2dOptions(in, out, k).stride(stride).padding(pad));
 }
 nn::Linear linear(int64_t in, int64_t out, bool bias = true) { return nn::Linear(nn::LinearOptions(in, out).bias(bias)); }
-std::string list_str(const std::vector<int64_t>& v) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
-  return s + "]";
-}
 // A parameterless holder so that children get the checkpoint's dotted names.
 std::shared_ptr<nn::Module> holder(nn::Module& parent, const std::string& name) {
   return parent.register_module(name, std::make_shared<nn::Module>());
@@ -77,7 +73,7 @@ void OpenAIUNetConfig::validate() const {
     throw bad(fmt::format("model_channels={} must be a positive multiple of 32 (GroupNorm(32))", model_channels));
   if (channel_mult.empty()) throw bad("channel_mult is empty");
   for (int64_t m : channel_mult)
-    if (m < 1) throw bad(fmt::format("channel_mult {} has an entry below 1", list_str(channel_mult)));
+    if (m < 1) throw bad(fmt::format("channel_mult {} has an entry below 1", channel_mult));
   if (num_res_blocks < 1) throw bad(fmt::format("num_res_blocks={} must be at least 1", num_res_blocks));
   if (in_channels < 1 || out_channels < 1) throw bad("in_channels and out_channels must be at least 1");
   if (image_size < 1 || image_size % (int64_t{1} << (num_levels() - 1)) != 0)
@@ -90,7 +86,7 @@ void OpenAIUNetConfig::validate() const {
 std::string OpenAIUNetConfig::describe() const {
   return fmt::format("model_channels={}, channel_mult={}, num_res_blocks={}, attention_resolutions={}, num_heads={}, "
                      "context_dim={}, legacy={}, {}x{}x{} latents",
-                     model_channels, list_str(channel_mult), num_res_blocks, list_str(attention_resolutions), num_heads,
+                     model_channels, channel_mult, num_res_blocks, attention_resolutions, num_heads,
                      context_dim, legacy, in_channels, image_size, image_size);
 }
 
@@ -349,9 +345,7 @@ torch::Tensor OpenAIUNetImpl::forward(const torch::Tensor& x, const torch::Tenso
       hs.pop_back();
       h = output_blocks_[i]->forward(torch::cat({cache->output(i - 1), skip}, 1), emb, context, trace, output_names_[i]);
     }
-    h = tr::conv(out_conv_, torch::silu(tr::group_norm(out_norm_, h, trace, "out")), trace, "out");
-    tr::done(trace, "out", h);
-    return h;
+    return head(h, trace);
   }
   // 3. Middle block (full call), or the cached main-branch tensor entering output block S-1-k.
   int first_out = 0;
@@ -373,10 +367,14 @@ torch::Tensor OpenAIUNetImpl::forward(const torch::Tensor& x, const torch::Tenso
     if (keep_all) outputs.push_back(h);
   }
   if (keep_all) cache->store_all(req->skip_index, std::move(outputs));
-  // 5. out = conv(SiLU(GroupNorm32(h))).
-  h = tr::conv(out_conv_, torch::silu(tr::group_norm(out_norm_, h, trace, "out")), trace, "out");
-  tr::done(trace, "out", h);
-  return h;
+  return head(h, trace);
+}
+
+// 5. out = conv(SiLU(GroupNorm32(h))).
+torch::Tensor OpenAIUNetImpl::head(const torch::Tensor& h, Trace* trace) {
+  torch::Tensor y = tr::conv(out_conv_, torch::silu(tr::group_norm(out_norm_, h, trace, "out")), trace, "out");
+  tr::done(trace, "out", y);
+  return y;
 }
 
 // ---- class conditioning -------------------------------------------------------------------------

@@ -135,6 +135,7 @@ class OpenAIUNetImpl : public UNet {
   const OpenAIUNetConfig& config() const { return config_; }
 
  private:
+  torch::Tensor head(const torch::Tensor& h, Trace* trace);
   OpenAIUNetConfig config_;
   torch::nn::Linear time_embed0_{nullptr}, time_embed2_{nullptr};
   std::vector<CvBlock> input_blocks_, output_blocks_;

@@ -9,29 +9,11 @@
 #include "models/weights/manifest.h"
 #include "models/weights/strict_loader.h"
 #include "support/fixtures.h"
+#include "support/ldm.h"
 
-using dc::models::AutoencoderConfig;
 using dc::models::VQModel;
 
 namespace {
-AutoencoderConfig config_from_case(const dc::test::Case& c) {
-  const auto& j = c.json.at("config");
-  const auto& d = j.at("ddconfig");
-  AutoencoderConfig cfg;
-  cfg.embed_dim = j.at("embed_dim").get<int64_t>();
-  cfg.n_embed = j.at("n_embed").get<int64_t>();
-  cfg.double_z = d.at("double_z").get<bool>();
-  cfg.z_channels = d.at("z_channels").get<int64_t>();
-  cfg.resolution = d.at("resolution").get<int64_t>();
-  cfg.in_channels = d.at("in_channels").get<int64_t>();
-  cfg.out_ch = d.at("out_ch").get<int64_t>();
-  cfg.ch = d.at("ch").get<int64_t>();
-  cfg.ch_mult = d.at("ch_mult").get<std::vector<int64_t>>();
-  cfg.num_res_blocks = d.at("num_res_blocks").get<int64_t>();
-  cfg.attn_resolutions = d.at("attn_resolutions").get<std::vector<int64_t>>();
-  return cfg;
-}
-
 bool is_vq_case(const dc::test::Case& c) {
   return c.family == "ldm" && c.json.contains("config") && c.json["config"].contains("ddconfig") &&
          c.json["config"].value("n_embed", 0) > 0;
@@ -45,7 +27,7 @@ class VqCase : public ::testing::TestWithParam<dc::test::Case> {};
 TEST_P(VqCase, EqualsTheReference) {
   const auto& c = GetParam();
   torch::NoGradGuard ng;
-  VQModel vq(config_from_case(c));
+  VQModel vq(dc::test::autoencoder_config(c.json.at("config")));
   dc::weights::LoadOptions opt;
   opt.module_name = "VQ autoencoder (" + c.id() + ")";
   dc::weights::load_strict(*vq, dc::st::SafetensorsFile::open(*c.weights_path()), opt);
@@ -76,7 +58,7 @@ GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(VqCase);
 TEST(Autoencoder, VqF4PresetEqualsTheCheckpointManifest) {
   const std::string manifest = dc::test::fixtures_root() + "/ldm/vq_f4.keys.json";
   if (!std::filesystem::exists(manifest)) GTEST_SKIP() << manifest << " is absent";
-  VQModel vq(AutoencoderConfig::preset("vq_f4"));
+  VQModel vq(dc::models::AutoencoderConfig::preset("vq_f4"));
   std::vector<dc::weights::KeyShape> wanted;
   for (const auto& k : dc::weights::Manifest::load(manifest).keys)
     if (k.name.rfind("loss.", 0) != 0) wanted.push_back(k);

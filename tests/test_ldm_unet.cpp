@@ -21,33 +21,16 @@
 #include "models/weights/tensor_io.h"
 #include "models/weights/strict_loader.h"
 #include "support/fixtures.h"
+#include "support/ldm.h"
 
 using dc::models::ClassConditionedUNet;
 using dc::models::OpenAIUNetConfig;
 
 namespace {
 
-OpenAIUNetConfig config_from_case(const dc::test::Case& c) {
-  const auto& u = c.json.at("config").at("unet");
-  OpenAIUNetConfig cfg;
-  cfg.image_size = u.at("image_size").get<int64_t>();
-  cfg.in_channels = u.at("in_channels").get<int64_t>();
-  cfg.out_channels = u.at("out_channels").get<int64_t>();
-  cfg.model_channels = u.at("model_channels").get<int64_t>();
-  cfg.attention_resolutions = u.at("attention_resolutions").get<std::vector<int64_t>>();
-  cfg.num_res_blocks = u.at("num_res_blocks").get<int64_t>();
-  cfg.channel_mult = u.at("channel_mult").get<std::vector<int64_t>>();
-  cfg.num_heads = u.value("num_heads", int64_t{1});
-  cfg.num_head_channels = u.value("num_head_channels", int64_t{-1});
-  cfg.transformer_depth = u.value("transformer_depth", int64_t{1});
-  cfg.context_dim = u.at("context_dim").get<int64_t>();
-  cfg.legacy = u.value("legacy", true);
-  if (!u.value("use_spatial_transformer", true)) throw std::runtime_error(c.id() + ": only the spatial-transformer UNet is built");
-  return cfg;
-}
-
 ClassConditionedUNet load_case_model(const dc::test::Case& c) {
-  ClassConditionedUNet net(config_from_case(c), c.json.at("config").at("cond_stage").at("n_classes").get<int64_t>());
+  const auto& cfg = c.json.at("config");
+  ClassConditionedUNet net(dc::test::openai_unet_config(cfg.at("unet")), cfg.at("cond_stage").at("n_classes").get<int64_t>());
   dc::weights::LoadOptions opt;
   opt.module_name = "LDM UNet (" + c.id() + ")";
   dc::weights::load_strict(*net, dc::st::SafetensorsFile::open(*c.weights_path()), opt);
@@ -183,38 +166,6 @@ bool is_trajectory_case(const dc::test::Case& c) {
 const bool kTrajectorySuite = dc::test::register_fixture_suite("LdmTrajectory", is_trajectory_case);
 std::vector<dc::test::Case> trajectory_cases() { return dc::test::cases_where("ldm", is_trajectory_case); }
 
-OpenAIUNetConfig unet_config(const nlohmann::json& p) {
-  OpenAIUNetConfig cfg;
-  cfg.image_size = p.at("image_size").get<int64_t>();
-  cfg.in_channels = p.at("in_channels").get<int64_t>();
-  cfg.out_channels = p.at("out_channels").get<int64_t>();
-  cfg.model_channels = p.at("model_channels").get<int64_t>();
-  cfg.attention_resolutions = p.at("attention_resolutions").get<std::vector<int64_t>>();
-  cfg.num_res_blocks = p.at("num_res_blocks").get<int64_t>();
-  cfg.channel_mult = p.at("channel_mult").get<std::vector<int64_t>>();
-  cfg.num_heads = p.value("num_heads", int64_t{1});
-  cfg.transformer_depth = p.value("transformer_depth", int64_t{1});
-  cfg.context_dim = p.at("context_dim").get<int64_t>();
-  cfg.legacy = p.value("legacy", true);
-  return cfg;
-}
-
-dc::models::AutoencoderConfig vq_config(const nlohmann::json& p) {
-  const auto& d = p.at("ddconfig");
-  dc::models::AutoencoderConfig cfg;
-  cfg.embed_dim = p.at("embed_dim").get<int64_t>();
-  cfg.n_embed = p.at("n_embed").get<int64_t>();
-  cfg.z_channels = d.at("z_channels").get<int64_t>();
-  cfg.double_z = d.at("double_z").get<bool>();
-  cfg.resolution = d.at("resolution").get<int64_t>();
-  cfg.in_channels = d.at("in_channels").get<int64_t>();
-  cfg.out_ch = d.at("out_ch").get<int64_t>();
-  cfg.ch = d.at("ch").get<int64_t>();
-  cfg.ch_mult = d.at("ch_mult").get<std::vector<int64_t>>();
-  cfg.num_res_blocks = d.at("num_res_blocks").get<int64_t>();
-  cfg.attn_resolutions = d.at("attn_resolutions").get<std::vector<int64_t>>();
-  return cfg;
-}
 }  // namespace
 
 class LdmTrajectory : public ::testing::TestWithParam<dc::test::Case> {};
@@ -230,10 +181,10 @@ TEST_P(LdmTrajectory, EqualsTheReferenceStepByStep) {
   const auto& cfg = c.json["config"];
   const auto& p = cfg["ldm"]["params"];
   auto info = dc::models::model_info("ldm", "cin256_v2");
-  const auto ucfg = unet_config(p["unet_config"]["params"]);
+  const auto ucfg = dc::test::openai_unet_config(p["unet_config"]["params"]);
   info.sample_shape = {ucfg.in_channels, ucfg.image_size, ucfg.image_size};
   auto unet = std::make_shared<dc::models::ClassConditionedUNetImpl>(ucfg, p["cond_stage_config"]["params"]["n_classes"].get<int64_t>());
-  auto vq = std::make_shared<dc::models::VQModelImpl>(vq_config(p["first_stage_config"]["params"]));
+  auto vq = std::make_shared<dc::models::VQModelImpl>(dc::test::autoencoder_config(p["first_stage_config"]["params"]));
   const auto model = dc::models::assemble_model(info, unet, vq, *c.weights_path());
 
   // Schedule: the registry's LDM schedule is the reference's (cin256-v2's linear_start/end).
@@ -322,8 +273,8 @@ TEST(LdmLoader, CodebookFallsBackToTheStandaloneVqFile) {
   dc::st::save_tensors(dir + "/vq_f4.safetensors", vq_only);
   auto build = [&](const std::string& main, const std::string& first_stage) {
     auto info = dc::models::model_info("ldm", "cin256_v2");
-    auto unet = std::make_shared<dc::models::ClassConditionedUNetImpl>(unet_config(p["unet_config"]["params"]), 1001);
-    auto vq = std::make_shared<dc::models::VQModelImpl>(vq_config(p["first_stage_config"]["params"]));
+    auto unet = std::make_shared<dc::models::ClassConditionedUNetImpl>(dc::test::openai_unet_config(p["unet_config"]["params"]), 1001);
+    auto vq = std::make_shared<dc::models::VQModelImpl>(dc::test::autoencoder_config(p["first_stage_config"]["params"]));
     return dc::models::assemble_model(info, unet, vq, main, first_stage);
   };
   const auto whole = build(*c.weights_path(), "");

@@ -105,7 +105,9 @@ TEST(Samplers, OutOfScheduleSettingsAreUserErrors) {
   };
   EXPECT_NE(err("{sampler.name: ldm_ddim, sampler.steps: 1000}").find("outside the 1000-step noise schedule"), std::string::npos)
       << err("{sampler.name: ldm_ddim, sampler.steps: 1000}");
-  EXPECT_NE(err("{sampler.name: plms, sampler.eta: 0.5}").find("PLMS needs eta = 0"), std::string::npos);
+  EXPECT_NE(err("{sampler.name: plms, sampler.eta: 0.5}").find("): sampler.eta: PLMS needs eta = 0"), std::string::npos)
+      << "one key prefix: " << err("{sampler.name: plms, sampler.eta: 0.5}");
+  EXPECT_NE(err("{sampler.eta: -1}").find("sampler.eta: -1 must be >= 0"), std::string::npos);
   EXPECT_NE(err("{sampler.steps: 1001}").find("sampler.steps: 1001 must be in [1, 1000]"), std::string::npos);
   EXPECT_NE(err("{sampler.name: euler}").find("is not one of: ddim, ddpm, ldm_ddim, plms"), std::string::npos);
   EXPECT_NE(err("{similarity.enabled: true, similarity.taps: [up.1.blocks.2]}")

@@ -21,10 +21,10 @@ torch::Tensor timesteps_like(const torch::Tensor& x, int64_t t) {
 EpsFn classifier_free_guidance(CondEpsFn model, torch::Tensor cond, torch::Tensor uncond, double scale) {
   if (!uncond.defined() || scale == 1.0)
     return [model, cond](const torch::Tensor& x, const torch::Tensor& t, int call) { return model(x, t, cond, call); };
-  return [model, cond, uncond, scale](const torch::Tensor& x, const torch::Tensor& t, int call) {
+  const torch::Tensor c_in = torch::cat({uncond, cond});  // the same at every call: concatenated once
+  return [model, c_in, scale](const torch::Tensor& x, const torch::Tensor& t, int call) {
     const torch::Tensor x_in = torch::cat({x, x});
     const torch::Tensor t_in = torch::cat({t, t});
-    const torch::Tensor c_in = torch::cat({uncond, cond});
     const auto e = model(x_in, t_in, c_in, call).chunk(2);
     return e[0] + scale * (e[1] - e[0]);
   };
