@@ -102,7 +102,7 @@ void write_run(hid_t file, const RunResult& r) {
   }
 }
 
-StoredRun read_run(hid_t runs, const std::string& id) {
+StoredRun read_stored_run(hid_t runs, const std::string& id) {
   auto g = h5::open_group(runs, id);
   StoredRun s;
   s.run_id = id;
@@ -183,7 +183,7 @@ std::vector<StoredRun> read_results(const std::string& path) {
   std::vector<StoredRun> out;
   if (!h5::exists(f.id(), "runs")) return out;
   auto runs = h5::open_group(f.id(), "runs");
-  for (const auto& id : h5::children(runs.id())) out.push_back(read_run(runs.id(), id));
+  for (const auto& id : h5::children(runs.id())) out.push_back(read_stored_run(runs.id(), id));
   std::stable_sort(out.begin(), out.end(), [](const StoredRun& a, const StoredRun& b) { return a.order < b.order; });
   return out;
 }

@@ -12,8 +12,8 @@ namespace nn = torch::nn;
 namespace tr = trace;
 
 namespace {
-nn::GroupNorm normalize(int64_t ch) { return nn::GroupNorm(nn::GroupNormOptions(32, ch).eps(1e-6).affine(true)); }
-nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t pad) { return nn::Conv2d(nn::Conv2dOptions(in, out, k).padding(pad)); }
+nn::GroupNorm ae_norm(int64_t ch) { return nn::GroupNorm(nn::GroupNormOptions(32, ch).eps(1e-6).affine(true)); }
+nn::Conv2d ae_conv(int64_t in, int64_t out, int64_t k, int64_t pad) { return nn::Conv2d(nn::Conv2dOptions(in, out, k).padding(pad)); }
 bool contains(const std::vector<int64_t>& v, int64_t x) { return std::find(v.begin(), v.end(), x) != v.end(); }
 
 // mid.block_1, mid.attn_1, mid.block_2 (no timestep embedding).
@@ -43,7 +43,7 @@ void AutoencoderConfig::validate() const {
 
 EncoderImpl::EncoderImpl(const AutoencoderConfig& c) {
   c.validate();
-  conv_in = register_module("conv_in", conv(c.in_channels, c.ch, 3, 1));
+  conv_in = register_module("conv_in", ae_conv(c.in_channels, c.ch, 3, 1));
   auto down = register_module("down", nn::ModuleList());
   int64_t res = c.resolution, block_in = c.ch;
   for (int64_t l = 0; l < c.num_levels(); ++l) {
@@ -62,8 +62,8 @@ EncoderImpl::EncoderImpl(const AutoencoderConfig& c) {
     levels.push_back(level);
   }
   build_mid(*this, block_in, mid_block_1, mid_attn_1, mid_block_2);
-  norm_out = register_module("norm_out", normalize(block_in));
-  conv_out = register_module("conv_out", conv(block_in, c.double_z ? 2 * c.z_channels : c.z_channels, 3, 1));
+  norm_out = register_module("norm_out", ae_norm(block_in));
+  conv_out = register_module("conv_out", ae_conv(block_in, c.double_z ? 2 * c.z_channels : c.z_channels, 3, 1));
 }
 
 torch::Tensor EncoderImpl::forward(const torch::Tensor& x, Trace* t) {
@@ -81,7 +81,7 @@ DecoderImpl::DecoderImpl(const AutoencoderConfig& c) {
   c.validate();
   const int64_t L = c.num_levels();
   int64_t block_in = c.ch * c.ch_mult[L - 1], res = c.resolution / c.downsampling();
-  conv_in = register_module("conv_in", conv(c.z_channels, block_in, 3, 1));
+  conv_in = register_module("conv_in", ae_conv(c.z_channels, block_in, 3, 1));
   build_mid(*this, block_in, mid_block_1, mid_attn_1, mid_block_2);
   levels.assign(L, DdpmLevel(nullptr));
   for (int64_t l = L - 1; l >= 0; --l) {  // built coarsest first, stored by level (up.0 is the finest)
@@ -99,8 +99,8 @@ DecoderImpl::DecoderImpl(const AutoencoderConfig& c) {
   }
   auto up = register_module("up", nn::ModuleList());
   for (auto& level : levels) up->push_back(level);
-  norm_out = register_module("norm_out", normalize(block_in));
-  conv_out = register_module("conv_out", conv(block_in, c.out_ch, 3, 1));
+  norm_out = register_module("norm_out", ae_norm(block_in));
+  conv_out = register_module("conv_out", ae_conv(block_in, c.out_ch, 3, 1));
 }
 
 torch::Tensor DecoderImpl::forward(const torch::Tensor& z, Trace* t) {
@@ -134,8 +134,8 @@ VQModelImpl::VQModelImpl(AutoencoderConfig c) : config_(std::move(c)) {
   encoder = register_module("encoder", Encoder(config_));
   decoder = register_module("decoder", Decoder(config_));
   if (config_.n_embed > 0) quantize = register_module("quantize", VectorQuantizer(config_.n_embed, config_.embed_dim));
-  quant_conv = register_module("quant_conv", conv(config_.z_channels, config_.embed_dim, 1, 0));
-  post_quant_conv = register_module("post_quant_conv", conv(config_.embed_dim, config_.z_channels, 1, 0));
+  quant_conv = register_module("quant_conv", ae_conv(config_.z_channels, config_.embed_dim, 1, 0));
+  post_quant_conv = register_module("post_quant_conv", ae_conv(config_.embed_dim, config_.z_channels, 1, 0));
 }
 
 torch::Tensor VQModelImpl::encode(const torch::Tensor& x) { return quant_conv->forward(encoder->forward(x)); }

@@ -16,7 +16,7 @@ namespace tr = trace;
 namespace {
 // GroupNorm32 (ResBlocks, `out`): 32 groups, eps 1e-5, computed in float32 (our tensors are).
 nn::GroupNorm group_norm32(int64_t ch) { return nn::GroupNorm(nn::GroupNormOptions(32, ch).eps(1e-5)); }
-nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride = 1, int64_t pad = 0) {
+nn::Conv2d cv_conv(int64_t in, int64_t out, int64_t k, int64_t stride = 1, int64_t pad = 0) {
   return nn::Conv2d(nn::Conv2dOptions(in, out, k).stride(stride).padding(pad));
 }
 nn::Linear linear(int64_t in, int64_t out, bool bias = true) { return nn::Linear(nn::LinearOptions(in, out).bias(bias)); }
@@ -107,13 +107,13 @@ torch::Tensor compvis_timestep_embedding(const torch::Tensor& t, int64_t dim) {
 CvResBlockImpl::CvResBlockImpl(int64_t ch, int64_t emb_ch, int64_t out) {
   auto in_layers = holder(*this, "in_layers");
   in_norm = in_layers->register_module("0", group_norm32(ch));  // 1: SiLU
-  in_conv = in_layers->register_module("2", conv(ch, out, 3, 1, 1));
+  in_conv = in_layers->register_module("2", cv_conv(ch, out, 3, 1, 1));
   auto emb_layers = holder(*this, "emb_layers");  // 0: SiLU
   emb_linear = emb_layers->register_module("1", linear(emb_ch, out));
   auto out_layers = holder(*this, "out_layers");
   out_norm = out_layers->register_module("0", group_norm32(out));  // 1: SiLU, 2: Dropout
-  out_conv = out_layers->register_module("3", conv(out, out, 3, 1, 1));
-  if (out != ch) skip = register_module("skip_connection", conv(ch, out, 1));
+  out_conv = out_layers->register_module("3", cv_conv(out, out, 3, 1, 1));
+  if (out != ch) skip = register_module("skip_connection", cv_conv(ch, out, 1));
 }
 
 torch::Tensor CvResBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& emb, Trace* t, const std::string& name) {
@@ -170,11 +170,11 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x0, const torch
 SpatialTransformerImpl::SpatialTransformerImpl(int64_t ch, int64_t heads, int64_t dim_head, int64_t depth, int64_t context_dim) {
   const int64_t inner = heads * dim_head;
   norm = register_module("norm", nn::GroupNorm(nn::GroupNormOptions(32, ch).eps(1e-6)));
-  proj_in = register_module("proj_in", conv(ch, inner, 1));
+  proj_in = register_module("proj_in", cv_conv(ch, inner, 1));
   auto list = holder(*this, "transformer_blocks");
   for (int64_t d = 0; d < depth; ++d)
     blocks.push_back(list->register_module(std::to_string(d), TransformerBlock(inner, heads, dim_head, context_dim)));
-  proj_out = register_module("proj_out", conv(inner, ch, 1));
+  proj_out = register_module("proj_out", cv_conv(inner, ch, 1));
 }
 
 torch::Tensor SpatialTransformerImpl::forward(const torch::Tensor& x, const torch::Tensor& context, Trace* t, const std::string& name) {
@@ -204,12 +204,12 @@ void CvBlockImpl::add_conv(nn::Conv2d c) {
 }
 void CvBlockImpl::add_down(int64_t ch) {  // Downsample(use_conv=True): op = conv 3x3 stride 2 padding 1
   Layer l{Kind::Down};
-  l.conv = holder(*this, std::to_string(layers.size()))->register_module("op", conv(ch, ch, 3, 2, 1));
+  l.conv = holder(*this, std::to_string(layers.size()))->register_module("op", cv_conv(ch, ch, 3, 2, 1));
   layers.push_back(l);
 }
 void CvBlockImpl::add_up(int64_t ch) {  // Upsample(use_conv=True): nearest x2, then conv 3x3
   Layer l{Kind::Up};
-  l.conv = holder(*this, std::to_string(layers.size()))->register_module("conv", conv(ch, ch, 3, 1, 1));
+  l.conv = holder(*this, std::to_string(layers.size()))->register_module("conv", cv_conv(ch, ch, 3, 1, 1));
   layers.push_back(l);
 }
 
@@ -256,7 +256,7 @@ OpenAIUNetImpl::OpenAIUNetImpl(OpenAIUNetConfig config) : config_(std::move(conf
     input_names_.push_back(fmt::format("input_blocks.{}", input_blocks_.size() - 1));
     return input_blocks_.back();
   };
-  add_input()->add_conv(conv(config_.in_channels, mc, 3, 1, 1));
+  add_input()->add_conv(cv_conv(config_.in_channels, mc, 3, 1, 1));
   std::vector<int64_t> chans = {mc};
   int64_t ch = mc, ds = 1;
   for (int64_t l = 0; l < L; ++l) {
@@ -300,7 +300,7 @@ OpenAIUNetImpl::OpenAIUNetImpl(OpenAIUNetConfig config) : config_(std::move(conf
   // Stage 5: out = GroupNorm32, SiLU, conv.
   auto out = holder(*this, "out");
   out_norm_ = out->register_module("0", group_norm32(ch));
-  out_conv_ = out->register_module("2", conv(mc, config_.out_channels, 3, 1, 1));
+  out_conv_ = out->register_module("2", cv_conv(mc, config_.out_channels, 3, 1, 1));
 
   auto name_layers = [](CvBlock& b, const std::string& block) {
     for (std::size_t i = 0; i < b->layers.size(); ++i) b->layer_names.push_back(fmt::format("{}.{}", block, i));

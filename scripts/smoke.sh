@@ -2,19 +2,33 @@
 # Smoke run of every shipped experiment: each runs at full size with random weights, one sample
 # and two sampler steps (`run --set`), into a scratch results folder. It checks that every
 # experiment plans, builds its models, samples, measures and commits; its numbers mean nothing.
-#   BUILD_DIR   build folder with deepcache-bench (default build)
-#   SMOKE_DIR   where the results go (default: a fresh temporary folder, removed afterwards)
+# Every run of every experiment is planned (resolved and validated); of an experiment with more
+# than SMOKE_MAX_RUNS runs, that many are run, spread evenly over its list from the first to the
+# last (the schedule-parameter grids repeat the same code with other numbers).
+#   BUILD_DIR        build folder with deepcache-bench (default build)
+#   SMOKE_DIR        where the results go (default: a fresh temporary folder, removed afterwards)
+#   SMOKE_MAX_RUNS   runs executed per experiment (default 8; 0 = all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BUILD_DIR:-build}/deepcache-bench
 dir=${SMOKE_DIR:-$(mktemp -d)}
 [ -n "${SMOKE_DIR:-}" ] || trap 'rm -rf "$dir"' EXIT
+max=${SMOKE_MAX_RUNS:-8}
+set_args=(--set model.weights=random samples.n=1 sampler.steps=2)
 fail=0
 for e in experiments/*.yaml; do
   name=$(basename "$e" .yaml)
   start=$(date +%s)
-  if "$BIN" run "$e" --results "$dir/$name.h5" --set model.weights=random samples.n=1 sampler.steps=2 >"$dir/$name.log" 2>&1; then
-    echo "smoke: $e ok ($(grep -o '([0-9]* run, [0-9]* skipped as complete, [0-9]* failed)' "$dir/$name.log"), $(( $(date +%s) - start ))s)"
+  if ! ids=$("$BIN" plan "$e" "${set_args[@]}" 2>&1 | awk '$1 ~ /^[0-9]+$/ && $2 ~ /^[0-9a-f]+$/ && length($2) == 16 {print $2}'); then
+    echo "smoke: $e FAILED to plan:"; "$BIN" plan "$e" "${set_args[@]}" 2>&1 | tail -n 5; fail=1; continue
+  fi
+  n=$(echo "$ids" | grep -c .) || true
+  only=()
+  if [ "$max" -gt 0 ] && [ "$n" -gt "$max" ]; then  # runs 0, (n-1)/(max-1), ..., n-1
+    only=(--only $(echo "$ids" | awk -v n="$n" -v m="$max" '{ids[NR-1]=$0} END {for (j = 0; j < m; j++) print ids[int(j * (n - 1) / (m - 1))]}'))
+  fi
+  if "$BIN" run "$e" --results "$dir/$name.h5" "${set_args[@]}" "${only[@]}" >"$dir/$name.log" 2>&1; then
+    echo "smoke: $e ok ($n planned, $(grep -o '([0-9]* runs\?, [0-9]* skipped as complete, [0-9]* failed)' "$dir/$name.log"), $(( $(date +%s) - start ))s)"
   else
     echo "smoke: $e FAILED:"; tail -n 20 "$dir/$name.log"; fail=1
   fi

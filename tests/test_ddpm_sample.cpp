@@ -34,7 +34,7 @@ SampleOptions small() {
   o.seed = 7;
   return o;
 }
-std::string error_of(const SampleOptions& o) {
+std::string sample_error(const SampleOptions& o) {
   try {
     dc::harness::sample_images(o);
   } catch (const dc::Error& e) {
@@ -167,26 +167,26 @@ TEST(DdpmSample, FloatImagesAgreeAcrossBatchSizesWithinTolerance) {
 TEST(DdpmSample, InvalidOptionsAreClearErrors) {
   auto o = small();
   o.preset = "imagenet";
-  EXPECT_NE(error_of(o).find("unknown ddpm preset 'imagenet'"), std::string::npos);
+  EXPECT_NE(sample_error(o).find("unknown ddpm preset 'imagenet'"), std::string::npos);
   o = small();
   o.cache_k = 12;
-  EXPECT_NE(error_of(o).find("skip index 12 is out of range"), std::string::npos);
+  EXPECT_NE(sample_error(o).find("skip index 12 is out of range"), std::string::npos);
   o = small();
   o.cache_k = 2;
   o.interval = 0;
-  EXPECT_NE(error_of(o).find("cache.interval: 0 must be at least 1"), std::string::npos);
+  EXPECT_NE(sample_error(o).find("cache.interval: 0 must be at least 1"), std::string::npos);
   o = small();
   o.steps = 10;
   o.cache_k = 2;
   o.interval = 2;
   o.nonuniform = std::make_pair(5, 1.01);
-  EXPECT_NE(error_of(o).find("impossible non-uniform schedule"), std::string::npos);
+  EXPECT_NE(sample_error(o).find("impossible non-uniform schedule"), std::string::npos);
   o = small();
   o.weights = "/nonexistent/cifar10.safetensors";
-  EXPECT_NE(error_of(o).find("weights file not found"), std::string::npos);
+  EXPECT_NE(sample_error(o).find("weights file not found"), std::string::npos);
   o = small();
   o.interval = 3;
-  EXPECT_NE(error_of(o).find("need --cache-k"), std::string::npos);
+  EXPECT_NE(sample_error(o).find("need --cache-k"), std::string::npos);
 }
 
 TEST(ImageIo, PngRoundTripGridAndRounding) {
@@ -211,12 +211,12 @@ TEST(ImageIo, PngRoundTripGridAndRounding) {
 }
 
 namespace {
-dc::test::CliRun cli(const std::string& args) { return dc::test::run_cli(args); }
+dc::test::CliRun sample_cli(const std::string& args) { return dc::test::run_cli(args); }
 }  // namespace
 
 TEST(CliSample, WritesTheGridAndSaysRandomLoudly) {
   const std::string png = dc::test::temp_dir() + "/grid.png";
-  const auto r = cli("sample --model ddpm --preset cifar10 --weights random --sampler ddim --steps 3 --spacing quad "
+  const auto r = sample_cli("sample --model ddpm --preset cifar10 --weights random --sampler ddim --steps 3 --spacing quad "
                      "--cache-k 2 --interval 2 --n 4 --seed 0 --out " + png);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("RANDOM INIT"), std::string::npos) << r.out;
@@ -224,21 +224,21 @@ TEST(CliSample, WritesTheGridAndSaysRandomLoudly) {
   EXPECT_NE(r.out.find("kernels ATen="), std::string::npos) << "the CPU kernels are printed with the timing: " << r.out;
   EXPECT_EQ(dc::image::read_png(png).sizes(), (std::vector<int64_t>{3, 2 * 34 + 2, 2 * 34 + 2}));
   for (const char* bad : {"--preset foo", "--cache-k 12", "--cache-k 2 --interval 0", "--cache-k 2 --nonuniform x"}) {
-    const auto e = cli(std::string("sample --weights random --steps 2 --n 1 --out ") + png + " " + bad);
+    const auto e = sample_cli(std::string("sample --weights random --steps 2 --n 1 --out ") + png + " " + bad);
     EXPECT_EQ(e.code, 2) << bad;
     EXPECT_EQ(std::count(e.err.begin(), e.err.end(), '\n'), 1) << bad << ": " << e.err;
   }
   // The tiny fixture weights do not fit the cifar10 preset: the strict loader lists why.
   const std::string tiny = dc::test::fixtures_root() + "/ddpm/tiny_unet.weights.safetensors";
   if (fs::exists(tiny)) {
-    const auto e = cli("sample --weights " + tiny + " --steps 2 --n 1 --out " + png);
+    const auto e = sample_cli("sample --weights " + tiny + " --steps 2 --n 1 --out " + png);
     EXPECT_EQ(e.code, 2);
     EXPECT_NE(e.err.find("weights do not match DDPM UNet preset 'cifar10'"), std::string::npos) << e.err;
   }
 }
 
 TEST(CliMacs, PrintsEverySkipIndex) {
-  const auto r = cli("macs --preset cifar10 --steps 100 --interval 5");
+  const auto r = sample_cli("macs --preset cifar10 --steps 100 --interval 5");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("\n 11  12 "), std::string::npos) << r.out;
 }
@@ -248,14 +248,14 @@ TEST(CliMacs, PrintsEverySkipIndex) {
 // decoded by the VQ-f4 to 256x256 images.
 TEST(CliSampleLdm, RunsAtFullSizeWithGuidanceAndDeepCache) {
   const std::string png = dc::test::temp_dir() + "/ldm.png";
-  const auto r = cli("sample --model ldm --preset cin256_v2 --weights random --steps 2 --guidance 1.5 --cache-k 0 "
+  const auto r = sample_cli("sample --model ldm --preset cin256_v2 --weights random --steps 2 --guidance 1.5 --cache-k 0 "
                      "--interval 2 --n 1 --out " + png);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("sampler     ldm_ddim (2 model calls, eta 0)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("1 full + 1 partial calls"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("MACs        "), std::string::npos) << r.out;
   EXPECT_EQ(dc::image::read_png(png).sizes(), (std::vector<int64_t>{3, 256 + 4, 256 + 4})) << "one 256x256 image, 2-pixel grid border";
-  const auto e = cli("sample --model ddpm --weights random --steps 2 --n 1 --guidance 1.5 --out " + png);
+  const auto e = sample_cli("sample --model ddpm --weights random --steps 2 --n 1 --guidance 1.5 --out " + png);
   EXPECT_EQ(e.code, 2);
   EXPECT_NE(e.err.find("conditioning: the ddpm family is unconditional"), std::string::npos) << e.err;
 }

@@ -38,11 +38,11 @@ ClassConditionedUNet load_case_model(const dc::test::Case& c) {
   return net;
 }
 
-bool is_unet_case(const dc::test::Case& c) {
+bool is_ldm_unet_case(const dc::test::Case& c) {
   return c.family == "ldm" && c.json.contains("config") && c.json["config"].contains("unet");
 }
-const bool kUNetSuite = dc::test::register_fixture_suite("LdmUNetCase", is_unet_case);
-std::vector<dc::test::Case> unet_cases() { return dc::test::cases_where("ldm", is_unet_case); }
+const bool kLdmUNetSuite = dc::test::register_fixture_suite("LdmUNetCase", is_ldm_unet_case);
+std::vector<dc::test::Case> ldm_unet_cases() { return dc::test::cases_where("ldm", is_ldm_unet_case); }
 
 }  // namespace
 
@@ -102,13 +102,13 @@ TEST_P(LdmUNetCase, EqualsTheReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(All, LdmUNetCase, ::testing::ValuesIn(unet_cases()), [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(All, LdmUNetCase, ::testing::ValuesIn(ldm_unet_cases()), [](const auto& info) { return info.param.name; });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(LdmUNetCase);
 
 // The fixtures cover k = 0 only; for every k, a partial call reading the cache a full call filled
 // at the same (x, t, cond) recomputes the same output (within float reordering, 1e-5).
 TEST(LdmUNet, PartialCallAtEverySkipIndexEqualsTheFullCall) {
-  const auto cases = unet_cases();
+  const auto cases = ldm_unet_cases();
   if (cases.empty()) GTEST_SKIP() << "no ldm UNet case under " << dc::test::fixtures_root();
   torch::NoGradGuard ng;
   auto net = load_case_model(cases.front());
@@ -160,11 +160,11 @@ TEST(LdmUNet, Cin256PresetEqualsTheCheckpointManifest) {
 
 // ---- the DeepCache DDIM sampler of the released LDM code, end to end ----------------------------
 namespace {
-bool is_trajectory_case(const dc::test::Case& c) {
+bool is_ldm_trajectory_case(const dc::test::Case& c) {
   return c.family == "ldm" && c.json.contains("config") && c.json["config"].contains("ldm") && c.json["config"].contains("runs");
 }
-const bool kTrajectorySuite = dc::test::register_fixture_suite("LdmTrajectory", is_trajectory_case);
-std::vector<dc::test::Case> trajectory_cases() { return dc::test::cases_where("ldm", is_trajectory_case); }
+const bool kLdmTrajectorySuite = dc::test::register_fixture_suite("LdmTrajectory", is_ldm_trajectory_case);
+std::vector<dc::test::Case> ldm_trajectory_cases() { return dc::test::cases_where("ldm", is_ldm_trajectory_case); }
 
 }  // namespace
 
@@ -243,7 +243,7 @@ TEST_P(LdmTrajectory, EqualsTheReferenceStepByStep) {
   EXPECT_GT(runs, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(All, LdmTrajectory, ::testing::ValuesIn(trajectory_cases()), [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(All, LdmTrajectory, ::testing::ValuesIn(ldm_trajectory_cases()), [](const auto& info) { return info.param.name; });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(LdmTrajectory);
 
 TEST(LdmNonUniform, ReleasedScheduleHasNoCentreAndNoRetry) {
@@ -256,7 +256,7 @@ TEST(LdmNonUniform, ReleasedScheduleHasNoCentreAndNoRetry) {
 // codebook of the standalone vq-f4 file (model.first_stage_weights), and says what is missing
 // without it.
 TEST(LdmLoader, CodebookFallsBackToTheStandaloneVqFile) {
-  const auto cases = trajectory_cases();
+  const auto cases = ldm_trajectory_cases();
   if (cases.empty()) GTEST_SKIP() << "no ldm trajectory case under " << dc::test::fixtures_root();
   const auto& c = cases.front();
   torch::NoGradGuard ng;

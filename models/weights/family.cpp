@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "common/strings.h"
 #include "models/weights/manifest.h"
 #include "models/weights/safetensors.h"
 
@@ -16,7 +17,6 @@ namespace {
 
 using KeyMap = std::map<std::string, const KeyShape*>;
 
-bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 
 // Prefixes under which real checkpoints nest their parts, longest first.
 const std::vector<std::string> kPrefixes = {

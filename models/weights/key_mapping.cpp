@@ -5,13 +5,13 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/strings.h"
 #include "common/error.h"
 #include "models/weights/safetensors.h"
 
 namespace dc::weights {
 
 namespace {
-bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 
 std::optional<Transform> parse_transform(const std::string& s) {
   if (s == "copy") return Transform::Copy;
