@@ -284,10 +284,12 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
   }
   if (j.contains("samples")) {
     const auto& m = j["samples"];
-    r.only(m, "samples", {"n", "batch", "seed", "save_images", "grid"});
+    r.only(m, "samples", {"n", "batch", "seed", "seed_mode", "ranks", "save_images", "grid"});
     r.get(m, "samples", "n", s.samples.n);
     r.get(m, "samples", "batch", s.samples.batch);
     r.get(m, "samples", "seed", s.samples.seed);
+    r.get(m, "samples", "seed_mode", s.samples.seed_mode);
+    r.get(m, "samples", "ranks", s.samples.ranks);
     r.get(m, "samples", "save_images", s.samples.save_images);
     r.get(m, "samples", "grid", s.samples.grid);
   }
@@ -328,6 +330,20 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
     if (s.conditioning.guidance < 1.0)
       r.fail("conditioning.guidance", fmt::format("{} must be at least 1 (1 = no classifier-free guidance)", s.conditioning.guidance));
     if (s.plan.model.conditioning == "class") r.one_of("conditioning.classes", s.conditioning.classes, {"random", "balanced"});
+  }
+  r.one_of("samples.seed_mode", s.samples.seed_mode, {"per_sample", "released"});
+  if (s.samples.seed_mode == "released") {
+    if (s.plan.model.conditioning != "class" || s.sampler.name != "ldm_ddim")
+      r.fail("samples.seed_mode",
+             fmt::format("released reproduces the stream of DeepCache's released LDM-4-G script (a class-conditional model, "
+                         "sampler ldm_ddim); this run is {} with sampler {}", s.model.family, s.sampler.name));
+    if (s.conditioning.classes != "random")
+      r.fail("conditioning.classes", fmt::format("{}: with samples.seed_mode released the labels are the script's randint "
+                                                 "draws; leave classes at random", s.conditioning.classes));
+    r.at_least("samples.ranks", s.samples.ranks, 1, "the released script's world size");
+    if (s.samples.ranks > 4096) r.fail("samples.ranks", fmt::format("{} ranks: at most 4096", s.samples.ranks));
+  } else if (s.samples.ranks != 1) {
+    r.fail("samples.ranks", fmt::format("{}: ranks belong to samples.seed_mode released", s.samples.ranks));
   }
 
   if (j.contains("metrics")) {
@@ -375,6 +391,11 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
   if (!s.model.first_stage_weights.empty()) s.resolved["model"]["first_stage_weights"] = s.model.first_stage_weights;
   if (conditional)  // only for conditional families: the run ids of DDPM runs stay as they were
     s.resolved["conditioning"] = {{"guidance", s.conditioning.guidance}, {"classes", s.conditioning.classes}};
+  if (s.samples.seed_mode == "released") {  // only when set: existing run ids stay; batch and ranks then change samples
+    s.resolved["samples"]["seed_mode"] = s.samples.seed_mode;
+    s.resolved["samples"]["ranks"] = s.samples.ranks;
+    s.resolved["samples"]["batch"] = s.samples.batch;
+  }
   if (s.metrics.fid_fmnist)  // only when asked: run ids of experiments without metrics stay as they were
     s.resolved["metrics"] = {{"fid_fmnist", {{"classifier", s.metrics.classifier}, {"reference", s.metrics.reference},
                                              {"confidence", s.metrics.confidence}}}};

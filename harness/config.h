@@ -43,6 +43,12 @@ struct SamplesSpec {
   int n = 16;
   int batch = 16;       // does not change results (per-sample seeds), not part of the run id
   uint64_t seed = 0;
+  // per_sample: noise and class labels of sample i from (seed, i) (any batch size, any shards).
+  // released: the stream of DeepCache's released LDM script (harness/sampling/released_stream.h):
+  // generators seeded seed + rank for `ranks` ranks, whole batches of `batch`; then batch and
+  // ranks change the samples and are part of the run id.
+  std::string seed_mode = "per_sample";
+  int ranks = 1;
   bool save_images = false;
   int grid = 16;        // images in the PNG grid (0 = none)
 };

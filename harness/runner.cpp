@@ -15,6 +15,7 @@
 #include "dc/git_describe.h"
 #include "harness/denoiser.h"
 #include "harness/runtime.h"
+#include "harness/sampling/released_stream.h"
 #include "harness/sampling/samplers.h"
 #include "harness/sampling/schedule.h"
 #include "metrics/fid_fmnist.h"
@@ -152,6 +153,20 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     labels.insert(labels.end(), v.begin(), v.end());
     return torch::tensor(v, torch::kInt64).to(device);
   };
+  // samples.seed_mode released: noise and labels from the released LDM script's stream instead.
+  std::optional<sampling::ReleasedStream> released;
+  if (spec.samples.seed_mode == "released") {
+    sampling::ReleasedStreamConfig rc;
+    rc.seed = spec.samples.seed;
+    rc.ranks = spec.samples.ranks;
+    rc.batch = spec.samples.batch;
+    rc.num_classes = plan.model.num_classes;
+    rc.sample_shape = plan.model.sample_shape;
+    rc.device_draws_per_batch = 1 + calls;  // x_T, then one per DDIM step (drawn even at eta 0)
+    rc.init_draws = models::reference_init_draws(model);
+    rc.device = device;
+    released.emplace(rc);
+  }
   sampling::EpsFn inner;  // set per batch
   int64_t batch_now = 0;
   const sampling::EpsFn timed = [&](const torch::Tensor& x, const torch::Tensor& t, int call) {
@@ -212,16 +227,26 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
       trace.tap_names = std::set<std::string>(taps.begin(), taps.end());
       log->trace = &trace;
     }
-    const auto noise = sampling::per_sample_noise(spec.samples.seed, first + done);
-    const torch::Tensor x_T = noise(torch::empty(batch_shape(b), torch::TensorOptions().device(device)));
-    log->is_full.clear();
+    sampling::NoiseFn noise;
+    torch::Tensor x_T;
     torch::Tensor cond, uncond;  // undefined for unconditional families: one plain call
-    if (class_cond) {
-      cond = labels_for(first + done, b);
-      if (guidance != 1.0) uncond = torch::full({b}, static_cast<int64_t>(plan.model.unconditional_class), cond.options());
+    if (released) {  // batches are whole and aligned: shards start at a multiple of the batch
+      auto rb = released->batch((first + done) / spec.samples.batch, b);
+      noise = rb.step_noise;
+      x_T = rb.x_T;
+      labels.insert(labels.end(), rb.labels.data_ptr<int64_t>(), rb.labels.data_ptr<int64_t>() + b);
+      cond = rb.labels.to(device);
+    } else {
+      noise = sampling::per_sample_noise(spec.samples.seed, first + done);
+      x_T = noise(torch::empty(batch_shape(b), torch::TensorOptions().device(device)));
+      if (class_cond) cond = labels_for(first + done, b);
     }
+    log->is_full.clear();
+    if (class_cond && guidance != 1.0)
+      uncond = torch::full({b}, static_cast<int64_t>(plan.model.unconditional_class), cond.options());
     inner = sampling::classifier_free_guidance(cond_inner, cond, uncond, guidance);
     const auto tr = sampling::sample(x_T, schedule, timed, noise, false);
+    if (released) released->end_batch();
     log->trace = nullptr;
     images.push_back(image::to_uint8(model.to_images(tr.final)).cpu());
     done += b;

@@ -37,4 +37,17 @@ Model build_model(const std::string& family, const std::string& preset, const st
 Model assemble_model(const ModelInfo& info, std::shared_ptr<UNet> unet, std::shared_ptr<torch::nn::Module> first_stage,
                      const std::string& weights, const std::string& first_stage_weights = "");
 
+// 32-bit outputs of the CPU generator that PyTorch's default initialisation consumes while it
+// builds `root` (Python and C++ frontends alike): one per element of every convolution and linear
+// weight and bias (kaiming_uniform_, uniform_), one per element of an embedding (normal_; 16 more
+// when the count is not a multiple of 16: normal_fill redraws the tail), none for norms.
+int64_t default_init_draws(const torch::nn::Module& root);
+
+// What a reference script's construction of this bundle consumes before it loads the checkpoint:
+// default_init_draws of the UNet (with its conditioner) and of the first stage, plus a VQ
+// codebook's second draw (taming's VectorQuantizer2 re-initialises it with uniform_). Measured
+// against python3-torch building DeepCache's released LDM modules (tests/test_ldm_unet.cpp).
+// Used by `samples.seed_mode: released` (harness/sampling/released_stream.h).
+int64_t reference_init_draws(const Model& m);
+
 }  // namespace dc::models

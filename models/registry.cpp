@@ -215,4 +215,26 @@ Model assemble_model(const ModelInfo& info, std::shared_ptr<UNet> unet, std::sha
   return m;
 }
 
+int64_t default_init_draws(const torch::nn::Module& root) {
+  int64_t n = 0;
+  auto numel = [](const torch::Tensor& t) { return t.defined() ? t.numel() : int64_t{0}; };
+  for (const auto& m : root.modules(/*include_self=*/true)) {
+    if (const auto* c = dynamic_cast<const torch::nn::Conv2dImpl*>(m.get())) n += numel(c->weight) + numel(c->bias);
+    else if (const auto* l = dynamic_cast<const torch::nn::LinearImpl*>(m.get())) n += numel(l->weight) + numel(l->bias);
+    else if (const auto* e = dynamic_cast<const torch::nn::EmbeddingImpl*>(m.get()))
+      n += e->weight.numel() + (e->weight.numel() % 16 ? 16 : 0);
+  }
+  return n;
+}
+
+int64_t reference_init_draws(const Model& m) {
+  int64_t n = default_init_draws(*m.unet);
+  if (m.first_stage) {
+    n += default_init_draws(*m.first_stage);
+    for (const auto& sub : m.first_stage->modules(/*include_self=*/true))
+      if (const auto* q = dynamic_cast<const VectorQuantizerImpl*>(sub.get())) n += q->embedding->weight.numel();
+  }
+  return n;
+}
+
 }  // namespace dc::models
