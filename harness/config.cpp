@@ -348,7 +348,31 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
 
   if (j.contains("metrics")) {
     const auto& m = j["metrics"];
-    r.only(m, "metrics", {"fid_fmnist"});
+    r.only(m, "metrics", {"fid_fmnist", "fid", "inception_score"});
+    std::string fid_weights, is_weights;
+    if (m.contains("fid")) {
+      const auto& f = m["fid"];
+      r.only(f, "metrics.fid", {"reference", "dims", "weights"});
+      s.metrics.fid = true;
+      r.get(f, "metrics.fid", "reference", s.metrics.fid_reference);
+      r.get(f, "metrics.fid", "dims", s.metrics.fid_dims);
+      r.get(f, "metrics.fid", "weights", fid_weights);
+      if (s.metrics.fid_reference.empty()) r.fail("metrics.fid.reference", "missing (reference statistics .npz: `deepcache-bench fid-stats`)");
+      if (s.metrics.fid_dims != 64 && s.metrics.fid_dims != 192 && s.metrics.fid_dims != 768 && s.metrics.fid_dims != 2048)
+        r.fail("metrics.fid.dims", fmt::format("{}: pytorch-fid's FID Inception offers 64, 192, 768 or 2048", s.metrics.fid_dims));
+    }
+    if (m.contains("inception_score")) {
+      const auto& f = m["inception_score"];
+      r.only(f, "metrics.inception_score", {"splits", "weights"});
+      s.metrics.inception_score = true;
+      r.get(f, "metrics.inception_score", "splits", s.metrics.is_splits);
+      r.get(f, "metrics.inception_score", "weights", is_weights);
+      r.at_least("metrics.inception_score.splits", s.metrics.is_splits, 1);
+    }
+    if (!fid_weights.empty() && !is_weights.empty() && fid_weights != is_weights)
+      r.fail("metrics.inception_score.weights", "FID and Inception Score share one Inception network: give its weights once");
+    if (!fid_weights.empty()) s.metrics.inception_weights = fid_weights;
+    if (!is_weights.empty()) s.metrics.inception_weights = is_weights;
     if (m.contains("fid_fmnist")) {
       const auto& f = m["fid_fmnist"];
       r.only(f, "metrics.fid_fmnist", {"classifier", "reference", "confidence"});
@@ -397,8 +421,13 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
     s.resolved["samples"]["batch"] = s.samples.batch;
   }
   if (s.metrics.fid_fmnist)  // only when asked: run ids of experiments without metrics stay as they were
-    s.resolved["metrics"] = {{"fid_fmnist", {{"classifier", s.metrics.classifier}, {"reference", s.metrics.reference},
-                                             {"confidence", s.metrics.confidence}}}};
+    s.resolved["metrics"]["fid_fmnist"] = {{"classifier", s.metrics.classifier}, {"reference", s.metrics.reference},
+                                           {"confidence", s.metrics.confidence}};
+  if (s.metrics.fid)
+    s.resolved["metrics"]["fid"] = {{"reference", s.metrics.fid_reference}, {"dims", s.metrics.fid_dims},
+                                    {"weights", s.metrics.inception_weights}};
+  if (s.metrics.inception_score)
+    s.resolved["metrics"]["inception_score"] = {{"splits", s.metrics.is_splits}, {"weights", s.metrics.inception_weights}};
   // FNV-1a 64 of the canonical JSON (keys sorted by nlohmann's std::map).
   uint64_t h = 0xcbf29ce484222325ULL;
   for (unsigned char ch : s.resolved.dump()) {

@@ -73,6 +73,13 @@ struct MetricsSpec {
   std::string classifier;    // its weights (safetensors; ${ENV} allowed)
   std::string reference;     // reference statistics (.npz, mu/sigma of the classifier features)
   double confidence = 0.8;   // a sample counts as "confident" when the classifier's top probability >= this
+  // Inception metrics (pytorch-fid's FID Inception; weights default $DEEPCACHE_INCEPTION_WEIGHTS).
+  bool fid = false;
+  std::string fid_reference;  // reference statistics (.npz with mu, sigma of the same block)
+  int fid_dims = 2048;        // 64, 192, 768 or 2048
+  bool inception_score = false;
+  int is_splits = 10;
+  std::string inception_weights = "${DEEPCACHE_INCEPTION_WEIGHTS}";
 };
 
 // What a run executes, resolved once when the experiment is read (the non-uniform search runs

@@ -25,6 +25,7 @@
 #include "harness/sample.h"
 #include "harness/plan.h"
 #include "harness/inspect.h"
+#include "harness/merge.h"
 #include "metrics/fid.h"
 #include "metrics/fid_pipeline.h"
 #include "metrics/clip_score.h"
@@ -133,6 +134,15 @@ int main(int argc, char** argv) {
   cmd_plan->add_flag("--macs", plan_macs, "also count each run's MACs per call (builds each model once)");
   std::vector<std::string> plan_set;
   cmd_plan->add_option("--set", plan_set, "KEY=VALUE ...: override a setting of every run, as `run --set` does");
+
+  // ---- merge ----
+  dc::harness::MergeOptions mo;
+  auto* cmd_merge = app.add_subcommand(
+      "merge", "Join the shards of runs (`run --shard i/n`) into complete runs: metric states add exactly, images in sample "
+               "order, timings summed; refuses shards of different configurations, overlapping or missing slices.");
+  cmd_merge->add_option("RESULTS", mo.inputs, "results files holding the shards")->required();
+  cmd_merge->add_option("--out", mo.out, "merged results file (default results/<experiment>/<experiment>.h5; its other runs are kept)");
+  cmd_merge->add_flag("--partial", mo.partial, "merge runs whose shards are not all there; marked partial, without metric values");
 
   // ---- run ----
   std::string run_path, shard;
@@ -282,6 +292,11 @@ int main(int argc, char** argv) {
       std::cout << fmt::format("report      deepcache-bench report {}\n", s.results_path);
       return s.failed > 0 ? 1 : 0;
     }
+    if (*cmd_merge) {
+      const auto s = dc::harness::merge_results(mo, std::cerr);
+      std::cout << fmt::format("merged      {} ({} runs from {} shard results)\n", s.out, s.runs, s.shards);
+      return 0;
+    }
     if (*cmd_report) {
       std::vector<std::string> maps;
       const std::string table = dc::harness::render_report(rep, &maps);
@@ -396,18 +411,8 @@ int main(int argc, char** argv) {
       std::cout << fmt::format("FID:  {:.6f}\n", r.fid);
       if (!fid_json.empty()) {
         auto is_npz = [](const std::string& p) { return p.size() > 4 && p.compare(p.size() - 4, 4, ".npz") == 0; };
-        dc::metrics::MetricProvenance p;
-        p.metric = "fid";
-        p.implementation = fmt::format("{}: pytorch-fid InceptionV3 port (FID weights pt_inception-2015-12-05), {} dims, Frechet distance in double",
-                                       dc::metrics::program_identity(), fid_dims);
-        if (net) {
-          p.weights_file = inception_weights;
-          p.weights_sha256 = dc::metrics::sha256_file(inception_weights);
-        }
-        p.resize_rule = "bilinear to 299x299 inside the network (align_corners=False, as pytorch-fid), input /255 then 2x-1";
-        p.uint8_rule = "images read from the files as stored (uint8)";
-        p.reference = fid_paths[1];
-        if (is_npz(fid_paths[1])) p.reference_sha256 = dc::metrics::sha256_file(fid_paths[1]);
+        dc::metrics::MetricProvenance p = dc::metrics::inception_provenance(
+            "fid", net ? inception_weights : "", fid_dims, fid_paths[1], 0, "images read from the files as stored (uint8)");
         nlohmann::json extra = {{"paths", fid_paths}, {"dims", fid_dims}};
         for (int i = 0; i < 2; ++i)
           if (!is_npz(fid_paths[i])) extra["images"][i == 0 ? "first" : "second"] = dc::metrics::list_images(fid_paths[i]).size();

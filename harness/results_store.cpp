@@ -1,5 +1,8 @@
 #include "harness/results_store.h"
 
+#include <signal.h>
+#include <cerrno>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -34,7 +37,11 @@ torch::Tensor vec_tensor(const std::vector<T>& v, c10::ScalarType st) {
 void write_run(hid_t file, const RunResult& r) {
   if (!h5::exists(file, "runs")) h5::create_group(file, "runs");
   auto runs = h5::open_group(file, "runs");
-  auto g = h5::create_group(runs.id(), r.spec.run_id);
+  auto g = h5::create_group(runs.id(), result_key(r.spec.run_id, r.shard_index, r.shard_count));
+  h5::set_attr(g.id(), "run_id", r.spec.run_id);
+  h5::set_attr(g.id(), "shard_index", static_cast<int64_t>(r.shard_index));
+  h5::set_attr(g.id(), "shard_count", static_cast<int64_t>(r.shard_count));
+  if (!r.partial.empty()) h5::set_attr(g.id(), "partial", r.partial);
   h5::set_attr(g.id(), "name", r.spec.name);
   h5::set_attr(g.id(), "description", describe_run(r.spec));
   h5::set_attr(g.id(), "config", r.spec.resolved.dump(2));  // JSON, which is also YAML
@@ -91,6 +98,13 @@ void write_run(hid_t file, const RunResult& r) {
     auto q = h5::create_group(g.id(), "quality");
     for (const auto& [name, t] : r.quality_arrays) h5::write_tensor(q.id(), name, t);
   }
+  if (!r.metric_states.empty()) {
+    auto st = h5::create_group(g.id(), "state");
+    for (const auto& [metric, tensors] : r.metric_states) {
+      auto mg = h5::create_group(st.id(), metric);
+      for (const auto& [name, t] : tensors) h5::write_tensor(mg.id(), name, t, /*compress=*/t.numel() > 1024);
+    }
+  }
   if (r.images.defined()) h5::write_tensor(g.id(), "images", r.images, /*compress=*/true);
   if (r.grid.defined()) h5::write_tensor(g.id(), "grid", r.grid, true);
   if (!r.similarity.empty()) {
@@ -105,7 +119,11 @@ void write_run(hid_t file, const RunResult& r) {
 StoredRun read_stored_run(hid_t runs, const std::string& id) {
   auto g = h5::open_group(runs, id);
   StoredRun s;
-  s.run_id = id;
+  s.key = id;
+  s.run_id = h5::get_attr_string(g.id(), "run_id", id);  // files before shard keys: the group name
+  s.shard_index = static_cast<int>(h5::get_attr_double(g.id(), "shard_index", 0));
+  s.shard_count = static_cast<int>(h5::get_attr_double(g.id(), "shard_count", 1));
+  s.partial = h5::get_attr_string(g.id(), "partial");
   s.name = h5::get_attr_string(g.id(), "name");
   s.status = h5::get_attr_string(g.id(), "status");
   s.error = h5::get_attr_string(g.id(), "error");
@@ -137,14 +155,26 @@ ResultsStore::ResultsStore(std::string path, std::string experiment, std::string
   if (p.has_parent_path()) fs::create_directories(p.parent_path());
   std::error_code ec;
   const std::string stem = p.filename().string() + ".tmp.";
-  for (const auto& e : fs::directory_iterator(p.has_parent_path() ? p.parent_path() : fs::path("."), ec))
-    if (e.path().filename().string().rfind(stem, 0) == 0) fs::remove(e.path(), ec);
+  for (const auto& e : fs::directory_iterator(p.has_parent_path() ? p.parent_path() : fs::path("."), ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(stem, 0) != 0) continue;
+    // <file>.tmp.<pid>: another writer's file while that process lives (then its commit renames it).
+    const std::string pid = name.substr(stem.size());
+    if (!pid.empty() && pid.find_first_not_of("0123456789") == std::string::npos && pid.size() < 10 &&
+        (::kill(static_cast<pid_t>(std::stol(pid)), 0) == 0 || errno == EPERM))
+      continue;
+    fs::remove(e.path(), ec);
+  }
+}
+
+std::string result_key(const std::string& run_id, int shard_index, int shard_count) {
+  return shard_count > 1 ? fmt::format("{}.shard-{}-of-{}", run_id, shard_index, shard_count) : run_id;
 }
 
 std::map<std::string, std::string> ResultsStore::statuses() const {
   std::map<std::string, std::string> out;
   if (!fs::exists(path_)) return out;
-  for (const auto& r : read_results(path_)) out[r.run_id] = r.status;
+  for (const auto& r : read_results(path_)) out[r.key] = r.status;
   return out;
 }
 
@@ -161,7 +191,8 @@ void ResultsStore::commit(const RunResult& result) {
       if (h5::exists(in.id(), "runs")) {
         auto runs = h5::open_group(in.id(), "runs");
         for (const auto& id : h5::children(runs.id()))
-          if (id != result.spec.run_id) h5::copy_object(in.id(), "runs/" + id, out.id(), "runs/" + id);
+          if (id != result_key(result.spec.run_id, result.shard_index, result.shard_count))
+            h5::copy_object(in.id(), "runs/" + id, out.id(), "runs/" + id);
       }
     }
     write_run(out.id(), result);

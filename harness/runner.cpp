@@ -14,11 +14,11 @@
 #include "dc/build_info.h"
 #include "dc/git_describe.h"
 #include "harness/denoiser.h"
+#include "harness/quality.h"
 #include "harness/runtime.h"
 #include "harness/sampling/released_stream.h"
 #include "harness/sampling/samplers.h"
 #include "harness/sampling/schedule.h"
-#include "metrics/fid_fmnist.h"
 #include "metrics/macs.h"
 #include "models/deepcache_io.h"
 #include "models/model.h"
@@ -57,22 +57,12 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   r.git_revision = DC_GIT_DESCRIBE;
   const RunPlan& plan = spec.plan;
   const int calls = plan.calls.num_calls();
-  const std::vector<int64_t>& image_shape = plan.model.image_shape;
   const torch::Device device = parse_device(spec.device);
   r.device = device.is_cuda() ? "cuda" : "cpu";
 
-  // Metric inputs are checked before any sampling: a missing file must not cost a whole run.
-  std::string fmnist_classifier, fmnist_reference;
-  if (spec.metrics.fid_fmnist) {
-    if (image_shape[0] != 1)
-      throw Error(fmt::format("metrics.fid_fmnist: the {} '{}' model makes {}-channel images; FID-FMNIST is for grey Fashion-MNIST samples",
-                              spec.model.family, spec.model.preset, image_shape[0]));
-    fmnist_classifier = expand_env(spec.metrics.classifier, "metrics.fid_fmnist.classifier");
-    fmnist_reference = expand_env(spec.metrics.reference, "metrics.fid_fmnist.reference");
-    for (const auto& [p, what] : {std::pair{fmnist_classifier, "classifier weights"}, std::pair{fmnist_reference, "reference statistics"}})
-      if (!fs::exists(p))
-        throw Error(fmt::format("metrics.fid_fmnist: {} not found: {} (made by scripts/train_fmnist.sh; see docs/fmnist.md)", what, p));
-  }
+  // Metric inputs are checked (and their networks loaded) before any sampling: a missing file must
+  // not cost a whole run.
+  RunQuality quality(spec, device);
 
   // 1. Cache plan: the full-step list resolved when the experiment was read.
   std::shared_ptr<deepcache::CachePlan> cache_plan;
@@ -215,7 +205,8 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
       net.forward(xw, tw, cw, nullptr, nullptr, nullptr);
     }
   }
-  std::vector<torch::Tensor> images;
+  std::vector<torch::Tensor> images;  // kept only to store them or draw the grid
+  int64_t kept_for_grid = 0;
   sync(device);
   const auto start = std::chrono::steady_clock::now();
   for (int64_t done = 0; done < total;) {
@@ -248,7 +239,12 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     const auto tr = sampling::sample(x_T, schedule, timed, noise, false);
     if (released) released->end_batch();
     log->trace = nullptr;
-    images.push_back(image::to_uint8(model.to_images(tr.final)).cpu());
+    const torch::Tensor batch_images = image::to_uint8(model.to_images(tr.final)).cpu();
+    quality.add(batch_images, first + done);
+    if (spec.samples.save_images || kept_for_grid < spec.samples.grid) {
+      images.push_back(batch_images);
+      kept_for_grid += b;
+    }
     done += b;
     if (progress) progress(done, total);
   }
@@ -260,19 +256,9 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   r.timesteps = schedule.timesteps();
   if (class_cond) r.quality_arrays["class_labels"] = torch::tensor(labels, torch::kInt64);
   const torch::Tensor all = images.empty() ? torch::Tensor() : torch::cat(images);
-  // 4. Quality metrics on the finished samples (not timed). Shards hold a slice of the samples:
-  // their FID would not be the run's, so it is computed only when one process made them all.
-  if (spec.metrics.fid_fmnist && all.defined() && first == 0 && total == spec.samples.n) {
-    auto clf = metrics::load_fmnist_classifier(fmnist_classifier, device);
-    const auto ev = metrics::fmnist_evaluate(clf, all, spec.metrics.confidence);
-    // A covariance needs two samples: a one-sample run (e.g. a `--set samples.n=1` smoke run)
-    // keeps its images and timings and has no FID.
-    if (ev.n >= 2) r.quality["fid_fmnist"] = metrics::fid_fmnist(ev, fmnist_reference);
-    else r.notes.push_back(fmt::format("FID-FMNIST not computed: it needs at least 2 samples, the run made {}", ev.n));
-    r.quality["confident_fraction"] = ev.confident_fraction();
-    if (ev.n >= 2) r.provenance["fid_fmnist"] = metrics::fid_fmnist_provenance(fmnist_classifier, fmnist_reference, ev.n);
-    r.quality_arrays["fmnist_classes"] = torch::tensor(std::vector<int64_t>(ev.classes.begin(), ev.classes.end()), torch::kInt64);
-  }
+  // 4. Quality: the accumulators' states, and their values when this process made every sample
+  // (a shard's values come from merging the shards' states).
+  quality.finish(r, first == 0 && total == spec.samples.n);
   if (spec.samples.save_images && all.defined()) r.images = all;
   if (spec.samples.grid > 0 && all.defined()) {
     const int64_t g = std::min<int64_t>(spec.samples.grid, all.size(0));
@@ -326,7 +312,7 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
     RunSpec spec = *selected[i];
     if (!o.device.empty()) spec.device = o.device;
     const std::string head = fmt::format("[run {}/{}] {} {}", i + 1, selected.size(), spec.run_id, describe_run(spec));
-    auto it = status.find(spec.run_id);
+    auto it = status.find(result_key(spec.run_id, o.shard_index, o.shard_count));
     if (it != status.end() && it->second == "complete") {
       log << head << ": complete, skipped\n";
       ++s.skipped;
@@ -351,6 +337,8 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
     RunResult result;
     try {
       result = execute_run(spec, first, last - first, progress, &models);
+      result.shard_index = o.shard_index;
+      result.shard_count = o.shard_count;
       if (tty) log << "\n";
       log << fmt::format("{}: done in {:.1f}s ({:.3f} s/image, {:.2f} G MACs/call)\n", head, result.seconds,
                          result.samples ? result.seconds / result.samples : 0.0, result.macs_step_average / 1e9);
@@ -369,6 +357,8 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
       RunResult failed;
       failed.spec = spec;
       failed.status = "failed";
+      failed.shard_index = o.shard_index;
+      failed.shard_count = o.shard_count;
       failed.error = msg;
       failed.started_at = failed.finished_at = now_iso();
       store.commit(failed);

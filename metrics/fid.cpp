@@ -9,17 +9,27 @@
 
 namespace dc::metrics {
 
-FeatureStats::FeatureStats(int64_t dims) : sum_(Eigen::VectorXd::Zero(dims)), outer_(Eigen::MatrixXd::Zero(dims, dims)) {}
+FeatureStats::FeatureStats(int64_t dims) : sum_(dims), outer_(dims * (dims + 1) / 2) {}
+
+namespace {
+std::size_t lower_index(int64_t i, int64_t j) { return static_cast<std::size_t>(i * (i + 1) / 2 + j); }  // j <= i
+}  // namespace
 
 void FeatureStats::add(const torch::Tensor& feats) {
   TORCH_CHECK(feats.dim() == 2, "FeatureStats::add: need [N, D], got ", feats.sizes());
   if (sum_.size() == 0 && count_ == 0) *this = FeatureStats(feats.size(1));
   if (feats.size(1) != dims())
     throw Error(fmt::format("FID statistics: features have {} dimensions, the statistics {}", feats.size(1), dims()));
+  const int64_t d = dims();
   const Eigen::MatrixXd x = to_eigen_matrix(feats);  // [N, D]
-  sum_ += x.colwise().sum().transpose();
-  outer_.selfadjointView<Eigen::Lower>().rankUpdate(x.transpose());
-  outer_ = outer_.selfadjointView<Eigen::Lower>();  // mirror to the full matrix
+  const Eigen::VectorXd s = x.colwise().sum().transpose();
+  Eigen::MatrixXd outer = Eigen::MatrixXd::Zero(d, d);
+  outer.selfadjointView<Eigen::Lower>().rankUpdate(x.transpose());  // lower triangle of x^T x
+  sum_.add(s.data(), static_cast<std::size_t>(d), "a feature sum");
+  std::vector<double> lower(outer_.size());
+  for (int64_t i = 0; i < d; ++i)
+    for (int64_t j = 0; j <= i; ++j) lower[lower_index(i, j)] = outer(i, j);
+  outer_.add(lower.data(), lower.size(), "a feature outer product");
   count_ += feats.size(0);
 }
 
@@ -32,28 +42,38 @@ void FeatureStats::merge(const FeatureStats& o) {
   if (o.dims() != dims())
     throw Error(fmt::format("FID statistics: cannot merge {}-dimensional statistics into {}-dimensional ones", o.dims(), dims()));
   count_ += o.count_;
-  sum_ += o.sum_;
-  outer_ += o.outer_;
+  sum_.merge(o.sum_);
+  outer_.merge(o.outer_);
 }
 
-FeatureStats FeatureStats::from_sums(int64_t count, Eigen::VectorXd sum, Eigen::MatrixXd outer) {
+FeatureStats FeatureStats::from_state(int64_t count, ExactSum sum, ExactSum outer_lower, const std::string& what) {
+  const auto d = static_cast<int64_t>(sum.size());
+  if (count < 0 || static_cast<int64_t>(outer_lower.size()) != d * (d + 1) / 2)
+    throw Error(fmt::format("{}: FID statistics of {} dimensions need {} outer-product entries, the file has {} (count {})", what,
+                            d, d * (d + 1) / 2, outer_lower.size(), count));
   FeatureStats s;
   s.count_ = count;
   s.sum_ = std::move(sum);
-  s.outer_ = std::move(outer);
+  s.outer_ = std::move(outer_lower);
   return s;
 }
 
 Eigen::VectorXd FeatureStats::mean() const {
   if (count_ < 1) throw Error("FID statistics: no features");
-  return sum_ / static_cast<double>(count_);
+  const std::vector<double> s = sum_.values();
+  return Eigen::Map<const Eigen::VectorXd>(s.data(), dims()) / static_cast<double>(count_);
 }
 
 Eigen::MatrixXd FeatureStats::covariance() const {
   if (count_ < 2) throw Error(fmt::format("FID statistics: a covariance needs at least 2 samples, have {}", count_));
+  const int64_t d = dims();
   const Eigen::VectorXd m = mean();
+  const std::vector<double> lower = outer_.values();
+  Eigen::MatrixXd outer(d, d);
+  for (int64_t i = 0; i < d; ++i)
+    for (int64_t j = 0; j <= i; ++j) outer(i, j) = outer(j, i) = lower[lower_index(i, j)];
   // (sum x x^T - N m m^T) / (N - 1)
-  return (outer_ - static_cast<double>(count_) * m * m.transpose()) / static_cast<double>(count_ - 1);
+  return (outer - static_cast<double>(count_) * m * m.transpose()) / static_cast<double>(count_ - 1);
 }
 
 Eigen::MatrixXd to_eigen_matrix(const torch::Tensor& t) {

@@ -1,9 +1,11 @@
 // FID statistics and the Fréchet distance, in double (pytorch-fid src/pytorch_fid/fid_score.py:
 // calculate_activation_statistics, calculate_frechet_distance).
 //
-// Statistics are kept mergeable: (count, sum, sum of outer products), so shards combine exactly
-// in the sense that merging is plain addition; mean and covariance (denominator N-1, as np.cov)
-// are derived on demand.
+// Statistics are kept mergeable and exact: count, the sum of the features and the sum of their
+// outer products, each batch's sums computed in double and then added as fixed-point integers
+// (metrics/exact_sum.h), so statistics made in any grouping of the same batches (shards, resumed
+// runs) merge into the same bits. Mean and covariance (denominator N-1, as np.cov) are derived on
+// demand.
 //
 // tr sqrt(s1 s2) is computed in the numerically robust symmetric form
 //   tr sqrt(s1 s2) = tr sqrt(A s2 A),  A = s1^(1/2)
@@ -19,6 +21,9 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <string>
+
+#include "metrics/exact_sum.h"
 
 namespace dc::metrics {
 
@@ -26,7 +31,7 @@ class FeatureStats {
  public:
   FeatureStats() = default;
   explicit FeatureStats(int64_t dims);
-  // feats: [N, D] (any float dtype; accumulated in double).
+  // feats: [N, D] (any float dtype; the batch's sums in double, then added exactly).
   void add(const torch::Tensor& feats);
   void merge(const FeatureStats& other);  // throws dc::Error when dims differ
   int64_t count() const { return count_; }
@@ -34,14 +39,16 @@ class FeatureStats {
   Eigen::VectorXd mean() const;
   Eigen::MatrixXd covariance() const;  // denominator N-1; needs N >= 2
 
-  const Eigen::VectorXd& sum() const { return sum_; }
-  const Eigen::MatrixXd& outer_sum() const { return outer_; }
-  static FeatureStats from_sums(int64_t count, Eigen::VectorXd sum, Eigen::MatrixXd outer);
+  // The exact state: sum [D] and the lower triangle of sum x x^T, row by row [D (D + 1) / 2].
+  const ExactSum& exact_sum() const { return sum_; }
+  const ExactSum& exact_outer() const { return outer_; }
+  // Throws dc::Error (naming `what`) when the sizes do not describe one dimension D.
+  static FeatureStats from_state(int64_t count, ExactSum sum, ExactSum outer_lower, const std::string& what);
 
  private:
   int64_t count_ = 0;
-  Eigen::VectorXd sum_;
-  Eigen::MatrixXd outer_;
+  ExactSum sum_;
+  ExactSum outer_;
 };
 
 struct FrechetOptions {

@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/image_io.h"
+#include "metrics/sha256.h"
 #include "models/weights/strict_loader.h"
 
 namespace fs = std::filesystem;
@@ -83,6 +84,28 @@ InceptionFid load_inception(const std::string& weights, const torch::Device& dev
   net->eval();
   net->to(device);
   return net;
+}
+
+MetricProvenance inception_provenance(const std::string& metric, const std::string& weights, int dims,
+                                      const std::string& reference, int64_t samples, const std::string& uint8_rule) {
+  MetricProvenance p;
+  p.metric = metric;
+  p.implementation = metric == "fid"
+                         ? fmt::format("{}: pytorch-fid InceptionV3 port (FID weights pt_inception-2015-12-05), {} dims, Frechet distance in double",
+                                       program_identity(), dims)
+                         : fmt::format("{}: pytorch-fid InceptionV3 port (FID weights pt_inception-2015-12-05), softmax over its 1008 logits, "
+                                       "exp(mean KL) per split of the global sample order, mean and population std over splits",
+                                       program_identity());
+  if (!weights.empty()) {
+    p.weights_file = weights;
+    p.weights_sha256 = sha256_file(weights);
+  }
+  p.resize_rule = "bilinear to 299x299 inside the network (align_corners=False, as pytorch-fid), input /255 then 2x-1";
+  p.uint8_rule = uint8_rule;
+  p.samples = samples;
+  p.reference = reference;
+  if (!reference.empty() && std::filesystem::is_regular_file(reference)) p.reference_sha256 = sha256_file(reference);
+  return p;
 }
 
 }  // namespace dc::metrics

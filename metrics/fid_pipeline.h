@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "metrics/fid.h"
+#include "metrics/provenance.h"
 #include "metrics/inception_fid.h"
 
 namespace dc::metrics {
@@ -28,5 +29,12 @@ FeatureStats folder_statistics(InceptionFid& net, const std::string& dir, int di
 
 // Loads the FID Inception weights strictly (fp16 files are converted to float32).
 InceptionFid load_inception(const std::string& weights, const torch::Device& device);
+
+// Provenance of a value computed with the FID Inception (`metric`: fid or inception_score):
+// implementation, weights and their SHA-256, the resize rule; `reference` (FID: the reference
+// statistics, hashed when it is a file) and the sample count. `uint8_rule` says how the images
+// became uint8.
+MetricProvenance inception_provenance(const std::string& metric, const std::string& weights, int dims,
+                                      const std::string& reference, int64_t samples, const std::string& uint8_rule);
 
 }  // namespace dc::metrics

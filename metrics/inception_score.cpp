@@ -20,7 +20,10 @@ InceptionScore inception_score(const torch::Tensor& logits, int splits) {
     const int64_t a = i * n / splits, b = (i + 1) * n / splits;
     const torch::Tensor part = p.slice(0, a, b), lpart = logp.slice(0, a, b);
     const torch::Tensor py = part.mean(0, true);                               // [1, C]
-    const torch::Tensor kl = (part * (lpart - torch::log(py))).sum(1);         // [n_i]
+    // 0 log 0 = 0: a class whose probability underflows to 0 in every sample of the split adds
+    // nothing (NumPy's reference gives NaN there: 0 * inf).
+    const torch::Tensor terms = part * (lpart - torch::log(py));
+    const torch::Tensor kl = torch::where(part > 0, terms, torch::zeros_like(terms)).sum(1);  // [n_i]
     scores.push_back(std::exp(kl.mean().item<double>()));
   }
   InceptionScore r;

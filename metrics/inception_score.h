@@ -1,7 +1,8 @@
 // Inception Score from the FID Inception's logits (1008 classes, softmax over all of them as the
 // references do): per split, exp(mean_x KL(p(y|x) || p(y))) with p(y) the split's mean; the mean
 // and the (population) standard deviation over the splits. Splits are contiguous:
-// [i*N/splits, (i+1)*N/splits) (openai/improved-gan inception_score.py).
+// [i*N/splits, (i+1)*N/splits) (openai/improved-gan inception_score.py). 0 log 0 counts as 0 (the
+// reference's NumPy gives NaN when a class's probability underflows to 0 throughout a split).
 #pragma once
 #include <torch/torch.h>
 

@@ -7,13 +7,13 @@
 # last (the schedule-parameter grids repeat the same code with other numbers).
 #   BUILD_DIR        build folder with deepcache-bench (default build)
 #   SMOKE_DIR        where the results go (default: a fresh temporary folder, removed afterwards)
-#   SMOKE_MAX_RUNS   runs executed per experiment (default 8; 0 = all)
+#   SMOKE_MAX_RUNS   runs executed per experiment (default 4; 0 = all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BUILD_DIR:-build}/deepcache-bench
 dir=${SMOKE_DIR:-$(mktemp -d)}
 [ -n "${SMOKE_DIR:-}" ] || trap 'rm -rf "$dir"' EXIT
-max=${SMOKE_MAX_RUNS:-8}
+max=${SMOKE_MAX_RUNS:-4}
 set_args=(--set model.weights=random samples.n=1 sampler.steps=2)
 fail=0
 for e in experiments/*.yaml; do

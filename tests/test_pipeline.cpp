@@ -146,7 +146,9 @@ TEST(Config, SetOverridesAnySettingAndIsPartOfTheRunId) {
     EXPECT_EQ(r.resolved["samples"]["n"], 1) << "recorded in the run's config";
     EXPECT_EQ(r.resolved["sampler"]["steps"], 2);
     EXPECT_EQ(r.plan.calls.num_calls(), 2);
-    if (r.cache.enabled) EXPECT_EQ(r.resolved["cache"]["interval"], 4) << "--set wins over the YAML and the sweep";
+    if (r.cache.enabled) {
+      EXPECT_EQ(r.resolved["cache"]["interval"], 4) << "--set wins over the YAML and the sweep";
+    }
     EXPECT_NE(r.run_id, plain.runs[i].run_id);
   }
   // YAML values: numbers, booleans, lists.

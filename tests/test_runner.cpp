@@ -18,10 +18,14 @@
 #include "common/error.h"
 #include "harness/config.h"
 #include "harness/hdf5.h"
+#include "harness/merge.h"
 #include "harness/report.h"
 #include "harness/results_store.h"
 #include "harness/runner.h"
+#include "metrics/fid_pipeline.h"
+#include "metrics/inception_score.h"
 #include "support/agreement.h"
+#include "support/cli.h"
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
@@ -83,7 +87,7 @@ TEST(Runner, SamplesDoNotDependOnBatchSizeOrShards) {
     so.shard_count = 2;
     so.results_path = dir + fmt::format("/shard{}.h5", i);
     run_experiment(e, so, log, false);
-    parts.push_back(images_of(so.results_path, e.runs[1].run_id));
+    parts.push_back(images_of(so.results_path, result_key(e.runs[1].run_id, i, 2)));  // a shard's own key
   }
   EXPECT_EQ(parts[0].size(0), 2);
   EXPECT_TRUE(torch::equal(torch::cat(parts), images_of(dir + "/b.h5", e.runs[1].run_id)));
@@ -310,4 +314,181 @@ TEST(PlotScript, DrawsPublicationHeatmapsFromTheResults) {
   ASSERT_EQ(std::system((py + " " + script + " " + o.results_path + " --out " + dir + "/plots >/dev/null").c_str()), 0);
   EXPECT_TRUE(fs::exists(dir + "/plots/similarity_" + e.runs[0].run_id + "_up.0.block.2.png"));
   EXPECT_TRUE(fs::exists(dir + "/plots/similarity_" + e.runs[0].run_id + "_up.0.block.2.pdf"));
+}
+
+// FID and Inception Score computed inside `run` by accumulators fed batch by batch equal the
+// whole-array computation over the stored images (pytorch-fid's and the references' path),
+// within the cross-batch float tolerance: the Inception sees batches of 4 in the run and one
+// batch of 12 here (docs/experiments.md, "What is reproducible"). A shard stores the states
+// (exact counts) and no values: a shard's FID is not the run's.
+TEST(RunnerMetrics, InceptionMetricsInRunEqualTheWholeArrayComputation) {
+  const auto large = dc::test::large_fixtures_root();
+  const std::string weights = large ? *large + "/inception_fid.weights.safetensors" : "";
+  if (weights.empty() || !fs::exists(weights)) GTEST_SKIP() << "large Inception weights absent; set DEEPCACHE_FIXTURES_LARGE";
+  torch::NoGradGuard ng;
+  const std::string dir = dc::test::temp_dir();
+  auto net = dc::metrics::load_inception(weights, torch::kCPU);
+  // Reference statistics of other (random) images in the 64-dimensional block (pytorch-fid --dims
+  // 64), made full-rank (+ 0.01 I) so that 8 samples give a well-defined distance.
+  torch::manual_seed(11);
+  const torch::Tensor ref_images = torch::randint(0, 256, {6, 3, 32, 32}, torch::kUInt8);
+  dc::metrics::FeatureStats ref;
+  ref.add(dc::metrics::inception_features(net, ref_images, 64));
+  const Eigen::VectorXd ref_mu = ref.mean();
+  const Eigen::MatrixXd ref_sigma = ref.covariance() + 0.01 * Eigen::MatrixXd::Identity(64, 64);
+  const std::string npz = dir + "/ref.npz";
+  dc::metrics::write_fid_stats(npz, ref_mu, ref_sigma);
+  const std::string yaml = std::string(R"(experiment: metrics
+base:
+  model: {family: ddpm, preset: cifar10, weights: random}
+  sampler: {name: ddim, steps: 2, spacing: quad}
+  samples: {n: 8, batch: 4, seed: 5, save_images: true, grid: 0}
+  metrics:
+    fid: {reference: )") + npz + ", weights: " + weights + R"(, dims: 64}
+    inception_score: {splits: 2}
+baseline: false
+runs:
+  - {cache.k: 1, cache.interval: 2}
+)";
+  const auto e = parse_experiment(yaml, dir + "/m.yaml", dir);
+  const std::string id = e.runs.at(0).run_id;
+  std::ostringstream log;
+  RunOptions o;
+  o.results_path = dir + "/m.h5";
+  ASSERT_EQ(run_experiment(e, o, log, false).complete, 1) << log.str();
+  auto f = dc::h5::open_file(o.results_path);
+  const std::string g = "runs/" + id;
+  const double fid = dc::h5::read_scalar(f.id(), g + "/metrics/fid");
+  const double is = dc::h5::read_scalar(f.id(), g + "/metrics/inception_score");
+  EXPECT_EQ(dc::h5::read_tensor(f.id(), g + "/state/fid/count").item<int64_t>(), 8);
+  EXPECT_TRUE(dc::h5::exists(f.id(), g + "/provenance/fid"));
+  EXPECT_EQ(dc::h5::get_attr_string(dc::h5::open_group(f.id(), g + "/provenance/fid").id(), "reference"), npz);
+  // The whole array at once.
+  const torch::Tensor images = dc::h5::read_tensor(f.id(), g + "/images");
+  const auto out = net->forward(images.to(torch::kFloat32).div(255), /*logits=*/true, /*debug=*/true);
+  dc::metrics::FeatureStats all;
+  all.add(out.blocks.at("block0").mean({2, 3}));
+  const double want_fid =
+      dc::metrics::frechet_distance(all.mean(), all.covariance(), ref_mu, ref_sigma).fid;
+  const auto want_is = dc::metrics::inception_score(out.logits, 2);
+  EXPECT_NEAR(fid, want_fid, 1e-5 * want_fid);
+  EXPECT_NEAR(is, want_is.mean, 1e-6 * want_is.mean);
+  EXPECT_GT(fid, 1.0);  // samples of a random network against other noise: far apart
+
+  // Shard 1 of 2 (the second batch): states only.
+  RunOptions s;
+  s.results_path = dir + "/shard.h5";
+  s.shard_index = 1;
+  s.shard_count = 2;
+  ASSERT_EQ(run_experiment(e, s, log, false).complete, 1) << log.str();
+  auto sf = dc::h5::open_file(s.results_path);
+  EXPECT_EQ(dc::h5::read_tensor(sf.id(), g + "/state/fid/count").item<int64_t>(), 4);
+  EXPECT_EQ(dc::h5::read_tensor(sf.id(), g + "/state/inception_score/count").sum().item<int64_t>(), 4);
+  EXPECT_FALSE(dc::h5::exists(sf.id(), g + "/metrics/fid"));
+}
+
+// `merge`: four shards written into one file (shard keys keep them apart) merge into the run one
+// process makes, bit for bit on this machine: images, the FID-FMNIST state and value. Missing,
+// duplicated and mismatched shards are refused with the files named; --partial marks the run.
+namespace {
+std::string merge_yaml(int batch) {
+  return fmt::format(R"(experiment: shards
+base:
+  model: {{family: ddpm, preset: fmnist, weights: random}}
+  sampler: {{name: ddim, steps: 3, spacing: quad}}
+  samples: {{n: 10, batch: {}, seed: 4, save_images: true, grid: 4}}
+  metrics:
+    fid_fmnist: {{classifier: weights/fmnist/classifier.safetensors, reference: weights/fmnist/test_stats.npz}}
+baseline: false
+runs:
+  - {{cache.k: 1, cache.interval: 2}}
+)", batch);
+}
+void run_shards(const ExperimentSpec& e, const std::string& h5, int count, std::vector<int> which) {
+  std::ostringstream log;
+  for (int i : which) {
+    RunOptions o;
+    o.results_path = h5;
+    o.shard_index = i;
+    o.shard_count = count;
+    ASSERT_EQ(run_experiment(e, o, log, false).complete, 1) << log.str();
+  }
+}
+std::string merge_error(const MergeOptions& mo) {
+  std::ostringstream log;
+  try {
+    merge_results(mo, log);
+  } catch (const dc::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST(Merge, ShardsMergeIntoTheOneProcessRunBitForBit) {
+  if (!fs::exists("weights/fmnist/classifier.safetensors")) GTEST_SKIP() << "the Fashion-MNIST classifier is absent";
+  const std::string dir = dc::test::temp_dir();
+  const auto e = parse_experiment(merge_yaml(2), dir + "/s.yaml", ".");
+  const std::string id = e.runs.at(0).run_id;
+  std::ostringstream log;
+  RunOptions whole;
+  whole.results_path = dir + "/whole.h5";
+  ASSERT_EQ(run_experiment(e, whole, log, false).complete, 1) << log.str();
+  run_shards(e, dir + "/shards.h5", 4, {2, 0, 3, 1});  // one file, any order: no shard skips another
+  ASSERT_EQ(read_results(dir + "/shards.h5").size(), 4u);
+  MergeOptions mo;
+  mo.inputs = {dir + "/shards.h5"};
+  mo.out = dir + "/merged.h5";
+  std::ostringstream mlog;
+  const auto s = merge_results(mo, mlog);
+  EXPECT_EQ(s.runs, 1);
+  EXPECT_EQ(s.shards, 4);
+  auto a = dc::h5::open_file(whole.results_path);
+  auto b = dc::h5::open_file(mo.out);
+  const std::string g = "runs/" + id;
+  EXPECT_TRUE(torch::equal(dc::h5::read_tensor(a.id(), g + "/images"), dc::h5::read_tensor(b.id(), g + "/images")));
+  EXPECT_TRUE(torch::equal(dc::h5::read_tensor(a.id(), g + "/grid"), dc::h5::read_tensor(b.id(), g + "/grid")));
+  for (const char* k : {"count", "sum", "outer", "n", "confident", "classes"})
+    EXPECT_TRUE(torch::equal(dc::h5::read_tensor(a.id(), g + "/state/fid_fmnist/" + k), dc::h5::read_tensor(b.id(), g + "/state/fid_fmnist/" + k)))
+        << k;
+  EXPECT_EQ(dc::h5::read_scalar(a.id(), g + "/metrics/fid_fmnist"), dc::h5::read_scalar(b.id(), g + "/metrics/fid_fmnist"));
+  EXPECT_EQ(dc::h5::read_scalar(a.id(), g + "/metrics/confident_fraction"), dc::h5::read_scalar(b.id(), g + "/metrics/confident_fraction"));
+  EXPECT_EQ(dc::h5::read_scalar(b.id(), g + "/metrics/samples"), 10);
+  EXPECT_TRUE(torch::equal(dc::h5::read_tensor(a.id(), g + "/quality/fmnist_classes"), dc::h5::read_tensor(b.id(), g + "/quality/fmnist_classes")));
+  // Merging again gives the same file content (idempotent).
+  merge_results(mo, mlog);
+  auto b2 = dc::h5::open_file(mo.out);
+  EXPECT_TRUE(torch::equal(dc::h5::read_tensor(b2.id(), g + "/state/fid_fmnist/outer"), dc::h5::read_tensor(a.id(), g + "/state/fid_fmnist/outer")));
+
+  // A missing shard: refused, or merged as partial (marked, no metric values).
+  run_shards(e, dir + "/three.h5", 4, {0, 1, 3});
+  MergeOptions partial;
+  partial.inputs = {dir + "/three.h5"};
+  partial.out = dir + "/partial.h5";
+  EXPECT_NE(merge_error(partial).find("shards 0, 1, 3 of 4 found"), std::string::npos) << merge_error(partial);
+  partial.partial = true;
+  merge_results(partial, mlog);
+  auto p = dc::h5::open_file(partial.out);
+  EXPECT_NE(dc::h5::get_attr_string(dc::h5::open_group(p.id(), g).id(), "partial").find("8 of 10 samples"), std::string::npos);
+  EXPECT_FALSE(dc::h5::exists(p.id(), g + "/metrics/fid_fmnist"));
+  // The same slice twice.
+  const std::string copy = dir + "/copy.h5";
+  fs::copy_file(dir + "/shards.h5", copy);
+  MergeOptions twice;
+  twice.inputs = {dir + "/shards.h5", copy};
+  twice.out = dir + "/twice.h5";
+  EXPECT_NE(merge_error(twice).find("twice"), std::string::npos) << merge_error(twice);
+  // Shards of one run id made with another batch size: another configuration.
+  run_shards(parse_experiment(merge_yaml(5), dir + "/s.yaml", "."), dir + "/b5.h5", 4, {1});
+  MergeOptions mixed;
+  mixed.inputs = {dir + "/three.h5", dir + "/b5.h5"};
+  mixed.out = dir + "/mixed.h5";
+  EXPECT_NE(merge_error(mixed).find("different configurations"), std::string::npos) << merge_error(mixed);
+}
+
+TEST(Merge, CliNamesTheBadFileWithExitCode2) {
+  const auto r = dc::test::run_cli("merge /nonexistent/shards.h5 --out /tmp/never.h5");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("/nonexistent/shards.h5: no such results file"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists("/tmp/never.h5"));
 }

@@ -1,0 +1,161 @@
+#include "harness/quality.h"
+
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+#include "harness/runtime.h"
+#include "metrics/accumulators.h"
+#include "metrics/fid_fmnist.h"
+#include "metrics/fid_pipeline.h"
+#include "metrics/npz.h"
+
+namespace fs = std::filesystem;
+
+namespace dc::harness {
+
+namespace {
+
+constexpr const char* kUint8Rule = "model output [-1, 1] -> uint8 as torchvision save_image: clamp((x+1)/2) * 255 + 0.5, truncated";
+
+// The files a run's metrics read, resolved (${ENV} expanded) and checked.
+struct Inputs {
+  std::string fmnist_classifier, fmnist_reference, inception_weights, fid_reference;
+};
+
+Inputs resolve_inputs(const RunSpec& spec) {
+  Inputs in;
+  const MetricsSpec& m = spec.metrics;
+  const std::vector<int64_t>& shape = spec.plan.model.image_shape;
+  if (m.fid_fmnist) {
+    if (shape[0] != 1)
+      throw Error(fmt::format("metrics.fid_fmnist: the {} '{}' model makes {}-channel images; FID-FMNIST is for grey Fashion-MNIST samples",
+                              spec.model.family, spec.model.preset, shape[0]));
+    in.fmnist_classifier = expand_env(m.classifier, "metrics.fid_fmnist.classifier");
+    in.fmnist_reference = expand_env(m.reference, "metrics.fid_fmnist.reference");
+    for (const auto& [p, what] : {std::pair{in.fmnist_classifier, "classifier weights"}, std::pair{in.fmnist_reference, "reference statistics"}})
+      if (!fs::exists(p))
+        throw Error(fmt::format("metrics.fid_fmnist: {} not found: {} (made by scripts/train_fmnist.sh; see docs/fmnist.md)", what, p));
+  }
+  if (m.fid || m.inception_score) {
+    const char* key = m.fid ? "metrics.fid.weights" : "metrics.inception_score.weights";
+    if (shape[0] != 1 && shape[0] != 3)
+      throw Error(fmt::format("{}: the Inception takes grey or RGB images; this model makes {} channels", key, shape[0]));
+    in.inception_weights = expand_env(m.inception_weights, key);
+    if (!fs::is_regular_file(in.inception_weights))
+      throw Error(fmt::format("{}: FID Inception weights not found: {} (pt_inception-2015-12-05 as safetensors: docs/weights.md)", key,
+                              in.inception_weights));
+  }
+  if (m.fid) {
+    in.fid_reference = expand_env(m.fid_reference, "metrics.fid.reference");
+    if (!fs::is_regular_file(in.fid_reference))
+      throw Error(fmt::format("metrics.fid.reference: {} is not a file (reference statistics .npz: `deepcache-bench fid-stats DIR --out FILE`)",
+                              in.fid_reference));
+    const auto [mu, sigma] = metrics::read_fid_stats(in.fid_reference);  // the format before any sampling
+    if (mu.numel() != m.fid_dims)
+      throw Error(fmt::format("metrics.fid.reference: {} holds statistics of {} features; metrics.fid.dims is {}", in.fid_reference,
+                              mu.numel(), m.fid_dims));
+  }
+  return in;
+}
+
+}  // namespace
+
+struct RunQuality::Impl {
+  const RunSpec& spec;
+  Inputs in;
+  std::optional<models::FmnistClassifier> classifier;
+  metrics::FmnistEval fmnist;
+  std::optional<metrics::InceptionFid> inception;
+  metrics::FeatureStats fid;
+  std::optional<metrics::InceptionScoreAccumulator> is;
+  explicit Impl(const RunSpec& s) : spec(s) {}
+};
+
+RunQuality::RunQuality(const RunSpec& spec, const torch::Device& device) : impl_(std::make_unique<Impl>(spec)) {
+  Impl& q = *impl_;
+  q.in = resolve_inputs(spec);
+  if (spec.metrics.fid_fmnist) q.classifier = metrics::load_fmnist_classifier(q.in.fmnist_classifier, device);
+  if (spec.metrics.fid || spec.metrics.inception_score) q.inception = metrics::load_inception(q.in.inception_weights, device);
+  if (spec.metrics.fid) q.fid = metrics::FeatureStats(spec.metrics.fid_dims);
+  // Fewer samples than splits (a smoke run) make no score: the run says so when it finishes.
+  if (spec.metrics.inception_score && spec.samples.n >= spec.metrics.is_splits) q.is.emplace(spec.metrics.is_splits, spec.samples.n, 1008);
+}
+
+RunQuality::~RunQuality() = default;
+
+bool RunQuality::empty() const { return !impl_->classifier && !impl_->inception; }
+
+void RunQuality::add(const torch::Tensor& images_u8, int64_t first) {
+  Impl& q = *impl_;
+  torch::NoGradGuard no_grad;
+  if (q.classifier) metrics::merge_into(q.fmnist, metrics::fmnist_evaluate(*q.classifier, images_u8, q.spec.metrics.confidence));
+  if (!q.inception) return;
+  const torch::Tensor rgb = images_u8.size(1) == 1 ? images_u8.repeat({1, 3, 1, 1}) : images_u8;  // PIL convert('RGB')
+  const auto p = (*q.inception)->parameters().front();
+  const torch::Tensor x = rgb.to(p.device()).to(torch::kFloat32).div(255);
+  const bool one_pass = q.spec.metrics.fid_dims == 2048;  // pool3 and the logits from one forward
+  if (q.is) {
+    const auto out = (*q.inception)->forward(x, /*logits=*/true);
+    q.is->add(out.logits.cpu(), first);
+    if (q.spec.metrics.fid && one_pass) q.fid.add(out.pool3.cpu());
+  }
+  if (q.spec.metrics.fid && !(q.is && one_pass)) q.fid.add(metrics::inception_features(*q.inception, rgb, q.spec.metrics.fid_dims).cpu());
+}
+
+void RunQuality::finish(RunResult& r, bool complete) const {
+  const Impl& q = *impl_;
+  if (q.classifier) r.metric_states["fid_fmnist"] = metrics::to_state(q.fmnist);
+  if (q.spec.metrics.fid) r.metric_states["fid"] = metrics::to_state(q.fid);
+  if (q.is) r.metric_states["inception_score"] = q.is->state();
+  if (complete) quality_from_states(q.spec, r);
+}
+
+void quality_from_states(const RunSpec& spec, RunResult& r) {
+  const Inputs in = resolve_inputs(spec);
+  const MetricsSpec& m = spec.metrics;
+  auto state = [&](const char* name) -> const metrics::MetricState& {
+    auto it = r.metric_states.find(name);
+    if (it == r.metric_states.end()) throw Error(fmt::format("run {}: no stored state of metric {}", spec.run_id, name));
+    return it->second;
+  };
+  if (m.fid_fmnist) {
+    const auto ev = metrics::fmnist_eval_from_state(state("fid_fmnist"), "fid_fmnist");
+    // A covariance needs two samples: a one-sample run (e.g. a `--set samples.n=1` smoke run)
+    // keeps its images and timings and has no FID.
+    if (ev.n >= 2) {
+      r.quality["fid_fmnist"] = metrics::fid_fmnist(ev, in.fmnist_reference);
+      r.provenance["fid_fmnist"] = metrics::fid_fmnist_provenance(in.fmnist_classifier, in.fmnist_reference, ev.n);
+    } else {
+      r.notes.push_back(fmt::format("FID-FMNIST not computed: it needs at least 2 samples, the run made {}", ev.n));
+    }
+    r.quality["confident_fraction"] = ev.confident_fraction();
+    r.quality_arrays["fmnist_classes"] = torch::tensor(std::vector<int64_t>(ev.classes.begin(), ev.classes.end()), torch::kInt64);
+  }
+  if (m.fid) {
+    const auto stats = metrics::feature_stats_from_state(state("fid"), "fid");
+    if (stats.count() >= 2) {
+      const auto [mu, sigma] = metrics::read_fid_stats(in.fid_reference);
+      const auto f = metrics::frechet_distance(stats.mean(), stats.covariance(), metrics::to_eigen_vector(mu), metrics::to_eigen_matrix(sigma));
+      r.quality["fid"] = f.fid;
+      r.provenance["fid"] = metrics::inception_provenance("fid", in.inception_weights, m.fid_dims, in.fid_reference, stats.count(), kUint8Rule);
+      if (stats.count() < m.fid_dims)
+        r.notes.push_back(fmt::format("FID from {} samples of {}-dimensional features: the covariance is rank-deficient, the value "
+                                      "is far from the 50,000-sample figure papers print", stats.count(), m.fid_dims));
+    } else {
+      r.notes.push_back(fmt::format("FID not computed: it needs at least 2 samples, the run made {}", stats.count()));
+    }
+  }
+  if (m.inception_score && spec.samples.n < m.is_splits) {
+    r.notes.push_back(fmt::format("Inception Score not computed: {} samples cannot make {} splits", spec.samples.n, m.is_splits));
+  } else if (m.inception_score) {
+    const auto acc = metrics::InceptionScoreAccumulator::from_state(state("inception_score"), "inception_score");
+    const auto s = acc.result();
+    r.quality["inception_score"] = s.mean;
+    r.quality["inception_score_std"] = s.std;
+    r.provenance["inception_score"] = metrics::inception_provenance("inception_score", in.inception_weights, 2048, "", s.samples, kUint8Rule);
+  }
+}
+
+}  // namespace dc::harness

@@ -1,0 +1,38 @@
+// The quality metrics a run computes while it samples (YAML `metrics:`): accumulators fed batch by
+// batch (metrics/accumulators.h), so the images need not be kept. Their exact states are stored
+// with the run (runs/<id>/state/<metric>/); the values are computed when the run holds all its
+// samples (a shard stores states only; merging shards adds them exactly).
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "harness/config.h"
+#include "harness/results_store.h"
+
+namespace dc::harness {
+
+class RunQuality {
+ public:
+  // Checks every input the metrics need (weights, reference statistics, image shape) before
+  // anything is sampled: a dc::Error names the key and the file.
+  RunQuality(const RunSpec& spec, const torch::Device& device);
+  ~RunQuality();
+  bool empty() const;
+  // images: uint8 [B, C, H, W] (C = 1 or 3) of samples [first, first + B) of the run.
+  void add(const torch::Tensor& images_u8, int64_t first);
+  // Stores the states in r.metric_states; when `complete` (this process made every sample), also
+  // the values in r.quality, their provenance, and the arrays (FID-FMNIST's class histogram).
+  void finish(RunResult& r, bool complete) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The metric values of complete states (a merged run's): what finish() computes, from stored states.
+void quality_from_states(const RunSpec& spec, RunResult& r);
+
+}  // namespace dc::harness

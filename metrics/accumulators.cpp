@@ -1,0 +1,183 @@
+#include "metrics/accumulators.h"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+
+namespace dc::metrics {
+
+namespace {
+
+torch::Tensor words_tensor(const ExactSum& s) {
+  const std::vector<int64_t> w = s.words();
+  return torch::tensor(w, torch::kInt64).view({static_cast<int64_t>(s.size()), 2});
+}
+
+const torch::Tensor& need(const MetricState& s, const std::string& key, const std::string& what) {
+  auto it = s.find(key);
+  if (it == s.end() || !it->second.defined()) throw Error(fmt::format("{}: metric state has no '{}'", what, key));
+  if (it->second.scalar_type() != torch::kInt64) throw Error(fmt::format("{}: metric state '{}' is not int64", what, key));
+  return it->second;
+}
+
+ExactSum exact_from(const MetricState& s, const std::string& key, const std::string& what) {
+  const torch::Tensor t = need(s, key, what).contiguous();
+  if (t.dim() != 2 || t.size(1) != 2) throw Error(fmt::format("{}: metric state '{}' must be [n, 2], is {}", what, key, c10::str(t.sizes())));
+  return ExactSum::from_words(std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel()), what + " " + key);
+}
+
+int64_t scalar_from(const MetricState& s, const std::string& key, const std::string& what) {
+  const torch::Tensor& t = need(s, key, what);
+  if (t.numel() != 1) throw Error(fmt::format("{}: metric state '{}' must hold one value", what, key));
+  const int64_t v = t.item<int64_t>();
+  if (v < 0) throw Error(fmt::format("{}: metric state '{}' is negative ({})", what, key, v));
+  return v;
+}
+
+}  // namespace
+
+MetricState to_state(const FeatureStats& s) {
+  return {{"count", torch::tensor({s.count()}, torch::kInt64)}, {"sum", words_tensor(s.exact_sum())}, {"outer", words_tensor(s.exact_outer())}};
+}
+
+FeatureStats feature_stats_from_state(const MetricState& s, const std::string& what) {
+  return FeatureStats::from_state(scalar_from(s, "count", what), exact_from(s, "sum", what), exact_from(s, "outer", what), what);
+}
+
+MetricState to_state(const FmnistEval& e) {
+  MetricState s = to_state(e.stats);
+  s["n"] = torch::tensor({e.n}, torch::kInt64);
+  s["confident"] = torch::tensor({e.confident}, torch::kInt64);
+  s["classes"] = torch::tensor(std::vector<int64_t>(e.classes.begin(), e.classes.end()), torch::kInt64);
+  return s;
+}
+
+FmnistEval fmnist_eval_from_state(const MetricState& s, const std::string& what) {
+  FmnistEval e;
+  e.stats = feature_stats_from_state(s, what);
+  e.n = scalar_from(s, "n", what);
+  e.confident = scalar_from(s, "confident", what);
+  const torch::Tensor& c = need(s, "classes", what);
+  if (c.numel() != 10) throw Error(fmt::format("{}: metric state 'classes' must hold 10 counts", what));
+  for (int i = 0; i < 10; ++i) e.classes[i] = c[i].item<int64_t>();
+  if (e.stats.count() != e.n || e.confident > e.n)
+    throw Error(fmt::format("{}: inconsistent FID-FMNIST state (n {}, features {}, confident {})", what, e.n, e.stats.count(), e.confident));
+  return e;
+}
+
+void merge_into(FmnistEval& into, const FmnistEval& o) {
+  into.stats.merge(o.stats);
+  into.n += o.n;
+  into.confident += o.confident;
+  for (int i = 0; i < 10; ++i) into.classes[i] += o.classes[i];
+}
+
+InceptionScoreAccumulator::InceptionScoreAccumulator(int splits, int64_t total, int64_t classes)
+    : splits_(splits), total_(total), classes_(classes), count_(splits, 0), plogp_(splits), p_(splits * classes) {
+  if (splits < 1) throw Error(fmt::format("Inception Score: splits must be at least 1, got {}", splits));
+  if (total < splits) throw Error(fmt::format("Inception Score: {} samples cannot make {} splits", total, splits));
+  if (classes < 1) throw Error("Inception Score: no classes");
+}
+
+void InceptionScoreAccumulator::add(const torch::Tensor& logits, int64_t first) {
+  TORCH_CHECK(logits.dim() == 2 && logits.size(1) == classes_, "Inception Score: need [B, ", classes_, "] logits, got ", logits.sizes());
+  const int64_t b = logits.size(0);
+  if (first < 0 || first + b > total_)
+    throw Error(fmt::format("Inception Score: samples [{}, {}) lie outside the run's {}", first, first + b, total_));
+  const torch::Tensor x = logits.to(torch::kCPU, torch::kFloat64);
+  const torch::Tensor p = torch::softmax(x, 1).contiguous();
+  const torch::Tensor plogp = (p * torch::log_softmax(x, 1)).sum(1).contiguous();  // [B]
+  for (int s = 0; s < splits_; ++s) {  // the rows of this batch in split s
+    const int64_t a = std::max(first, s * total_ / splits_), e = std::min(first + b, (s + 1) * total_ / splits_);
+    if (a >= e) continue;
+    const torch::Tensor rows = p.slice(0, a - first, e - first).sum(0).contiguous();
+    const std::vector<double> part(rows.data_ptr<double>(), rows.data_ptr<double>() + classes_);
+    for (int64_t c = 0; c < classes_; ++c) p_.add(static_cast<std::size_t>(s * classes_ + c), part[c], "a softmax sum");
+    plogp_.add(static_cast<std::size_t>(s), plogp.slice(0, a - first, e - first).sum().item<double>(), "a p log p sum");
+    count_[s] += e - a;
+  }
+}
+
+void InceptionScoreAccumulator::merge(const InceptionScoreAccumulator& o) {
+  if (o.splits_ != splits_ || o.total_ != total_ || o.classes_ != classes_)
+    throw Error(fmt::format("Inception Score: cannot merge a state of {} splits over {} samples and {} classes into {}, {}, {}",
+                            o.splits_, o.total_, o.classes_, splits_, total_, classes_));
+  for (int s = 0; s < splits_; ++s) count_[s] += o.count_[s];
+  plogp_.merge(o.plogp_);
+  p_.merge(o.p_);
+}
+
+MetricState InceptionScoreAccumulator::state() const {
+  return {{"splits", torch::tensor({static_cast<int64_t>(splits_)}, torch::kInt64)},
+          {"total", torch::tensor({total_}, torch::kInt64)},
+          {"count", torch::tensor(count_, torch::kInt64)},
+          {"plogp", words_tensor(plogp_)},
+          {"p", words_tensor(p_)}};
+}
+
+InceptionScoreAccumulator InceptionScoreAccumulator::from_state(const MetricState& s, const std::string& what) {
+  const int64_t splits = scalar_from(s, "splits", what), total = scalar_from(s, "total", what);
+  ExactSum plogp = exact_from(s, "plogp", what), p = exact_from(s, "p", what);
+  if (splits < 1 || splits > 1'000'000 || static_cast<int64_t>(plogp.size()) != splits || p.size() % plogp.size())
+    throw Error(fmt::format("{}: inconsistent Inception Score state ({} splits, {} p log p sums, {} softmax sums)", what, splits,
+                            plogp.size(), p.size()));
+  InceptionScoreAccumulator a(static_cast<int>(splits), total, static_cast<int64_t>(p.size()) / splits);
+  const torch::Tensor& c = need(s, "count", what);
+  if (c.numel() != splits) throw Error(fmt::format("{}: Inception Score state has {} counts for {} splits", what, c.numel(), splits));
+  for (int64_t i = 0; i < splits; ++i) a.count_[i] = c[i].item<int64_t>();
+  a.plogp_ = std::move(plogp);
+  a.p_ = std::move(p);
+  return a;
+}
+
+int64_t InceptionScoreAccumulator::count() const {
+  int64_t n = 0;
+  for (int64_t c : count_) n += c;
+  return n;
+}
+
+InceptionScore InceptionScoreAccumulator::result() const {
+  std::vector<double> scores;
+  for (int s = 0; s < splits_; ++s) {
+    const int64_t want = (s + 1) * total_ / splits_ - s * total_ / splits_;
+    if (count_[s] != want)
+      throw Error(fmt::format("Inception Score: split {} holds {} of its {} samples (a partial run has no score)", s, count_[s], want));
+    const double n = static_cast<double>(count_[s]);
+    double cross = 0.0;  // sum_y P_y log(P_y / n), with 0 log 0 = 0
+    for (int64_t c = 0; c < classes_; ++c) {
+      const double py = p_.value(static_cast<std::size_t>(s * classes_ + c));
+      if (py > 0) cross += py * std::log(py / n);
+    }
+    scores.push_back(std::exp((plogp_.value(static_cast<std::size_t>(s)) - cross) / n));
+  }
+  InceptionScore r;
+  r.splits = splits_;
+  r.samples = total_;
+  for (double v : scores) r.mean += v / splits_;
+  for (double v : scores) r.std += (v - r.mean) * (v - r.mean) / splits_;
+  r.std = std::sqrt(r.std);
+  return r;
+}
+
+MetricState merge_states(const std::string& name, const MetricState& a, const MetricState& b, const std::string& what) {
+  if (name == "fid") {
+    FeatureStats s = feature_stats_from_state(a, what);
+    s.merge(feature_stats_from_state(b, what));
+    return to_state(s);
+  }
+  if (name == "fid_fmnist") {
+    FmnistEval e = fmnist_eval_from_state(a, what);
+    merge_into(e, fmnist_eval_from_state(b, what));
+    return to_state(e);
+  }
+  if (name == "inception_score") {
+    auto s = InceptionScoreAccumulator::from_state(a, what);
+    s.merge(InceptionScoreAccumulator::from_state(b, what));
+    return s.state();
+  }
+  throw Error(fmt::format("{}: unknown metric state '{}' (known: fid, fid_fmnist, inception_score)", what, name));
+}
+
+}  // namespace dc::metrics

@@ -1,0 +1,60 @@
+// Quality metrics as accumulators fed batch by batch while sampling (DESIGN.md §6): the images
+// need not be kept. Every state is exact (metrics/exact_sum.h: fixed-point sums, counts) and
+// converts to and from named tensors for storage, so the states of shards merge into the state
+// one process would have made, bit for bit, and a merged run computes its values from them.
+#pragma once
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "metrics/exact_sum.h"
+#include "metrics/fid.h"
+#include "metrics/fid_fmnist.h"
+#include "metrics/inception_score.h"
+
+namespace dc::metrics {
+
+// A metric's state as named int64 tensors (stored under state/<metric>/ in the results).
+using MetricState = std::map<std::string, torch::Tensor>;
+
+// FID statistics: {count [1], sum [D, 2], outer [D (D + 1) / 2, 2]} (exact words, lower triangle).
+MetricState to_state(const FeatureStats& s);
+FeatureStats feature_stats_from_state(const MetricState& s, const std::string& what);
+
+// FID-FMNIST: the statistics plus {n, confident, classes [10]}.
+MetricState to_state(const FmnistEval& e);
+FmnistEval fmnist_eval_from_state(const MetricState& s, const std::string& what);
+void merge_into(FmnistEval& into, const FmnistEval& other);
+
+// Inception Score over a run of `total` samples in `splits` splits fixed by the global sample
+// index ([s N / splits, (s + 1) N / splits), as the references cut the whole array), so shards and
+// batches do not change them. Per split: the count, the sum over samples of sum_y p log p, and the
+// sum over samples of p(y|x) (softmax of the logits in double); the split's score is
+// exp((sum p log p - sum_y P_y log(P_y / n)) / n), the reference's mean KL(p(y|x) || p(y)).
+class InceptionScoreAccumulator {
+ public:
+  InceptionScoreAccumulator(int splits, int64_t total, int64_t classes);
+  // logits [B, C] of samples [first, first + B).
+  void add(const torch::Tensor& logits, int64_t first);
+  void merge(const InceptionScoreAccumulator& o);  // dc::Error when splits, total or classes differ
+  MetricState state() const;
+  static InceptionScoreAccumulator from_state(const MetricState& s, const std::string& what);
+  int64_t count() const;
+  // Needs every split to hold samples (dc::Error otherwise: a partial run has no score).
+  InceptionScore result() const;
+
+ private:
+  int splits_;
+  int64_t total_, classes_;
+  std::vector<int64_t> count_;
+  ExactSum plogp_;  // [splits]
+  ExactSum p_;      // [splits * classes]
+};
+
+// Adds two states of metric `name` (fid, inception_score, fid_fmnist) exactly; dc::Error (naming
+// `what`) for an unknown metric or states that do not fit together.
+MetricState merge_states(const std::string& name, const MetricState& a, const MetricState& b, const std::string& what);
+
+}  // namespace dc::metrics

@@ -1,0 +1,132 @@
+// Metric accumulators (metrics/accumulators.h, metrics/exact_sum.h): states made in any grouping
+// of the same batches are the same bits (what lets shards merge exactly), and the values equal
+// the whole-array computations they replace.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "common/error.h"
+#include "metrics/accumulators.h"
+#include "metrics/exact_sum.h"
+
+using dc::metrics::ExactSum;
+
+namespace {
+bool same_state(const dc::metrics::MetricState& a, const dc::metrics::MetricState& b) {
+  if (a.size() != b.size()) return false;
+  for (const auto& [k, v] : a) {
+    auto it = b.find(k);
+    if (it == b.end() || !torch::equal(v, it->second)) return false;
+  }
+  return true;
+}
+}  // namespace
+
+TEST(ExactSum, AnyGroupingGivesTheSameBits) {
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> mant(-1.0, 1.0);
+  std::uniform_int_distribution<int> expo(-30, 40);
+  std::vector<double> x(1000);
+  for (auto& v : x) v = std::ldexp(mant(rng), expo(rng));
+  ExactSum forward(1), backward(1), a(1), b(1);
+  for (double v : x) forward.add(0, v);
+  for (auto it = x.rbegin(); it != x.rend(); ++it) backward.add(0, *it);
+  for (std::size_t i = 0; i < x.size(); ++i) (i % 3 ? a : b).add(0, x[i]);
+  b.merge(a);
+  EXPECT_EQ(forward.words(), backward.words());
+  EXPECT_EQ(forward.words(), b.words());
+  // Plain double summation in two orders disagrees (the reason for all this): a negative control.
+  double f = 0, r = 0;
+  for (double v : x) f += v;
+  for (auto it = x.rbegin(); it != x.rend(); ++it) r += *it;
+  EXPECT_NE(f, r);
+  long double exact = 0;
+  for (double v : x) exact += v;
+  EXPECT_NEAR(forward.value(0), static_cast<double>(exact), 1e-9 * std::fabs(static_cast<double>(exact)) + 1e-12);
+  EXPECT_EQ(ExactSum::from_words(forward.words(), "t").words(), forward.words());
+}
+
+TEST(ExactSum, RefusesWhatCannotBeSummedExactly) {
+  ExactSum s(2);
+  EXPECT_THROW(s.add(0, std::nan("")), dc::Error);
+  EXPECT_THROW(s.add(0, std::numeric_limits<double>::infinity()), dc::Error);
+  EXPECT_THROW(s.add(1, 1e19), dc::Error);
+  EXPECT_THROW(s.merge(ExactSum(3)), dc::Error);
+  EXPECT_THROW(ExactSum::from_words({1, 2, 3}, "t"), dc::Error);
+  EXPECT_THROW(ExactSum::from_words({std::numeric_limits<int64_t>::max(), 0}, "t"), dc::Error);
+  s.add(0, 3e18);                                // below 2^62
+  EXPECT_THROW(s.add(0, 3e18), dc::Error);       // the total beyond it
+}
+
+TEST(FeatureStats, ShardsOfTheSameBatchesMergeToTheSameBits) {
+  torch::manual_seed(3);
+  std::vector<torch::Tensor> batches;
+  for (int i = 0; i < 6; ++i) batches.push_back(torch::rand({5 + i, 16}) * 4);
+  dc::metrics::FeatureStats one, a, b;
+  for (const auto& x : batches) one.add(x);
+  for (int i = 0; i < 6; ++i) (i < 2 ? b : a).add(batches[i]);  // shard 1's batches first
+  b.merge(a);
+  EXPECT_TRUE(same_state(dc::metrics::to_state(one), dc::metrics::to_state(b)));
+  const auto back = dc::metrics::feature_stats_from_state(dc::metrics::to_state(one), "t");
+  EXPECT_TRUE(same_state(dc::metrics::to_state(back), dc::metrics::to_state(one)));
+  // Against the direct computation (np.cov, denominator N-1).
+  const torch::Tensor all = torch::cat(batches).to(torch::kFloat64);
+  const torch::Tensor mu = all.mean(0), c = all - mu;
+  const torch::Tensor cov = c.t().mm(c) / (all.size(0) - 1);
+  const auto m = one.mean();
+  const auto s = one.covariance();
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_NEAR(m(i), mu[i].item<double>(), 1e-13);
+    for (int j = 0; j < 16; ++j) EXPECT_NEAR(s(i, j), cov[i][j].item<double>(), 1e-12);
+  }
+  auto bad = dc::metrics::to_state(one);
+  bad["outer"] = bad["outer"].slice(0, 0, 10);
+  EXPECT_THROW(dc::metrics::feature_stats_from_state(bad, "t"), dc::Error);
+}
+
+TEST(InceptionScoreAccumulator, SplitsByGlobalIndexAndShardsMergeExactly) {
+  torch::manual_seed(5);
+  const int64_t n = 103, classes = 12;
+  const torch::Tensor logits = torch::randn({n, classes}) * 3;
+  const auto reference = dc::metrics::inception_score(logits, 10);
+  dc::metrics::InceptionScoreAccumulator one(10, n, classes), s0(10, n, classes), s1(10, n, classes);
+  for (int64_t i = 0; i < n; i += 7) one.add(logits.slice(0, i, std::min(i + 7, n)), i);
+  for (int64_t i = 0; i < n; i += 7) (i < 49 ? s0 : s1).add(logits.slice(0, i, std::min(i + 7, n)), i);
+  EXPECT_THROW(s1.result(), dc::Error);  // a shard alone has no score
+  s1.merge(s0);
+  EXPECT_TRUE(same_state(one.state(), s1.state()));
+  const auto r = one.result();
+  EXPECT_NEAR(r.mean, reference.mean, 1e-12 * reference.mean);
+  EXPECT_NEAR(r.std, reference.std, 1e-10 * reference.mean);
+  EXPECT_EQ(r.samples, n);
+  // Batches of another size change the per-batch double sums, not the score beyond rounding.
+  dc::metrics::InceptionScoreAccumulator other(10, n, classes);
+  for (int64_t i = 0; i < n; i += 20) other.add(logits.slice(0, i, std::min(i + 20, n)), i);
+  EXPECT_NEAR(other.result().mean, r.mean, 1e-12 * r.mean);
+  const auto back = dc::metrics::InceptionScoreAccumulator::from_state(one.state(), "t");
+  EXPECT_TRUE(same_state(back.state(), one.state()));
+  EXPECT_THROW(one.add(logits.slice(0, 0, 2), n - 1), dc::Error);
+  EXPECT_THROW(one.merge(dc::metrics::InceptionScoreAccumulator(5, n, classes)), dc::Error);
+  EXPECT_THROW(dc::metrics::InceptionScoreAccumulator(10, 9, classes), dc::Error);
+}
+
+TEST(FmnistEvalState, RoundTripsAndMerges) {
+  dc::metrics::FmnistEval a, b;
+  torch::manual_seed(1);
+  a.stats.add(torch::rand({4, 128}));
+  a.n = 4;
+  a.confident = 3;
+  a.classes[2] = 4;
+  b.stats.add(torch::rand({3, 128}));
+  b.n = 3;
+  b.classes[5] = 3;
+  dc::metrics::merge_into(a, b);
+  const auto back = dc::metrics::fmnist_eval_from_state(dc::metrics::to_state(a), "t");
+  EXPECT_EQ(back.n, 7);
+  EXPECT_EQ(back.confident, 3);
+  EXPECT_EQ(back.classes[5], 3);
+  EXPECT_TRUE(same_state(dc::metrics::to_state(back), dc::metrics::to_state(a)));
+  auto bad = dc::metrics::to_state(a);
+  bad["confident"] = torch::tensor({9}, torch::kInt64);
+  EXPECT_THROW(dc::metrics::fmnist_eval_from_state(bad, "t"), dc::Error);
+}
