@@ -25,6 +25,7 @@
 #include "harness/sample.h"
 #include "harness/plan.h"
 #include "harness/inspect.h"
+#include "harness/export.h"
 #include "harness/merge.h"
 #include "metrics/fid.h"
 #include "metrics/fid_pipeline.h"
@@ -143,6 +144,16 @@ int main(int argc, char** argv) {
   cmd_merge->add_option("RESULTS", mo.inputs, "results files holding the shards")->required();
   cmd_merge->add_option("--out", mo.out, "merged results file (default results/<experiment>/<experiment>.h5; its other runs are kept)");
   cmd_merge->add_flag("--partial", mo.partial, "merge runs whose shards are not all there; marked partial, without metric values");
+
+  // ---- export ----
+  dc::harness::ExportOptions eo;
+  auto* cmd_export = app.add_subcommand(
+      "export", "Write a stored run's images as a PNG folder (zero-padded names: sorted order is sample order) and/or the "
+                "npz guided-diffusion's evaluator reads (arr_0 uint8 NHWC, arr_1 class labels).");
+  cmd_export->add_option("RESULTS", eo.results, "results file")->required();
+  cmd_export->add_option("--run", eo.run, "run id, unique prefix, name, or a shard's key")->required();
+  cmd_export->add_option("--png", eo.png_dir, "PNG folder to write");
+  cmd_export->add_option("--npz", eo.npz, "evaluator .npz to write");
 
   // ---- run ----
   std::string run_path, shard;
@@ -291,6 +302,10 @@ int main(int argc, char** argv) {
                                s.failed);
       std::cout << fmt::format("report      deepcache-bench report {}\n", s.results_path);
       return s.failed > 0 ? 1 : 0;
+    }
+    if (*cmd_export) {
+      dc::harness::export_images(eo, std::cout);
+      return 0;
     }
     if (*cmd_merge) {
       const auto s = dc::harness::merge_results(mo, std::cerr);

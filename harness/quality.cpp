@@ -15,17 +15,18 @@ namespace fs = std::filesystem;
 
 namespace dc::harness {
 
+// The files a run's metrics read, resolved (${ENV} expanded) and checked. Outside the anonymous
+// namespace: RunQuality::Impl holds one (-Wsubobject-linkage in a unity build).
+struct QualityInputs {
+  std::string fmnist_classifier, fmnist_reference, inception_weights, fid_reference;
+};
+
 namespace {
 
 constexpr const char* kUint8Rule = "model output [-1, 1] -> uint8 as torchvision save_image: clamp((x+1)/2) * 255 + 0.5, truncated";
 
-// The files a run's metrics read, resolved (${ENV} expanded) and checked.
-struct Inputs {
-  std::string fmnist_classifier, fmnist_reference, inception_weights, fid_reference;
-};
-
-Inputs resolve_inputs(const RunSpec& spec) {
-  Inputs in;
+QualityInputs resolve_inputs(const RunSpec& spec) {
+  QualityInputs in;
   const MetricsSpec& m = spec.metrics;
   const std::vector<int64_t>& shape = spec.plan.model.image_shape;
   if (m.fid_fmnist) {
@@ -64,7 +65,7 @@ Inputs resolve_inputs(const RunSpec& spec) {
 
 struct RunQuality::Impl {
   const RunSpec& spec;
-  Inputs in;
+  QualityInputs in;
   std::optional<models::FmnistClassifier> classifier;
   metrics::FmnistEval fmnist;
   std::optional<metrics::InceptionFid> inception;
@@ -113,7 +114,7 @@ void RunQuality::finish(RunResult& r, bool complete) const {
 }
 
 void quality_from_states(const RunSpec& spec, RunResult& r) {
-  const Inputs in = resolve_inputs(spec);
+  const QualityInputs in = resolve_inputs(spec);
   const MetricsSpec& m = spec.metrics;
   auto state = [&](const char* name) -> const metrics::MetricState& {
     auto it = r.metric_states.find(name);

@@ -13,7 +13,9 @@ BasicConv2dImpl::BasicConv2dImpl(int64_t in, int64_t out, torch::ExpandingArray<
 
 torch::Tensor BasicConv2dImpl::forward(const torch::Tensor& x) { return torch::relu(bn(conv(x))); }
 
-namespace {
+// The blocks: a named namespace (not an anonymous one), because InceptionFidImpl::Impl holds them
+// and a unity build would otherwise warn (-Wsubobject-linkage).
+namespace inception_blocks {
 
 using KS = torch::ExpandingArray<2>;
 
@@ -128,7 +130,8 @@ struct InceptionEImpl : nn::Module {
 };
 TORCH_MODULE(InceptionE);
 
-}  // namespace
+}  // namespace inception_blocks
+using namespace inception_blocks;
 
 struct InceptionFidImpl::Impl {
   BasicConv2d c1a{nullptr}, c2a{nullptr}, c2b{nullptr}, c3b{nullptr}, c4a{nullptr};

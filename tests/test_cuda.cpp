@@ -15,7 +15,8 @@
 using dc::deepcache::CacheRequest;
 using dc::deepcache::FeatureCache;
 
-namespace {
+// The fixture outside the anonymous namespace: its tests derive from it (-Wsubobject-linkage in a
+// unity build).
 class Cuda : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -24,6 +25,8 @@ class Cuda : public ::testing::Test {
     at::globalContext().setAllowTF32CuBLAS(false);
   }
 };
+
+namespace {
 const torch::Device kCuda(torch::kCUDA);
 torch::Tensor on_gpu(const torch::Tensor& t) { return t.to(kCuda); }
 }  // namespace

@@ -141,7 +141,10 @@ TEST(FixtureTolerance, StringRulesAreHonoured) {
   for (const auto& k : all_cases()) {
     const auto tol = k.json.value("tolerance", nlohmann::json::object());
     if (!tol.is_object()) continue;
-    for (const auto& [name, rule] : tol.items())
-      if (rule.is_string() && name != "note") EXPECT_NO_THROW(dc::test::parse_tolerance_rule(rule.get<std::string>(), k.id() + " " + name));
+    for (const auto& [name, rule] : tol.items()) {
+      if (rule.is_string() && name != "note") {
+        EXPECT_NO_THROW(dc::test::parse_tolerance_rule(rule.get<std::string>(), k.id() + " " + name));
+      }
+    }
   }
 }

@@ -18,12 +18,14 @@
 #include "common/error.h"
 #include "harness/config.h"
 #include "harness/hdf5.h"
+#include "harness/export.h"
 #include "harness/merge.h"
 #include "harness/report.h"
 #include "harness/results_store.h"
 #include "harness/runner.h"
 #include "metrics/fid_pipeline.h"
 #include "metrics/inception_score.h"
+#include "metrics/npz.h"
 #include "support/agreement.h"
 #include "support/cli.h"
 #include "support/fixtures.h"
@@ -382,9 +384,10 @@ runs:
   s.shard_count = 2;
   ASSERT_EQ(run_experiment(e, s, log, false).complete, 1) << log.str();
   auto sf = dc::h5::open_file(s.results_path);
-  EXPECT_EQ(dc::h5::read_tensor(sf.id(), g + "/state/fid/count").item<int64_t>(), 4);
-  EXPECT_EQ(dc::h5::read_tensor(sf.id(), g + "/state/inception_score/count").sum().item<int64_t>(), 4);
-  EXPECT_FALSE(dc::h5::exists(sf.id(), g + "/metrics/fid"));
+  const std::string sg = "runs/" + result_key(id, 1, 2);
+  EXPECT_EQ(dc::h5::read_tensor(sf.id(), sg + "/state/fid/count").item<int64_t>(), 4);
+  EXPECT_EQ(dc::h5::read_tensor(sf.id(), sg + "/state/inception_score/count").sum().item<int64_t>(), 4);
+  EXPECT_FALSE(dc::h5::exists(sf.id(), sg + "/metrics/fid"));
 }
 
 // `merge`: four shards written into one file (shard keys keep them apart) merge into the run one
@@ -491,4 +494,51 @@ TEST(Merge, CliNamesTheBadFileWithExitCode2) {
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_NE(r.err.find("/nonexistent/shards.h5: no such results file"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists("/tmp/never.h5"));
+}
+
+// `export`: the stored images as a PNG folder whose sorted order is sample order, and as the
+// evaluator's npz (NHWC uint8), equal to the stored uint8 values; a run without images, an
+// unknown run and no output are errors naming the file and run.
+TEST(Export, PngFolderAndEvaluatorNpzHoldTheStoredImagesInOrder) {
+  const std::string dir = dc::test::temp_dir();
+  const auto e = parse_experiment(kTiny, dir + "/t.yaml", ".");
+  const std::string id = e.runs.at(0).run_id;
+  std::ostringstream log;
+  RunOptions o;
+  o.results_path = dir + "/t.h5";
+  ASSERT_EQ(run_experiment(e, o, log, false).complete, 1) << log.str();
+  const torch::Tensor images = images_of(o.results_path, id);
+  ExportOptions x;
+  x.results = o.results_path;
+  x.run = id.substr(0, 6);
+  x.png_dir = dir + "/png";
+  x.npz = dir + "/samples.npz";
+  std::ostringstream out;
+  const auto s = export_images(x, out);
+  EXPECT_EQ(s.key, id);
+  EXPECT_EQ(s.images, 4);
+  const auto files = dc::metrics::list_images(x.png_dir);
+  ASSERT_EQ(files.size(), 4u);
+  EXPECT_EQ(fs::path(files[0]).filename(), "000000.png");
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(torch::equal(dc::metrics::load_rgb(files[i]), images[i])) << files[i];
+  const auto arrays = dc::metrics::read_npz(x.npz);
+  ASSERT_TRUE(arrays.count("arr_0"));
+  EXPECT_TRUE(torch::equal(arrays.at("arr_0"), images.permute({0, 2, 3, 1})));
+  EXPECT_FALSE(arrays.count("arr_1"));  // unconditional: no labels
+
+  ExportOptions bad = x;
+  bad.run = "ffffffff";
+  EXPECT_THROW(export_images(bad, out), dc::Error);
+  bad = x;
+  bad.png_dir.clear();
+  bad.npz.clear();
+  EXPECT_THROW(export_images(bad, out), dc::Error);
+  const auto no_images =
+      parse_experiment(std::string(kTiny) + "baseline: false\nruns:\n  - {samples.save_images: false}\n", dir + "/u.yaml", ".");
+  RunOptions u;
+  u.results_path = dir + "/u.h5";
+  run_experiment(no_images, u, log, false);
+  const auto r = dc::test::run_cli("export " + u.results_path + " --run " + no_images.runs.at(0).run_id + " --npz " + dir + "/u.npz");
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("stored no images"), std::string::npos) << r.err;
 }
