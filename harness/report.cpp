@@ -24,6 +24,7 @@ constexpr unsigned char kViridis[9][3] = {{68, 1, 84},    {71, 44, 122},  {59, 8
 
 struct Row {
   std::string run_id, name, status, role, model, sampler, schedule, weights;
+  std::string status_note;  // a shard's slice, or what a partial merge holds
   int steps = 0, k = -1, n_interval = 0;
   double macs = 0, s_per_image = 0, speedup = 0, mac_speedup = 0;
   double macs_per_image = 0;  // per call x model calls: what --reference compares across step counts
@@ -80,6 +81,8 @@ std::string render_report(const ReportOptions& o, std::vector<std::string>* heat
     row.run_id = r.run_id;
     row.name = r.name;
     row.status = r.status;
+    if (r.shard_count > 1) row.status_note = fmt::format("shard {}/{}", r.shard_index, r.shard_count);
+    if (!r.partial.empty()) row.status_note = "partial: " + r.partial;
     row.role = r.baseline ? "baseline" : "deepcache";
     nlohmann::json c = nlohmann::json::parse(r.config_json, nullptr, false);
     if (c.is_discarded()) c = nlohmann::json::object();
@@ -200,7 +203,7 @@ std::string render_report(const ReportOptions& o, std::vector<std::string>* heat
       const bool has_delta = it != r.metrics.end() && b != baseline_metrics.end() && b->second.count(m);
       cells.push_back(has_delta ? fmt::format("{:+.4g}", it->second - b->second.at(m)) : "-");
     }
-    cells.push_back(r.status);
+    cells.push_back(r.status_note.empty() ? r.status : r.status + " (" + r.status_note + ")");
     line(cells);
   }
   return out.str();

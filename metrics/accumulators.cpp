@@ -132,12 +132,6 @@ InceptionScoreAccumulator InceptionScoreAccumulator::from_state(const MetricStat
   return a;
 }
 
-int64_t InceptionScoreAccumulator::count() const {
-  int64_t n = 0;
-  for (int64_t c : count_) n += c;
-  return n;
-}
-
 InceptionScore InceptionScoreAccumulator::result() const {
   std::vector<double> scores;
   for (int s = 0; s < splits_; ++s) {
@@ -152,13 +146,7 @@ InceptionScore InceptionScoreAccumulator::result() const {
     }
     scores.push_back(std::exp((plogp_.value(static_cast<std::size_t>(s)) - cross) / n));
   }
-  InceptionScore r;
-  r.splits = splits_;
-  r.samples = total_;
-  for (double v : scores) r.mean += v / splits_;
-  for (double v : scores) r.std += (v - r.mean) * (v - r.mean) / splits_;
-  r.std = std::sqrt(r.std);
-  return r;
+  return summarize_splits(scores, total_);
 }
 
 MetricState merge_states(const std::string& name, const MetricState& a, const MetricState& b, const std::string& what) {

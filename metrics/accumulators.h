@@ -41,7 +41,6 @@ class InceptionScoreAccumulator {
   void merge(const InceptionScoreAccumulator& o);  // dc::Error when splits, total or classes differ
   MetricState state() const;
   static InceptionScoreAccumulator from_state(const MetricState& s, const std::string& what);
-  int64_t count() const;
   // Needs every split to hold samples (dc::Error otherwise: a partial run has no score).
   InceptionScore result() const;
 

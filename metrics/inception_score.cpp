@@ -26,11 +26,15 @@ InceptionScore inception_score(const torch::Tensor& logits, int splits) {
     const torch::Tensor kl = torch::where(part > 0, terms, torch::zeros_like(terms)).sum(1);  // [n_i]
     scores.push_back(std::exp(kl.mean().item<double>()));
   }
+  return summarize_splits(scores, n);
+}
+
+InceptionScore summarize_splits(const std::vector<double>& scores, int64_t samples) {
   InceptionScore r;
-  r.splits = splits;
-  r.samples = n;
-  for (double s : scores) r.mean += s / splits;
-  for (double s : scores) r.std += (s - r.mean) * (s - r.mean) / splits;
+  r.splits = static_cast<int>(scores.size());
+  r.samples = samples;
+  for (double s : scores) r.mean += s / r.splits;
+  for (double s : scores) r.std += (s - r.mean) * (s - r.mean) / r.splits;
   r.std = std::sqrt(r.std);
   return r;
 }

@@ -474,6 +474,11 @@ TEST(Merge, ShardsMergeIntoTheOneProcessRunBitForBit) {
   auto p = dc::h5::open_file(partial.out);
   EXPECT_NE(dc::h5::get_attr_string(dc::h5::open_group(p.id(), g).id(), "partial").find("8 of 10 samples"), std::string::npos);
   EXPECT_FALSE(dc::h5::exists(p.id(), g + "/metrics/fid_fmnist"));
+  ReportOptions ro;
+  ro.results = partial.out;
+  EXPECT_NE(render_report(ro).find("complete (partial: shards 0, 1, 3 of 4"), std::string::npos) << render_report(ro);
+  ro.results = dir + "/shards.h5";
+  EXPECT_NE(render_report(ro).find("complete (shard 2/4)"), std::string::npos) << render_report(ro);
   // The same slice twice.
   const std::string copy = dir + "/copy.h5";
   fs::copy_file(dir + "/shards.h5", copy);
