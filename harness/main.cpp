@@ -24,6 +24,7 @@
 #include "harness/runner.h"
 #include "harness/sample.h"
 #include "harness/plan.h"
+#include "harness/slurm.h"
 #include "harness/inspect.h"
 #include "harness/export.h"
 #include "harness/merge.h"
@@ -135,6 +136,21 @@ int main(int argc, char** argv) {
   cmd_plan->add_flag("--macs", plan_macs, "also count each run's MACs per call (builds each model once)");
   std::vector<std::string> plan_set;
   cmd_plan->add_option("--set", plan_set, "KEY=VALUE ...: override a setting of every run, as `run --set` does");
+  bool plan_slurm = false;
+  dc::harness::SlurmOptions slurm;
+  cmd_plan->add_flag("--slurm", plan_slurm,
+                     "write a Slurm job-array script (one task per run and shard, requeue on pre-emption, a dependent merge "
+                     "job) instead of listing the runs; docs/slurm.md");
+  cmd_plan->add_option("--shards", slurm.shards, "--slurm: shards per run (each array task makes one shard of one run)");
+  cmd_plan->add_option("--out", slurm.out, "--slurm: the script to write (default results/<experiment>/slurm/<experiment>.sbatch)");
+  cmd_plan->add_option("--shard-dir", slurm.shard_dir, "--slurm: folder of the tasks' shard files (default: the script's folder)");
+  cmd_plan->add_option("--merged", slurm.merged, "--slurm: the merge job's output (default results/<experiment>/<experiment>.h5)");
+  cmd_plan->add_option("--partition", slurm.partition, "--slurm: sbatch --partition");
+  cmd_plan->add_option("--account", slurm.account, "--slurm: sbatch --account");
+  cmd_plan->add_option("--gres", slurm.gres, "--slurm: sbatch --gres of every array task, e.g. gpu:1");
+  cmd_plan->add_option("--time", slurm.time, "--slurm: sbatch --time of every task, e.g. 04:00:00");
+  cmd_plan->add_option("--throttle", slurm.throttle, "--slurm: array tasks running at once (default 16)");
+  cmd_plan->add_option("--cli", slurm.cli, "--slurm: the deepcache-bench the tasks run (default: this program)");
 
   // ---- merge ----
   dc::harness::MergeOptions mo;
@@ -297,7 +313,12 @@ int main(int argc, char** argv) {
         }
       }
       const auto e = dc::harness::load_experiment(run_path, run_set);
+      dc::harness::install_stop_handlers();
       const auto s = dc::harness::run_experiment(e, ro, std::cerr, ::isatty(2) != 0);
+      if (s.interrupted) {
+        std::cout << fmt::format("interrupted {} (the finished batches are kept: the same command resumes)\n", s.results_path);
+        return dc::harness::kExitInterrupted;
+      }
       std::cout << fmt::format("results     {} ({} run, {} skipped as complete, {} failed)\n", s.results_path, s.complete, s.skipped,
                                s.failed);
       std::cout << fmt::format("report      deepcache-bench report {}\n", s.results_path);
@@ -438,7 +459,15 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*cmd_plan) {
-      dc::harness::print_plan(dc::harness::load_experiment(plan_path, plan_set), plan_macs, std::cout);
+      const auto e = dc::harness::load_experiment(plan_path, plan_set);
+      for (const char* opt : {"--shards", "--out", "--shard-dir", "--merged", "--partition", "--account", "--gres", "--time", "--throttle", "--cli"})
+        if (!plan_slurm && cmd_plan->count(opt)) throw dc::Error(fmt::format("plan {}: only with --slurm", opt));
+      if (plan_slurm) {
+        slurm.sets = plan_set;
+        dc::harness::write_slurm_script(e, slurm, std::cout);
+        return 0;
+      }
+      dc::harness::print_plan(e, plan_macs, std::cout);
       return 0;
     }
     if (*cmd_macs) {

@@ -77,6 +77,8 @@ RunResult load_result(hid_t file, const std::string& key, const std::string& pat
   r.macs_partial = h5::read_scalar(id, "macs/partial");
   r.macs_step_average = h5::read_scalar(id, "macs/step_average");
   r.seconds = h5::read_scalar(id, "metrics/seconds");
+  if (h5::exists(id, "metrics/metric_seconds")) r.metric_seconds = h5::read_scalar(id, "metrics/metric_seconds");
+  r.resumed_samples = static_cast<int64_t>(h5::get_attr_double(id, "resumed_samples"));
   r.samples = static_cast<int64_t>(h5::read_scalar(id, "metrics/samples"));
   if (h5::exists(id, "images")) r.images = h5::read_tensor(id, "images");
   if (h5::exists(id, "grid")) r.grid = h5::read_tensor(id, "grid");
@@ -147,6 +149,8 @@ RunResult join(std::vector<std::pair<Found, RunResult>>& shards, bool partial_ok
   m.first_sample = head.first_sample;
   m.samples = 0;
   m.seconds = 0;
+  m.metric_seconds = 0;
+  m.resumed_samples = 0;
   std::fill(m.step_time_ms.begin(), m.step_time_ms.end(), 0.0);
   std::vector<torch::Tensor> images, labels;
   bool all_images = true;
@@ -157,6 +161,8 @@ RunResult join(std::vector<std::pair<Found, RunResult>>& shards, bool partial_ok
   for (const auto& [f, r] : shards) {
     m.samples += r.samples;
     m.seconds += r.seconds;
+    m.metric_seconds += r.metric_seconds;
+    m.resumed_samples += r.resumed_samples;
     for (std::size_t c = 0; c < m.step_time_ms.size() && c < r.step_time_ms.size(); ++c) m.step_time_ms[c] += r.step_time_ms[c];
     all_images = all_images && r.images.defined();
     if (r.images.defined()) images.push_back(r.images);

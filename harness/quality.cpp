@@ -88,21 +88,49 @@ RunQuality::~RunQuality() = default;
 
 bool RunQuality::empty() const { return !impl_->classifier && !impl_->inception; }
 
-void RunQuality::add(const torch::Tensor& images_u8, int64_t first) {
+std::map<std::string, torch::Tensor> RunQuality::measure(const torch::Tensor& images_u8) {
   Impl& q = *impl_;
   torch::NoGradGuard no_grad;
-  if (q.classifier) metrics::merge_into(q.fmnist, metrics::fmnist_evaluate(*q.classifier, images_u8, q.spec.metrics.confidence));
-  if (!q.inception) return;
+  std::map<std::string, torch::Tensor> out;
+  if (q.classifier)
+    for (auto& [k, t] : metrics::to_state(metrics::fmnist_evaluate(*q.classifier, images_u8, q.spec.metrics.confidence)))
+      out["fid_fmnist/" + k] = t;
+  if (!q.inception) return out;
   const torch::Tensor rgb = images_u8.size(1) == 1 ? images_u8.repeat({1, 3, 1, 1}) : images_u8;  // PIL convert('RGB')
   const auto p = (*q.inception)->parameters().front();
   const torch::Tensor x = rgb.to(p.device()).to(torch::kFloat32).div(255);
   const bool one_pass = q.spec.metrics.fid_dims == 2048;  // pool3 and the logits from one forward
   if (q.is) {
-    const auto out = (*q.inception)->forward(x, /*logits=*/true);
-    q.is->add(out.logits.cpu(), first);
-    if (q.spec.metrics.fid && one_pass) q.fid.add(out.pool3.cpu());
+    const auto o = (*q.inception)->forward(x, /*logits=*/true);
+    out["inception_score/logits"] = o.logits.to(torch::kCPU, torch::kFloat32).contiguous();
+    if (q.spec.metrics.fid && one_pass) out["fid/features"] = o.pool3.to(torch::kCPU, torch::kFloat32).contiguous();
   }
-  if (q.spec.metrics.fid && !(q.is && one_pass)) q.fid.add(metrics::inception_features(*q.inception, rgb, q.spec.metrics.fid_dims).cpu());
+  if (q.spec.metrics.fid && !(q.is && one_pass))
+    out["fid/features"] = metrics::inception_features(*q.inception, rgb, q.spec.metrics.fid_dims).to(torch::kCPU, torch::kFloat32).contiguous();
+  return out;
+}
+
+void RunQuality::apply(const std::map<std::string, torch::Tensor>& inputs, int64_t first) {
+  Impl& q = *impl_;
+  auto need = [&](const std::string& k) -> const torch::Tensor& {
+    auto it = inputs.find(k);
+    if (it == inputs.end()) throw Error(fmt::format("run {}: the batch of samples from {} lacks the metric input {}", q.spec.run_id, first, k));
+    return it->second;
+  };
+  if (q.classifier) {
+    metrics::MetricState st;
+    for (const auto& [k, t] : inputs)
+      if (k.rfind("fid_fmnist/", 0) == 0) st[k.substr(11)] = t;
+    metrics::merge_into(q.fmnist, metrics::fmnist_eval_from_state(st, "fid_fmnist batch state"));
+  }
+  if (q.is) q.is->add(need("inception_score/logits"), first);
+  if (q.spec.metrics.fid) {
+    const torch::Tensor& f = need("fid/features");
+    if (f.dim() != 2 || f.size(1) != q.spec.metrics.fid_dims)
+      throw Error(fmt::format("run {}: FID features of the batch from {} have shape {}, expected [B, {}]", q.spec.run_id, first,
+                              c10::str(f.sizes()), q.spec.metrics.fid_dims));
+    q.fid.add(f);
+  }
 }
 
 void RunQuality::finish(RunResult& r, bool complete) const {

@@ -5,6 +5,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,8 +22,15 @@ class RunQuality {
   RunQuality(const RunSpec& spec, const torch::Device& device);
   ~RunQuality();
   bool empty() const;
-  // images: uint8 [B, C, H, W] (C = 1 or 3) of samples [first, first + B) of the run.
-  void add(const torch::Tensor& images_u8, int64_t first);
+  // The accumulators' inputs from images uint8 [B, C, H, W] (C = 1 or 3): the Inception's pool
+  // features (`fid/features`, float32 [B, dims]) and logits (`inception_score/logits`), the
+  // classifier's exact batch state (`fid_fmnist/<state>`). They are what a run's journal stores
+  // per batch (harness/journal.h): applying the same inputs again gives the same exact state.
+  std::map<std::string, torch::Tensor> measure(const torch::Tensor& images_u8);
+  // Adds the inputs of samples [first, first + B) to the accumulators.
+  void apply(const std::map<std::string, torch::Tensor>& inputs, int64_t first);
+  // measure + apply.
+  void add(const torch::Tensor& images_u8, int64_t first) { apply(measure(images_u8), first); }
   // Stores the states in r.metric_states; when `complete` (this process made every sample), also
   // the values in r.quality, their provenance, and the arrays (FID-FMNIST's class histogram).
   void finish(RunResult& r, bool complete) const;

@@ -35,7 +35,8 @@ struct Row {
 // Timing scalars have their own columns; every other metrics/* value gets a column and a delta.
 bool is_timing(const std::string& k) {
   return k == "metrics/seconds" || k == "metrics/samples" || k == "metrics/seconds_per_image" ||
-         k == "metrics/samples_per_second" || k == "metrics/full_call_ms" || k == "metrics/partial_call_ms";
+         k == "metrics/samples_per_second" || k == "metrics/full_call_ms" || k == "metrics/partial_call_ms" ||
+         k == "metrics/metric_seconds";
 }
 
 }  // namespace

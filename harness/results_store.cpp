@@ -20,14 +20,6 @@ namespace dc::harness {
 
 namespace {
 
-void fsync_path(const std::string& p) {
-  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
-
 template <typename T>
 torch::Tensor vec_tensor(const std::vector<T>& v, c10::ScalarType st) {
   std::vector<double> d(v.begin(), v.end());
@@ -69,6 +61,8 @@ void write_run(hid_t file, const RunResult& r) {
   auto metrics = h5::create_group(g.id(), "metrics");
   h5::write_scalar(metrics.id(), "seconds", r.seconds);
   h5::write_scalar(metrics.id(), "samples", static_cast<double>(r.samples));
+  h5::write_scalar(metrics.id(), "metric_seconds", r.metric_seconds);
+  h5::set_attr(g.id(), "resumed_samples", r.resumed_samples);
   h5::write_scalar(metrics.id(), "seconds_per_image", r.samples ? r.seconds / r.samples : 0.0);
   h5::write_scalar(metrics.id(), "samples_per_second", r.seconds > 0 ? r.samples / r.seconds : 0.0);
   // Per-call wall time split by kind (ms per call for the whole batch set of this process).
@@ -153,17 +147,28 @@ ResultsStore::ResultsStore(std::string path, std::string experiment, std::string
     : path_(std::move(path)), experiment_(std::move(experiment)), description_(std::move(description)) {
   const fs::path p(path_);
   if (p.has_parent_path()) fs::create_directories(p.parent_path());
+  remove_stale_temporaries(p.has_parent_path() ? p.parent_path().string() : ".", p.filename().string() + ".tmp.");
+}
+
+void remove_stale_temporaries(const std::string& folder, const std::string& stem) {
   std::error_code ec;
-  const std::string stem = p.filename().string() + ".tmp.";
-  for (const auto& e : fs::directory_iterator(p.has_parent_path() ? p.parent_path() : fs::path("."), ec)) {
+  for (const auto& e : fs::directory_iterator(folder, ec)) {
     const std::string name = e.path().filename().string();
     if (name.rfind(stem, 0) != 0) continue;
-    // <file>.tmp.<pid>: another writer's file while that process lives (then its commit renames it).
+    // <stem><pid>: another writer's file while that process lives (then its commit renames it).
     const std::string pid = name.substr(stem.size());
     if (!pid.empty() && pid.find_first_not_of("0123456789") == std::string::npos && pid.size() < 10 &&
         (::kill(static_cast<pid_t>(std::stol(pid)), 0) == 0 || errno == EPERM))
       continue;
     fs::remove(e.path(), ec);
+  }
+}
+
+void fsync_path(const std::string& p) {
+  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
   }
 }
 

@@ -1,6 +1,9 @@
 #include "harness/runner.h"
 
+#include <signal.h>
+
 #include <chrono>
+#include <csignal>
 #include <ctime>
 #include <filesystem>
 #include <optional>
@@ -47,9 +50,45 @@ torch::Tensor similarity_matrix(const std::vector<torch::Tensor>& feats) {
   return torch::bmm(f, f.transpose(1, 2)).mean(0);                                     // [S, S]
 }
 
+volatile std::sig_atomic_t g_stop_signal = 0;
+
+extern "C" void on_stop_signal(int sig) {
+  if (g_stop_signal != 0 && sig != SIGUSR1) {  // a second Ctrl-C or TERM: now
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+    return;
+  }
+  g_stop_signal = sig;
+}
+
 }  // namespace
 
-RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const ProgressFn& progress, ModelCache* models) {
+void install_stop_handlers() {
+  for (int sig : {SIGINT, SIGTERM, SIGUSR1}) {
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    ::sigaction(sig, &sa, nullptr);
+  }
+}
+
+bool stop_requested() { return g_stop_signal != 0; }
+
+void request_stop(int signal) { g_stop_signal = signal; }
+
+const char* stop_signal_name() {
+  switch (g_stop_signal) {
+    case SIGINT: return "SIGINT (Ctrl-C)";
+    case SIGTERM: return "SIGTERM";
+    case SIGUSR1: return "SIGUSR1";
+    case 0: return "nothing";
+    default: return "a signal";
+  }
+}
+
+RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const ProgressFn& progress, ModelCache* models,
+                      const RunJournal* journal) {
   RunResult r;
   r.spec = spec;
   r.started_at = now_iso();
@@ -140,7 +179,6 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
                  ? i % plan.model.num_classes
                  : static_cast<int64_t>(sampling::sample_seed(spec.samples.seed ^ 0x6c6162656c73ULL, i) % plan.model.num_classes);
     }
-    labels.insert(labels.end(), v.begin(), v.end());
     return torch::tensor(v, torch::kInt64).to(device);
   };
   // samples.seed_mode released: noise and labels from the released LDM script's stream instead.
@@ -158,13 +196,14 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     released.emplace(rc);
   }
   sampling::EpsFn inner;  // set per batch
+  std::vector<double> batch_ms(calls, 0.0);  // per call, this batch
   int64_t batch_now = 0;
   const sampling::EpsFn timed = [&](const torch::Tensor& x, const torch::Tensor& t, int call) {
     sync(device);
     const auto t0 = std::chrono::steady_clock::now();
     torch::Tensor eps = inner(x, t, call);
     sync(device);
-    r.step_time_ms[call] += 1e3 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    batch_ms[call] += 1e3 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (log->trace) {
       for (const auto& tap : taps) {
         auto it = trace.taps.find(tap);
@@ -205,11 +244,43 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
       net.forward(xw, tw, cw, nullptr, nullptr, nullptr);
     }
   }
+  // 4. Batches: those committed to the run's journal by an earlier, interrupted process are
+  // replayed (their accumulator inputs, times, images), the others made and committed one by one.
   std::vector<torch::Tensor> images;  // kept only to store them or draw the grid
   int64_t kept_for_grid = 0;
-  sync(device);
-  const auto start = std::chrono::steady_clock::now();
-  for (int64_t done = 0; done < total;) {
+  std::map<std::string, torch::Tensor> first_similarity;  // the first batch's maps
+  auto keep_images = [&]() { return spec.samples.save_images || kept_for_grid < spec.samples.grid; };
+  auto take = [&](BatchRecord& rec) {  // what the run keeps of a finished batch
+    for (int c = 0; c < calls && c < static_cast<int>(rec.step_time_ms.size()); ++c) r.step_time_ms[c] += rec.step_time_ms[c];
+    r.is_full = rec.is_full;
+    r.seconds += rec.seconds;
+    r.metric_seconds += rec.metric_seconds;
+    if (rec.labels.defined()) {
+      const torch::Tensor l = rec.labels.to(torch::kInt64).contiguous();
+      labels.insert(labels.end(), l.data_ptr<int64_t>(), l.data_ptr<int64_t>() + l.numel());
+    }
+    if (rec.images.defined() && keep_images()) {
+      images.push_back(rec.images);
+      kept_for_grid += rec.rows;
+    }
+    if (rec.first == 0) first_similarity = rec.similarity;
+  };
+  int64_t done = 0;
+  if (journal) {
+    int dropped = 0;
+    auto records = journal->load(first / spec.samples.batch, &dropped);
+    if (dropped > 0) r.notes.push_back(fmt::format("{} batch records of another configuration or after a gap were discarded", dropped));
+    for (auto& rec : records) {
+      const int64_t expect = std::min<int64_t>(spec.samples.batch, total - done);
+      if (rec.first != first + done || rec.rows != expect) break;  // another slice: made again
+      quality.apply(rec.quality, rec.first);
+      take(rec);
+      done += rec.rows;
+    }
+    r.resumed_samples = done;
+    if (done > 0 && progress) progress(done, total, done);
+  }
+  for (; done < total;) {
     const int64_t b = std::min<int64_t>(spec.samples.batch, total - done);
     batch_now = b;
     const bool tap_this = want_sim && done == 0;
@@ -218,6 +289,13 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
       trace.tap_names = std::set<std::string>(taps.begin(), taps.end());
       log->trace = &trace;
     }
+    BatchRecord rec;
+    rec.index = (first + done) / spec.samples.batch;
+    rec.first = first + done;
+    rec.rows = b;
+    std::fill(batch_ms.begin(), batch_ms.end(), 0.0);
+    sync(device);
+    const auto t0 = std::chrono::steady_clock::now();
     sampling::NoiseFn noise;
     torch::Tensor x_T;
     torch::Tensor cond, uncond;  // undefined for unconditional families: one plain call
@@ -225,12 +303,15 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
       auto rb = released->batch((first + done) / spec.samples.batch, b);
       noise = rb.step_noise;
       x_T = rb.x_T;
-      labels.insert(labels.end(), rb.labels.data_ptr<int64_t>(), rb.labels.data_ptr<int64_t>() + b);
+      rec.labels = rb.labels.to(torch::kCPU, torch::kInt64).clone();
       cond = rb.labels.to(device);
     } else {
       noise = sampling::per_sample_noise(spec.samples.seed, first + done);
       x_T = noise(torch::empty(batch_shape(b), torch::TensorOptions().device(device)));
-      if (class_cond) cond = labels_for(first + done, b);
+      if (class_cond) {
+        cond = labels_for(first + done, b);
+        rec.labels = cond.to(torch::kCPU);
+      }
     }
     log->is_full.clear();
     if (class_cond && guidance != 1.0)
@@ -240,23 +321,33 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     if (released) released->end_batch();
     log->trace = nullptr;
     const torch::Tensor batch_images = image::to_uint8(model.to_images(tr.final)).cpu();
-    quality.add(batch_images, first + done);
-    if (spec.samples.save_images || kept_for_grid < spec.samples.grid) {
-      images.push_back(batch_images);
-      kept_for_grid += b;
-    }
+    sync(device);
+    const auto t1 = std::chrono::steady_clock::now();
+    rec.seconds = std::chrono::duration<double>(t1 - t0).count();
+    rec.step_time_ms = batch_ms;
+    rec.is_full = log->is_full;
+    rec.quality = quality.measure(batch_images);
+    rec.metric_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    if (keep_images()) rec.images = batch_images;
+    if (tap_this)  // similarity maps of the taps that ran at every call
+      for (const auto& [tap, f] : feats)
+        if (static_cast<int>(f.size()) == calls) rec.similarity[tap] = similarity_matrix(f);
+    feats.clear();
+    if (journal) journal->append(rec);
+    quality.apply(rec.quality, rec.first);
+    take(rec);
     done += b;
-    if (progress) progress(done, total);
+    if (progress) progress(done, total, r.resumed_samples);
+    if (done < total && stop_requested())
+      throw RunInterrupted(fmt::format("stopped by {} after sample {} of {} (batches up to there are kept; the same command resumes)",
+                                       stop_signal_name(), first + done, first + total));
   }
-  sync(device);
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.samples = total;
   r.first_sample = first;
-  r.is_full = log->is_full;
   r.timesteps = schedule.timesteps();
   if (class_cond) r.quality_arrays["class_labels"] = torch::tensor(labels, torch::kInt64);
   const torch::Tensor all = images.empty() ? torch::Tensor() : torch::cat(images);
-  // 4. Quality: the accumulators' states, and their values when this process made every sample
+  // 5. Quality: the accumulators' states, and their values when this process made every sample
   // (a shard's values come from merging the shards' states).
   quality.finish(r, first == 0 && total == spec.samples.n);
   if (spec.samples.save_images && all.defined()) r.images = all;
@@ -264,10 +355,8 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     const int64_t g = std::min<int64_t>(spec.samples.grid, all.size(0));
     r.grid = image::make_grid(all.slice(0, 0, g), static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(g)))));
   }
-  // 4. Similarity maps of the taps that ran at every call.
-  for (const auto& [tap, f] : feats) {
-    if (static_cast<int>(f.size()) != calls) continue;
-    const torch::Tensor m = similarity_matrix(f);
+  // 6. Similarity maps of the first batch, with the fraction of other steps above the threshold.
+  for (const auto& [tap, m] : first_similarity) {
     r.similarity[tap] = m;
     const torch::Tensor above = (m > spec.similarity.threshold).to(torch::kFloat64);
     r.similarity_fraction[tap] = (above.sum(1) - 1) / std::max(calls - 1, 1);  // other steps only
@@ -315,6 +404,8 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
     auto it = status.find(result_key(spec.run_id, o.shard_index, o.shard_count));
     if (it != status.end() && it->second == "complete") {
       log << head << ": complete, skipped\n";
+      // A process killed between the run's commit and the removal of its journal left it behind.
+      RunJournal(journal_folder(s.results_path, it->first), "", spec.samples.batch).remove();
       ++s.skipped;
       continue;
     }
@@ -326,17 +417,28 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
     const int64_t first = std::min(n, batches * o.shard_index / o.shard_count * batch);
     const int64_t last = std::min(n, batches * (o.shard_index + 1) / o.shard_count * batch);
     const auto t0 = std::chrono::steady_clock::now();
-    ProgressFn progress = [&](int64_t done, int64_t total) {
+    ProgressFn progress = [&](int64_t done, int64_t total, int64_t resumed) {
+      if (done == resumed) {
+        log << fmt::format("{}: resuming after sample {} of {} (the journal of an interrupted run)\n", head, done, total);
+        return;
+      }
       const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double rate = el > 0 ? done / el : 0.0;
+      const double rate = el > 0 ? (done - resumed) / el : 0.0;
       const double eta = rate > 0 ? (total - done) / rate : 0.0;
-      const std::string line = fmt::format("{}: samples {}/{}, {:.2f} it/s, ETA {:.0f}s", head, done, total, rate, eta);
+      const std::string line = fmt::format("{}: samples {}/{}, {:.2f} images/s, ETA {:.0f}s", head, done, total, rate, eta);
       if (tty) log << "\r" << line << "\x1b[K" << std::flush;
       else log << line << "\n";
     };
+    if (stop_requested()) {
+      log << head << ": not started: stopped by " << stop_signal_name() << "; the same command goes on from here\n";
+      s.interrupted = true;
+      break;
+    }
+    const std::string key = result_key(spec.run_id, o.shard_index, o.shard_count);
+    const RunJournal journal(journal_folder(s.results_path, key), spec.resolved.dump(), spec.samples.batch);
     RunResult result;
     try {
-      result = execute_run(spec, first, last - first, progress, &models);
+      result = execute_run(spec, first, last - first, progress, &models, &journal);
       result.shard_index = o.shard_index;
       result.shard_count = o.shard_count;
       if (tty) log << "\n";
@@ -344,11 +446,17 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
                          result.samples ? result.seconds / result.samples : 0.0, result.macs_step_average / 1e9);
       for (const auto& note : result.notes) log << head << ": note: " << note << "\n";
       store.commit(result);
+      journal.remove();
       if (result.grid.defined()) {
         const std::string png = (fs::path(s.results_path).parent_path() / fmt::format("grid_{}.png", spec.run_id)).string();
         image::write_png(png, result.grid);
       }
       ++s.complete;
+    } catch (const RunInterrupted& ex) {
+      if (tty) log << "\n";
+      log << head << ": interrupted: " << ex.what() << "\n";
+      s.interrupted = true;
+      break;
     } catch (const std::exception& ex) {
       if (tty) log << "\n";
       std::string msg = ex.what();

@@ -5,17 +5,20 @@
 #include <iosfwd>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "harness/config.h"
+#include "harness/journal.h"
 #include "harness/results_store.h"
 #include "models/model.h"
 
 namespace dc::harness {
 
-// Called after every batch: (samples done, samples total).
-using ProgressFn = std::function<void(int64_t done, int64_t total)>;
+// Called after every batch: (samples done, samples total, of the done ones those replayed from the
+// journal of an interrupted process); once before the first batch when some were replayed.
+using ProgressFn = std::function<void(int64_t done, int64_t total, int64_t resumed)>;
 
 // The model of the previous run of a sweep, kept while the next run uses the same model
 // (family, preset, weights): a sweep of 11 LDM-4-G runs builds (or loads) the 456M-parameter model
@@ -29,9 +32,27 @@ struct ModelCache {
 
 // Generates samples [first, first + count) of a run (count < 0: to the end) and measures it.
 // Throws dc::Error for invalid settings (missing weights, bad schedule, ...). `models` (optional)
-// carries the model from run to run.
+// carries the model from run to run. With a `journal`, every finished batch is committed to it and
+// the batches it already holds are replayed instead of made again (harness/journal.h); after a
+// batch, a stop request (request_stop: SIGINT, SIGTERM, SIGUSR1) throws RunInterrupted.
 RunResult execute_run(const RunSpec& spec, int64_t first = 0, int64_t count = -1, const ProgressFn& progress = nullptr,
-                      ModelCache* models = nullptr);
+                      ModelCache* models = nullptr, const RunJournal* journal = nullptr);
+
+// A run stopped between batches on request; what it made is in its journal.
+class RunInterrupted : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Stop requests: `run` installs handlers for SIGINT, SIGTERM and SIGUSR1 (Slurm's warning before a
+// time limit or pre-emption, `sbatch --signal=B:USR1@120`) that let the running batch finish and
+// commit, then stop with exit code 75 (the batch's job is requeued and resumes). A second SIGINT
+// or SIGTERM ends the process at once (the journal still holds every committed batch).
+void install_stop_handlers();
+bool stop_requested();
+const char* stop_signal_name();
+void request_stop(int signal);  // as if the signal had arrived (tests)
+constexpr int kExitInterrupted = 75;  // EX_TEMPFAIL
 
 struct RunOptions {
   std::vector<std::string> only;  // run ids (or unique prefixes); empty = all
@@ -42,6 +63,7 @@ struct RunOptions {
 
 struct RunSummary {
   int complete = 0, skipped = 0, failed = 0;
+  bool interrupted = false;  // a stop request ended the sweep (exit kExitInterrupted)
   std::string results_path;
 };
 

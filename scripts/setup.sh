@@ -16,6 +16,7 @@ PKGS=(
   dataset-fashion-mnist  # the real dataset the out-of-the-box model is trained on
   python3-torch          # scripts/convert_ckpt_to_safetensors.py (and its test)
   python3-h5py python3-matplotlib  # scripts/plot_similarity.py
+  slurmctld slurmd slurm-client munge  # `plan --slurm`; the tests start a one-node Slurm on localhost
 )
 
 missing=()
