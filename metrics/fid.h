@@ -15,7 +15,9 @@
 // finite; the symmetric form is always finite, so that fallback is only taken on request
 // (FrechetOptions::force_eps_offset) or when the inputs themselves are not finite. Its
 // complex-part check maps to: the most negative eigenvalue of A s2 A must satisfy
-// sqrt(-lambda_min) <= 1e-3 (an imaginary diagonal beyond 1e-3 is an error there too).
+// sqrt(-lambda_min) <= 1e-3 (an imaginary diagonal beyond 1e-3 is an error there too), unless it is
+// within the eigensolver's round-off, 8 D eps lambda_max (then it is clipped to 0): an absolute
+// 1e-3 alone fails rank-deficient covariances of large features (few samples of saturated images).
 #pragma once
 #include <Eigen/Dense>
 #include <torch/torch.h>
@@ -65,7 +67,8 @@ struct FrechetResult {
   bool eps_offset_used = false;
 };
 
-// Throws dc::Error for mismatched shapes, non-finite input, or an imaginary part beyond 1e-3.
+// Throws dc::Error for mismatched shapes, non-finite input, or an imaginary part beyond 1e-3 and
+// beyond round-off.
 FrechetResult frechet_distance(const Eigen::VectorXd& mu1, const Eigen::MatrixXd& sigma1, const Eigen::VectorXd& mu2,
                                const Eigen::MatrixXd& sigma2, const FrechetOptions& options = {});
 

@@ -16,18 +16,34 @@ dir=${SMOKE_DIR:-$(mktemp -d)}
 max=${SMOKE_MAX_RUNS:-4}
 set_args=(--set model.weights=random samples.n=1 sampler.steps=2)
 fail=0
+# Experiments with Inception metrics check their inputs before sampling: the FID Inception weights
+# (DEEPCACHE_INCEPTION_WEIGHTS, or the large fixtures' copy) and a reference .npz, here a generated
+# one of the right shape (with one sample no FID is computed; tests/test_runner.cpp's
+# RunnerMetrics.PaperTablesComputeFidInRun computes it for table2 and table12).
+if [ -z "${DEEPCACHE_INCEPTION_WEIGHTS:-}" ] && [ -f "${DEEPCACHE_FIXTURES_LARGE:-../shared/fixtures/fid/large}/inception_fid.weights.safetensors" ]; then
+  export DEEPCACHE_INCEPTION_WEIGHTS="$(cd "${DEEPCACHE_FIXTURES_LARGE:-../shared/fixtures/fid/large}" && pwd)/inception_fid.weights.safetensors"
+fi
+fid_ref="$dir/fid_reference_2048.npz"
+/usr/bin/python3 -c "import numpy as np, sys; np.savez(sys.argv[1], mu=np.zeros(2048), sigma=np.eye(2048))" "$fid_ref"
 for e in experiments/*.yaml; do
   name=$(basename "$e" .yaml)
   start=$(date +%s)
-  if ! ids=$("$BIN" plan "$e" "${set_args[@]}" 2>&1 | awk '$1 ~ /^[0-9]+$/ && $2 ~ /^[0-9a-f]+$/ && length($2) == 16 {print $2}'); then
-    echo "smoke: $e FAILED to plan:"; "$BIN" plan "$e" "${set_args[@]}" 2>&1 | tail -n 5; fail=1; continue
+  extra=()
+  if grep -Eq '^ *fid: *\{' "$e"; then
+    if [ -z "${DEEPCACHE_INCEPTION_WEIGHTS:-}" ]; then
+      echo "smoke: $e FAILED: it computes FID and no Inception weights are set (DEEPCACHE_INCEPTION_WEIGHTS or DEEPCACHE_FIXTURES_LARGE)"; fail=1; continue
+    fi
+    extra=(metrics.fid.reference="$fid_ref")
+  fi
+  if ! ids=$("$BIN" plan "$e" "${set_args[@]}" "${extra[@]}" 2>&1 | awk '$1 ~ /^[0-9]+$/ && $2 ~ /^[0-9a-f]+$/ && length($2) == 16 {print $2}'); then
+    echo "smoke: $e FAILED to plan:"; "$BIN" plan "$e" "${set_args[@]}" "${extra[@]}" 2>&1 | tail -n 5; fail=1; continue
   fi
   n=$(echo "$ids" | grep -c .) || true
   only=()
   if [ "$max" -gt 0 ] && [ "$n" -gt "$max" ]; then  # runs 0, (n-1)/(max-1), ..., n-1
     only=(--only $(echo "$ids" | awk -v n="$n" -v m="$max" '{ids[NR-1]=$0} END {for (j = 0; j < m; j++) print ids[int(j * (n - 1) / (m - 1))]}'))
   fi
-  if "$BIN" run "$e" --results "$dir/$name.h5" "${set_args[@]}" "${only[@]}" >"$dir/$name.log" 2>&1; then
+  if "$BIN" run "$e" --results "$dir/$name.h5" "${set_args[@]}" "${extra[@]}" "${only[@]}" >"$dir/$name.log" 2>&1; then
     echo "smoke: $e ok ($n planned, $(grep -o '([0-9]* runs\?, [0-9]* skipped as complete, [0-9]* failed)' "$dir/$name.log"), $(( $(date +%s) - start ))s)"
   else
     echo "smoke: $e FAILED:"; tail -n 20 "$dir/$name.log"; fail=1

@@ -344,6 +344,55 @@ TEST(Runner, SoakTwentyKillsAcrossAShardedSweepThenMerge) {
 
 // The journal keeps only records that continue each other from the slice's first batch and belong
 // to this configuration and batch size; a damaged record and everything after it is made again.
+// The shipped paper experiments compute FID inside `run`: table2_ddpm_cifar10 and
+// table12_branch_ablation at full model size with random weights, a few samples, the FID Inception
+// of the large fixtures and a generated 2048-dimensional reference (random images' statistics +
+// 0.01 I, full rank), through the CLI as a user runs them (the reference given with --set, the
+// weights through $DEEPCACHE_INCEPTION_WEIGHTS as the YAML's default says).
+TEST(RunnerMetrics, PaperTablesComputeFidInRun) {
+  const auto large = dc::test::large_fixtures_root();
+  const std::string weights = large ? *large + "/inception_fid.weights.safetensors" : "";
+  if (weights.empty() || !fs::exists(weights)) GTEST_SKIP() << "large Inception weights absent; set DEEPCACHE_FIXTURES_LARGE";
+  const std::string dir = dc::test::temp_dir();
+  {
+    torch::NoGradGuard ng;
+    auto net = dc::metrics::load_inception(weights, torch::kCPU);
+    torch::manual_seed(12);
+    dc::metrics::FeatureStats ref;
+    ref.add(dc::metrics::inception_features(net, torch::randint(0, 256, {8, 3, 32, 32}, torch::kUInt8), 2048));
+    dc::metrics::write_fid_stats(dir + "/ref.npz", ref.mean(), ref.covariance() + 0.01 * Eigen::MatrixXd::Identity(2048, 2048));
+  }
+  for (const char* name : {"table2_ddpm_cifar10", "table12_branch_ablation"}) {
+    const std::string yaml = std::string("experiments/") + name + ".yaml";
+    const std::vector<std::string> sets{"model.weights=random", "samples.n=6", "samples.batch=3", "sampler.steps=2",
+                                        "metrics.fid.reference=" + dir + "/ref.npz"};
+    const auto e = load_experiment(yaml, sets);
+    ASSERT_GE(e.runs.size(), 2u);
+    const std::string results = dir + "/" + name + ".h5";
+    std::string args = "run " + yaml + " --results " + results + " --only " + e.runs.front().run_id + " " + e.runs.back().run_id + " --set";
+    for (const auto& kv : sets) args += " " + dc::test::shell_quote(kv);
+    const auto r = dc::test::run_cli(args, "DEEPCACHE_INCEPTION_WEIGHTS=" + weights);
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    auto f = dc::h5::open_file(results);
+    for (const auto* run : {&e.runs.front(), &e.runs.back()}) {
+      const std::string g = "runs/" + run->run_id;
+      const double fid = dc::h5::read_scalar(f.id(), g + "/metrics/fid");
+      EXPECT_TRUE(std::isfinite(fid) && fid > 0) << name << " " << run->run_id << ": FID " << fid;
+      EXPECT_EQ(dc::h5::read_tensor(f.id(), g + "/state/fid/count").item<int64_t>(), 6);
+      const auto prov = dc::h5::open_group(f.id(), g + "/provenance/fid");
+      EXPECT_EQ(dc::h5::get_attr_string(prov.id(), "reference"), dir + "/ref.npz");
+      EXPECT_EQ(dc::h5::get_attr_string(prov.id(), "weights_file"), weights);
+      EXPECT_EQ(dc::h5::get_attr_string(prov.id(), "weights_sha256").size(), 64u);
+      EXPECT_GE(dc::h5::read_scalar(f.id(), g + "/metrics/metric_seconds"), 0.0);
+      EXPECT_NE(r.err.find("rank-deficient"), std::string::npos) << "6 samples of 2048 features: the note says so";
+    }
+    ReportOptions ro;
+    ro.results = results;
+    const std::string md = render_report(ro);
+    EXPECT_NE(md.find("| fid |"), std::string::npos) << md;
+  }
+}
+
 TEST(Journal, RecordsOfAnotherConfigurationOrAfterAGapOrDamagedAreMadeAgain) {
   const std::string dir = dc::test::temp_dir() + "/j";
   auto record = [](int64_t g, int64_t rows) {
