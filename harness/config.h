@@ -103,6 +103,9 @@ struct RunSpec {
   ConditioningSpec conditioning;
   MetricsSpec metrics;
   std::string device = "cpu";
+  // Where the run's results go (set by `run` and `merge`, not part of the config or run id): a
+  // folder given as metrics.fid.reference caches its statistics beside it.
+  std::string results_path;
   bool baseline = false;     // cache off, added by the experiment
   int order = 0;             // position in the experiment (reports keep it)
   RunPlan plan;              // resolved once from the settings below

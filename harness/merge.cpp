@@ -106,7 +106,7 @@ struct Found {
 };
 
 // Joins the shards of one run (sorted by their first sample).
-RunResult join(std::vector<std::pair<Found, RunResult>>& shards, bool partial_ok) {
+RunResult join(std::vector<std::pair<Found, RunResult>>& shards, bool partial_ok, const std::string& out) {
   std::sort(shards.begin(), shards.end(), [](const auto& a, const auto& b) { return a.second.first_sample < b.second.first_sample; });
   const RunResult& head = shards.front().second;
   const std::string& id = head.spec.run_id;
@@ -192,6 +192,7 @@ RunResult join(std::vector<std::pair<Found, RunResult>>& shards, bool partial_ok
     m.partial = fmt::format("shards {} of {}: {} of {} samples", fmt::join(held, ", "), n, m.samples, m.spec.samples.n);
     m.notes.push_back("partial: metric values are not computed from a partial set of shards");
   } else {
+    m.spec.results_path = out;
     quality_from_states(m.spec, m);
   }
   return m;
@@ -238,7 +239,7 @@ MergeSummary merge_results(const MergeOptions& o, std::ostream& log) {
       loaded.emplace_back(f, load_result(file.id(), f.key, f.path));
     }
     s.shards += static_cast<int>(loaded.size());
-    RunResult m = join(loaded, o.partial);
+    RunResult m = join(loaded, o.partial, o.out);
     out.commit(m);
     ++s.runs;
     log << fmt::format("run {}: {} shard(s) merged, {} samples{}\n", id, loaded.size(), m.samples, m.partial.empty() ? "" : " (" + m.partial + ")");

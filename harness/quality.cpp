@@ -1,6 +1,7 @@
 #include "harness/quality.h"
 
 #include <filesystem>
+#include <iostream>
 
 #include <fmt/format.h>
 
@@ -19,13 +20,14 @@ namespace dc::harness {
 // namespace: RunQuality::Impl holds one (-Wsubobject-linkage in a unity build).
 struct QualityInputs {
   std::string fmnist_classifier, fmnist_reference, inception_weights, fid_reference;
+  std::string fid_reference_folder;  // metrics.fid.reference when it is a folder (fid_reference: its cached statistics)
 };
 
 namespace {
 
 constexpr const char* kUint8Rule = "model output [-1, 1] -> uint8 as torchvision save_image: clamp((x+1)/2) * 255 + 0.5, truncated";
 
-QualityInputs resolve_inputs(const RunSpec& spec) {
+QualityInputs resolve_inputs(const RunSpec& spec, const torch::Device& device = torch::kCPU, std::ostream* log = nullptr) {
   QualityInputs in;
   const MetricsSpec& m = spec.metrics;
   const std::vector<int64_t>& shape = spec.plan.model.image_shape;
@@ -50,8 +52,16 @@ QualityInputs resolve_inputs(const RunSpec& spec) {
   }
   if (m.fid) {
     in.fid_reference = expand_env(m.fid_reference, "metrics.fid.reference");
+    if (fs::is_directory(in.fid_reference)) {  // a folder of reference images: its statistics, cached
+      in.fid_reference_folder = in.fid_reference;
+      const fs::path cache = spec.results_path.empty() ? fs::temp_directory_path() / "deepcache-bench-fid-cache"
+                                                       : fs::path(spec.results_path).parent_path() / "fid_reference_cache";
+      in.fid_reference = metrics::cached_folder_reference(in.fid_reference_folder, in.inception_weights, static_cast<int>(m.fid_dims),
+                                                          cache.string(), device, log);
+    }
     if (!fs::is_regular_file(in.fid_reference))
-      throw Error(fmt::format("metrics.fid.reference: {} is not a file (reference statistics .npz: `deepcache-bench fid-stats DIR --out FILE`)",
+      throw Error(fmt::format("metrics.fid.reference: {} is neither a statistics file nor a folder of images (an .npz of mu and sigma: "
+                              "`deepcache-bench fid-stats DIR --out FILE`)",
                               in.fid_reference));
     const auto [mu, sigma] = metrics::read_fid_stats(in.fid_reference);  // the format before any sampling
     if (mu.numel() != m.fid_dims)
@@ -76,7 +86,7 @@ struct RunQuality::Impl {
 
 RunQuality::RunQuality(const RunSpec& spec, const torch::Device& device) : impl_(std::make_unique<Impl>(spec)) {
   Impl& q = *impl_;
-  q.in = resolve_inputs(spec);
+  q.in = resolve_inputs(spec, device, &std::cerr);
   if (spec.metrics.fid_fmnist) q.classifier = metrics::load_fmnist_classifier(q.in.fmnist_classifier, device);
   if (spec.metrics.fid || spec.metrics.inception_score) q.inception = metrics::load_inception(q.in.inception_weights, device);
   if (spec.metrics.fid) q.fid = metrics::FeatureStats(spec.metrics.fid_dims);

@@ -400,6 +400,7 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
   for (std::size_t i = 0; i < selected.size(); ++i) {
     RunSpec spec = *selected[i];
     if (!o.device.empty()) spec.device = o.device;
+    spec.results_path = s.results_path;
     const std::string head = fmt::format("[run {}/{}] {} {}", i + 1, selected.size(), spec.run_id, describe_run(spec));
     auto it = status.find(result_key(spec.run_id, o.shard_index, o.shard_count));
     if (it != status.end() && it->second == "complete") {

@@ -149,6 +149,40 @@ InceptionScore InceptionScoreAccumulator::result() const {
   return summarize_splits(scores, total_);
 }
 
+void ClipScoreAccumulator::add(const torch::Tensor& image_features, const torch::Tensor& text_features) {
+  add_scores(clip_score_pairs(image_features.to(torch::kFloat64), text_features.to(torch::kFloat64)));
+}
+
+void ClipScoreAccumulator::add_scores(const torch::Tensor& per_pair) {
+  const torch::Tensor s = per_pair.detach().to(torch::kCPU, torch::kFloat64).contiguous().flatten();
+  if (!torch::isfinite(s).all().item<bool>()) throw Error("CLIP score: a per-pair score is not finite");
+  const double total = s.sum().item<double>();  // the batch's sum in double, then added exactly
+  sum_.add(&total, 1, "a CLIP score sum");
+  count_ += s.numel();
+}
+
+void ClipScoreAccumulator::merge(const ClipScoreAccumulator& o) {
+  sum_.merge(o.sum_);
+  count_ += o.count_;
+}
+
+double ClipScoreAccumulator::mean() const {
+  if (count_ == 0) throw Error("CLIP score: no (image, prompt) pairs were scored");
+  return sum_.value(0) / static_cast<double>(count_);
+}
+
+MetricState ClipScoreAccumulator::state() const {
+  return {{"count", torch::tensor({count_}, torch::kInt64)}, {"sum", words_tensor(sum_)}};
+}
+
+ClipScoreAccumulator ClipScoreAccumulator::from_state(const MetricState& s, const std::string& what) {
+  ClipScoreAccumulator a;
+  a.count_ = scalar_from(s, "count", what);
+  a.sum_ = exact_from(s, "sum", what);
+  if (a.sum_.size() != 1) throw Error(fmt::format("{}: CLIP score state 'sum' must hold one value, holds {}", what, a.sum_.size()));
+  return a;
+}
+
 MetricState merge_states(const std::string& name, const MetricState& a, const MetricState& b, const std::string& what) {
   if (name == "fid") {
     FeatureStats s = feature_stats_from_state(a, what);
@@ -165,7 +199,12 @@ MetricState merge_states(const std::string& name, const MetricState& a, const Me
     s.merge(InceptionScoreAccumulator::from_state(b, what));
     return s.state();
   }
-  throw Error(fmt::format("{}: unknown metric state '{}' (known: fid, fid_fmnist, inception_score)", what, name));
+  if (name == "clip_score") {
+    auto s = ClipScoreAccumulator::from_state(a, what);
+    s.merge(ClipScoreAccumulator::from_state(b, what));
+    return s.state();
+  }
+  throw Error(fmt::format("{}: unknown metric state '{}' (known: fid, fid_fmnist, inception_score, clip_score)", what, name));
 }
 
 }  // namespace dc::metrics

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "metrics/clip_score.h"
 #include "metrics/exact_sum.h"
 #include "metrics/fid.h"
 #include "metrics/fid_fmnist.h"
@@ -52,7 +53,25 @@ class InceptionScoreAccumulator {
   ExactSum p_;      // [splits * classes]
 };
 
-// Adds two states of metric `name` (fid, inception_score, fid_fmnist) exactly; dc::Error (naming
+// CLIP score (metrics/clip_score.h): the per-pair scores max(100 cos(image, text), 0) summed
+// exactly, with their count; state {count [1], sum [1, 2]}. The value is sum / count.
+class ClipScoreAccumulator {
+ public:
+  // image_features, text_features [B, D] of the batch's (image, prompt) pairs.
+  void add(const torch::Tensor& image_features, const torch::Tensor& text_features);
+  void add_scores(const torch::Tensor& per_pair);  // [B] scores already computed
+  void merge(const ClipScoreAccumulator& o);
+  int64_t count() const { return count_; }
+  double mean() const;  // dc::Error when empty
+  MetricState state() const;
+  static ClipScoreAccumulator from_state(const MetricState& s, const std::string& what);
+
+ private:
+  int64_t count_ = 0;
+  ExactSum sum_{1};
+};
+
+// Adds two states of metric `name` (fid, inception_score, fid_fmnist, clip_score) exactly; dc::Error (naming
 // `what`) for an unknown metric or states that do not fit together.
 MetricState merge_states(const std::string& name, const MetricState& a, const MetricState& b, const std::string& what);
 

@@ -1,10 +1,15 @@
 #include "metrics/fid_pipeline.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
+#include <fstream>
+#include <ostream>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "common/image_io.h"
@@ -70,6 +75,36 @@ FeatureStats folder_statistics(InceptionFid& net, const std::string& dir, int di
   }
   flush();
   return stats;
+}
+
+std::string cached_folder_reference(const std::string& dir, const std::string& weights, int dims, const std::string& cache_dir,
+                                    const torch::Device& device, std::ostream* log) {
+  const auto files = list_images(dir);
+  const std::string weights_sha = sha256_file(weights);
+  std::string listing = fmt::format("deepcache-bench fid reference v1\ndims {}\nweights {}\n", dims, weights_sha);
+  for (const auto& f : files) {
+    std::error_code ec;
+    const auto size = fs::file_size(f, ec);
+    const auto mtime = fs::last_write_time(f, ec).time_since_epoch().count();
+    listing += fmt::format("{}\t{}\t{}\n", fs::path(f).filename().string(), size, mtime);
+  }
+  const std::string key = sha256_hex(listing).substr(0, 16);
+  const fs::path npz = fs::path(cache_dir) / fmt::format("fid_reference_{}.npz", key);
+  if (fs::is_regular_file(npz)) return npz.string();
+  fs::create_directories(cache_dir);
+  if (log) *log << fmt::format("FID reference: statistics of {} ({} images, {} dims) computed once, cached as {}\n", dir, files.size(), dims,
+                               npz.string());
+  auto net = load_inception(weights, device);
+  const FeatureStats stats = folder_statistics(net, dir, dims, 50, device);
+  if (stats.count() < 2) throw Error(fmt::format("{}: a FID reference needs at least 2 images, the folder has {}", dir, stats.count()));
+  const std::string tmp = fmt::format("{}.tmp.{}", npz.string(), ::getpid());
+  write_fid_stats(tmp, stats.mean(), stats.covariance());
+  nlohmann::json about = {{"folder", fs::absolute(dir).string()}, {"images", files.size()}, {"dims", dims},
+                          {"weights", weights}, {"weights_sha256", weights_sha}, {"key", key}};
+  std::ofstream(npz.string() + ".json.tmp") << about.dump(2) << "\n";
+  fs::rename(npz.string() + ".json.tmp", fs::path(cache_dir) / fmt::format("fid_reference_{}.json", key));
+  fs::rename(tmp, npz);
+  return npz.string();
 }
 
 InceptionFid load_inception(const std::string& weights, const torch::Device& device) {

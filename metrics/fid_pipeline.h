@@ -5,6 +5,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <iosfwd>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,16 @@ torch::Tensor inception_features(InceptionFid& net, const torch::Tensor& images,
 
 // Statistics of a folder (batches of consecutive same-size images of at most `batch`).
 FeatureStats folder_statistics(InceptionFid& net, const std::string& dir, int dims, int batch, const torch::Device& device);
+
+// FID reference statistics of a folder of images, computed once and cached as
+// `<cache_dir>/fid_reference_<key>.npz` (pytorch-fid's mu, sigma) with `<...>.json` beside it
+// (folder, files, dims, weights SHA-256). key: 16 hex digits of the SHA-256 of the dims, the
+// weights' SHA-256 and the folder's file list (names, sizes, modification times), so adding,
+// replacing or touching an image, other weights or another block make a new file. Returns the
+// .npz path; computes it (loading the Inception) when absent, written atomically. `log` (optional)
+// hears when it is computed.
+std::string cached_folder_reference(const std::string& dir, const std::string& weights, int dims, const std::string& cache_dir,
+                                    const torch::Device& device, std::ostream* log = nullptr);
 
 // Loads the FID Inception weights strictly (fp16 files are converted to float32).
 InceptionFid load_inception(const std::string& weights, const torch::Device& device);

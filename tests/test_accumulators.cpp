@@ -130,3 +130,40 @@ TEST(FmnistEvalState, RoundTripsAndMerges) {
   bad["confident"] = torch::tensor({9}, torch::kInt64);
   EXPECT_THROW(dc::metrics::fmnist_eval_from_state(bad, "t"), dc::Error);
 }
+
+// The CLIP score accumulator (the SD family feeds it per batch of (image, prompt) pairs): shards
+// merged in any order give the same state bit for bit, the value equals the mean of the per-pair
+// scores, and an empty or damaged state is refused.
+TEST(ClipScoreAccumulator, ShardsMergeExactlyAndTheValueIsThePairMean) {
+  torch::manual_seed(3);
+  const torch::Tensor img = torch::randn({10, 16}, torch::kFloat64), txt = img * 0.5 + torch::randn({10, 16}, torch::kFloat64);
+  dc::metrics::ClipScoreAccumulator whole, s0, s1, s2;
+  for (int64_t b = 0; b < 10; b += 3) whole.add(img.slice(0, b, b + 3), txt.slice(0, b, b + 3));
+  s0.add(img.slice(0, 0, 3), txt.slice(0, 0, 3));
+  s1.add(img.slice(0, 3, 6), txt.slice(0, 3, 6));
+  s1.add(img.slice(0, 6, 9), txt.slice(0, 6, 9));
+  s2.add(img.slice(0, 9, 10), txt.slice(0, 9, 10));
+  dc::metrics::ClipScoreAccumulator merged = s2;
+  merged.merge(s0);
+  merged.merge(s1);
+  EXPECT_TRUE(same_state(merged.state(), whole.state()));
+  EXPECT_EQ(whole.count(), 10);
+  const double want = dc::metrics::clip_score_pairs(img, txt).mean().item<double>();
+  EXPECT_NEAR(whole.mean(), want, 1e-12 * want);
+  EXPECT_GT(want, 10.0);  // correlated pairs: a score clearly above 0
+  const auto back = dc::metrics::ClipScoreAccumulator::from_state(whole.state(), "test");
+  EXPECT_EQ(back.mean(), whole.mean());
+  EXPECT_TRUE(same_state(dc::metrics::merge_states("clip_score", s0.state(), s1.state(), "test"), [&] {
+    auto a = s0;
+    a.merge(s1);
+    return a.state();
+  }()));
+  EXPECT_THROW(dc::metrics::ClipScoreAccumulator().mean(), dc::Error);
+  auto bad = whole.state();
+  bad["sum"] = torch::zeros({2, 2}, torch::kInt64);
+  EXPECT_THROW(dc::metrics::ClipScoreAccumulator::from_state(bad, "test"), dc::Error);
+  bad = whole.state();
+  bad.erase("count");
+  EXPECT_THROW(dc::metrics::ClipScoreAccumulator::from_state(bad, "test"), dc::Error);
+  EXPECT_THROW(whole.add_scores(torch::tensor({std::nan("")}, torch::kFloat64)), dc::Error);
+}

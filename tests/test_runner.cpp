@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "common/image_io.h"
 #include "harness/config.h"
 #include "harness/hdf5.h"
 #include "harness/journal.h"
@@ -391,6 +392,65 @@ TEST(RunnerMetrics, PaperTablesComputeFidInRun) {
     const std::string md = render_report(ro);
     EXPECT_NE(md.find("| fid |"), std::string::npos) << md;
   }
+}
+
+// metrics.fid.reference may be a folder of images: its statistics are computed once per sweep,
+// cached beside the results keyed by the file list, the weights and the block, and equal the
+// folder's statistics as `fid-stats` computes them; another file list makes another cache entry.
+TEST(RunnerMetrics, FolderReferenceIsComputedOnceAndCached) {
+  const auto large = dc::test::large_fixtures_root();
+  const std::string weights = large ? *large + "/inception_fid.weights.safetensors" : "";
+  if (weights.empty() || !fs::exists(weights)) GTEST_SKIP() << "large Inception weights absent; set DEEPCACHE_FIXTURES_LARGE";
+  const std::string dir = dc::test::temp_dir();
+  const std::string ref_dir = dir + "/reference";
+  fs::create_directories(ref_dir);
+  torch::manual_seed(13);
+  for (int i = 0; i < 5; ++i)
+    dc::image::write_png(fmt::format("{}/{:03d}.png", ref_dir, i), torch::randint(0, 256, {3, 32, 32}, torch::kUInt8));
+  auto yaml = [&](int seed) {
+    return fmt::format(R"(experiment: folder
+base:
+  model: {{family: ddpm, preset: cifar10, weights: random}}
+  sampler: {{name: ddim, steps: 2, spacing: quad}}
+  samples: {{n: 4, batch: 4, seed: {}}}
+  metrics:
+    fid: {{reference: {}, weights: {}, dims: 64}}
+baseline: false
+sweep: {{cache.k: [1, 2], cache.interval: [2]}}
+)", seed, ref_dir, weights);
+  };
+  const std::string results = dir + "/out/folder.h5";
+  auto cached = [&] {
+    std::vector<std::string> npz;
+    if (fs::is_directory(dir + "/out/fid_reference_cache"))
+      for (const auto& e : fs::directory_iterator(dir + "/out/fid_reference_cache"))
+        if (e.path().extension() == ".npz") npz.push_back(e.path().string());
+    return npz;
+  };
+  std::ostringstream log;
+  RunOptions o;
+  o.results_path = results;
+  ASSERT_EQ(run_experiment(parse_experiment(yaml(1), dir + "/f.yaml", dir), o, log, false).complete, 2) << log.str();
+  ASSERT_EQ(cached().size(), 1u);
+  const std::string npz = cached().front();
+  EXPECT_TRUE(fs::exists(fs::path(npz).replace_extension(".json")));
+  for (const auto& r : read_results(results)) EXPECT_TRUE(r.scalars.count("metrics/fid")) << r.run_id;
+  auto f = dc::h5::open_file(results);
+  for (const auto& id : dc::h5::children(dc::h5::open_group(f.id(), "runs").id()))
+    EXPECT_EQ(dc::h5::get_attr_string(dc::h5::open_group(f.id(), "runs/" + id + "/provenance/fid").id(), "reference"), npz);
+  {
+    torch::NoGradGuard ng;
+    auto net = dc::metrics::load_inception(weights, torch::kCPU);
+    const auto want = dc::metrics::folder_statistics(net, ref_dir, 64, 50, torch::kCPU);
+    const auto [mu, sigma] = dc::metrics::read_fid_stats(npz);
+    EXPECT_TRUE(dc::metrics::to_eigen_vector(mu).isApprox(want.mean(), 1e-12));
+    EXPECT_TRUE(dc::metrics::to_eigen_matrix(sigma).isApprox(want.covariance(), 1e-12));
+  }
+  // Another image in the folder: another file list, another cache entry; the first stays.
+  dc::image::write_png(ref_dir + "/005.png", torch::randint(0, 256, {3, 32, 32}, torch::kUInt8));
+  ASSERT_EQ(run_experiment(parse_experiment(yaml(2), dir + "/f.yaml", dir), o, log, false).complete, 2) << log.str();
+  EXPECT_EQ(cached().size(), 2u);
+  EXPECT_TRUE(fs::exists(npz));
 }
 
 TEST(Journal, RecordsOfAnotherConfigurationOrAfterAGapOrDamagedAreMadeAgain) {
