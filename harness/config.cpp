@@ -348,8 +348,17 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
 
   if (j.contains("metrics")) {
     const auto& m = j["metrics"];
-    r.only(m, "metrics", {"fid_fmnist", "fid", "inception_score"});
-    std::string fid_weights, is_weights;
+    r.only(m, "metrics", {"fid_fmnist", "fid", "inception_score", "sfid"});
+    std::string fid_weights, is_weights, sfid_weights;
+    if (m.contains("sfid")) {
+      const auto& f = m["sfid"];
+      r.only(f, "metrics.sfid", {"reference", "weights"});
+      s.metrics.sfid = true;
+      r.get(f, "metrics.sfid", "reference", s.metrics.sfid_reference);
+      r.get(f, "metrics.sfid", "weights", sfid_weights);
+      if (s.metrics.sfid_reference.empty())
+        r.fail("metrics.sfid.reference", "missing (statistics .npz with mu_s, sigma_s: an ADM reference batch, or mu, sigma of 2023 features)");
+    }
     if (m.contains("fid")) {
       const auto& f = m["fid"];
       r.only(f, "metrics.fid", {"reference", "dims", "weights"});
@@ -371,8 +380,12 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
     }
     if (!fid_weights.empty() && !is_weights.empty() && fid_weights != is_weights)
       r.fail("metrics.inception_score.weights", "FID and Inception Score share one Inception network: give its weights once");
+    const std::string other = !fid_weights.empty() ? fid_weights : is_weights;
+    if (!sfid_weights.empty() && !other.empty() && sfid_weights != other)
+      r.fail("metrics.sfid.weights", "FID, sFID and Inception Score share one Inception network: give its weights once");
     if (!fid_weights.empty()) s.metrics.inception_weights = fid_weights;
     if (!is_weights.empty()) s.metrics.inception_weights = is_weights;
+    if (!sfid_weights.empty()) s.metrics.inception_weights = sfid_weights;
     if (m.contains("fid_fmnist")) {
       const auto& f = m["fid_fmnist"];
       r.only(f, "metrics.fid_fmnist", {"classifier", "reference", "confidence"});
@@ -428,6 +441,8 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
                                     {"weights", s.metrics.inception_weights}};
   if (s.metrics.inception_score)
     s.resolved["metrics"]["inception_score"] = {{"splits", s.metrics.is_splits}, {"weights", s.metrics.inception_weights}};
+  if (s.metrics.sfid)
+    s.resolved["metrics"]["sfid"] = {{"reference", s.metrics.sfid_reference}, {"weights", s.metrics.inception_weights}};
   // FNV-1a 64 of the canonical JSON (keys sorted by nlohmann's std::map).
   uint64_t h = 0xcbf29ce484222325ULL;
   for (unsigned char ch : s.resolved.dump()) {

@@ -79,6 +79,10 @@ struct MetricsSpec {
   int fid_dims = 2048;        // 64, 192, 768 or 2048
   bool inception_score = false;
   int is_splits = 10;
+  // sFID (the ADM evaluator's spatial FID on mixed_6/conv [..., :7], 2023 features): its
+  // reference holds `mu_s`, `sigma_s` (an ADM reference batch's statistics) or `mu`, `sigma` of 2023.
+  bool sfid = false;
+  std::string sfid_reference;
   std::string inception_weights = "${DEEPCACHE_INCEPTION_WEIGHTS}";
 };
 

@@ -20,12 +20,31 @@ namespace dc::harness {
 // namespace: RunQuality::Impl holds one (-Wsubobject-linkage in a unity build).
 struct QualityInputs {
   std::string fmnist_classifier, fmnist_reference, inception_weights, fid_reference;
-  std::string fid_reference_folder;  // metrics.fid.reference when it is a folder (fid_reference: its cached statistics)
+  std::string fid_reference_folder;
+  std::string sfid_reference;  // metrics.fid.reference when it is a folder (fid_reference: its cached statistics)
 };
 
 namespace {
 
 constexpr const char* kUint8Rule = "model output [-1, 1] -> uint8 as torchvision save_image: clamp((x+1)/2) * 255 + 0.5, truncated";
+
+// sFID reference statistics: `mu_s`, `sigma_s` (the ADM evaluator's reference batches store them
+// next to `mu`, `sigma`), else `mu`, `sigma`; 2023 features either way.
+std::pair<torch::Tensor, torch::Tensor> read_sfid_stats(const std::string& path) {
+  const auto arrays = metrics::read_npz(path);
+  const bool spatial = arrays.count("mu_s") && arrays.count("sigma_s");
+  if (!spatial) {
+    const auto [mu, sigma] = metrics::read_fid_stats(path);
+    if (mu.numel() != 2023)
+      throw Error(fmt::format("metrics.sfid.reference: {} holds neither mu_s/sigma_s nor statistics of 2023 features (mu has {})", path, mu.numel()));
+    return {mu, sigma};
+  }
+  const torch::Tensor mu = arrays.at("mu_s").to(torch::kFloat64).flatten(), sigma = arrays.at("sigma_s").to(torch::kFloat64);
+  if (mu.numel() != 2023 || sigma.dim() != 2 || sigma.size(0) != 2023 || sigma.size(1) != 2023)
+    throw Error(fmt::format("metrics.sfid.reference: {}: mu_s {} and sigma_s {} are not statistics of 2023 features", path,
+                            c10::str(mu.sizes()), c10::str(sigma.sizes())));
+  return {mu, sigma};
+}
 
 QualityInputs resolve_inputs(const RunSpec& spec, const torch::Device& device = torch::kCPU, std::ostream* log = nullptr) {
   QualityInputs in;
@@ -41,8 +60,8 @@ QualityInputs resolve_inputs(const RunSpec& spec, const torch::Device& device = 
       if (!fs::exists(p))
         throw Error(fmt::format("metrics.fid_fmnist: {} not found: {} (made by scripts/train_fmnist.sh; see docs/fmnist.md)", what, p));
   }
-  if (m.fid || m.inception_score) {
-    const char* key = m.fid ? "metrics.fid.weights" : "metrics.inception_score.weights";
+  if (m.fid || m.inception_score || m.sfid) {
+    const char* key = m.fid ? "metrics.fid.weights" : m.sfid ? "metrics.sfid.weights" : "metrics.inception_score.weights";
     if (shape[0] != 1 && shape[0] != 3)
       throw Error(fmt::format("{}: the Inception takes grey or RGB images; this model makes {} channels", key, shape[0]));
     in.inception_weights = expand_env(m.inception_weights, key);
@@ -68,6 +87,13 @@ QualityInputs resolve_inputs(const RunSpec& spec, const torch::Device& device = 
       throw Error(fmt::format("metrics.fid.reference: {} holds statistics of {} features; metrics.fid.dims is {}", in.fid_reference,
                               mu.numel(), m.fid_dims));
   }
+  if (m.sfid) {
+    in.sfid_reference = expand_env(m.sfid_reference, "metrics.sfid.reference");
+    if (!fs::is_regular_file(in.sfid_reference))
+      throw Error(fmt::format("metrics.sfid.reference: {} is not a file (an .npz with mu_s and sigma_s, e.g. an ADM reference batch)",
+                              in.sfid_reference));
+    read_sfid_stats(in.sfid_reference);  // the format before any sampling
+  }
   return in;
 }
 
@@ -81,6 +107,7 @@ struct RunQuality::Impl {
   std::optional<metrics::InceptionFid> inception;
   metrics::FeatureStats fid;
   std::optional<metrics::InceptionScoreAccumulator> is;
+  metrics::FeatureStats sfid{2023};
   explicit Impl(const RunSpec& s) : spec(s) {}
 };
 
@@ -88,7 +115,7 @@ RunQuality::RunQuality(const RunSpec& spec, const torch::Device& device) : impl_
   Impl& q = *impl_;
   q.in = resolve_inputs(spec, device, &std::cerr);
   if (spec.metrics.fid_fmnist) q.classifier = metrics::load_fmnist_classifier(q.in.fmnist_classifier, device);
-  if (spec.metrics.fid || spec.metrics.inception_score) q.inception = metrics::load_inception(q.in.inception_weights, device);
+  if (spec.metrics.fid || spec.metrics.inception_score || spec.metrics.sfid) q.inception = metrics::load_inception(q.in.inception_weights, device);
   if (spec.metrics.fid) q.fid = metrics::FeatureStats(spec.metrics.fid_dims);
   // Fewer samples than splits (a smoke run) make no score: the run says so when it finishes.
   if (spec.metrics.inception_score && spec.samples.n >= spec.metrics.is_splits) q.is.emplace(spec.metrics.is_splits, spec.samples.n, 1008);
@@ -109,13 +136,15 @@ std::map<std::string, torch::Tensor> RunQuality::measure(const torch::Tensor& im
   const torch::Tensor rgb = images_u8.size(1) == 1 ? images_u8.repeat({1, 3, 1, 1}) : images_u8;  // PIL convert('RGB')
   const auto p = (*q.inception)->parameters().front();
   const torch::Tensor x = rgb.to(p.device()).to(torch::kFloat32).div(255);
-  const bool one_pass = q.spec.metrics.fid_dims == 2048;  // pool3 and the logits from one forward
-  if (q.is) {
-    const auto o = (*q.inception)->forward(x, /*logits=*/true);
-    out["inception_score/logits"] = o.logits.to(torch::kCPU, torch::kFloat32).contiguous();
+  const bool one_pass = q.spec.metrics.fid_dims == 2048;  // pool3, the logits and the spatial features from one forward
+  const bool full_pass = q.is || q.spec.metrics.sfid;
+  if (full_pass) {
+    const auto o = (*q.inception)->forward(x, /*logits=*/q.is.has_value());
+    if (q.is) out["inception_score/logits"] = o.logits.to(torch::kCPU, torch::kFloat32).contiguous();
+    if (q.spec.metrics.sfid) out["sfid/features"] = o.spatial.to(torch::kCPU, torch::kFloat32).contiguous();
     if (q.spec.metrics.fid && one_pass) out["fid/features"] = o.pool3.to(torch::kCPU, torch::kFloat32).contiguous();
   }
-  if (q.spec.metrics.fid && !(q.is && one_pass))
+  if (q.spec.metrics.fid && !(full_pass && one_pass))
     out["fid/features"] = metrics::inception_features(*q.inception, rgb, q.spec.metrics.fid_dims).to(torch::kCPU, torch::kFloat32).contiguous();
   return out;
 }
@@ -134,6 +163,13 @@ void RunQuality::apply(const std::map<std::string, torch::Tensor>& inputs, int64
     metrics::merge_into(q.fmnist, metrics::fmnist_eval_from_state(st, "fid_fmnist batch state"));
   }
   if (q.is) q.is->add(need("inception_score/logits"), first);
+  if (q.spec.metrics.sfid) {
+    const torch::Tensor& f = need("sfid/features");
+    if (f.dim() != 2 || f.size(1) != 2023)
+      throw Error(fmt::format("run {}: sFID features of the batch from {} have shape {}, expected [B, 2023]", q.spec.run_id, first,
+                              c10::str(f.sizes())));
+    q.sfid.add(f);
+  }
   if (q.spec.metrics.fid) {
     const torch::Tensor& f = need("fid/features");
     if (f.dim() != 2 || f.size(1) != q.spec.metrics.fid_dims)
@@ -148,6 +184,7 @@ void RunQuality::finish(RunResult& r, bool complete) const {
   if (q.classifier) r.metric_states["fid_fmnist"] = metrics::to_state(q.fmnist);
   if (q.spec.metrics.fid) r.metric_states["fid"] = metrics::to_state(q.fid);
   if (q.is) r.metric_states["inception_score"] = q.is->state();
+  if (q.spec.metrics.sfid) r.metric_states["sfid"] = metrics::to_state(q.sfid);
   if (complete) quality_from_states(q.spec, r);
 }
 
@@ -184,6 +221,16 @@ void quality_from_states(const RunSpec& spec, RunResult& r) {
                                       "is far from the 50,000-sample figure papers print", stats.count(), m.fid_dims));
     } else {
       r.notes.push_back(fmt::format("FID not computed: it needs at least 2 samples, the run made {}", stats.count()));
+    }
+  }
+  if (m.sfid) {
+    const auto stats = metrics::feature_stats_from_state(state("sfid"), "sfid");
+    if (stats.count() >= 2) {
+      const auto [mu, sigma] = read_sfid_stats(in.sfid_reference);
+      r.quality["sfid"] = metrics::frechet_distance(stats.mean(), stats.covariance(), metrics::to_eigen_vector(mu), metrics::to_eigen_matrix(sigma)).fid;
+      r.provenance["sfid"] = metrics::inception_provenance("sfid", in.inception_weights, 2023, in.sfid_reference, stats.count(), kUint8Rule);
+    } else {
+      r.notes.push_back(fmt::format("sFID not computed: it needs at least 2 samples, the run made {}", stats.count()));
     }
   }
   if (m.inception_score && spec.samples.n < m.is_splits) {

@@ -184,7 +184,7 @@ ClipScoreAccumulator ClipScoreAccumulator::from_state(const MetricState& s, cons
 }
 
 MetricState merge_states(const std::string& name, const MetricState& a, const MetricState& b, const std::string& what) {
-  if (name == "fid") {
+  if (name == "fid" || name == "sfid") {
     FeatureStats s = feature_stats_from_state(a, what);
     s.merge(feature_stats_from_state(b, what));
     return to_state(s);
@@ -204,7 +204,7 @@ MetricState merge_states(const std::string& name, const MetricState& a, const Me
     s.merge(ClipScoreAccumulator::from_state(b, what));
     return s.state();
   }
-  throw Error(fmt::format("{}: unknown metric state '{}' (known: fid, fid_fmnist, inception_score, clip_score)", what, name));
+  throw Error(fmt::format("{}: unknown metric state '{}' (known: fid, sfid, fid_fmnist, inception_score, clip_score)", what, name));
 }
 
 }  // namespace dc::metrics

@@ -125,7 +125,12 @@ MetricProvenance inception_provenance(const std::string& metric, const std::stri
                                       const std::string& reference, int64_t samples, const std::string& uint8_rule) {
   MetricProvenance p;
   p.metric = metric;
-  p.implementation = metric == "fid"
+  p.implementation = metric == "sfid"
+                         ? fmt::format("{}: pytorch-fid InceptionV3 port (FID weights pt_inception-2015-12-05), the ADM evaluator's sFID "
+                                       "features (mixed_6/conv [..., :7] = Mixed_6d's first 7 channels, 17x17x7 in HWC order), Frechet "
+                                       "distance in double; not bit-comparable with the TensorFlow evaluator",
+                                       program_identity())
+                     : metric == "fid"
                          ? fmt::format("{}: pytorch-fid InceptionV3 port (FID weights pt_inception-2015-12-05), {} dims, Frechet distance in double",
                                        program_identity(), dims)
                          : fmt::format("{}: pytorch-fid InceptionV3 port (FID weights pt_inception-2015-12-05), softmax over its 1008 logits, "

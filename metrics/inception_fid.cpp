@@ -178,7 +178,9 @@ InceptionFidOutput InceptionFidImpl::forward(const torch::Tensor& x_in, bool log
   x = F::max_pool2d(m.c4a(m.c3b(x)), F::MaxPool2dFuncOptions(3).stride(2));
   if (debug) out.blocks["block1"] = x;
   // 4. block2: [B, 768, 17, 17].
-  x = m.m6e(m.m6d(m.m6c(m.m6b(m.m6a(m.m5d(m.m5c(m.m5b(x))))))));
+  x = m.m6d(m.m6c(m.m6b(m.m6a(m.m5d(m.m5c(m.m5b(x)))))));
+  out.spatial = x.slice(1, 0, 7).permute({0, 2, 3, 1}).flatten(1);  // [B, 17 * 17 * 7] in HWC order
+  x = m.m6e(x);
   if (debug) out.blocks["block2"] = x;
   // 5. block3: [B, 2048, 8, 8] -> adaptive average pool -> [B, 2048].
   x = m.m7c(m.m7b(m.m7a(x)));

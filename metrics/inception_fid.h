@@ -26,6 +26,11 @@ TORCH_MODULE(BasicConv2d);
 struct InceptionFidOutput {
   torch::Tensor pool3;   // [B, 2048]
   torch::Tensor logits;  // [B, 1008] (when requested)
+  // [B, 2023]: the ADM evaluator's sFID features, TF `mixed_6/conv:0` [..., :7] flattened in NHWC
+  // order. Its counterpart here: the first 7 channels of Mixed_6d's output, which are its
+  // branch1x1 (1x1 conv, batch norm, ReLU) - the TF graph's `mixed_6` is torchvision's Mixed_6d
+  // (mixed, mixed_1, mixed_2 = 5b-5d; mixed_3 = 6a; mixed_4..7 = 6b..6e).
+  torch::Tensor spatial;
   std::map<std::string, torch::Tensor> blocks;  // "block0".."block2" outputs (when requested)
   torch::Tensor resized;  // after the bilinear resize, before 2x-1 (when requested)
 };

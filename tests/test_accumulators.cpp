@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "metrics/accumulators.h"
 #include "metrics/exact_sum.h"
+#include "metrics/precision_recall.h"
 
 using dc::metrics::ExactSum;
 
@@ -166,4 +167,39 @@ TEST(ClipScoreAccumulator, ShardsMergeExactlyAndTheValueIsThePairMean) {
   bad.erase("count");
   EXPECT_THROW(dc::metrics::ClipScoreAccumulator::from_state(bad, "test"), dc::Error);
   EXPECT_THROW(whole.add_scores(torch::tensor({std::nan("")}, torch::kFloat64)), dc::Error);
+}
+
+// Improved precision and recall as the ADM evaluator defines them (k = 3 nearest-neighbour balls).
+TEST(PrecisionRecall, IdenticalSetsGiveOneDisjointSetsZeroAndAHandCheckedCase) {
+  torch::manual_seed(5);
+  const torch::Tensor a = torch::randn({20, 8});
+  auto pr = dc::metrics::precision_recall(a, a.clone());
+  EXPECT_EQ(pr.precision, 1.0);
+  EXPECT_EQ(pr.recall, 1.0);
+  pr = dc::metrics::precision_recall(a, torch::randn({30, 8}) + 100);
+  EXPECT_EQ(pr.precision, 0.0);
+  EXPECT_EQ(pr.recall, 0.0);
+  EXPECT_EQ(pr.reference, 20);
+  EXPECT_EQ(pr.samples, 30);
+  // 1-D by hand: reference {0..4} has squared radii {9, 4, 4, 4, 9}; of the samples {0.5, 2.5, 10,
+  // 20, 30} two lie in those balls (precision 0.4); the sample at 0.5 has squared radius 380.25
+  // (its 3rd neighbour is 20), which holds every reference point (recall 1).
+  const torch::Tensor ref = torch::tensor({0.0f, 1.0f, 2.0f, 3.0f, 4.0f}).unsqueeze(1);
+  const torch::Tensor smp = torch::tensor({0.5f, 2.5f, 10.0f, 20.0f, 30.0f}).unsqueeze(1);
+  EXPECT_TRUE(torch::allclose(dc::metrics::manifold_radii(ref), torch::tensor({9.0f, 4.0f, 4.0f, 4.0f, 9.0f})));
+  EXPECT_TRUE(torch::allclose(dc::metrics::manifold_radii(smp), torch::tensor({380.25f, 306.25f, 100.0f, 306.25f, 756.25f})));
+  pr = dc::metrics::precision_recall(ref, smp);
+  EXPECT_DOUBLE_EQ(pr.precision, 0.4);
+  EXPECT_DOUBLE_EQ(pr.recall, 1.0);
+  // Row blocks do not change the result.
+  const torch::Tensor b = torch::randn({25, 8}) * 1.5 + 0.5;
+  const auto whole = dc::metrics::precision_recall(a, b), blocked = dc::metrics::precision_recall(a, b, 3, 4);
+  EXPECT_EQ(whole.precision, blocked.precision);
+  EXPECT_EQ(whole.recall, blocked.recall);
+  EXPECT_GT(whole.precision, 0.0);
+  EXPECT_LT(whole.precision, 1.0);
+  // Refusals: too few points for k = 3, other dimensions, NaN.
+  EXPECT_THROW(dc::metrics::manifold_radii(torch::randn({3, 8})), dc::Error);
+  EXPECT_THROW(dc::metrics::precision_recall(a, torch::randn({20, 7})), dc::Error);
+  EXPECT_THROW(dc::metrics::precision_recall(a, torch::full({20, 8}, std::nan(""))), dc::Error);
 }

@@ -71,3 +71,18 @@ std::vector<dc::test::Case> inception_cases() { return dc::test::cases_where("fi
 
 INSTANTIATE_TEST_SUITE_P(All, InceptionCase, ::testing::ValuesIn(inception_cases()), [](const auto& info) { return info.param.name; });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(InceptionCase);
+
+// The sFID features (the ADM evaluator's mixed_6/conv [..., :7], NHWC): 17 x 17 x 7 = 2023 per
+// image, ReLU outputs, and per image (a batch of two gives each image's own features).
+TEST(InceptionFid, SpatialFeaturesForSfidAre2023PerImage) {
+  torch::NoGradGuard ng;
+  torch::manual_seed(2);
+  dc::metrics::InceptionFid net;
+  net->eval();
+  const torch::Tensor x = torch::rand({2, 3, 32, 32});
+  const auto out = net->forward(x);
+  ASSERT_EQ(out.spatial.sizes(), (std::vector<int64_t>{2, 2023}));
+  EXPECT_GE(out.spatial.min().item<float>(), 0.0f);
+  const auto one = net->forward(x.slice(0, 1, 2));
+  EXPECT_TRUE(torch::allclose(one.spatial, out.spatial.slice(0, 1, 2), 1e-4, 1e-5));
+}

@@ -664,6 +664,15 @@ TEST(RunnerMetrics, InceptionMetricsInRunEqualTheWholeArrayComputation) {
   const Eigen::MatrixXd ref_sigma = ref.covariance() + 0.01 * Eigen::MatrixXd::Identity(64, 64);
   const std::string npz = dir + "/ref.npz";
   dc::metrics::write_fid_stats(npz, ref_mu, ref_sigma);
+  // sFID reference as the ADM evaluator's reference batches hold it: mu_s, sigma_s (2023 features).
+  const auto ref_out = net->forward(ref_images.to(torch::kFloat32).div(255));
+  dc::metrics::FeatureStats ref_s;
+  ref_s.add(ref_out.spatial);
+  const Eigen::VectorXd ref_mu_s = ref_s.mean();
+  const Eigen::MatrixXd ref_sigma_s = ref_s.covariance() + 0.01 * Eigen::MatrixXd::Identity(2023, 2023);
+  const std::string snpz = dir + "/ref_spatial.npz";
+  dc::metrics::write_npz(snpz, {{"mu_s", torch::from_blob(const_cast<double*>(ref_mu_s.data()), {2023}, torch::kFloat64).clone()},
+                                {"sigma_s", torch::from_blob(const_cast<double*>(ref_sigma_s.data()), {2023, 2023}, torch::kFloat64).clone()}});
   const std::string yaml = std::string(R"(experiment: metrics
 base:
   model: {family: ddpm, preset: cifar10, weights: random}
@@ -672,6 +681,7 @@ base:
   metrics:
     fid: {reference: )") + npz + ", weights: " + weights + R"(, dims: 64}
     inception_score: {splits: 2}
+    sfid: {reference: )" + snpz + R"(}
 baseline: false
 runs:
   - {cache.k: 1, cache.interval: 2}
@@ -697,6 +707,15 @@ runs:
   const double want_fid =
       dc::metrics::frechet_distance(all.mean(), all.covariance(), ref_mu, ref_sigma).fid;
   const auto want_is = dc::metrics::inception_score(out.logits, 2);
+  dc::metrics::FeatureStats all_s;
+  all_s.add(out.spatial);
+  const double want_sfid = dc::metrics::frechet_distance(all_s.mean(), all_s.covariance(), ref_mu_s, ref_sigma_s).fid;
+  const double sfid = dc::h5::read_scalar(f.id(), g + "/metrics/sfid");
+  EXPECT_NEAR(sfid, want_sfid, 1e-5 * want_sfid);
+  EXPECT_GT(sfid, 0.0);
+  EXPECT_EQ(dc::h5::read_tensor(f.id(), g + "/state/sfid/count").item<int64_t>(), 8);
+  EXPECT_NE(dc::h5::get_attr_string(dc::h5::open_group(f.id(), g + "/provenance/sfid").id(), "implementation").find("mixed_6/conv"),
+            std::string::npos);
   EXPECT_NEAR(fid, want_fid, 1e-5 * want_fid);
   EXPECT_NEAR(is, want_is.mean, 1e-6 * want_is.mean);
   EXPECT_GT(fid, 1.0);  // samples of a random network against other noise: far apart
@@ -711,6 +730,7 @@ runs:
   const std::string sg = "runs/" + result_key(id, 1, 2);
   EXPECT_EQ(dc::h5::read_tensor(sf.id(), sg + "/state/fid/count").item<int64_t>(), 4);
   EXPECT_EQ(dc::h5::read_tensor(sf.id(), sg + "/state/inception_score/count").sum().item<int64_t>(), 4);
+  EXPECT_EQ(dc::h5::read_tensor(sf.id(), sg + "/state/sfid/count").item<int64_t>(), 4);
   EXPECT_FALSE(dc::h5::exists(sf.id(), sg + "/metrics/fid"));
 }
 
