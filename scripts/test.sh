@@ -43,11 +43,12 @@ if [ "$MODE" = sanitize ]; then
   # `numeric` ones the fixture parity suites that walk our index logic (samplers, trajectories,
   # DeepCache at every branch). The rest of `numeric` spends its time inside LibTorch, which is not
   # instrumented, and runs in the plain and capped passes (CI's time limit). The slowest
-  # non-numeric tests repeat covered work (the 20-kill soak, whose journal code the observed-commit
-  # kill test runs under the sanitizers too; shard-invariant sampling; a full-size LDM-4-G `sample`
-  # that spends its time in LibTorch, ...), and the local Slurm cluster runs in the plain pass.
+  # non-numeric tests repeat covered work (the kill -9 tests spawn the CLI dozens of times; the
+  # journal code runs under the sanitizers in Journal.* and every resume/merge test; shard-invariant
+  # sampling; a full-size LDM-4-G `sample` that spends its time in LibTorch, ...), and the local
+  # Slurm cluster runs in the plain pass.
   # SANITIZE_ALL=1 runs everything.
-  SANITIZE_SKIP=${SANITIZE_SKIP-SlurmCluster|frechet_d2048|SoakTwentyKills|SamplesDoNotDependOnBatchSizeOrShards|FloatImagesAgreeAcrossBatchSizes|CliSampleLdm}
+  SANITIZE_SKIP=${SANITIZE_SKIP-SlurmCluster|frechet_d2048|SoakTwentyKills|KillNineOnObservedCommits|SamplesDoNotDependOnBatchSizeOrShards|FloatImagesAgreeAcrossBatchSizes|CliSampleLdm}
   SANITIZE_NUMERIC='SamplerCase|DdpmTrajectory|LdmTrajectory|LdmUNetCase|VqCase|Samplers\.|Schedules\.|DdpmUNet\.DeepCacheAtEveryReferenceBranch'
   if [ "${SANITIZE_ALL:-}" = 1 ]; then SANITIZE_SKIP=""; fi
 else

@@ -268,7 +268,7 @@ TEST(Runner, KillNineOnObservedCommitsThenResume) {
 }
 
 // Soak: 20 kill -9 at random moments across a 2-shard sweep of 3 runs (each shard in its own file,
-// as the Slurm array tasks write them): each process is killed 0-250 ms after it is seen to commit
+// as the Slurm array tasks write them): each process is killed 0-150 ms after it is seen to commit
 // something (a batch record or a run), so every kill lands mid-sweep and the sweep moves on; then
 // both shards finish and merge. The merged file equals the uninterrupted unsharded sweep bit for
 // bit: nothing lost, nothing made twice.
@@ -280,7 +280,7 @@ TEST(Runner, SoakTwentyKillsAcrossAShardedSweepThenMerge) {
   auto swap = [&](const std::string& from, const std::string& to) { text.replace(text.find(from), from.size(), to); };
   swap("cache.k: [1]", "cache.k: [1, 2]");  // 3 runs
   swap("n: 16, batch: 4", "n: 48, batch: 2");  // 12 batches per run and shard
-  swap("steps: 6", "steps: 20");
+  swap("steps: 6", "steps: 12");
   std::ofstream(yaml_path) << text;
   const auto e = load_experiment(yaml_path);
   ASSERT_EQ(e.runs.size(), 3u);
@@ -297,7 +297,7 @@ TEST(Runner, SoakTwentyKillsAcrossAShardedSweepThenMerge) {
   };
   auto progress = [&](int i) { return complete_runs(i) * 1000 + journal_records(shard[i]); };
   std::mt19937 rng(20261130);
-  std::uniform_int_distribution<int> delay_ms(0, 250);
+  std::uniform_int_distribution<int> delay_ms(0, 150);
   int kills = 0, attempts = 0, finished = 0;
   int64_t resumed_batches = 0;
   while (kills < 20 && attempts < 100) {
