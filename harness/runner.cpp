@@ -327,6 +327,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     rec.step_time_ms = batch_ms;
     rec.is_full = log->is_full;
     rec.quality = quality.measure(batch_images);
+    quality.apply(rec.quality, rec.first);  // the networks and the accumulators: metric_seconds
     rec.metric_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     if (keep_images()) rec.images = batch_images;
     if (tap_this)  // similarity maps of the taps that ran at every call
@@ -334,7 +335,6 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
         if (static_cast<int>(f.size()) == calls) rec.similarity[tap] = similarity_matrix(f);
     feats.clear();
     if (journal) journal->append(rec);
-    quality.apply(rec.quality, rec.first);
     take(rec);
     done += b;
     if (progress) progress(done, total, r.resumed_samples);
