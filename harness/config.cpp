@@ -378,14 +378,17 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
       r.get(f, "metrics.inception_score", "weights", is_weights);
       r.at_least("metrics.inception_score.splits", s.metrics.is_splits, 1);
     }
-    if (!fid_weights.empty() && !is_weights.empty() && fid_weights != is_weights)
-      r.fail("metrics.inception_score.weights", "FID and Inception Score share one Inception network: give its weights once");
-    const std::string other = !fid_weights.empty() ? fid_weights : is_weights;
-    if (!sfid_weights.empty() && !other.empty() && sfid_weights != other)
-      r.fail("metrics.sfid.weights", "FID, sFID and Inception Score share one Inception network: give its weights once");
-    if (!fid_weights.empty()) s.metrics.inception_weights = fid_weights;
-    if (!is_weights.empty()) s.metrics.inception_weights = is_weights;
-    if (!sfid_weights.empty()) s.metrics.inception_weights = sfid_weights;
+    // FID, sFID and the Inception Score share one Inception network: its weights, given once or alike.
+    std::string given, given_key;
+    for (const auto& [key, w] : {std::pair{"metrics.fid.weights", fid_weights}, {"metrics.inception_score.weights", is_weights},
+                                 {"metrics.sfid.weights", sfid_weights}}) {
+      if (w.empty()) continue;
+      if (!given.empty() && w != given)
+        r.fail(key, fmt::format("{} differs from {} ({}): FID, sFID and the Inception Score share one Inception network", w, given_key, given));
+      given = w;
+      given_key = key;
+    }
+    if (!given.empty()) s.metrics.inception_weights = given;
     if (m.contains("fid_fmnist")) {
       const auto& f = m["fid_fmnist"];
       r.only(f, "metrics.fid_fmnist", {"classifier", "reference", "confidence"});

@@ -107,7 +107,7 @@ struct RunQuality::Impl {
   std::optional<metrics::InceptionFid> inception;
   metrics::FeatureStats fid;
   std::optional<metrics::InceptionScoreAccumulator> is;
-  metrics::FeatureStats sfid{2023};
+  metrics::FeatureStats sfid;  // 2023 dims when asked (its exact state is 32 MB)
   explicit Impl(const RunSpec& s) : spec(s) {}
 };
 
@@ -117,6 +117,7 @@ RunQuality::RunQuality(const RunSpec& spec, const torch::Device& device) : impl_
   if (spec.metrics.fid_fmnist) q.classifier = metrics::load_fmnist_classifier(q.in.fmnist_classifier, device);
   if (spec.metrics.fid || spec.metrics.inception_score || spec.metrics.sfid) q.inception = metrics::load_inception(q.in.inception_weights, device);
   if (spec.metrics.fid) q.fid = metrics::FeatureStats(spec.metrics.fid_dims);
+  if (spec.metrics.sfid) q.sfid = metrics::FeatureStats(2023);
   // Fewer samples than splits (a smoke run) make no score: the run says so when it finishes.
   if (spec.metrics.inception_score && spec.samples.n >= spec.metrics.is_splits) q.is.emplace(spec.metrics.is_splits, spec.samples.n, 1008);
 }
@@ -139,7 +140,7 @@ std::map<std::string, torch::Tensor> RunQuality::measure(const torch::Tensor& im
   const bool one_pass = q.spec.metrics.fid_dims == 2048;  // pool3, the logits and the spatial features from one forward
   const bool full_pass = q.is || q.spec.metrics.sfid;
   if (full_pass) {
-    const auto o = (*q.inception)->forward(x, /*logits=*/q.is.has_value());
+    const auto o = (*q.inception)->forward(x, /*logits=*/q.is.has_value(), /*debug=*/false, /*spatial=*/q.spec.metrics.sfid);
     if (q.is) out["inception_score/logits"] = o.logits.to(torch::kCPU, torch::kFloat32).contiguous();
     if (q.spec.metrics.sfid) out["sfid/features"] = o.spatial.to(torch::kCPU, torch::kFloat32).contiguous();
     if (q.spec.metrics.fid && one_pass) out["fid/features"] = o.pool3.to(torch::kCPU, torch::kFloat32).contiguous();
@@ -209,30 +210,23 @@ void quality_from_states(const RunSpec& spec, RunResult& r) {
     r.quality["confident_fraction"] = ev.confident_fraction();
     r.quality_arrays["fmnist_classes"] = torch::tensor(std::vector<int64_t>(ev.classes.begin(), ev.classes.end()), torch::kInt64);
   }
-  if (m.fid) {
-    const auto stats = metrics::feature_stats_from_state(state("fid"), "fid");
-    if (stats.count() >= 2) {
-      const auto [mu, sigma] = metrics::read_fid_stats(in.fid_reference);
-      const auto f = metrics::frechet_distance(stats.mean(), stats.covariance(), metrics::to_eigen_vector(mu), metrics::to_eigen_matrix(sigma));
-      r.quality["fid"] = f.fid;
-      r.provenance["fid"] = metrics::inception_provenance("fid", in.inception_weights, m.fid_dims, in.fid_reference, stats.count(), kUint8Rule);
-      if (stats.count() < m.fid_dims)
-        r.notes.push_back(fmt::format("FID from {} samples of {}-dimensional features: the covariance is rank-deficient, the value "
-                                      "is far from the 50,000-sample figure papers print", stats.count(), m.fid_dims));
-    } else {
-      r.notes.push_back(fmt::format("FID not computed: it needs at least 2 samples, the run made {}", stats.count()));
+  // FID and sFID: the Fréchet distance of the stored statistics to the reference's.
+  auto frechet_metric = [&](const char* name, const char* label, int64_t dims, const std::string& reference,
+                            const std::pair<torch::Tensor, torch::Tensor>& ref) {
+    const auto stats = metrics::feature_stats_from_state(state(name), name);
+    if (stats.count() < 2) {
+      r.notes.push_back(fmt::format("{} not computed: it needs at least 2 samples, the run made {}", label, stats.count()));
+      return;
     }
-  }
-  if (m.sfid) {
-    const auto stats = metrics::feature_stats_from_state(state("sfid"), "sfid");
-    if (stats.count() >= 2) {
-      const auto [mu, sigma] = read_sfid_stats(in.sfid_reference);
-      r.quality["sfid"] = metrics::frechet_distance(stats.mean(), stats.covariance(), metrics::to_eigen_vector(mu), metrics::to_eigen_matrix(sigma)).fid;
-      r.provenance["sfid"] = metrics::inception_provenance("sfid", in.inception_weights, 2023, in.sfid_reference, stats.count(), kUint8Rule);
-    } else {
-      r.notes.push_back(fmt::format("sFID not computed: it needs at least 2 samples, the run made {}", stats.count()));
-    }
-  }
+    r.quality[name] = metrics::frechet_distance(stats.mean(), stats.covariance(), metrics::to_eigen_vector(ref.first),
+                                                metrics::to_eigen_matrix(ref.second)).fid;
+    r.provenance[name] = metrics::inception_provenance(name, in.inception_weights, static_cast<int>(dims), reference, stats.count(), kUint8Rule);
+    if (stats.count() < dims)
+      r.notes.push_back(fmt::format("{} from {} samples of {}-dimensional features: the covariance is rank-deficient, the value "
+                                    "is far from the 50,000-sample figure papers print", label, stats.count(), dims));
+  };
+  if (m.fid) frechet_metric("fid", "FID", m.fid_dims, in.fid_reference, metrics::read_fid_stats(in.fid_reference));
+  if (m.sfid) frechet_metric("sfid", "sFID", 2023, in.sfid_reference, read_sfid_stats(in.sfid_reference));
   if (m.inception_score && spec.samples.n < m.is_splits) {
     r.notes.push_back(fmt::format("Inception Score not computed: {} samples cannot make {} splits", spec.samples.n, m.is_splits));
   } else if (m.inception_score) {

@@ -29,8 +29,6 @@ class RunQuality {
   std::map<std::string, torch::Tensor> measure(const torch::Tensor& images_u8);
   // Adds the inputs of samples [first, first + B) to the accumulators.
   void apply(const std::map<std::string, torch::Tensor>& inputs, int64_t first);
-  // measure + apply.
-  void add(const torch::Tensor& images_u8, int64_t first) { apply(measure(images_u8), first); }
   // Stores the states in r.metric_states; when `complete` (this process made every sample), also
   // the values in r.quality, their provenance, and the arrays (FID-FMNIST's class histogram).
   void finish(RunResult& r, bool complete) const;

@@ -164,7 +164,7 @@ InceptionFidImpl::InceptionFidImpl() : impl_(std::make_shared<Impl>()) {
   m.fc = register_module("fc", nn::Linear(2048, 1008));
 }
 
-InceptionFidOutput InceptionFidImpl::forward(const torch::Tensor& x_in, bool logits, bool debug) {
+InceptionFidOutput InceptionFidImpl::forward(const torch::Tensor& x_in, bool logits, bool debug, bool spatial) {
   auto& m = *impl_;
   InceptionFidOutput out;
   // 1. Bilinear resize to 299 (align_corners=False), then [0, 1] -> [-1, 1].
@@ -179,7 +179,7 @@ InceptionFidOutput InceptionFidImpl::forward(const torch::Tensor& x_in, bool log
   if (debug) out.blocks["block1"] = x;
   // 4. block2: [B, 768, 17, 17].
   x = m.m6d(m.m6c(m.m6b(m.m6a(m.m5d(m.m5c(m.m5b(x)))))));
-  out.spatial = x.slice(1, 0, 7).permute({0, 2, 3, 1}).flatten(1);  // [B, 17 * 17 * 7] in HWC order
+  if (spatial) out.spatial = x.slice(1, 0, 7).permute({0, 2, 3, 1}).flatten(1);  // [B, 17 * 17 * 7] in HWC order
   x = m.m6e(x);
   if (debug) out.blocks["block2"] = x;
   // 5. block3: [B, 2048, 8, 8] -> adaptive average pool -> [B, 2048].

@@ -30,7 +30,7 @@ struct InceptionFidOutput {
   // order. Its counterpart here: the first 7 channels of Mixed_6d's output, which are its
   // branch1x1 (1x1 conv, batch norm, ReLU) - the TF graph's `mixed_6` is torchvision's Mixed_6d
   // (mixed, mixed_1, mixed_2 = 5b-5d; mixed_3 = 6a; mixed_4..7 = 6b..6e).
-  torch::Tensor spatial;
+  torch::Tensor spatial;  // (when requested)
   std::map<std::string, torch::Tensor> blocks;  // "block0".."block2" outputs (when requested)
   torch::Tensor resized;  // after the bilinear resize, before 2x-1 (when requested)
 };
@@ -39,7 +39,7 @@ class InceptionFidImpl : public torch::nn::Module {
  public:
   InceptionFidImpl();
   // x: [B, 3, H, W] float in [0, 1] (uint8 / 255, as torchvision's ToTensor gives).
-  InceptionFidOutput forward(const torch::Tensor& x, bool logits = false, bool debug = false);
+  InceptionFidOutput forward(const torch::Tensor& x, bool logits = false, bool debug = false, bool spatial = false);
   // From uint8 [B, 3, H, W] images (the pytorch-fid path from PNG files).
   torch::Tensor features_from_uint8(const torch::Tensor& images);
 

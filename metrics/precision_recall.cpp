@@ -20,14 +20,10 @@ torch::Tensor prepare(const torch::Tensor& f, const char* what) {
   return x;
 }
 
-}  // namespace
-
-torch::Tensor manifold_radii(const torch::Tensor& features, int k, int64_t block) {
-  const torch::Tensor x = prepare(features, "the");
+// Radii of prepared features with their squared norms.
+torch::Tensor radii_of(const torch::Tensor& x, const torch::Tensor& norms, int k, int64_t block) {
   const int64_t n = x.size(0);
   if (k < 1 || n <= k) throw Error(fmt::format("precision/recall: a k = {} nearest-neighbour manifold needs more than {} points, has {}", k, k, n));
-  torch::NoGradGuard ng;
-  const torch::Tensor norms = x.pow(2).sum(1);
   std::vector<torch::Tensor> radii;
   for (int64_t b = 0; b < n; b += block) {
     const int64_t e = std::min(n, b + block);
@@ -37,13 +33,21 @@ torch::Tensor manifold_radii(const torch::Tensor& features, int k, int64_t block
   return torch::cat(radii);
 }
 
+}  // namespace
+
+torch::Tensor manifold_radii(const torch::Tensor& features, int k, int64_t block) {
+  const torch::Tensor x = prepare(features, "the");
+  torch::NoGradGuard ng;
+  return radii_of(x, x.pow(2).sum(1), k, block);
+}
+
 PrecisionRecall precision_recall(const torch::Tensor& reference, const torch::Tensor& samples, int k, int64_t block) {
   const torch::Tensor ref = prepare(reference, "reference"), smp = prepare(samples, "sample");
   if (ref.size(1) != smp.size(1))
     throw Error(fmt::format("precision/recall: reference features have {} dimensions, samples {}", ref.size(1), smp.size(1)));
   torch::NoGradGuard ng;
-  const torch::Tensor r_ref = manifold_radii(ref, k, block), r_smp = manifold_radii(smp, k, block);
   const torch::Tensor n_ref = ref.pow(2).sum(1), n_smp = smp.pow(2).sum(1);
+  const torch::Tensor r_ref = radii_of(ref, n_ref, k, block), r_smp = radii_of(smp, n_smp, k, block);
   torch::Tensor sample_in = torch::zeros({smp.size(0)}, torch::kBool);  // inside the reference manifold
   torch::Tensor ref_in = torch::zeros({ref.size(0)}, torch::kBool);     // inside the sample manifold
   for (int64_t b = 0; b < ref.size(0); b += block) {

@@ -51,6 +51,9 @@ TEST(Config, SchemaErrorsNameFileKeyAndExpectedForm) {
       {"experiment: t\nbase: {model: [1, 2]}\n", "model: expected a mapping"},
       {"base: {}\n", "'experiment' (the experiment's name, a string) is required"},
       {"experiment: t\nbase: {a: 1\n", "not valid YAML"},
+      {std::string(kBase) + "  metrics: {fid: {reference: r.npz, weights: a.st}, sfid: {reference: s.npz, weights: b.st}}\n",
+       "metrics.sfid.weights: b.st differs from metrics.fid.weights (a.st): FID, sFID and the Inception Score share one Inception network"},
+      {std::string(kBase) + "  metrics: {sfid: {weights: a.st}}\n", "metrics.sfid.reference: missing"},
   };
   for (const auto& b : bad) {
     const std::string e = error_of(b.yaml);

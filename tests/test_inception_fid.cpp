@@ -80,9 +80,9 @@ TEST(InceptionFid, SpatialFeaturesForSfidAre2023PerImage) {
   dc::metrics::InceptionFid net;
   net->eval();
   const torch::Tensor x = torch::rand({2, 3, 32, 32});
-  const auto out = net->forward(x);
+  const auto out = net->forward(x, false, false, /*spatial=*/true);
   ASSERT_EQ(out.spatial.sizes(), (std::vector<int64_t>{2, 2023}));
   EXPECT_GE(out.spatial.min().item<float>(), 0.0f);
-  const auto one = net->forward(x.slice(0, 1, 2));
+  const auto one = net->forward(x.slice(0, 1, 2), false, false, true);
   EXPECT_TRUE(torch::allclose(one.spatial, out.spatial.slice(0, 1, 2), 1e-4, 1e-5));
 }

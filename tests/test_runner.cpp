@@ -665,7 +665,7 @@ TEST(RunnerMetrics, InceptionMetricsInRunEqualTheWholeArrayComputation) {
   const std::string npz = dir + "/ref.npz";
   dc::metrics::write_fid_stats(npz, ref_mu, ref_sigma);
   // sFID reference as the ADM evaluator's reference batches hold it: mu_s, sigma_s (2023 features).
-  const auto ref_out = net->forward(ref_images.to(torch::kFloat32).div(255));
+  const auto ref_out = net->forward(ref_images.to(torch::kFloat32).div(255), false, false, /*spatial=*/true);
   dc::metrics::FeatureStats ref_s;
   ref_s.add(ref_out.spatial);
   const Eigen::VectorXd ref_mu_s = ref_s.mean();
@@ -701,7 +701,7 @@ runs:
   EXPECT_EQ(dc::h5::get_attr_string(dc::h5::open_group(f.id(), g + "/provenance/fid").id(), "reference"), npz);
   // The whole array at once.
   const torch::Tensor images = dc::h5::read_tensor(f.id(), g + "/images");
-  const auto out = net->forward(images.to(torch::kFloat32).div(255), /*logits=*/true, /*debug=*/true);
+  const auto out = net->forward(images.to(torch::kFloat32).div(255), /*logits=*/true, /*debug=*/true, /*spatial=*/true);
   dc::metrics::FeatureStats all;
   all.add(out.blocks.at("block0").mean({2, 3}));
   const double want_fid =
