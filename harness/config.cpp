@@ -348,8 +348,17 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
 
   if (j.contains("metrics")) {
     const auto& m = j["metrics"];
-    r.only(m, "metrics", {"fid_fmnist", "fid", "inception_score", "sfid"});
-    std::string fid_weights, is_weights, sfid_weights;
+    r.only(m, "metrics", {"fid_fmnist", "fid", "inception_score", "sfid", "precision_recall"});
+    std::string fid_weights, is_weights, sfid_weights, pr_weights;
+    if (m.contains("precision_recall")) {
+      const auto& f = m["precision_recall"];
+      r.only(f, "metrics.precision_recall", {"reference", "weights"});
+      s.metrics.precision_recall = true;
+      r.get(f, "metrics.precision_recall", "reference", s.metrics.pr_reference);
+      r.get(f, "metrics.precision_recall", "weights", pr_weights);
+      if (s.metrics.pr_reference.empty())
+        r.fail("metrics.precision_recall.reference", "missing (an .npz with arr_0 reference images, e.g. an ADM reference batch, or a folder of images)");
+    }
     if (m.contains("sfid")) {
       const auto& f = m["sfid"];
       r.only(f, "metrics.sfid", {"reference", "weights"});
@@ -378,13 +387,13 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
       r.get(f, "metrics.inception_score", "weights", is_weights);
       r.at_least("metrics.inception_score.splits", s.metrics.is_splits, 1);
     }
-    // FID, sFID and the Inception Score share one Inception network: its weights, given once or alike.
+    // FID, sFID, the Inception Score and precision/recall share one Inception network: its weights, given once or alike.
     std::string given, given_key;
     for (const auto& [key, w] : {std::pair{"metrics.fid.weights", fid_weights}, {"metrics.inception_score.weights", is_weights},
-                                 {"metrics.sfid.weights", sfid_weights}}) {
+                                 {"metrics.sfid.weights", sfid_weights}, {"metrics.precision_recall.weights", pr_weights}}) {
       if (w.empty()) continue;
       if (!given.empty() && w != given)
-        r.fail(key, fmt::format("{} differs from {} ({}): FID, sFID and the Inception Score share one Inception network", w, given_key, given));
+        r.fail(key, fmt::format("{} differs from {} ({}): FID, sFID, the Inception Score and precision/recall share one Inception network", w, given_key, given));
       given = w;
       given_key = key;
     }
@@ -446,6 +455,8 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
     s.resolved["metrics"]["inception_score"] = {{"splits", s.metrics.is_splits}, {"weights", s.metrics.inception_weights}};
   if (s.metrics.sfid)
     s.resolved["metrics"]["sfid"] = {{"reference", s.metrics.sfid_reference}, {"weights", s.metrics.inception_weights}};
+  if (s.metrics.precision_recall)
+    s.resolved["metrics"]["precision_recall"] = {{"reference", s.metrics.pr_reference}, {"weights", s.metrics.inception_weights}};
   // FNV-1a 64 of the canonical JSON (keys sorted by nlohmann's std::map).
   uint64_t h = 0xcbf29ce484222325ULL;
   for (unsigned char ch : s.resolved.dump()) {

@@ -83,6 +83,11 @@ struct MetricsSpec {
   // reference holds `mu_s`, `sigma_s` (an ADM reference batch's statistics) or `mu`, `sigma` of 2023.
   bool sfid = false;
   std::string sfid_reference;
+  // Improved precision and recall (the ADM evaluator's k = 3 manifolds of pool features): the
+  // reference is an .npz with `arr_0` uint8 images [N, H, W, C] (an ADM reference batch, `export
+  // --npz`), an .npz with `features` [N, 2048], or a folder of images; its features are cached.
+  bool precision_recall = false;
+  std::string pr_reference;
   std::string inception_weights = "${DEEPCACHE_INCEPTION_WEIGHTS}";
 };
 

@@ -19,8 +19,22 @@ std::string name_of(hid_t obj) {
 void check(herr_t s, hid_t where, const std::string& what) {
   if (s < 0) throw Error(fmt::format("{}: HDF5 error: {}", name_of(where), what));
 }
+// IEEE binary16 little-endian, built as h5py builds its float16 (h5py/h5t.pyx), so h5py and
+// NumPy read it as float16. Created once, never closed.
+hid_t half_type() {
+  static const hid_t t = [] {
+    const hid_t h = H5Tcopy(H5T_IEEE_F32LE);
+    H5Tset_fields(h, 15, 10, 5, 0, 10);
+    H5Tset_size(h, 2);
+    H5Tset_ebias(h, 15);
+    H5Tlock(h);
+    return h;
+  }();
+  return t;
+}
 hid_t type_of(c10::ScalarType t) {
   switch (t) {
+    case torch::kFloat16: return half_type();
     case torch::kFloat32: return H5T_NATIVE_FLOAT;
     case torch::kFloat64: return H5T_NATIVE_DOUBLE;
     case torch::kInt32: return H5T_NATIVE_INT32;
@@ -116,7 +130,7 @@ torch::Tensor read_tensor(hid_t parent, const std::string& name) {
   const H5T_class_t cls = H5Tget_class(ftype.id());
   const std::size_t size = H5Tget_size(ftype.id());
   if (cls == H5T_INTEGER) st = size == 1 ? torch::kUInt8 : (size == 4 ? torch::kInt32 : torch::kInt64);
-  else if (cls == H5T_FLOAT) st = size == 4 ? torch::kFloat32 : torch::kFloat64;
+  else if (cls == H5T_FLOAT) st = size == 2 ? torch::kFloat16 : size == 4 ? torch::kFloat32 : torch::kFloat64;
   std::vector<int64_t> shape(dims.begin(), dims.end());
   torch::Tensor t = torch::empty(shape, st);
   if (t.numel() > 0) check(H5Dread(ds.id(), type_of(st), H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()), parent, "reading " + name);

@@ -11,6 +11,7 @@
 #include "metrics/fid_fmnist.h"
 #include "metrics/fid_pipeline.h"
 #include "metrics/npz.h"
+#include "metrics/precision_recall.h"
 
 namespace fs = std::filesystem;
 
@@ -22,6 +23,8 @@ struct QualityInputs {
   std::string fmnist_classifier, fmnist_reference, inception_weights, fid_reference;
   std::string fid_reference_folder;
   std::string sfid_reference;  // metrics.fid.reference when it is a folder (fid_reference: its cached statistics)
+  std::string pr_reference;    // metrics.precision_recall.reference (an .npz or a folder)
+  std::string cache_dir;       // where reference statistics and features computed from images are kept
 };
 
 namespace {
@@ -60,8 +63,11 @@ QualityInputs resolve_inputs(const RunSpec& spec, const torch::Device& device = 
       if (!fs::exists(p))
         throw Error(fmt::format("metrics.fid_fmnist: {} not found: {} (made by scripts/train_fmnist.sh; see docs/fmnist.md)", what, p));
   }
-  if (m.fid || m.inception_score || m.sfid) {
-    const char* key = m.fid ? "metrics.fid.weights" : m.sfid ? "metrics.sfid.weights" : "metrics.inception_score.weights";
+  in.cache_dir = (spec.results_path.empty() ? fs::temp_directory_path() / "deepcache-bench-fid-cache"
+                                            : fs::path(spec.results_path).parent_path() / "fid_reference_cache").string();
+  if (m.fid || m.inception_score || m.sfid || m.precision_recall) {
+    const char* key = m.fid ? "metrics.fid.weights" : m.sfid ? "metrics.sfid.weights" : m.inception_score ? "metrics.inception_score.weights"
+                                                                                                    : "metrics.precision_recall.weights";
     if (shape[0] != 1 && shape[0] != 3)
       throw Error(fmt::format("{}: the Inception takes grey or RGB images; this model makes {} channels", key, shape[0]));
     in.inception_weights = expand_env(m.inception_weights, key);
@@ -73,10 +79,8 @@ QualityInputs resolve_inputs(const RunSpec& spec, const torch::Device& device = 
     in.fid_reference = expand_env(m.fid_reference, "metrics.fid.reference");
     if (fs::is_directory(in.fid_reference)) {  // a folder of reference images: its statistics, cached
       in.fid_reference_folder = in.fid_reference;
-      const fs::path cache = spec.results_path.empty() ? fs::temp_directory_path() / "deepcache-bench-fid-cache"
-                                                       : fs::path(spec.results_path).parent_path() / "fid_reference_cache";
       in.fid_reference = metrics::cached_folder_reference(in.fid_reference_folder, in.inception_weights, static_cast<int>(m.fid_dims),
-                                                          cache.string(), device, log);
+                                                          in.cache_dir, device, log);
     }
     if (!fs::is_regular_file(in.fid_reference))
       throw Error(fmt::format("metrics.fid.reference: {} is neither a statistics file nor a folder of images (an .npz of mu and sigma: "
@@ -94,6 +98,13 @@ QualityInputs resolve_inputs(const RunSpec& spec, const torch::Device& device = 
                               in.sfid_reference));
     read_sfid_stats(in.sfid_reference);  // the format before any sampling
   }
+  if (m.precision_recall) {
+    in.pr_reference = expand_env(m.pr_reference, "metrics.precision_recall.reference");
+    if (!fs::is_regular_file(in.pr_reference) && !fs::is_directory(in.pr_reference))
+      throw Error(fmt::format("metrics.precision_recall.reference: {} not found (an .npz with arr_0 reference images, e.g. an ADM "
+                              "reference batch or `export --npz`, or a folder of images)",
+                              in.pr_reference));
+  }
   return in;
 }
 
@@ -108,14 +119,21 @@ struct RunQuality::Impl {
   metrics::FeatureStats fid;
   std::optional<metrics::InceptionScoreAccumulator> is;
   metrics::FeatureStats sfid;  // 2023 dims when asked (its exact state is 32 MB)
-  explicit Impl(const RunSpec& s) : spec(s) {}
+  metrics::SampleFeatures pr_features;  // per-sample pool features (float16) for precision/recall
+  torch::Device device;
+  Impl(const RunSpec& s, const torch::Device& d) : spec(s), device(d) {}
 };
 
-RunQuality::RunQuality(const RunSpec& spec, const torch::Device& device) : impl_(std::make_unique<Impl>(spec)) {
+RunQuality::RunQuality(const RunSpec& spec, const torch::Device& device) : impl_(std::make_unique<Impl>(spec, device)) {
   Impl& q = *impl_;
   q.in = resolve_inputs(spec, device, &std::cerr);
   if (spec.metrics.fid_fmnist) q.classifier = metrics::load_fmnist_classifier(q.in.fmnist_classifier, device);
-  if (spec.metrics.fid || spec.metrics.inception_score || spec.metrics.sfid) q.inception = metrics::load_inception(q.in.inception_weights, device);
+  if (spec.metrics.fid || spec.metrics.inception_score || spec.metrics.sfid || spec.metrics.precision_recall)
+    q.inception = metrics::load_inception(q.in.inception_weights, device);
+  // The reference's features before any sampling (computed once, then read from the cache): a bad
+  // reference stops the run here.
+  if (spec.metrics.precision_recall)
+    metrics::cached_reference_features(q.in.pr_reference, q.in.inception_weights, q.in.cache_dir, device, &std::cerr);
   if (spec.metrics.fid) q.fid = metrics::FeatureStats(spec.metrics.fid_dims);
   if (spec.metrics.sfid) q.sfid = metrics::FeatureStats(2023);
   // Fewer samples than splits (a smoke run) make no score: the run says so when it finishes.
@@ -137,16 +155,20 @@ std::map<std::string, torch::Tensor> RunQuality::measure(const torch::Tensor& im
   const torch::Tensor rgb = images_u8.size(1) == 1 ? images_u8.repeat({1, 3, 1, 1}) : images_u8;  // PIL convert('RGB')
   const auto p = (*q.inception)->parameters().front();
   const torch::Tensor x = rgb.to(p.device()).to(torch::kFloat32).div(255);
-  const bool one_pass = q.spec.metrics.fid_dims == 2048;  // pool3, the logits and the spatial features from one forward
-  const bool full_pass = q.is || q.spec.metrics.sfid;
-  if (full_pass) {
-    const auto o = (*q.inception)->forward(x, /*logits=*/q.is.has_value(), /*debug=*/false, /*spatial=*/q.spec.metrics.sfid);
-    if (q.is) out["inception_score/logits"] = o.logits.to(torch::kCPU, torch::kFloat32).contiguous();
-    if (q.spec.metrics.sfid) out["sfid/features"] = o.spatial.to(torch::kCPU, torch::kFloat32).contiguous();
-    if (q.spec.metrics.fid && one_pass) out["fid/features"] = o.pool3.to(torch::kCPU, torch::kFloat32).contiguous();
+  // One forward gives every feature asked for: pool3 (FID at 2048 dims, precision/recall), a
+  // block's pooled features (FID at 64, 192 or 768), the logits (IS), the spatial features (sFID).
+  const MetricsSpec& m = q.spec.metrics;
+  const bool fid_pool3 = m.fid && m.fid_dims == 2048;
+  const auto o = (*q.inception)->forward(x, /*logits=*/q.is.has_value(), /*debug=*/m.fid && !fid_pool3, /*spatial=*/m.sfid);
+  auto cpu = [](const torch::Tensor& t) { return t.to(torch::kCPU, torch::kFloat32).contiguous(); };
+  if (q.is) out["inception_score/logits"] = cpu(o.logits);
+  if (m.sfid) out["sfid/features"] = cpu(o.spatial);
+  if (fid_pool3) out["fid/features"] = cpu(o.pool3);
+  if (m.fid && !fid_pool3) {
+    const char* block = m.fid_dims == 64 ? "block0" : m.fid_dims == 192 ? "block1" : "block2";
+    out["fid/features"] = cpu(o.blocks.at(block).mean({2, 3}));  // adaptive average pool to 1x1, as pytorch-fid
   }
-  if (q.spec.metrics.fid && !(full_pass && one_pass))
-    out["fid/features"] = metrics::inception_features(*q.inception, rgb, q.spec.metrics.fid_dims).to(torch::kCPU, torch::kFloat32).contiguous();
+  if (m.precision_recall && !fid_pool3) out["precision_recall/features"] = cpu(o.pool3);
   return out;
 }
 
@@ -178,6 +200,10 @@ void RunQuality::apply(const std::map<std::string, torch::Tensor>& inputs, int64
                               c10::str(f.sizes()), q.spec.metrics.fid_dims));
     q.fid.add(f);
   }
+  if (q.spec.metrics.precision_recall) {  // pool3: FID's features when FID uses them
+    const bool fid_pool3 = q.spec.metrics.fid && q.spec.metrics.fid_dims == 2048;
+    q.pr_features.add(need(fid_pool3 ? "fid/features" : "precision_recall/features"), first);
+  }
 }
 
 void RunQuality::finish(RunResult& r, bool complete) const {
@@ -186,11 +212,12 @@ void RunQuality::finish(RunResult& r, bool complete) const {
   if (q.spec.metrics.fid) r.metric_states["fid"] = metrics::to_state(q.fid);
   if (q.is) r.metric_states["inception_score"] = q.is->state();
   if (q.spec.metrics.sfid) r.metric_states["sfid"] = metrics::to_state(q.sfid);
-  if (complete) quality_from_states(q.spec, r);
+  if (q.spec.metrics.precision_recall) r.metric_states["precision_recall"] = q.pr_features.state();
+  if (complete) quality_from_states(q.spec, r, q.device);
 }
 
-void quality_from_states(const RunSpec& spec, RunResult& r) {
-  const QualityInputs in = resolve_inputs(spec);
+void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device& device) {
+  const QualityInputs in = resolve_inputs(spec, device);
   const MetricsSpec& m = spec.metrics;
   auto state = [&](const char* name) -> const metrics::MetricState& {
     auto it = r.metric_states.find(name);
@@ -235,6 +262,19 @@ void quality_from_states(const RunSpec& spec, RunResult& r) {
     r.quality["inception_score"] = s.mean;
     r.quality["inception_score_std"] = s.std;
     r.provenance["inception_score"] = metrics::inception_provenance("inception_score", in.inception_weights, 2048, "", s.samples, kUint8Rule);
+  }
+  if (m.precision_recall) {
+    const auto samples = metrics::SampleFeatures::from_state(state("precision_recall"), "precision_recall");
+    if (samples.count() <= 3) {
+      r.notes.push_back(fmt::format("precision/recall not computed: a k = 3 manifold needs at least 4 samples, the run made {}", samples.count()));
+    } else {
+      const torch::Tensor ref = metrics::cached_reference_features(in.pr_reference, in.inception_weights, in.cache_dir, device, &std::cerr);
+      const auto pr = metrics::precision_recall(ref, samples.features(), 3, 4096, device);
+      r.quality["precision"] = pr.precision;
+      r.quality["recall"] = pr.recall;
+      r.provenance["precision_recall"] =
+          metrics::inception_provenance("precision_recall", in.inception_weights, 2048, in.pr_reference, pr.samples, kUint8Rule);
+    }
   }
 }
 

@@ -39,6 +39,7 @@ class RunQuality {
 };
 
 // The metric values of complete states (a merged run's): what finish() computes, from stored states.
-void quality_from_states(const RunSpec& spec, RunResult& r);
+// Precision/recall's distances run on `device`.
+void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device& device = torch::kCPU);
 
 }  // namespace dc::harness

@@ -183,6 +183,79 @@ ClipScoreAccumulator ClipScoreAccumulator::from_state(const MetricState& s, cons
   return a;
 }
 
+void SampleFeatures::add(const torch::Tensor& features, int64_t first) {
+  if (features.dim() != 2 || features.size(1) != dims_)
+    throw Error(fmt::format("precision/recall features of samples from {} have shape {}, expected [B, {}]", first, c10::str(features.sizes()), dims_));
+  if (first < 0) throw Error(fmt::format("precision/recall features: negative first sample index {}", first));
+  features_.push_back(features.detach().to(torch::kCPU, torch::kFloat16).contiguous());
+  index_.push_back(torch::arange(first, first + features.size(0), torch::kInt64));
+}
+
+void SampleFeatures::settle() const {
+  if (features_.empty() || (features_.size() == 1 && sorted_)) return;
+  sorted_ = true;
+  const torch::Tensor idx = torch::cat(index_);
+  const torch::Tensor order = idx.argsort();
+  features_ = {torch::cat(features_).index_select(0, order).contiguous()};
+  index_ = {idx.index_select(0, order).contiguous()};
+}
+
+void SampleFeatures::merge(const SampleFeatures& o, const std::string& what) {
+  if (o.dims_ != dims_) throw Error(fmt::format("{}: precision/recall features of {} and {} dimensions do not merge", what, dims_, o.dims_));
+  for (std::size_t i = 0; i < o.features_.size(); ++i) {
+    features_.push_back(o.features_[i]);
+    index_.push_back(o.index_[i]);
+  }
+  settle();
+  if (!index_.empty() && index_[0].numel() > 1) {
+    const torch::Tensor i = index_[0];
+    const torch::Tensor same = i.slice(0, 1).eq(i.slice(0, 0, -1));
+    if (same.any().item<bool>())
+      throw Error(fmt::format("{}: precision/recall features of sample {} are held twice (overlapping slices)",
+                              what, i.slice(0, 1).masked_select(same)[0].item<int64_t>()));
+  }
+}
+
+int64_t SampleFeatures::count() const {
+  int64_t n = 0;
+  for (const auto& t : index_) n += t.numel();
+  return n;
+}
+
+torch::Tensor SampleFeatures::features() const {
+  settle();
+  return features_.empty() ? torch::empty({0, dims_}, torch::kFloat32) : features_[0].to(torch::kFloat32);
+}
+
+torch::Tensor SampleFeatures::indices() const {
+  settle();
+  return index_.empty() ? torch::empty({0}, torch::kInt64) : index_[0];
+}
+
+MetricState SampleFeatures::state() const {
+  settle();
+  return {{"features", features_.empty() ? torch::empty({0, dims_}, torch::kFloat16) : features_[0]}, {"index", indices()}};
+}
+
+SampleFeatures SampleFeatures::from_state(const MetricState& s, const std::string& what) {
+  const torch::Tensor& idx = need(s, "index", what);
+  auto it = s.find("features");
+  if (it == s.end() || !it->second.defined()) throw Error(fmt::format("{}: metric state has no 'features'", what));
+  const torch::Tensor& f = it->second;
+  if (f.scalar_type() != torch::kFloat16 || f.dim() != 2 || idx.dim() != 1 || f.size(0) != idx.size(0))
+    throw Error(fmt::format("{}: precision/recall state must be features [n, D] float16 and index [n] int64, is {} {} and {}", what,
+                            c10::toString(f.scalar_type()), c10::str(f.sizes()), c10::str(idx.sizes())));
+  if (idx.numel() > 0 && idx.min().item<int64_t>() < 0) throw Error(fmt::format("{}: precision/recall state holds a negative sample index", what));
+  SampleFeatures out(f.size(1));
+  if (f.size(0) > 0) {
+    out.features_ = {f.contiguous()};
+    out.index_ = {idx.contiguous()};
+    out.sorted_ = false;
+    out.merge(SampleFeatures(f.size(1)), what);  // sorts and refuses duplicates
+  }
+  return out;
+}
+
 MetricState merge_states(const std::string& name, const MetricState& a, const MetricState& b, const std::string& what) {
   if (name == "fid" || name == "sfid") {
     FeatureStats s = feature_stats_from_state(a, what);
@@ -204,7 +277,12 @@ MetricState merge_states(const std::string& name, const MetricState& a, const Me
     s.merge(ClipScoreAccumulator::from_state(b, what));
     return s.state();
   }
-  throw Error(fmt::format("{}: unknown metric state '{}' (known: fid, sfid, fid_fmnist, inception_score, clip_score)", what, name));
+  if (name == "precision_recall") {
+    auto s = SampleFeatures::from_state(a, what);
+    s.merge(SampleFeatures::from_state(b, what), what);
+    return s.state();
+  }
+  throw Error(fmt::format("{}: unknown metric state '{}' (known: fid, sfid, fid_fmnist, inception_score, clip_score, precision_recall)", what, name));
 }
 
 }  // namespace dc::metrics

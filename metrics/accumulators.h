@@ -17,7 +17,8 @@
 
 namespace dc::metrics {
 
-// A metric's state as named int64 tensors (stored under state/<metric>/ in the results).
+// A metric's state as named tensors (stored under state/<metric>/ in the results): int64 words and
+// counts, except the per-sample features of precision/recall (float16).
 using MetricState = std::map<std::string, torch::Tensor>;
 
 // FID statistics: {count [1], sum [D, 2], outer [D (D + 1) / 2, 2]} (exact words, lower triangle).
@@ -71,7 +72,32 @@ class ClipScoreAccumulator {
   ExactSum sum_{1};
 };
 
-// Adds two states of metric `name` (fid, inception_score, fid_fmnist, clip_score) exactly; dc::Error (naming
+// Per-sample features kept for precision and recall (metrics/precision_recall.h), which need the
+// k-nearest-neighbour manifold of the whole sample set: float16 (the ADM evaluator's first try; a
+// 2048-d pool feature is 4 KiB) with each sample's global index, so shards concatenate in sample
+// order. State {features [n, D] float16, index [n] int64}.
+class SampleFeatures {
+ public:
+  explicit SampleFeatures(int64_t dims = 2048) : dims_(dims) {}
+  // features [B, D] of samples [first, first + B).
+  void add(const torch::Tensor& features, int64_t first);
+  // dc::Error naming `what` when dims differ or a sample index is held twice (overlapping slices).
+  void merge(const SampleFeatures& o, const std::string& what);
+  int64_t count() const;
+  // [n, D] float32 in global sample order, and those sample indices.
+  torch::Tensor features() const;
+  torch::Tensor indices() const;
+  MetricState state() const;
+  static SampleFeatures from_state(const MetricState& s, const std::string& what);
+
+ private:
+  void settle() const;  // concatenates the parts in sample order
+  int64_t dims_;
+  mutable std::vector<torch::Tensor> features_, index_;  // parts; one after settle()
+  mutable bool sorted_ = true;                            // false: one part, not known to be in order
+};
+
+// Adds two states of metric `name` (fid, sfid, inception_score, fid_fmnist, clip_score, precision_recall) exactly; dc::Error (naming
 // `what`) for an unknown metric or states that do not fit together.
 MetricState merge_states(const std::string& name, const MetricState& a, const MetricState& b, const std::string& what);
 

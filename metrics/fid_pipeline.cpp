@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/image_io.h"
+#include "metrics/npz.h"
 #include "metrics/sha256.h"
 #include "models/weights/strict_loader.h"
 
@@ -77,17 +78,30 @@ FeatureStats folder_statistics(InceptionFid& net, const std::string& dir, int di
   return stats;
 }
 
+namespace {
+
+// "name\tsize\tmtime\n" of a file: what identifies a reference's content cheaply.
+std::string file_entry(const std::string& f) {
+  std::error_code ec;
+  const auto size = fs::file_size(f, ec);
+  const auto mtime = fs::last_write_time(f, ec).time_since_epoch().count();
+  return fmt::format("{}\t{}\t{}\n", fs::path(f).filename().string(), size, mtime);
+}
+
+torch::Tensor check_features(const torch::Tensor& f, const std::string& what) {
+  if (f.dim() != 2 || f.size(1) != 2048 || f.size(0) < 1)
+    throw Error(fmt::format("{}: precision/recall reference features must be [N, 2048], are {}", what, c10::str(f.sizes())));
+  return f.to(torch::kFloat32).contiguous();
+}
+
+}  // namespace
+
 std::string cached_folder_reference(const std::string& dir, const std::string& weights, int dims, const std::string& cache_dir,
                                     const torch::Device& device, std::ostream* log) {
   const auto files = list_images(dir);
   const std::string weights_sha = sha256_file(weights);
   std::string listing = fmt::format("deepcache-bench fid reference v1\ndims {}\nweights {}\n", dims, weights_sha);
-  for (const auto& f : files) {
-    std::error_code ec;
-    const auto size = fs::file_size(f, ec);
-    const auto mtime = fs::last_write_time(f, ec).time_since_epoch().count();
-    listing += fmt::format("{}\t{}\t{}\n", fs::path(f).filename().string(), size, mtime);
-  }
+  for (const auto& f : files) listing += file_entry(f);
   const std::string key = sha256_hex(listing).substr(0, 16);
   const fs::path npz = fs::path(cache_dir) / fmt::format("fid_reference_{}.npz", key);
   if (fs::is_regular_file(npz)) return npz.string();
@@ -105,6 +119,68 @@ std::string cached_folder_reference(const std::string& dir, const std::string& w
   fs::rename(npz.string() + ".json.tmp", fs::path(cache_dir) / fmt::format("fid_reference_{}.json", key));
   fs::rename(tmp, npz);
   return npz.string();
+}
+
+torch::Tensor cached_reference_features(const std::string& reference, const std::string& weights, const std::string& cache_dir,
+                                        const torch::Device& device, std::ostream* log) {
+  const bool folder = fs::is_directory(reference);
+  if (!folder && !fs::is_regular_file(reference))
+    throw Error(fmt::format("{}: a precision/recall reference is an .npz (arr_0 images or features) or a folder of images; not found", reference));
+  std::vector<std::string> files = folder ? list_images(reference) : std::vector<std::string>{reference};
+  const std::string weights_sha = sha256_file(weights);
+  std::string listing = fmt::format("deepcache-bench precision/recall reference v1\nweights {}\n{}\n", weights_sha, folder ? "folder" : "npz");
+  for (const auto& f : files) listing += file_entry(f);
+  const std::string key = sha256_hex(listing).substr(0, 16);
+  const fs::path npz = fs::path(cache_dir) / fmt::format("pr_reference_{}.npz", key);
+  if (fs::is_regular_file(npz)) return check_features(read_npz(npz.string()).at("features"), npz.string());
+
+  torch::Tensor images;  // [N, 3, H, W] uint8 (an npz), or undefined (a folder: read per batch)
+  if (!folder) {
+    auto arrays = read_npz(reference);
+    if (arrays.count("features") && !arrays.count("arr_0")) return check_features(arrays.at("features"), reference);
+    if (!arrays.count("arr_0"))
+      throw Error(fmt::format("{}: a precision/recall reference .npz holds arr_0 (uint8 images [N, H, W, C]) or features [N, 2048]", reference));
+    images = arrays.at("arr_0");
+    if (images.dim() == 3) images = images.unsqueeze(3);
+    if (images.scalar_type() != torch::kUInt8 || images.dim() != 4 || (images.size(3) != 1 && images.size(3) != 3))
+      throw Error(fmt::format("{}: arr_0 must be uint8 images [N, H, W, C] with C = 1 or 3, is {} {}", reference,
+                              c10::toString(images.scalar_type()), c10::str(images.sizes())));
+    images = images.permute({0, 3, 1, 2});
+    if (images.size(1) == 1) images = images.expand({-1, 3, -1, -1});
+  }
+  const int64_t n = folder ? static_cast<int64_t>(files.size()) : images.size(0);
+  if (n < 4) throw Error(fmt::format("{}: a k = 3 nearest-neighbour manifold needs at least 4 reference images, has {}", reference, n));
+  fs::create_directories(cache_dir);
+  if (log) *log << fmt::format("precision/recall reference: features of {} ({} images) computed once, cached as {}\n", reference, n, npz.string());
+  auto net = load_inception(weights, device);
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> feats;
+  if (folder) {
+    std::vector<torch::Tensor> pending;
+    auto flush = [&] {
+      if (pending.empty()) return;
+      feats.push_back(inception_features(net, torch::stack(pending), 2048).to(torch::kCPU));
+      pending.clear();
+    };
+    for (const auto& f : files) {
+      torch::Tensor img = load_rgb(f);
+      if (!pending.empty() && (pending.front().sizes() != img.sizes() || pending.size() == 50)) flush();
+      pending.push_back(img);
+    }
+    flush();
+  } else {
+    for (int64_t b = 0; b < n; b += 50)
+      feats.push_back(inception_features(net, images.slice(0, b, std::min(n, b + 50)).contiguous(), 2048).to(torch::kCPU));
+  }
+  const torch::Tensor features = torch::cat(feats).to(torch::kFloat32).contiguous();
+  const std::string tmp = fmt::format("{}.tmp.{}", npz.string(), ::getpid());
+  write_npz(tmp, {{"features", features}});
+  nlohmann::json about = {{"reference", fs::absolute(reference).string()}, {"images", n}, {"dims", 2048},
+                          {"weights", weights}, {"weights_sha256", weights_sha}, {"key", key}};
+  std::ofstream(npz.string() + ".json.tmp") << about.dump(2) << "\n";
+  fs::rename(npz.string() + ".json.tmp", fs::path(cache_dir) / fmt::format("pr_reference_{}.json", key));
+  fs::rename(tmp, npz);
+  return features;
 }
 
 InceptionFid load_inception(const std::string& weights, const torch::Device& device) {
@@ -125,7 +201,12 @@ MetricProvenance inception_provenance(const std::string& metric, const std::stri
                                       const std::string& reference, int64_t samples, const std::string& uint8_rule) {
   MetricProvenance p;
   p.metric = metric;
-  p.implementation = metric == "sfid"
+  p.implementation = metric == "precision_recall"
+                         ? fmt::format("{}: pytorch-fid InceptionV3 port (FID weights pt_inception-2015-12-05), pool3 features (2048, "
+                                       "float16 per sample), improved precision and recall with k = 3 nearest-neighbour manifolds as the "
+                                       "ADM evaluator (distances in float32); not bit-comparable with the TensorFlow evaluator",
+                                       program_identity())
+                     : metric == "sfid"
                          ? fmt::format("{}: pytorch-fid InceptionV3 port (FID weights pt_inception-2015-12-05), the ADM evaluator's sFID "
                                        "features (mixed_6/conv [..., :7] = Mixed_6d's first 7 channels, 17x17x7 in HWC order), Frechet "
                                        "distance in double; not bit-comparable with the TensorFlow evaluator",

@@ -38,6 +38,17 @@ FeatureStats folder_statistics(InceptionFid& net, const std::string& dir, int di
 std::string cached_folder_reference(const std::string& dir, const std::string& weights, int dims, const std::string& cache_dir,
                                     const torch::Device& device, std::ostream* log = nullptr);
 
+// Pool features [N, 2048] float32 of a precision/recall reference, computed once and cached as
+// `<cache_dir>/pr_reference_<key>.npz` (array `features`) with a .json beside it. The reference is
+// an .npz holding `arr_0`, uint8 images [N, H, W, C] (C = 1 or 3, or [N, H, W]: the layout of the
+// ADM evaluator's reference batches and of `export --npz`), or an .npz holding `features` [N, 2048]
+// (used as it is, e.g. a cache file), or a folder of images (pytorch-fid's list). key: 16 hex
+// digits of the SHA-256 of the weights' SHA-256 and the file's (or the folder's files') names,
+// sizes and modification times. Returns the features (CPU). dc::Error names the file when it is
+// none of these.
+torch::Tensor cached_reference_features(const std::string& reference, const std::string& weights, const std::string& cache_dir,
+                                        const torch::Device& device, std::ostream* log = nullptr);
+
 // Loads the FID Inception weights strictly (fp16 files are converted to float32).
 InceptionFid load_inception(const std::string& weights, const torch::Device& device);
 

@@ -13,9 +13,9 @@ torch::Tensor squared_distances(const torch::Tensor& u, const torch::Tensor& v, 
   return (nu.unsqueeze(1) - 2 * torch::matmul(u, v.t()) + nv.unsqueeze(0)).clamp_min(0);
 }
 
-torch::Tensor prepare(const torch::Tensor& f, const char* what) {
+torch::Tensor prepare(const torch::Tensor& f, const char* what, const torch::Device& device) {
   if (f.dim() != 2 || f.size(0) == 0) throw Error(fmt::format("precision/recall: {} features must be [N, D] with N > 0, are {}", what, c10::str(f.sizes())));
-  const torch::Tensor x = f.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  const torch::Tensor x = f.detach().to(device, torch::kFloat32).contiguous();
   if (!torch::isfinite(x).all().item<bool>()) throw Error(fmt::format("precision/recall: {} features are not finite", what));
   return x;
 }
@@ -35,21 +35,22 @@ torch::Tensor radii_of(const torch::Tensor& x, const torch::Tensor& norms, int k
 
 }  // namespace
 
-torch::Tensor manifold_radii(const torch::Tensor& features, int k, int64_t block) {
-  const torch::Tensor x = prepare(features, "the");
+torch::Tensor manifold_radii(const torch::Tensor& features, int k, int64_t block, const torch::Device& device) {
+  const torch::Tensor x = prepare(features, "the", device);
   torch::NoGradGuard ng;
-  return radii_of(x, x.pow(2).sum(1), k, block);
+  return radii_of(x, x.pow(2).sum(1), k, block).to(torch::kCPU);
 }
 
-PrecisionRecall precision_recall(const torch::Tensor& reference, const torch::Tensor& samples, int k, int64_t block) {
-  const torch::Tensor ref = prepare(reference, "reference"), smp = prepare(samples, "sample");
+PrecisionRecall precision_recall(const torch::Tensor& reference, const torch::Tensor& samples, int k, int64_t block, const torch::Device& device) {
+  const torch::Tensor ref = prepare(reference, "reference", device), smp = prepare(samples, "sample", device);
   if (ref.size(1) != smp.size(1))
     throw Error(fmt::format("precision/recall: reference features have {} dimensions, samples {}", ref.size(1), smp.size(1)));
   torch::NoGradGuard ng;
   const torch::Tensor n_ref = ref.pow(2).sum(1), n_smp = smp.pow(2).sum(1);
   const torch::Tensor r_ref = radii_of(ref, n_ref, k, block), r_smp = radii_of(smp, n_smp, k, block);
-  torch::Tensor sample_in = torch::zeros({smp.size(0)}, torch::kBool);  // inside the reference manifold
-  torch::Tensor ref_in = torch::zeros({ref.size(0)}, torch::kBool);     // inside the sample manifold
+  const auto opts = torch::TensorOptions().dtype(torch::kBool).device(device);
+  torch::Tensor sample_in = torch::zeros({smp.size(0)}, opts);  // inside the reference manifold
+  torch::Tensor ref_in = torch::zeros({ref.size(0)}, opts);     // inside the sample manifold
   for (int64_t b = 0; b < ref.size(0); b += block) {
     const int64_t e = std::min(ref.size(0), b + block);
     const torch::Tensor d = squared_distances(ref.slice(0, b, e), smp, n_ref.slice(0, b, e), n_smp);  // [refs, samples]

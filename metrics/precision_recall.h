@@ -16,13 +16,15 @@ namespace dc::metrics {
 
 // [N] squared distance of every row of `features` [N, D] to its k-th nearest row (itself at 0).
 // Needs N > k (dc::Error otherwise).
-torch::Tensor manifold_radii(const torch::Tensor& features, int k = 3, int64_t block = 4096);
+// Computed on `device` (the run's: a GPU makes 50,000 x 50,000 distances a matter of seconds).
+torch::Tensor manifold_radii(const torch::Tensor& features, int k = 3, int64_t block = 4096, const torch::Device& device = torch::kCPU);
 
 struct PrecisionRecall {
   double precision = 0.0, recall = 0.0;
   int64_t reference = 0, samples = 0;
 };
 
-PrecisionRecall precision_recall(const torch::Tensor& reference, const torch::Tensor& samples, int k = 3, int64_t block = 4096);
+PrecisionRecall precision_recall(const torch::Tensor& reference, const torch::Tensor& samples, int k = 3, int64_t block = 4096,
+                                 const torch::Device& device = torch::kCPU);
 
 }  // namespace dc::metrics

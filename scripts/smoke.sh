@@ -25,15 +25,21 @@ if [ -z "${DEEPCACHE_INCEPTION_WEIGHTS:-}" ] && [ -f "${DEEPCACHE_FIXTURES_LARGE
 fi
 fid_ref="$dir/fid_reference_2048.npz"
 /usr/bin/python3 -c "import numpy as np, sys; np.savez(sys.argv[1], mu=np.zeros(2048), sigma=np.eye(2048))" "$fid_ref"
+# The LDM-4-G tables read the ADM evaluator's reference batch (configs/metrics/adm_imagenet256.yaml):
+# a stand-in of its layout (arr_0 images, mu/sigma, mu_s/sigma_s) unless a real one is set.
+if [ -z "${DEEPCACHE_ADM_REFERENCE:-}" ]; then
+  export DEEPCACHE_ADM_REFERENCE="$dir/adm_reference_standin.npz"
+  /usr/bin/python3 -c "import numpy as np, sys; r = np.random.default_rng(0); np.savez(sys.argv[1], arr_0=r.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8), mu=np.zeros(2048), sigma=np.eye(2048), mu_s=np.zeros(2023), sigma_s=np.eye(2023))" "$DEEPCACHE_ADM_REFERENCE"
+fi
 for e in experiments/*.yaml; do
   name=$(basename "$e" .yaml)
   start=$(date +%s)
   extra=()
-  if grep -Eq '^ *fid: *\{' "$e"; then
+  if grep -Eq '^ *fid: *\{|adm_imagenet256' "$e"; then
     if [ -z "${DEEPCACHE_INCEPTION_WEIGHTS:-}" ]; then
       echo "smoke: $e FAILED: it computes FID and no Inception weights are set (DEEPCACHE_INCEPTION_WEIGHTS or DEEPCACHE_FIXTURES_LARGE)"; fail=1; continue
     fi
-    extra=(metrics.fid.reference="$fid_ref")
+    if grep -Eq '^ *fid: *\{' "$e"; then extra=(metrics.fid.reference="$fid_ref"); fi
   fi
   if ! ids=$("$BIN" plan "$e" "${set_args[@]}" "${extra[@]}" 2>&1 | awk '$1 ~ /^[0-9]+$/ && $2 ~ /^[0-9a-f]+$/ && length($2) == 16 {print $2}'); then
     echo "smoke: $e FAILED to plan:"; "$BIN" plan "$e" "${set_args[@]}" "${extra[@]}" 2>&1 | tail -n 5; fail=1; continue

@@ -203,3 +203,42 @@ TEST(PrecisionRecall, IdenticalSetsGiveOneDisjointSetsZeroAndAHandCheckedCase) {
   EXPECT_THROW(dc::metrics::precision_recall(a, torch::randn({20, 7})), dc::Error);
   EXPECT_THROW(dc::metrics::precision_recall(a, torch::full({20, 8}, std::nan(""))), dc::Error);
 }
+
+// Per-sample features for precision/recall: shards concatenate in global sample order whatever
+// order they arrive in; float16 storage; overlapping slices and malformed states are refused.
+TEST(SampleFeatures, ShardsConcatenateInSampleOrderAndOverlapsAreRefused) {
+  torch::manual_seed(9);
+  const torch::Tensor f = torch::randn({10, 6});
+  dc::metrics::SampleFeatures whole(6);
+  whole.add(f.slice(0, 0, 4), 0);
+  whole.add(f.slice(0, 4, 10), 4);
+  EXPECT_EQ(whole.count(), 10);
+  EXPECT_TRUE(torch::equal(whole.features(), f.to(torch::kFloat16).to(torch::kFloat32)));  // float16 round trip
+  EXPECT_TRUE(torch::equal(whole.indices(), torch::arange(10, torch::kInt64)));
+  dc::metrics::SampleFeatures s0(6), s1(6), s2(6);
+  s0.add(f.slice(0, 0, 4), 0);
+  s1.add(f.slice(0, 4, 8), 4);
+  s2.add(f.slice(0, 8, 10), 8);
+  // Merged out of order, through the stored states (as `merge` does).
+  auto st = dc::metrics::merge_states("precision_recall", s2.state(), s0.state(), "test");
+  st = dc::metrics::merge_states("precision_recall", st, s1.state(), "test");
+  EXPECT_EQ(st.at("features").scalar_type(), torch::kFloat16);
+  EXPECT_TRUE(torch::equal(st.at("features"), whole.state().at("features")));
+  EXPECT_TRUE(torch::equal(st.at("index"), whole.state().at("index")));
+  // The same slice twice: overlapping.
+  try {
+    dc::metrics::merge_states("precision_recall", st, s1.state(), "shard.h5");
+    ADD_FAILURE() << "an overlap merged";
+  } catch (const dc::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("sample 4 are held twice"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("shard.h5"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(s0.add(torch::randn({2, 5}), 4), dc::Error);
+  auto bad = s0.state();
+  bad["features"] = bad["features"].to(torch::kFloat32);
+  EXPECT_THROW(dc::metrics::SampleFeatures::from_state(bad, "test"), dc::Error);
+  bad = s0.state();
+  bad["index"] = bad["index"].slice(0, 0, 3);
+  EXPECT_THROW(dc::metrics::SampleFeatures::from_state(bad, "test"), dc::Error);
+  EXPECT_THROW(dc::metrics::merge_states("precision_recall", s0.state(), dc::metrics::SampleFeatures(5).state(), "test"), dc::Error);
+}

@@ -52,8 +52,12 @@ TEST(Config, SchemaErrorsNameFileKeyAndExpectedForm) {
       {"base: {}\n", "'experiment' (the experiment's name, a string) is required"},
       {"experiment: t\nbase: {a: 1\n", "not valid YAML"},
       {std::string(kBase) + "  metrics: {fid: {reference: r.npz, weights: a.st}, sfid: {reference: s.npz, weights: b.st}}\n",
-       "metrics.sfid.weights: b.st differs from metrics.fid.weights (a.st): FID, sFID and the Inception Score share one Inception network"},
+       "metrics.sfid.weights: b.st differs from metrics.fid.weights (a.st): FID, sFID, the Inception Score and precision/recall share one"},
       {std::string(kBase) + "  metrics: {sfid: {weights: a.st}}\n", "metrics.sfid.reference: missing"},
+      {std::string(kBase) + "  metrics: {precision_recall: {weights: a.st}}\n", "metrics.precision_recall.reference: missing"},
+      {std::string(kBase) + "  metrics: {precision_recall: {reference: r.npz, k: 5}}\n", "metrics.precision_recall.k: unknown key"},
+      {std::string(kBase) + "  metrics: {inception_score: {weights: a.st}, precision_recall: {reference: r.npz, weights: c.st}}\n",
+       "metrics.precision_recall.weights: c.st differs from metrics.inception_score.weights (a.st)"},
   };
   for (const auto& b : bad) {
     const std::string e = error_of(b.yaml);

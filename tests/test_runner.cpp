@@ -32,6 +32,7 @@
 #include "metrics/fid_pipeline.h"
 #include "metrics/inception_score.h"
 #include "metrics/npz.h"
+#include "metrics/precision_recall.h"
 #include "support/agreement.h"
 #include "support/cli.h"
 #include "support/fixtures.h"
@@ -242,7 +243,9 @@ TEST(Runner, KillNineOnObservedCommitsThenResume) {
     ::waitpid(pid, &st, 0);
     ASSERT_TRUE(WIFSIGNALED(st)) << t.what << ": the sweep ended before the kill";
     std::vector<StoredRun> runs;
-    if (fs::exists(results)) ASSERT_NO_THROW(runs = read_results(results)) << "unreadable after a kill on " << t.what;
+    if (fs::exists(results)) {
+      ASSERT_NO_THROW(runs = read_results(results)) << "unreadable after a kill on " << t.what;
+    }
     EXPECT_LT(runs.size(), 2u) << t.what << ": the kill did not land mid-sweep";
     const int records = journal_records(results);
     RunOptions o;
@@ -319,7 +322,9 @@ TEST(Runner, SoakTwentyKillsAcrossAShardedSweepThenMerge) {
     if (WIFSIGNALED(st)) ++kills;
     else ++finished;
     resumed_batches += journal_records(shard[i]);
-    if (fs::exists(shard[i])) ASSERT_NO_THROW(read_results(shard[i])) << "unreadable after kill " << kills;
+    if (fs::exists(shard[i])) {
+      ASSERT_NO_THROW(read_results(shard[i])) << "unreadable after kill " << kills;
+    }
   }
   ASSERT_EQ(kills, 20) << "the sweep finished after " << kills << " kills: make it longer";
   for (int i = 0; i < 2; ++i) {
@@ -732,6 +737,129 @@ runs:
   EXPECT_EQ(dc::h5::read_tensor(sf.id(), sg + "/state/inception_score/count").sum().item<int64_t>(), 4);
   EXPECT_EQ(dc::h5::read_tensor(sf.id(), sg + "/state/sfid/count").item<int64_t>(), 4);
   EXPECT_FALSE(dc::h5::exists(sf.id(), sg + "/metrics/fid"));
+}
+
+// Precision/recall in `run`: per-sample pool features (float16) stored per run and per shard, the
+// reference batch's features (an `arr_0` image npz, the ADM evaluator's layout) computed once and
+// cached; the value equals the whole-array computation over the stored images; two shards merged
+// give the one-process run's features and values bit for bit; h5py reads the features as float16.
+TEST(RunnerMetrics, PrecisionRecallInRunFromFeaturesStoredPerShard) {
+  const auto large = dc::test::large_fixtures_root();
+  const std::string weights = large ? *large + "/inception_fid.weights.safetensors" : "";
+  if (weights.empty() || !fs::exists(weights)) GTEST_SKIP() << "large Inception weights absent; set DEEPCACHE_FIXTURES_LARGE";
+  torch::NoGradGuard ng;
+  const std::string dir = dc::test::temp_dir();
+  auto net = dc::metrics::load_inception(weights, torch::kCPU);
+  auto yaml = [&](const std::string& metrics) {
+    return std::string(R"(experiment: pr
+base:
+  model: {family: ddpm, preset: cifar10, weights: random}
+  sampler: {name: ddim, steps: 2, spacing: quad}
+  samples: {n: 8, batch: 4, seed: 6, save_images: true, grid: 0}
+)") + metrics + R"(baseline: false
+runs:
+  - {cache.k: 1, cache.interval: 2}
+)";
+  };
+  // The reference batch: 4 of the run's own samples (made first, without metrics) and 3 noise
+  // images, so that neither value is 0 (precision >= 4/8, recall >= 4/7), beside FID statistics
+  // (a stand-in), as the ADM evaluator's reference batches hold them.
+  std::ostringstream log;
+  RunOptions plain;
+  plain.results_path = dir + "/plain.h5";
+  const auto e0 = parse_experiment(yaml(""), dir + "/p.yaml", dir);
+  ASSERT_EQ(run_experiment(e0, plain, log, false).complete, 1) << log.str();
+  torch::Tensor own;
+  {
+    auto pf = dc::h5::open_file(plain.results_path);
+    own = dc::h5::read_tensor(pf.id(), "runs/" + e0.runs.at(0).run_id + "/images").slice(0, 2, 6);
+  }
+  torch::manual_seed(12);
+  const torch::Tensor ref_nhwc = torch::cat({own, torch::randint(0, 256, {3, 3, 32, 32}, torch::kUInt8)}).permute({0, 2, 3, 1}).contiguous();
+  const std::string ref_npz = dir + "/ref_batch.npz";
+  dc::metrics::write_npz(ref_npz, {{"arr_0", ref_nhwc}, {"mu", torch::zeros({2048}, torch::kFloat64)}, {"sigma", torch::eye(2048, torch::kFloat64)}});
+  const std::string pr = "  metrics:\n    precision_recall: {reference: " + ref_npz + ", weights: " + weights + "}\n";
+  // Alone (pool3 measured for precision/recall) and beside FID at 2048 dims (FID's features reused).
+  const auto alone = parse_experiment(yaml(pr), dir + "/a.yaml", dir);
+  const auto with_fid = parse_experiment(yaml(pr + "    fid: {reference: " + ref_npz + ", dims: 2048}\n"), dir + "/b.yaml", dir);
+  RunOptions o;
+  o.results_path = dir + "/a.h5";
+  ASSERT_EQ(run_experiment(alone, o, log, false).complete, 1) << log.str();
+  const std::string id = alone.runs.at(0).run_id, g = "runs/" + id;
+  auto f = dc::h5::open_file(o.results_path);
+  const double precision = dc::h5::read_scalar(f.id(), g + "/metrics/precision"), recall = dc::h5::read_scalar(f.id(), g + "/metrics/recall");
+  const torch::Tensor features = dc::h5::read_tensor(f.id(), g + "/state/precision_recall/features");
+  ASSERT_EQ(features.scalar_type(), torch::kFloat16);
+  ASSERT_EQ(features.sizes(), (std::vector<int64_t>{8, 2048}));
+  EXPECT_TRUE(torch::equal(dc::h5::read_tensor(f.id(), g + "/state/precision_recall/index"), torch::arange(8, torch::kInt64)));
+  EXPECT_NE(dc::h5::get_attr_string(dc::h5::open_group(f.id(), g + "/provenance/precision_recall").id(), "implementation").find("k = 3"),
+            std::string::npos);
+  // The reference's features: cached next to the results.
+  int cached = 0;
+  for (const auto& e : fs::directory_iterator(dir + "/fid_reference_cache")) cached += e.path().filename().string().rfind("pr_reference_", 0) == 0;
+  EXPECT_EQ(cached, 2);  // the .npz and its .json
+  // The whole arrays at once: the stored images' pool3 (float16, as stored) against the reference's.
+  const torch::Tensor images = dc::h5::read_tensor(f.id(), g + "/images");
+  const torch::Tensor smp = net->forward(images.to(torch::kFloat32).div(255)).pool3.to(torch::kFloat16);
+  EXPECT_LE((smp.to(torch::kFloat32) - features.to(torch::kFloat32)).abs().max().item<float>(), 1e-3f);  // batch of 4 against 8: float rounding
+  const torch::Tensor ref = net->forward(ref_nhwc.permute({0, 3, 1, 2}).to(torch::kFloat32).div(255)).pool3;
+  const auto want = dc::metrics::precision_recall(ref, features.to(torch::kFloat32));
+  EXPECT_EQ(precision, want.precision);
+  EXPECT_EQ(recall, want.recall);
+  EXPECT_GE(precision, 0.5);
+  EXPECT_GE(recall, 4.0 / 7);
+  // Beside FID: the same features, so the same values.
+  RunOptions b;
+  b.results_path = dir + "/b.h5";
+  ASSERT_EQ(run_experiment(with_fid, b, log, false).complete, 1) << log.str();
+  {
+    auto fb = dc::h5::open_file(b.results_path);
+    const std::string gb = "runs/" + with_fid.runs.at(0).run_id;
+    EXPECT_TRUE(torch::equal(dc::h5::read_tensor(fb.id(), gb + "/state/precision_recall/features"), features));
+    EXPECT_EQ(dc::h5::read_scalar(fb.id(), gb + "/metrics/precision"), precision);
+    EXPECT_TRUE(dc::h5::exists(fb.id(), gb + "/metrics/fid"));
+  }
+  // Two shards, the second first, merged: the one-process run's features and values.
+  RunOptions s;
+  s.results_path = dir + "/shards.h5";
+  s.shard_count = 2;
+  for (int i : {1, 0}) {
+    s.shard_index = i;
+    ASSERT_EQ(run_experiment(alone, s, log, false).complete, 1) << log.str();
+  }
+  {
+    auto sf = dc::h5::open_file(s.results_path);
+    EXPECT_TRUE(torch::equal(dc::h5::read_tensor(sf.id(), "runs/" + result_key(id, 1, 2) + "/state/precision_recall/index"),
+                             torch::arange(4, 8, torch::kInt64)));
+    EXPECT_FALSE(dc::h5::exists(sf.id(), "runs/" + result_key(id, 1, 2) + "/metrics/precision"));
+  }
+  MergeOptions mo;
+  mo.inputs = {s.results_path};
+  mo.out = dir + "/merged.h5";
+  std::ostringstream mlog;
+  merge_results(mo, mlog);
+  auto m = dc::h5::open_file(mo.out);
+  EXPECT_TRUE(torch::equal(dc::h5::read_tensor(m.id(), g + "/state/precision_recall/features"), features));
+  EXPECT_EQ(dc::h5::read_scalar(m.id(), g + "/metrics/precision"), precision);
+  EXPECT_EQ(dc::h5::read_scalar(m.id(), g + "/metrics/recall"), recall);
+  // h5py reads the features as NumPy float16 (the type h5py itself writes).
+  for (const char* py : {"/usr/bin/python3", "python3"}) {
+    if (std::system((std::string(py) + " -c 'import h5py' >/dev/null 2>&1").c_str()) != 0) continue;
+    const std::string cmd = std::string(py) + " -c \"import h5py,sys; d=h5py.File(sys.argv[1])['" + g +
+                            "/state/precision_recall/features']; assert str(d.dtype)=='float16' and d.shape==(8,2048), d.dtype\" " + mo.out;
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    break;
+  }
+  // A reference that is not images: the run fails before sampling, naming the file.
+  const std::string bad = dir + "/bad.npz";
+  dc::metrics::write_npz(bad, {{"mu", torch::zeros({3}, torch::kFloat64)}});
+  std::string y = yaml(pr);
+  y.replace(y.find(ref_npz), ref_npz.size(), bad);
+  RunOptions c;
+  c.results_path = dir + "/c.h5";
+  std::ostringstream clog;
+  EXPECT_EQ(run_experiment(parse_experiment(y, dir + "/c.yaml", dir), c, clog, false).failed, 1);
+  EXPECT_NE(clog.str().find(bad + ": a precision/recall reference .npz holds arr_0"), std::string::npos) << clog.str();
 }
 
 // `merge`: four shards written into one file (shard keys keep them apart) merge into the run one
