@@ -1,0 +1,189 @@
+// Stable Diffusion v1.5's UNet (the CompVis UNet, preset sd15) against diffusers 0.24 and
+// DeepCache's SD code: every `tests/fixtures/sd15` case with a `unet_config` (the plain forward
+// with its intermediate activations; the modified UNet's (cache_layer_id L, cache_block_id B)
+// passes at our skip index k = 3L + B + 1; the plug-in helper's branch b at k = b). The fixture
+// weights carry diffusers' names: they load through the renaming computed from the model
+// (models/sd_diffusers.h), which is checked here against the full-size map traced through
+// diffusers' own converter, in both directions, and against the full-size manifests.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "models/deepcache_io.h"
+#include "models/openai_unet.h"
+#include "models/sd_diffusers.h"
+#include "models/weights/manifest.h"
+#include "models/weights/strict_loader.h"
+#include "support/fixtures.h"
+
+namespace fs = std::filesystem;
+using dc::models::OpenAIUNet;
+using dc::models::OpenAIUNetConfig;
+
+namespace {
+
+bool is_sd15_unet_case(const dc::test::Case& c) {
+  return c.family == "sd15" && c.json.contains("unet_config") && !c.json.contains("pipeline");  // the pipeline has its own suite
+}
+const bool kSd15UNetSuite = dc::test::register_fixture_suite("Sd15UNetCase", is_sd15_unet_case);
+std::vector<dc::test::Case> sd15_unet_cases() { return dc::test::cases_where("sd15", is_sd15_unet_case); }
+
+OpenAIUNet load_unet(const dc::test::Case& c) {
+  const OpenAIUNetConfig cfg = dc::models::unet_config_from_diffusers(c.json.at("unet_config"), c.id() + ": unet_config");
+  OpenAIUNet net(cfg);
+  dc::weights::LoadOptions lo;
+  lo.mapping = dc::models::diffusers_unet_mapping(*net, cfg);
+  lo.module_name = "SD UNet (" + c.id() + ")";
+  dc::weights::load_strict(*net, dc::st::SafetensorsFile::open(*c.weights_path()), lo);
+  net->eval();
+  return net;
+}
+
+// A scalar timestep (stored as [1]) for every sample of the batch, as diffusers broadcasts it.
+torch::Tensor batch_t(const torch::Tensor& t, int64_t batch) { return t.numel() == 1 ? t.reshape({1}).expand({batch}).contiguous() : t; }
+
+bool has_tensor(const dc::test::Case& c, const std::string& name) {
+  for (const auto& s : c.io_specs())
+    if (s.name == name) return true;
+  return false;
+}
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error(path + ": cannot open");
+  return nlohmann::json::parse(in);
+}
+
+}  // namespace
+
+class Sd15UNetCase : public ::testing::TestWithParam<dc::test::Case> {};
+
+TEST_P(Sd15UNetCase, EqualsTheReference) {
+  const auto& c = GetParam();
+  torch::NoGradGuard ng;
+  auto net = load_unet(c);
+  const auto& cfg = net->config();
+  const torch::Tensor ehs = c.io_tensor("encoder_hidden_states");
+  if (c.json.contains("deepcache")) {
+    const auto& d = c.json["deepcache"];
+    // The modified UNet's (layer, block), or the plug-in helper's branch.
+    const int k = d.contains("cache_branch_id") ? dc::deepcache::k_from_plugin_branch(d["cache_branch_id"].get<int>())
+                                                : dc::deepcache::k_from_sd_layer_block(d.at("cache_layer_id").get<int>(), d.at("cache_block_id").get<int>());
+    const torch::Tensor x_full = c.io_tensor("sample_full"), x_shallow = c.io_tensor("sample_shallow");
+    const int64_t b = x_full.size(0);
+    dc::deepcache::FeatureCache cache;
+    const dc::deepcache::CacheRequest fill{k, false}, partial{k, true};
+    const auto eps_full = net->forward(x_full, batch_t(c.io_tensor("timestep_full"), b), ehs, &fill, &cache, nullptr);
+    EXPECT_TRUE(dc::test::matches_reference(c, "eps_full", eps_full, c.io_tensor("eps_full")));
+    if (has_tensor(c, "cached_feature")) {  // the tensor entering the up block that consumes hs[k]
+      EXPECT_TRUE(dc::test::matches_reference(c, "cached_feature", cache.get(k, b), c.io_tensor("cached_feature")));
+    }
+    const auto eps_shallow = net->forward(x_shallow, batch_t(c.io_tensor("timestep_shallow"), b), ehs, &partial, &cache, nullptr);
+    EXPECT_TRUE(dc::test::matches_reference(c, "eps_shallow", eps_shallow, c.io_tensor("eps_shallow")));
+    if (has_tensor(c, "eps_full_at_shallow_input")) {  // the contrast: caching changed the output
+      EXPECT_FALSE(torch::allclose(eps_shallow, c.io_tensor("eps_full_at_shallow_input"), 1e-3, 1e-4));
+    }
+    return;
+  }
+  const torch::Tensor x = c.io_tensor("sample");
+  dc::models::Trace trace;
+  trace.tap_all = true;
+  const auto out = net->forward(x, batch_t(c.io_tensor("timestep"), x.size(0)), ehs, nullptr, nullptr, &trace);
+  EXPECT_TRUE(dc::test::matches_reference(c, "out", out, c.io_tensor("out")));
+  if (has_tensor(c, "timestep_pair")) {
+    EXPECT_TRUE(dc::test::matches_reference(c, "out_pair", net->forward(x, c.io_tensor("timestep_pair"), ehs, nullptr, nullptr, nullptr),
+                                            c.io_tensor("out_pair")));
+  }
+  // Intermediate activations: diffusers' blocks against the CompVis blocks ending where they end.
+  const int64_t per_level = cfg.num_res_blocks + 1, L = cfg.num_levels();
+  std::map<std::string, std::string> blocks = {{"dbg.conv_in", "input_blocks.0"}, {"dbg.mid_block", "middle_block"}};
+  for (int64_t l = 0; l < L; ++l) {
+    blocks[fmt::format("dbg.down_blocks.{}", l)] = fmt::format("input_blocks.{}", l * per_level + (l == L - 1 ? cfg.num_res_blocks : per_level));
+    blocks[fmt::format("dbg.up_blocks.{}", l)] = fmt::format("output_blocks.{}", l * per_level + cfg.num_res_blocks);
+  }
+  int compared = 0;
+  for (const auto& [tensor, block] : blocks) {
+    if (!has_tensor(c, tensor)) continue;
+    ASSERT_TRUE(trace.taps.count(block)) << "no block named " << block;
+    EXPECT_TRUE(dc::test::matches_reference(c, tensor, trace.taps.at(block), c.io_tensor(tensor))) << block;
+    ++compared;
+  }
+  EXPECT_GE(compared, 2 * L);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, Sd15UNetCase, ::testing::ValuesIn(sd15_unet_cases()), [](const auto& info) { return info.param.name; });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Sd15UNetCase);
+
+// The renaming computed from the model equals the one traced through diffusers' converter, entry
+// for entry, for the full-size UNet and VAE; and the full-size modules under the computed names
+// are exactly the diffusers manifests (names and shapes after the transforms).
+TEST(Sd15Names, ComputedRenamingEqualsTheTracedMapAndTheManifests) {
+  const std::string dir = dc::test::fixtures_root() + "/sd15";
+  const std::string map_path = dir + "/sd15_single_file_to_diffusers.map.json";
+  if (!fs::exists(map_path)) GTEST_SKIP() << "no " << map_path;
+  const auto map = read_json(map_path).at("compvis_to_diffusers");
+  const OpenAIUNetConfig unet_cfg = OpenAIUNetConfig::preset("sd15");
+  dc::models::AutoencoderConfig vae_cfg = dc::models::kl_config_from_diffusers(
+      nlohmann::json{{"block_out_channels", {128, 256, 512, 512}}, {"latent_channels", 4}, {"layers_per_block", 2}}, "sd15 vae");
+  int unet = 0, vae = 0;
+  for (const auto& [compvis, target] : map.items()) {
+    const std::string want = target.at(0).get<std::string>(), transform = target.at(1).get<std::string>();
+    if (compvis.rfind("model.diffusion_model.", 0) == 0) {
+      EXPECT_EQ("unet." + dc::models::diffusers_unet_key(compvis.substr(22), unet_cfg), want) << compvis;
+      EXPECT_EQ(transform, "copy") << compvis;
+      ++unet;
+    } else if (compvis.rfind("first_stage_model.", 0) == 0) {
+      const auto [name, t] = dc::models::diffusers_vae_key(compvis.substr(18), vae_cfg);
+      EXPECT_EQ("vae." + name, want) << compvis;
+      EXPECT_EQ(dc::weights::transform_name(t), transform) << compvis;
+      ++vae;
+    }
+  }
+  EXPECT_EQ(unet, 686);
+  EXPECT_EQ(vae, 248);
+  // The full-size modules against the diffusers manifests, through the load-time mappings.
+  OpenAIUNet net(unet_cfg);
+  const auto unet_manifest = dc::weights::Manifest::load(dir + "/sd15_unet.keys.json");
+  const auto mapped = dc::models::diffusers_unet_mapping(*net, unet_cfg).apply(unet_manifest.keys, "sd15_unet.keys.json");
+  std::vector<dc::weights::KeyShape> as_module;
+  for (const auto& m : mapped) as_module.push_back({m.target, m.shape, m.dtype});
+  const auto diff = dc::weights::check_module(*net, as_module);
+  EXPECT_TRUE(diff.ok()) << diff.summary();
+  EXPECT_EQ(mapped.size(), 686u);
+  // Names outside the layout are refused by name.
+  EXPECT_THROW(dc::models::diffusers_unet_key("input_blocks.12.0.in_layers.0.weight", unet_cfg), dc::Error);
+  EXPECT_THROW(dc::models::diffusers_unet_key("output_blocks.2.3.conv.weight", unet_cfg), dc::Error);
+  EXPECT_THROW(dc::models::diffusers_vae_key("decoder.mid.attn_2.q.weight", vae_cfg), dc::Error);
+}
+
+// diffusers configs that are not SD v1's layout are refused with the key named, not built wrong.
+TEST(Sd15Names, DiffusersConfigsOutsideSdV1AreRefusedByKey) {
+  const auto cases = sd15_unet_cases();
+  if (cases.empty()) GTEST_SKIP() << "no sd15 UNet case under " << dc::test::fixtures_root();
+  const nlohmann::json base = cases.front().json.at("unet_config");
+  const OpenAIUNetConfig ok = dc::models::unet_config_from_diffusers(base, "unet/config.json");
+  EXPECT_EQ(ok.num_heads, base.at("attention_head_dim").get<int64_t>());  // the heads trap
+  EXPECT_FALSE(ok.legacy);
+  struct Bad { const char* key; nlohmann::json value; const char* phrase; };
+  const std::vector<Bad> bad = {
+      {"use_linear_projection", true, "unet/config.json: use_linear_projection = true"},
+      {"attention_head_dim", {5, 10, 20, 20}, "attention_head_dim [5,10,20,20]: one head count"},
+      {"upcast_attention", true, "upcast_attention = true"},
+      {"down_block_types", {"CrossAttnDownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"}, "does not mirror"},
+      {"block_out_channels", {32, 48, 32, 64}, "not multiples of the first"},
+  };
+  for (const auto& b : bad) {
+    nlohmann::json j = base;
+    j[b.key] = b.value;
+    try {
+      dc::models::unet_config_from_diffusers(j, "unet/config.json");
+      ADD_FAILURE() << b.key << " accepted";
+    } catch (const dc::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(b.phrase), std::string::npos) << e.what();
+    }
+  }
+}
