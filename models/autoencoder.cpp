@@ -31,7 +31,16 @@ std::string name_of(const char* part, std::size_t l, std::size_t i) { return fmt
 
 AutoencoderConfig AutoencoderConfig::preset(const std::string& name) {
   if (name == "vq_f4") return {};  // vq-f4: embed_dim 3, n_embed 8192, z 3, ch 128, ch_mult [1,2,4], 2 res blocks, no attention
-  throw Error(fmt::format("unknown autoencoder preset '{}' (known: vq_f4)", name));
+  if (name == "kl_f8") {  // v1-inference.yaml first_stage_config: embed_dim 4, z 4, double_z, ch 128, ch_mult [1,2,4,4], 2 res blocks
+    AutoencoderConfig c;
+    c.embed_dim = 4;
+    c.n_embed = 0;
+    c.z_channels = 4;
+    c.double_z = true;
+    c.ch_mult = {1, 2, 4, 4};
+    return c;
+  }
+  throw Error(fmt::format("unknown autoencoder preset '{}' (known: vq_f4, kl_f8)", name));
 }
 
 void AutoencoderConfig::validate() const {
@@ -144,5 +153,22 @@ torch::Tensor VQModelImpl::decode(const torch::Tensor& h, bool quantize_latents)
   const torch::Tensor q = quantize_latents && quantize ? quantize->forward(h) : h;
   return decoder->forward(post_quant_conv->forward(q));
 }
+
+KLModelImpl::KLModelImpl(AutoencoderConfig c) : config_(std::move(c)) {
+  if (!config_.double_z || config_.n_embed != 0) throw Error("AutoencoderKL: the config must have double_z and no quantiser (n_embed 0)");
+  encoder = register_module("encoder", Encoder(config_));
+  decoder = register_module("decoder", Decoder(config_));
+  quant_conv = register_module("quant_conv", ae_conv(2 * config_.z_channels, 2 * config_.embed_dim, 1, 0));
+  post_quant_conv = register_module("post_quant_conv", ae_conv(config_.embed_dim, config_.z_channels, 1, 0));
+}
+
+torch::Tensor KLModelImpl::moments(const torch::Tensor& x) { return quant_conv->forward(encoder->forward(x)); }
+
+std::pair<torch::Tensor, torch::Tensor> KLModelImpl::mean_logvar(const torch::Tensor& x) {
+  const auto m = moments(x).chunk(2, 1);  // DiagonalGaussianDistribution: torch.chunk(parameters, 2, dim=1)
+  return {m[0], torch::clamp(m[1], -30.0, 20.0)};
+}
+
+torch::Tensor KLModelImpl::decode(const torch::Tensor& z, Trace* t) { return decoder->forward(post_quant_conv->forward(z), t); }
 
 }  // namespace dc::models

@@ -28,7 +28,8 @@ struct AutoencoderConfig {
   int64_t num_res_blocks = 2;
   std::vector<int64_t> attn_resolutions = {};
 
-  // "vq_f4" (latent-diffusion models/first_stage_models/vq-f4/config.yaml).
+  // "vq_f4" (latent-diffusion models/first_stage_models/vq-f4/config.yaml) and "kl_f8" (Stable
+  // Diffusion v1's first stage, stable-diffusion configs/stable-diffusion/v1-inference.yaml).
   static AutoencoderConfig preset(const std::string& name);
   int64_t num_levels() const { return static_cast<int64_t>(ch_mult.size()); }
   int64_t downsampling() const { return int64_t{1} << (num_levels() - 1); }
@@ -84,5 +85,23 @@ struct VQModelImpl : torch::nn::Module {
   AutoencoderConfig config_;
 };
 TORCH_MODULE(VQModel);
+
+// AutoencoderKL (ldm/models/autoencoder.py, SD's first stage): encode(x) = the diagonal Gaussian
+// whose moments are quant_conv(encoder(x)) = [mean | logvar] (logvar clamped to [-30, 20]);
+// decode(z) = decoder(post_quant_conv(z)). The denoiser's latents are z * scale_factor (SD: 0.18215).
+struct KLModelImpl : torch::nn::Module {
+  explicit KLModelImpl(AutoencoderConfig c);  // double_z, no quantiser
+  torch::Tensor moments(const torch::Tensor& x);                              // [B, 2 embed_dim, h, w]
+  std::pair<torch::Tensor, torch::Tensor> mean_logvar(const torch::Tensor& x);  // each [B, embed_dim, h, w]
+  torch::Tensor decode(const torch::Tensor& z, Trace* t = nullptr);
+  const AutoencoderConfig& config() const { return config_; }
+  Encoder encoder{nullptr};
+  Decoder decoder{nullptr};
+  torch::nn::Conv2d quant_conv{nullptr}, post_quant_conv{nullptr};
+
+ private:
+  AutoencoderConfig config_;
+};
+TORCH_MODULE(KLModel);
 
 }  // namespace dc::models

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "models/autoencoder.h"
 #include "models/deepcache_io.h"
 #include "models/openai_unet.h"
 #include "models/sd_diffusers.h"
@@ -118,6 +119,55 @@ TEST_P(Sd15UNetCase, EqualsTheReference) {
 INSTANTIATE_TEST_SUITE_P(All, Sd15UNetCase, ::testing::ValuesIn(sd15_unet_cases()), [](const auto& info) { return info.param.name; });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Sd15UNetCase);
 
+// SD's KL-f8 autoencoder (diffusers AutoencoderKL weights, renamed at load with the 1x1 squeezes
+// undone and the decoder's levels reversed): decode of latents / 0.18215, the pipeline's [0, 1]
+// postprocess, the encoder's moments, posterior mean and clamped logvar, and the blocks between.
+namespace {
+bool is_sd15_vae_case(const dc::test::Case& c) { return c.family == "sd15" && c.json.contains("vae_config") && !c.json.contains("pipeline"); }
+const bool kSd15VaeSuite = dc::test::register_fixture_suite("Sd15VaeCase", is_sd15_vae_case);
+}  // namespace
+
+class Sd15VaeCase : public ::testing::TestWithParam<dc::test::Case> {};
+
+TEST_P(Sd15VaeCase, EqualsTheReference) {
+  const auto& c = GetParam();
+  torch::NoGradGuard ng;
+  const auto cfg = dc::models::kl_config_from_diffusers(c.json.at("vae_config"), c.id() + ": vae_config");
+  dc::models::KLModel vae(cfg);
+  dc::weights::LoadOptions lo;
+  lo.mapping = dc::models::diffusers_vae_mapping(*vae, cfg);
+  lo.module_name = "SD VAE (" + c.id() + ")";
+  const std::string weights = c.dir + "/" + c.json.value("vae_weights_file", c.json.value("weights_file", std::string()));
+  dc::weights::load_strict(*vae, dc::st::SafetensorsFile::open(weights), lo);
+  vae->eval();
+  const double scale = c.json.at("scaling_factor").get<double>();
+  const torch::Tensor z = c.io_tensor("latents") / scale;
+  dc::models::Trace trace;
+  trace.tap_all = true;
+  const torch::Tensor image = vae->decode(z, &trace);
+  EXPECT_TRUE(dc::test::matches_reference(c, "image", image, c.io_tensor("image")));
+  EXPECT_TRUE(dc::test::matches_reference(c, "image_01", (image / 2 + 0.5).clamp(0, 1), c.io_tensor("image_01")));
+  const torch::Tensor pq = vae->post_quant_conv->forward(z);
+  EXPECT_TRUE(dc::test::matches_reference(c, "dbg.post_quant_conv", pq, c.io_tensor("dbg.post_quant_conv")));
+  EXPECT_TRUE(dc::test::matches_reference(c, "dbg.decoder.conv_in", vae->decoder->conv_in->forward(pq), c.io_tensor("dbg.decoder.conv_in")));
+  ASSERT_TRUE(trace.taps.count("mid.block_2"));
+  EXPECT_TRUE(dc::test::matches_reference(c, "dbg.decoder.mid_block", trace.taps.at("mid.block_2"), c.io_tensor("dbg.decoder.mid_block")));
+  const std::string up0 = fmt::format("decoder.up.{}.upsample", cfg.num_levels() - 1);  // diffusers' up_blocks.0 = the coarsest level
+  ASSERT_TRUE(trace.taps.count(up0));
+  EXPECT_TRUE(dc::test::matches_reference(c, "dbg.decoder.up_blocks.0", trace.taps.at(up0), c.io_tensor("dbg.decoder.up_blocks.0")));
+  const torch::Tensor x = c.io_tensor("enc_image");
+  EXPECT_TRUE(dc::test::matches_reference(c, "dbg.encoder", vae->encoder->forward(x), c.io_tensor("dbg.encoder")));
+  EXPECT_TRUE(dc::test::matches_reference(c, "enc_moments", vae->moments(x), c.io_tensor("enc_moments")));
+  const auto [mean, logvar] = vae->mean_logvar(x);
+  EXPECT_TRUE(dc::test::matches_reference(c, "enc_mean", mean, c.io_tensor("enc_mean")));
+  EXPECT_TRUE(dc::test::matches_reference(c, "enc_logvar", logvar, c.io_tensor("enc_logvar")));
+  EXPECT_TRUE(dc::test::matches_reference(c, "enc_latents_scaled", mean * scale, c.io_tensor("enc_latents_scaled")));
+}
+
+INSTANTIATE_TEST_SUITE_P(All, Sd15VaeCase, ::testing::ValuesIn(dc::test::cases_where("sd15", is_sd15_vae_case)),
+                         [](const auto& info) { return info.param.name; });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Sd15VaeCase);
+
 // The renaming computed from the model equals the one traced through diffusers' converter, entry
 // for entry, for the full-size UNet and VAE; and the full-size modules under the computed names
 // are exactly the diffusers manifests (names and shapes after the transforms).
@@ -127,8 +177,13 @@ TEST(Sd15Names, ComputedRenamingEqualsTheTracedMapAndTheManifests) {
   if (!fs::exists(map_path)) GTEST_SKIP() << "no " << map_path;
   const auto map = read_json(map_path).at("compvis_to_diffusers");
   const OpenAIUNetConfig unet_cfg = OpenAIUNetConfig::preset("sd15");
-  dc::models::AutoencoderConfig vae_cfg = dc::models::kl_config_from_diffusers(
+  // SD1.5's vae/config.json, as far as it matters here, against the kl_f8 preset.
+  const dc::models::AutoencoderConfig vae_cfg = dc::models::kl_config_from_diffusers(
       nlohmann::json{{"block_out_channels", {128, 256, 512, 512}}, {"latent_channels", 4}, {"layers_per_block", 2}}, "sd15 vae");
+  const auto preset = dc::models::AutoencoderConfig::preset("kl_f8");
+  EXPECT_EQ(vae_cfg.ch_mult, preset.ch_mult);
+  EXPECT_EQ(vae_cfg.ch, preset.ch);
+  EXPECT_EQ(vae_cfg.z_channels, preset.z_channels);
   int unet = 0, vae = 0;
   for (const auto& [compvis, target] : map.items()) {
     const std::string want = target.at(0).get<std::string>(), transform = target.at(1).get<std::string>();
@@ -154,6 +209,24 @@ TEST(Sd15Names, ComputedRenamingEqualsTheTracedMapAndTheManifests) {
   const auto diff = dc::weights::check_module(*net, as_module);
   EXPECT_TRUE(diff.ok()) << diff.summary();
   EXPECT_EQ(mapped.size(), 686u);
+  // The KL-f8 preset against the diffusers VAE manifest, with the hub file's legacy attention
+  // names too (the same tensors under query/key/value/proj_attn).
+  dc::models::KLModel kl(dc::models::AutoencoderConfig::preset("kl_f8"));
+  const auto vae_manifest = dc::weights::Manifest::load(dir + "/sd15_vae.keys.json");
+  const auto vae_mapping = dc::models::diffusers_vae_mapping(*kl, kl->config());
+  std::vector<dc::weights::KeyShape> vae_module, legacy_keys;
+  for (const auto& m : vae_mapping.apply(vae_manifest.keys, "sd15_vae.keys.json")) vae_module.push_back({m.target, m.shape, m.dtype});
+  const auto vae_diff = dc::weights::check_module(*kl, vae_module);
+  EXPECT_TRUE(vae_diff.ok()) << vae_diff.summary();
+  EXPECT_EQ(vae_module.size(), 248u);
+  for (auto k : vae_manifest.keys) {
+    for (const auto& [now, old] : std::vector<std::pair<std::string, std::string>>{{".to_q.", ".query."}, {".to_k.", ".key."}, {".to_v.", ".value."}, {".to_out.0.", ".proj_attn."}})
+      if (const auto at = k.name.find(now); at != std::string::npos) k.name = k.name.substr(0, at) + old + k.name.substr(at + now.size());
+    legacy_keys.push_back(k);
+  }
+  std::vector<dc::weights::KeyShape> legacy_module;
+  for (const auto& m : vae_mapping.apply(legacy_keys, "legacy names")) legacy_module.push_back({m.target, m.shape, m.dtype});
+  EXPECT_TRUE(dc::weights::check_module(*kl, legacy_module).ok());
   // Names outside the layout are refused by name.
   EXPECT_THROW(dc::models::diffusers_unet_key("input_blocks.12.0.in_layers.0.weight", unet_cfg), dc::Error);
   EXPECT_THROW(dc::models::diffusers_unet_key("output_blocks.2.3.conv.weight", unet_cfg), dc::Error);
