@@ -105,6 +105,12 @@ TEST(FixtureConsumption, EveryCaseIsReadByAParitySuite) {
     RecordProperty("no_suite_" + family, static_cast<int>(names.size()));
   }
   EXPECT_GT(consumed, 0);
+  for (const auto& f : dc::test::unreadable_case_files())
+    ADD_FAILURE() << f << " looks like a fixture case but is not JSON (even with Python's NaN/Infinity): no suite can read it";
+  const auto py = dc::test::parse_python_json(R"({"case": "x", "a": -Infinity, "b": [NaN, Infinity], "s": "NaN -Infinity"})");
+  ASSERT_FALSE(py.is_discarded());
+  EXPECT_EQ(py["a"], "-Infinity");
+  EXPECT_EQ(py["s"], "NaN -Infinity");
   // The guard can fail: a case of a known family that no suite selects.
   dc::test::Case planted;
   planted.family = "ldm";

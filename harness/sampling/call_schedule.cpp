@@ -1,5 +1,7 @@
 #include "harness/sampling/call_schedule.h"
 
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include "common/error.h"
@@ -13,6 +15,10 @@ const std::vector<SamplerInfo>& sampler_registry() {
       {"ddpm", "DDPM ancestral sampling, ermongroup/ddim ddpm_steps; spacing uniform or quad", true, false},
       {"ldm_ddim", "DDIM, latent-diffusion DDIMSampler (uniform discretisation, timesteps + 1)", false, true},
       {"plms", "PLMS, latent-diffusion PLMSSampler (eta 0; N steps make N+1 model calls)", false, false},
+      {"pndm", "PNDM (PLMS), diffusers PNDMScheduler with SD1.5's config, skip_prk_steps (N steps make N+1 model calls)", false, false},
+      {"diffusers_ddim", "DDIM, diffusers DDIMScheduler with SD1.5's config (leading spacing, offset 1)", false, true},
+      {"dpmpp_2m", "DPM-Solver++(2M), diffusers DPMSolverMultistepScheduler with SD1.5's config (linspace spacing)", false, false},
+      {"euler", "Euler, diffusers EulerDiscreteScheduler with SD1.5's config (linspace spacing, float timesteps)", false, false},
   };
   return all;
 }
@@ -55,12 +61,66 @@ CallSchedule ddim_repo_calls(const std::vector<int64_t>& seq, const SamplerOptio
   return s;
 }
 
+namespace {
+
+// The diffusers schedulers' timesteps (SD1.5 config: steps_offset 1), in call order.
+CallSchedule diffusers_calls(const SamplerOptions& o, int T) {
+  CallSchedule s;
+  s.sampler = o;
+  s.num_timesteps = T;
+  const int n = o.steps;
+  auto add = [&](int64_t t, int step, bool extra = false, double model_t = -1.0) {
+    ModelCall c;
+    c.t = t;
+    c.step = step;
+    c.extra = extra;
+    c.model_t = model_t;
+    s.calls.push_back(c);
+  };
+  if (o.name == "pndm" || o.name == "diffusers_ddim") {
+    // `leading`: arange(0, N) * (T // N) + steps_offset, descending.
+    const int64_t ratio = T / n;
+    if ((n - 1) * ratio + 1 >= T)
+      throw Error(fmt::format("sampler.steps: {} {} steps ask for timestep {}, outside the {}-step noise schedule (the leading "
+                              "spacing adds steps_offset 1; use at most {} steps)", n, o.name, (n - 1) * ratio + 1, T, T / 2));
+    std::vector<int64_t> ts;
+    for (int i = n - 1; i >= 0; --i) ts.push_back(i * ratio + 1);
+    if (o.name == "diffusers_ddim") {
+      for (int i = 0; i < n; ++i) add(ts[i], i);
+    } else {  // skip_prk_steps: [t_{N-1}, t_{N-2}, t_{N-2}, t_{N-3}, ..., t_0]
+      // (one step: [t_0] alone, one call, as diffusers' concatenation gives)
+      add(ts[0], 0);
+      if (n > 1) {
+        add(ts[1], 0, /*extra=*/true);
+        for (int i = 1; i < n; ++i) add(ts[i], i);
+      }
+    }
+  } else if (o.name == "dpmpp_2m") {
+    // np.linspace(0, T - 1, N + 1).round()[::-1][:-1]
+    const std::vector<double> l = np_linspace(0.0, T - 1.0, n + 1);
+    for (int i = 0; i < n; ++i) add(static_cast<int64_t>(std::nearbyint(l[n - i])), i);
+  } else {  // euler: np.linspace(0, T - 1, N, dtype=float32)[::-1], float timesteps
+    const std::vector<double> l = np_linspace(0.0, T - 1.0, n);
+    for (int i = 0; i < n; ++i) {
+      const double t = static_cast<double>(static_cast<float>(l[n - 1 - i]));
+      add(static_cast<int64_t>(std::nearbyint(t)), i, false, t);
+    }
+  }
+  return s;
+}
+
+}  // namespace
+
 CallSchedule make_call_schedule(const SamplerOptions& o, int T) {
   const SamplerInfo& info = sampler_info(o.name);
   if (o.steps < 1 || o.steps > T)
     throw Error(fmt::format("sampler.steps: {} must be in [1, {}] (the model's noise schedule has {} timesteps)", o.steps, T, T));
   if (o.eta < 0) throw Error(fmt::format("sampler.eta: {} must be >= 0", o.eta));
   if (info.uses_spacing) return ddim_repo_calls(ddim_repo_timesteps(o.steps, parse_spacing(o.spacing), T), o, T);
+  if (o.name == "pndm" || o.name == "diffusers_ddim" || o.name == "dpmpp_2m" || o.name == "euler") {
+    if (o.eta != 0 && o.name != "diffusers_ddim") throw Error(fmt::format("sampler.eta: {} has no eta (got {})", o.name, o.eta));
+    return diffusers_calls(o, T);
+  }
   if (o.name == "plms" && o.eta != 0)
     throw Error(fmt::format("sampler.eta: PLMS needs eta = 0, got {} (ldm PLMSSampler: 'ddim_eta must be 0 for PLMS')", o.eta));
   // latent-diffusion: timesteps ascending with the +1; the loop walks them from the last.

@@ -30,6 +30,15 @@ struct SamplerInfo {
 // ddpm     ermongroup/ddim ddpm_steps (ancestral), same spacings
 // ldm_ddim latent-diffusion DDIMSampler: uniform discretisation with the +1 offset
 // plms     latent-diffusion PLMSSampler: as ldm_ddim, eta 0, N steps = N+1 model calls
+// The diffusers 0.24 schedulers with Stable Diffusion v1.5's scheduler config (scaled_linear betas,
+// set_alpha_to_one false, steps_offset 1, clip_sample false), each with its class's spacing:
+// pndm           PNDMScheduler, skip_prk_steps: `leading` spacing + 1, N steps = N+1 model calls
+//                (the second timestep repeated; SD's PLMS-50 is 51 calls)
+// diffusers_ddim DDIMScheduler: `leading` spacing + 1, eta
+// dpmpp_2m       DPMSolverMultistepScheduler (dpmsolver++, order 2, midpoint): `linspace` spacing,
+//                first and (below 15 steps) last step first order, final sigma = sigma(t = 0)
+// euler          EulerDiscreteScheduler: `linspace` float timesteps, interpolated sigmas, input
+//                scaled by 1/sqrt(sigma^2 + 1), initial noise times max sigma
 const std::vector<SamplerInfo>& sampler_registry();
 std::vector<std::string> sampler_names();
 // Throws dc::Error naming the unknown sampler and listing the known ones.
@@ -43,6 +52,11 @@ struct ModelCall {
   int64_t t_next = -1;  // ddim repo: the next timestep (-1 after the last)
   float a_t = 0.0f, a_next = 0.0f;  // alphas_cumprod at t and at the step's target (prev) timestep
   float sigma = 0.0f, sqrt_one_minus_a_t = 0.0f;
+  // The model's timestep when it is not an integer (euler's linspace spacing); < 0: t.
+  double model_t = -1.0;
+  // dpmpp_2m, euler: sigma = sqrt((1 - a) / a) of this call's step, the next and the previous one.
+  float k_sigma = 0.0f, k_sigma_next = 0.0f, k_sigma_prev = 0.0f;
+  int order = 1;  // dpmpp_2m: the solver order of this step
 };
 
 struct CallSchedule {
@@ -50,6 +64,7 @@ struct CallSchedule {
   int num_timesteps = 1000;
   std::vector<ModelCall> calls;
   bool has_alphas = false;
+  float init_noise_sigma = 1.0f;  // x_T = noise * init_noise_sigma (euler: the largest sigma)
   int num_calls() const { return static_cast<int>(calls.size()); }
   int num_steps() const { return calls.empty() ? 0 : calls.back().step + 1; }
   std::vector<int64_t> timesteps() const;  // t of every call, in call order

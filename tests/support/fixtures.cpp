@@ -1,7 +1,11 @@
 #include "support/fixtures.h"
 
+#include <cstring>
+#include <iterator>
+
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
@@ -138,6 +142,47 @@ metrics::Tolerance Case::tolerance_for(const std::string& tensor, const torch::T
   return t;
 }
 
+nlohmann::json parse_python_json(const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_discarded()) return j;
+  // Python's json writes NaN, Infinity and -Infinity bare (e.g. a scheduler config's
+  // lambda_min_clipped); JSON has no such numbers: read them as the strings "NaN", ...
+  std::string out;
+  out.reserve(text.size() + 16);
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char ch = text[i];
+    if (in_string) {
+      out += ch;
+      if (ch == '\\' && i + 1 < text.size()) out += text[++i];
+      else if (ch == '"') in_string = false;
+      continue;
+    }
+    if (ch == '"') {
+      in_string = true;
+      out += ch;
+      continue;
+    }
+    bool replaced = false;
+    for (const char* token : {"-Infinity", "Infinity", "NaN"}) {
+      const std::size_t n = std::strlen(token);
+      if (text.compare(i, n, token) == 0) {
+        out += '"' + std::string(token) + '"';
+        i += n - 1;
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) out += ch;
+  }
+  return nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+}
+
+std::vector<std::string>& unreadable_case_files() {
+  static std::vector<std::string> files;
+  return files;
+}
+
 std::vector<Case> find_cases(const std::string& family) {
   std::vector<Case> out;
   const std::string root = fixtures_root();
@@ -148,7 +193,13 @@ std::vector<Case> find_cases(const std::string& family) {
     const std::string fam = path.parent_path().filename().string();
     if (!family.empty() && fam != family) continue;
     std::ifstream in(p);
-    nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    nlohmann::json j = parse_python_json(text);
+    if (j.is_discarded() && text.find("\"case\"") != std::string::npos) {
+      auto& bad = unreadable_case_files();  // FixtureConsumption fails on it
+      if (std::find(bad.begin(), bad.end(), p) == bad.end()) bad.push_back(p);
+      continue;
+    }
     // A case names itself: {"case": "<name>", ...}. (A tokenizer vocab.json also has a key
     // "case", mapped to a token id.)
     if (!j.is_object() || !j.contains("case") || !j["case"].is_string()) continue;
@@ -220,7 +271,7 @@ std::vector<Case> cases_where(const std::string& family, CaseFilter filter) {
 }
 
 const std::vector<std::string>& families_without_suite() {
-  static const std::vector<std::string> f = {"sd15", "schedulers"};  // issue 14 brings their suites
+  static const std::vector<std::string> f = {"sd15"};  // issue 14 brings its pipeline suite (the UNet and VAE cases have theirs)
   return f;
 }
 

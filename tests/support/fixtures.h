@@ -60,6 +60,12 @@ inline void PrintTo(const Case& c, std::ostream* os) { *os << c.id(); }
 // does not understand.
 metrics::Tolerance parse_tolerance_rule(const std::string& rule, const std::string& where);
 
+// JSON as Python's json module writes it: bare NaN, Infinity, -Infinity are read as the strings
+// "NaN", "Infinity", "-Infinity". Discarded (is_discarded()) when it is not JSON even so.
+nlohmann::json parse_python_json(const std::string& text);
+// Case files (json mentioning "case") that did not parse: FixtureConsumption fails on each.
+std::vector<std::string>& unreadable_case_files();
+
 // Every case json (an object with a "case" key; manifests and maps are not cases) under the
 // root, optionally only in one family folder.
 std::vector<Case> find_cases(const std::string& family = "");
@@ -80,7 +86,7 @@ using CaseFilter = bool (*)(const Case&);
 bool register_fixture_suite(const char* suite, CaseFilter filter);
 std::vector<std::string> suites_consuming(const Case& c);
 std::vector<Case> cases_where(const std::string& family, CaseFilter filter);
-// Families whose cases no suite reads yet (one place): sd15, schedulers.
+// Families whose cases no suite reads yet (one place): sd15 (its pipeline case).
 const std::vector<std::string>& families_without_suite();
 
 std::string temp_dir();
