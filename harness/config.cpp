@@ -240,7 +240,8 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
   }
   if (j.contains("cache")) {
     const auto& m = j["cache"];
-    r.only(m, "cache", {"enabled", "k", "interval", "schedule", "center", "power", "full_steps", "feature", "mode"});
+    r.only(m, "cache", {"enabled", "k", "interval", "schedule", "center", "power", "full_steps", "feature", "mode", "index"});
+    r.get(m, "cache", "index", s.cache.index);
     r.get(m, "cache", "mode", s.cache.mode);
     r.get(m, "cache", "feature", s.cache.feature);
     r.get(m, "cache", "enabled", s.cache.enabled);
@@ -262,20 +263,17 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
     r.fail("cache.mode", fmt::format("ldm_released is the released LDM code's pass; the {} family caches chained only", s.model.family));
   // The full-step list, once: every call without caching.
   const int calls = s.plan.calls.num_calls();
+  // cache.index: the set over all model calls, or over the steps read as call indices (the SD
+  // reference's indexing for PNDM, its default there).
+  if (s.cache.index.empty()) s.cache.index = s.sampler.name == "pndm" ? "steps" : "calls";
+  r.one_of("cache.index", s.cache.index, {"calls", "steps"});
   if (s.cache.enabled) {
     try {
-      if (s.cache.schedule == "nonuniform") {
-        const auto nu = deepcache::nonuniform_full_steps(calls, s.cache.interval, s.cache.center, s.cache.power);
-        s.plan.full_steps = nu.steps;
-        s.plan.final_power = nu.final_power;
-      } else if (s.cache.schedule == "ldm_nonuniform") {
-        s.plan.full_steps = deepcache::ldm_nonuniform_full_steps(calls, s.cache.interval, s.cache.power);
-        s.plan.final_power = s.cache.power;
-      } else if (s.cache.schedule == "explicit") {
-        s.plan.full_steps = deepcache::explicit_full_steps(calls, s.cache.full_steps);
-      } else {
-        s.plan.full_steps = deepcache::uniform_full_steps(calls, s.cache.interval);
-      }
+      const auto fc = deepcache::full_calls({s.cache.schedule, s.cache.interval, s.cache.center, s.cache.power, s.cache.full_steps,
+                                             s.cache.index},
+                                            calls, s.plan.calls.num_steps());
+      s.plan.full_steps = fc.steps;
+      s.plan.final_power = fc.final_power;
     } catch (const Error& e) {
       r.fail(s.cache.schedule == "explicit" ? "cache.full_steps" : "cache.schedule", e.what());
     }
@@ -426,6 +424,8 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
     if (s.cache.feature != "cached") cache["feature"] = s.cache.feature;  // only when set: existing run ids stay
     if (s.cache.mode != "chained") cache["mode"] = s.cache.mode;
     if (s.cache.schedule == "explicit") cache["full_steps"] = s.cache.full_steps;
+    // Only where calls and steps differ in count or the user chose: existing run ids stay.
+    if (s.sampler.name == "pndm" || s.cache.index != "calls") cache["index"] = s.cache.index;
   }
   s.resolved = {
       {"model", {{"family", s.model.family}, {"preset", s.model.preset}, {"weights", s.model.weights}}},

@@ -37,6 +37,10 @@ struct CacheSpec {
   std::vector<int> full_steps;       // explicit
   std::string mode = "chained";      // chained | ldm_released (the released LDM code's pass, k = its replicate_layer)
   std::string feature = "cached";    // cached | zero (the paper's Table 5 ablation: partial calls read zeros)
+  // calls | steps: the full-step set over all model calls, or over the denoising steps read as call
+  // indices (DeepCache's SD pipeline for PNDM: PLMS-50's 51st call is partial). "" = the
+  // sampler's reference: steps for pndm, calls otherwise.
+  std::string index;
 };
 
 struct SamplesSpec {

@@ -42,7 +42,7 @@ TEST(Config, SchemaErrorsNameFileKeyAndExpectedForm) {
       {std::string(kBase) + "  cache: {enabled: true, interval: 2, schedule: nonuniform, center: 5, power: 1.01}\n",
        "cache.schedule: impossible non-uniform schedule"},
       {std::string(kBase) + "  cache: {enabled: yes}\n", "cache.enabled: expected true or false"},
-      {"experiment: t\nbase: {sampler: {name: euler}}\n", "sampler.name: 'euler' is not one of: ddim, ddpm, ldm_ddim, plms"},
+      {"experiment: t\nbase: {sampler: {name: heun}}\n", "sampler.name: 'heun' is not one of: ddim, ddpm, ldm_ddim, plms, pndm, diffusers_ddim, dpmpp_2m, euler"},
       {"experiment: t\nbase: {model: {preset: imagenet}}\n", "model.preset: unknown ddpm preset 'imagenet'"},
       {std::string(kBase) + "  sampler: {steps: 5}\n", "key 'base.sampler' appears twice"},
       {std::string(kBase) + "sweeps: {cache.k: [1]}\n", "unknown top-level key 'sweeps'"},
@@ -176,4 +176,30 @@ TEST(Config, ShippedExperimentsKeepTheirRunIds) {
     EXPECT_EQ(ids, it->second) << f << ": run ids changed; existing results files would no longer resume these runs";
   }
   for (const auto& [f, ids] : golden) EXPECT_TRUE(now.count(f)) << golden_path << " lists " << f << ", which no longer exists";
+}
+
+// cache.index: PNDM's N steps make N + 1 calls. DeepCache's SD pipeline builds the full set over
+// the steps and reads it as call indices (its default here for pndm: PLMS-50 at N = 5 is 10 full
+// calls, the 51st partial); `calls` computes it over all 51 calls (11 full). The index is part of
+// the run id only where it can matter (pndm) or when set.
+TEST(Config, PndmFullCallsFollowTheSdReferenceIndexingOrAllCalls) {
+  const std::string yaml = R"(experiment: t
+base:
+  model: {family: ddpm, preset: cifar10, weights: random}
+  sampler: {name: pndm, steps: 50}
+  cache: {enabled: true, k: 1, interval: 5}
+baseline: false
+runs:
+  - {}
+  - {cache.index: calls}
+)";
+  const auto e = parse_experiment(yaml, "exp.yaml");
+  ASSERT_EQ(e.runs.size(), 2u);
+  EXPECT_EQ(e.runs[0].plan.calls.num_calls(), 51);
+  EXPECT_EQ(e.runs[0].plan.full_steps, (std::vector<int>{0, 5, 10, 15, 20, 25, 30, 35, 40, 45}));
+  EXPECT_EQ(e.runs[1].plan.full_steps, (std::vector<int>{0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50}));
+  EXPECT_NE(e.runs[0].run_id, e.runs[1].run_id);
+  EXPECT_EQ(e.runs[0].resolved["cache"]["index"], "steps");
+  EXPECT_NE(error_of(std::string(kBase) + "  cache: {enabled: true, index: step}\n").find("cache.index: 'step' is not one of: calls, steps"),
+            std::string::npos);
 }

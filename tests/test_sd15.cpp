@@ -13,6 +13,11 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "harness/deepcache/full_steps.h"
+#include "harness/denoiser.h"
+#include "harness/sampling/call_schedule.h"
+#include "harness/sampling/samplers.h"
+#include "harness/sampling/schedule.h"
 #include "models/autoencoder.h"
 #include "models/deepcache_io.h"
 #include "models/openai_unet.h"
@@ -167,6 +172,108 @@ TEST_P(Sd15VaeCase, EqualsTheReference) {
 INSTANTIATE_TEST_SUITE_P(All, Sd15VaeCase, ::testing::ValuesIn(dc::test::cases_where("sd15", is_sd15_vae_case)),
                          [](const auto& info) { return info.param.name; });
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Sd15VaeCase);
+
+// DeepCache's SD pipeline (CFG 7.5 over the batch [negative, prompt], PNDM with SD1.5's config)
+// through this project's one path: the PNDM call schedule, the full calls from cache.index
+// "steps" (the reference builds its set over the 10 steps and indexes it with the call counter,
+// so the 11th call is partial; interval 1 is every call full), the harness denoiser with the
+// cache over the doubled batch, classifier-free guidance, the KL decoder. Per run: the full/partial
+// flag, the guided eps and the latents of every call, and the final image.
+namespace {
+bool is_sd15_pipeline_case(const dc::test::Case& c) { return c.family == "sd15" && c.json.contains("pipeline"); }
+const bool kSd15PipelineSuite = dc::test::register_fixture_suite("Sd15PipelineCase", is_sd15_pipeline_case);
+}  // namespace
+
+class Sd15PipelineCase : public ::testing::TestWithParam<dc::test::Case> {};
+
+TEST_P(Sd15PipelineCase, TrajectoriesEqualTheReference) {
+  const auto& c = GetParam();
+  torch::NoGradGuard ng;
+  const auto& pl = c.json.at("pipeline");
+  ASSERT_EQ(pl.at("scheduler").get<std::string>(), "PNDMScheduler") << "the pipeline suite runs PNDM";
+  auto unet = std::make_shared<dc::models::OpenAIUNetImpl>(dc::models::unet_config_from_diffusers(c.json.at("unet_config"), c.id()));
+  {
+    dc::weights::LoadOptions lo;
+    lo.mapping = dc::models::diffusers_unet_mapping(*unet, unet->config());
+    dc::weights::load_strict(*unet, dc::st::SafetensorsFile::open(*c.weights_path()), lo);
+    unet->eval();
+  }
+  const auto vae_cfg = dc::models::kl_config_from_diffusers(c.json.at("vae_config"), c.id());
+  dc::models::KLModel vae(vae_cfg);
+  {
+    dc::weights::LoadOptions lo;
+    lo.mapping = dc::models::diffusers_vae_mapping(*vae, vae_cfg);
+    dc::weights::load_strict(*vae, dc::st::SafetensorsFile::open(c.dir + "/" + c.json.at("vae_weights_file").get<std::string>()), lo);
+    vae->eval();
+  }
+  dc::sampling::SamplerOptions o;
+  o.name = "pndm";
+  o.steps = pl.at("num_inference_steps").get<int>();
+  auto schedule = dc::sampling::make_call_schedule(o, 1000);
+  const torch::Tensor ac = dc::sampling::alphas_cumprod({"scaled_linear", 1000, 0.00085, 0.012, "float32"});
+  EXPECT_TRUE(dc::test::matches_reference(c, "pndm_alphas_cumprod", ac, c.io_tensor("pndm_alphas_cumprod")));
+  dc::sampling::attach_alphas(schedule, ac);
+  const double guidance = pl.at("guidance_scale").get<double>();
+  const torch::Tensor prompt = c.io_tensor("prompt_embeds"), negative = c.io_tensor("negative_prompt_embeds");
+  int runs = 0;
+  for (const auto& [run, r] : pl.at("runs").items()) {
+    SCOPED_TRACE(run);
+    dc::deepcache::ScheduleSpec spec;
+    spec.schedule = r.at("uniform").get<bool>() ? "uniform" : "nonuniform";
+    spec.interval = r.at("cache_interval").get<int>();
+    if (!r.at("center").is_null()) spec.center = r.at("center").get<int>();
+    if (!r.at("pow").is_null()) spec.power = r.at("pow").get<double>();
+    spec.index = "steps";
+    auto plan = std::make_shared<dc::deepcache::CachePlan>();
+    plan->skip_index = dc::deepcache::k_from_sd_layer_block(r.at("cache_layer_id").get<int>(), r.at("cache_block_id").get<int>());
+    plan->full_steps = dc::deepcache::full_calls(spec, schedule.num_calls(), schedule.num_steps()).steps;
+    EXPECT_EQ(plan->full_steps, r.at("full_steps").get<std::vector<int>>());
+    auto log = std::make_shared<dc::harness::DenoiserLog>();
+    std::vector<torch::Tensor> eps_cfg;
+    const auto guided = dc::sampling::classifier_free_guidance(dc::harness::cond_denoiser(unet, plan, log), prompt, negative, guidance);
+    const dc::sampling::EpsFn model = [&](const torch::Tensor& x, const torch::Tensor& t, int call) {
+      eps_cfg.push_back(guided(x, t, call));
+      return eps_cfg.back();
+    };
+    const auto tr = dc::sampling::sample(c.io_tensor("latents_init"), schedule, model,
+                                         [](const torch::Tensor& like) { return torch::zeros_like(like); }, true);
+    const torch::Tensor want_full = c.io_tensor(run + ".is_full"), want_eps = c.io_tensor(run + ".eps_cfg"),
+                        want_lat = c.io_tensor(run + ".latents"), want_t = c.io_tensor(run + ".timesteps");
+    ASSERT_EQ(static_cast<int64_t>(log->is_full.size()), want_full.numel());
+    for (int i = 0; i < schedule.num_calls(); ++i) {
+      EXPECT_EQ(schedule.calls[i].t, want_t[i].item<int64_t>()) << "call " << i;
+      EXPECT_EQ(log->is_full[i], want_full[i].item<int64_t>() != 0) << "call " << i;
+      EXPECT_TRUE(dc::test::matches_reference(c, run + ".eps_cfg", eps_cfg[i], want_eps[i])) << "call " << i;
+      EXPECT_TRUE(dc::test::matches_reference(c, run + ".latents", tr.xs[i], want_lat[i + 1])) << "call " << i;
+    }
+    const torch::Tensor image_raw = vae->decode(tr.final / 0.18215);
+    EXPECT_TRUE(dc::test::matches_reference(c, run + ".image_raw", image_raw, c.io_tensor(run + ".image_raw")));
+    EXPECT_TRUE(dc::test::matches_reference(c, run + ".image", (image_raw / 2 + 0.5).clamp(0, 1), c.io_tensor(run + ".image")));
+    ++runs;
+  }
+  EXPECT_EQ(runs, 3);
+}
+
+INSTANTIATE_TEST_SUITE_P(All, Sd15PipelineCase, ::testing::ValuesIn(dc::test::cases_where("sd15", is_sd15_pipeline_case)),
+                         [](const auto& info) { return info.param.name; });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(Sd15PipelineCase);
+
+// The reference's non-uniform schedule (sample_from_quad_center: complex powers, int32
+// truncation, unique, retries with pow - 0.02) on every example the pipeline case lists.
+TEST(Sd15Schedules, NonUniformExamplesOfThePipelineCase) {
+  const auto cases = dc::test::cases_where("sd15", is_sd15_pipeline_case);
+  if (cases.empty()) GTEST_SKIP() << "no sd15 pipeline case";
+  int n = 0;
+  for (const auto& c : cases)
+    for (const auto& ex : c.json.value("nonuniform_schedule_examples", nlohmann::json::array())) {
+      const auto r = dc::deepcache::sample_from_quad_center(ex.at("total_numbers").get<int>(), ex.at("n_samples").get<int>(),
+                                                             ex.at("center").get<int>(), ex.at("pow_in").get<double>());
+      EXPECT_EQ(r.steps, ex.at("indices").get<std::vector<int>>()) << ex.dump();
+      EXPECT_DOUBLE_EQ(r.final_power, ex.at("pow_out").get<double>()) << ex.dump();
+      ++n;
+    }
+  EXPECT_GT(n, 0);
+}
 
 // The renaming computed from the model equals the one traced through diffusers' converter, entry
 // for entry, for the full-size UNet and VAE; and the full-size modules under the computed names

@@ -118,6 +118,30 @@ std::vector<int> uniform_full_steps(int num_steps, int interval) {
   return s;
 }
 
+NonUniformResult full_calls(const ScheduleSpec& spec, int num_calls, int num_steps) {
+  if (spec.index != "calls" && spec.index != "steps")
+    throw Error(fmt::format("cache.index: '{}' is not one of: calls, steps", spec.index));
+  const bool over_steps = spec.index == "steps";
+  if (over_steps && spec.interval == 1 && spec.schedule != "explicit") {  // the SD pipeline: interval 1 is every call full
+    NonUniformResult all;
+    for (int i = 0; i < num_calls; ++i) all.steps.push_back(i);
+    return all;
+  }
+  const int over = over_steps ? num_steps : num_calls;
+  NonUniformResult r;
+  if (spec.schedule == "nonuniform") {
+    r = nonuniform_full_steps(over, spec.interval, spec.center, spec.power);
+  } else if (spec.schedule == "ldm_nonuniform") {
+    r.steps = ldm_nonuniform_full_steps(over, spec.interval, spec.power);
+    r.final_power = spec.power;
+  } else if (spec.schedule == "explicit") {
+    r.steps = explicit_full_steps(num_calls, spec.explicit_steps);  // explicit lists name calls
+  } else {
+    r.steps = uniform_full_steps(over, spec.interval);
+  }
+  return r;
+}
+
 NonUniformResult sample_from_quad_center(int total_numbers, int n_samples, int center, double power) {
   if (total_numbers < 1 || n_samples < 1)
     throw Error(fmt::format("non-uniform schedule: need total_numbers >= 1 and n_samples >= 1, got {} and {}",

@@ -40,6 +40,21 @@ std::vector<int> ldm_nonuniform_full_steps(int num_steps, int interval, double p
 // naming the offending value otherwise.
 std::vector<int> explicit_full_steps(int num_steps, std::vector<int> steps);
 
+// A schedule's full model calls for a generation of `num_calls` calls making `num_steps` denoising
+// steps (they differ for PLMS/PNDM: 51 calls for 50 steps). schedule: uniform | nonuniform |
+// ldm_nonuniform | explicit. index "calls": the set is computed over all calls; "steps": over the
+// steps and read as call indices, as DeepCache's SD pipeline does for PNDM (PLMS-50: full calls
+// {0, 5, ..., 45}, call 50 partial; interval 1 is every call full, as there). Throws dc::Error.
+struct ScheduleSpec {
+  std::string schedule = "uniform";
+  int interval = 5;
+  int center = 0;
+  double power = 1.4;
+  std::vector<int> explicit_steps;
+  std::string index = "calls";  // calls | steps
+};
+NonUniformResult full_calls(const ScheduleSpec& spec, int num_calls, int num_steps);
+
 // "uniform N=5", "non-uniform N=5 c=50 p=1.4 (final p=1.38)", ...
 struct CachePlan {
   int skip_index = 0;            // k: cache the main branch entering the up block that consumes hs[k]

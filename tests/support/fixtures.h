@@ -86,7 +86,7 @@ using CaseFilter = bool (*)(const Case&);
 bool register_fixture_suite(const char* suite, CaseFilter filter);
 std::vector<std::string> suites_consuming(const Case& c);
 std::vector<Case> cases_where(const std::string& family, CaseFilter filter);
-// Families whose cases no suite reads yet (one place): sd15 (its pipeline case).
+// Families whose cases no suite reads yet (one place): none.
 const std::vector<std::string>& families_without_suite();
 
 std::string temp_dir();
