@@ -17,6 +17,7 @@ struct Model {
   ModelInfo info;
   std::shared_ptr<UNet> unet;
   std::shared_ptr<torch::nn::Module> first_stage;  // latent families (VQ-f4, KL-f8); null for pixels
+  std::shared_ptr<torch::nn::Module> cond_stage;   // text families: the text encoder (SD: CLIP ViT-L/14's), run once per batch
   std::string weights_note;  // "random init (untrained)" or the file loaded
   // Samples [B, sample_shape] -> images [B, image_shape], nominally [-1, 1] (identity for
   // pixel-space families; the first stage's decode for latent ones). Move first_stage with unet.
@@ -35,7 +36,8 @@ Model build_model(const std::string& family, const std::string& preset, const st
 // The same bundle from modules the caller built (tests: a family's tiny reference configs), loaded
 // by `info.family`'s own loader from `weights` ("random": left as built).
 Model assemble_model(const ModelInfo& info, std::shared_ptr<UNet> unet, std::shared_ptr<torch::nn::Module> first_stage,
-                     const std::string& weights, const std::string& first_stage_weights = "");
+                     const std::string& weights, const std::string& first_stage_weights = "",
+                     std::shared_ptr<torch::nn::Module> cond_stage = nullptr);
 
 // 32-bit outputs of the CPU generator that PyTorch's default initialisation consumes while it
 // builds `root` (Python and C++ frontends alike): one per element of every convolution and linear

@@ -39,6 +39,7 @@ OpenAIUNetConfig OpenAIUNetConfig::preset(const std::string& name) {
     c.channel_mult = {1, 2, 4, 4};
     c.num_heads = 8;
     c.context_dim = 768;
+    c.context_tokens = 77;  // the CLIP tokenizer's max length
     c.legacy = false;
     return c;
   }

@@ -30,6 +30,7 @@ struct OpenAIUNetConfig {
   int64_t num_head_channels = -1;
   int64_t transformer_depth = 1;
   int64_t context_dim = 512;
+  int64_t context_tokens = 1;  // cross-attention tokens of the conditioning (cin256-v2: 1 class token; SD: 77 text tokens)
   bool legacy = true;  // ldm's `legacy`: with a spatial transformer, dim_head = channels / num_heads
 
   // "cin256_v2" (latent-diffusion configs/latent-diffusion/cin256-v2.yaml) and "sd15"
@@ -130,7 +131,7 @@ class OpenAIUNetImpl : public UNet {
     return {config_.in_channels, config_.image_size, config_.image_size};
   }
   torch::Tensor example_conditioning(int64_t batch, const torch::TensorOptions& o) const override {
-    return torch::zeros({batch, 1, config_.context_dim}, o.dtype(torch::kFloat32));
+    return torch::zeros({batch, config_.context_tokens, config_.context_dim}, o.dtype(torch::kFloat32));
   }
   const OpenAIUNetConfig& config() const { return config_; }
 

@@ -98,6 +98,7 @@ OpenAIUNetConfig unet_config_from_diffusers(const json& c, const std::string& wh
   o.out_channels = get<int64_t>(c, "out_channels", what, 4);
   o.image_size = get<int64_t>(c, "sample_size", what, 64);
   o.context_dim = need<int64_t>(c, "cross_attention_dim", what);
+  o.context_tokens = 77;  // SD v1's CLIP tokenizer pads to 77
   // SD1.5's trap: attention_head_dim is the number of heads (diffusers falls back to it when
   // num_attention_heads is null); CompVis num_heads with legacy=False is the same thing.
   const json heads = c.contains("num_attention_heads") && !c.at("num_attention_heads").is_null() ? c.at("num_attention_heads")

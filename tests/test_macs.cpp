@@ -73,3 +73,25 @@ TEST(Macs, Ldm4gFullPartialAndStepAveragesMatchTheSpec) {
     EXPECT_LT(rel(avg, g * 1e9), 0.025) << "N=" << n << ": " << avg / 1e9 << " G vs " << g;
   }
 }
+
+// Stable Diffusion v1.5 (64x64 latents, 77 text tokens), counted as the paper counts it: the UNet
+// only, one image. Paper: full call 338.8 G, partial at k = 1 (layer 0, block 0) 57.3 G. PLMS-50
+// at N = 5: the reference's indexing (cache.index steps) makes 10 of the 51 calls full; the
+// paper's 130.45 G step average is what 13 full steps of 50 give, not N = 5's 10 (docs).
+TEST(Macs, Sd15FullAndPartialMatchThePaper) {
+  const auto model = dc::models::build_model("sd", "sd15", "random");
+  const double full = dc::metrics::call_macs(*model.unet).total;
+  const double partial = dc::metrics::call_macs(*model.unet, 1).total;
+  EXPECT_LT(rel(full, 338.8e9), 0.01) << full / 1e9 << " G";
+  EXPECT_LT(rel(partial, 57.3e9), 0.025) << partial / 1e9 << " G";
+  dc::deepcache::ScheduleSpec spec;
+  spec.interval = 5;
+  spec.index = "steps";
+  const auto plms50 = dc::deepcache::full_calls(spec, 51, 50).steps;
+  EXPECT_EQ(plms50.size(), 10u);
+  const double over_calls = dc::metrics::step_average_macs(full, partial, plms50, 51);
+  const double over_steps = dc::metrics::step_average_macs(full, partial, dc::deepcache::uniform_full_steps(50, 5), 50);
+  EXPECT_LT(over_calls, over_steps);  // the 51st call is partial
+  const double thirteen = (13 * full + 37 * partial) / 50;
+  EXPECT_LT(rel(thirteen, 130.45e9), 0.01) << thirteen / 1e9 << " G";
+}

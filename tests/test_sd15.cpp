@@ -19,7 +19,10 @@
 #include "harness/sampling/samplers.h"
 #include "harness/sampling/schedule.h"
 #include "models/autoencoder.h"
+#include "models/clip.h"
 #include "models/deepcache_io.h"
+#include "models/model.h"
+#include "models/weights/tensor_io.h"
 #include "models/openai_unet.h"
 #include "models/sd_diffusers.h"
 #include "models/weights/manifest.h"
@@ -365,5 +368,76 @@ TEST(Sd15Names, DiffusersConfigsOutsideSdV1AreRefusedByKey) {
     } catch (const dc::Error& e) {
       EXPECT_NE(std::string(e.what()).find(b.phrase), std::string::npos) << e.what();
     }
+  }
+}
+
+// The registry's sd family loads a diffusers folder (unet/, vae/, text_encoder/ with their
+// config.json, checked against the modules) and the single file (CompVis names under
+// model.diffusion_model., first_stage_model., cond_stage_model.transformer.; schedule buffers,
+// EMA copies and position_ids left out), here with the tiny fixture networks in place of the
+// full-size ones: each part then reproduces its own reference case.
+TEST(SdFamily, LoadsADiffusersFolderAndTheSingleFile) {
+  const std::string root = dc::test::fixtures_root();
+  const auto unet_cases = dc::test::cases_where("sd15", [](const dc::test::Case& c) { return c.name == "unet_forward"; });
+  const auto vae_cases = dc::test::cases_where("sd15", [](const dc::test::Case& c) { return c.name == "vae_decode"; });
+  const auto text_cases = dc::test::cases_where("clip", [](const dc::test::Case& c) { return c.name == "text_encoder_sd15"; });
+  if (unet_cases.empty() || vae_cases.empty() || text_cases.empty()) GTEST_SKIP() << "sd15/clip fixtures absent";
+  const auto &uc = unet_cases[0], &vc = vae_cases[0], &tc = text_cases[0];
+  torch::NoGradGuard ng;
+  const nlohmann::json unet_json = uc.json.at("unet_config"), vae_json = vc.json.at("vae_config"),
+                       text_json = tc.json.at("config").at("hf_config");
+  auto build = [&](const std::string& weights) {
+    auto unet = std::make_shared<dc::models::OpenAIUNetImpl>(dc::models::unet_config_from_diffusers(unet_json, "unet"));
+    auto vae = std::make_shared<dc::models::KLModelImpl>(dc::models::kl_config_from_diffusers(vae_json, "vae"));
+    auto text = std::make_shared<dc::models::HfClipTextModelImpl>(dc::models::HfClipTextConfig::from_hf(text_json, "text"));
+    return dc::models::assemble_model(dc::models::model_info("sd", "sd15"), unet, vae, weights, "", text);
+  };
+  auto check = [&](const dc::models::Model& m, const std::string& what) {
+    SCOPED_TRACE(what);
+    const torch::Tensor x = uc.io_tensor("sample");
+    const torch::Tensor t = uc.io_tensor("timestep").reshape({1}).expand({x.size(0)}).contiguous();
+    EXPECT_TRUE(dc::test::matches_reference(uc, "out", m.unet->forward(x, t, uc.io_tensor("encoder_hidden_states"), nullptr, nullptr, nullptr),
+                                            uc.io_tensor("out")));
+    const double scale = vc.json.at("scaling_factor").get<double>();
+    EXPECT_TRUE(dc::test::matches_reference(vc, "image", m.to_images(vc.io_tensor("latents")), vc.io_tensor("image")));
+    EXPECT_EQ(scale, 0.18215);  // what to_images divides by
+    auto& text = static_cast<dc::models::HfClipTextModelImpl&>(*m.cond_stage);
+    EXPECT_TRUE(dc::test::matches_reference(tc, "last_hidden_state", text.forward(tc.io_tensor("input_ids")).last_hidden_state,
+                                            tc.io_tensor("last_hidden_state")));
+  };
+  // A diffusers folder made of the fixture files.
+  const fs::path folder = fs::path(dc::test::temp_dir()) / "sd-diffusers";
+  for (const auto& [part, file, src, cfg] : std::vector<std::tuple<std::string, std::string, std::string, nlohmann::json>>{
+           {"unet", "diffusion_pytorch_model.safetensors", *uc.weights_path(), unet_json},
+           {"vae", "diffusion_pytorch_model.safetensors", vc.dir + "/" + vc.json.at("weights_file").get<std::string>(), vae_json},
+           {"text_encoder", "model.safetensors", *tc.weights_path(), text_json}}) {
+    fs::create_directories(folder / part);
+    fs::copy_file(src, folder / part / file);
+    std::ofstream(folder / part / "config.json") << cfg.dump(2);
+  }
+  const auto from_folder = build(folder.string());
+  check(from_folder, "diffusers folder");
+  // The single file: the loaded modules' own (CompVis) names under the single file's prefixes,
+  // beside what the loader must leave out.
+  std::vector<std::pair<std::string, torch::Tensor>> single;
+  for (const auto& [prefix, module] : std::vector<std::pair<std::string, std::shared_ptr<torch::nn::Module>>>{
+           {"model.diffusion_model.", from_folder.unet}, {"first_stage_model.", from_folder.first_stage},
+           {"cond_stage_model.transformer.", from_folder.cond_stage}})
+    for (const auto& [name, tensor] : dc::weights::state_dict(*module)) single.emplace_back(prefix + name, tensor);
+  single.emplace_back("cond_stage_model.transformer.text_model.embeddings.position_ids", torch::arange(77, torch::kInt64).unsqueeze(0));
+  single.emplace_back("betas", torch::zeros({1000}));
+  single.emplace_back("model_ema.decay", torch::ones({}));
+  const std::string file = (folder / "v1-5-tiny.safetensors").string();
+  dc::st::save_tensors(file, single);
+  check(build(file), "single file");
+  // A folder whose UNet config is not the module's: refused, naming the file.
+  nlohmann::json other = unet_json;
+  other["block_out_channels"] = {32, 64, 64, 64};
+  std::ofstream(folder / "unet" / "config.json") << other.dump(2);
+  try {
+    build(folder.string());
+    ADD_FAILURE() << "a folder of another UNet loaded";
+  } catch (const dc::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unet/config.json: describes another UNet"), std::string::npos) << e.what();
   }
 }
