@@ -86,8 +86,11 @@ TEST(Samplers, EverySamplerOfTheRegistryRunsFromYaml) {
     const auto& run = e.runs.back();
     EXPECT_EQ(run.sampler.name, s.name);
     const int calls = run.plan.calls.num_calls();
-    EXPECT_EQ(calls, s.name == "plms" ? 5 : 4) << s.name;
-    EXPECT_EQ(run.plan.full_steps, dc::deepcache::uniform_full_steps(calls, 2)) << s.name;
+    const bool extra_call = s.name == "plms" || s.name == "pndm";  // N steps = N + 1 calls
+    EXPECT_EQ(calls, extra_call ? 5 : 4) << s.name;
+    // pndm: the SD reference's indexing (the set over the 4 steps, read as call indices: the 5th call partial).
+    const std::vector<int> want = s.name == "pndm" ? std::vector<int>{0, 2} : dc::deepcache::uniform_full_steps(calls, 2);
+    EXPECT_EQ(run.plan.full_steps, want) << s.name;
     const auto r = dc::harness::execute_run(run);
     EXPECT_EQ(r.timesteps, run.plan.calls.timesteps()) << s.name;
     EXPECT_EQ(static_cast<int>(r.is_full.size()), calls) << s.name;
@@ -109,7 +112,8 @@ TEST(Samplers, OutOfScheduleSettingsAreUserErrors) {
       << "one key prefix: " << err("{sampler.name: plms, sampler.eta: 0.5}");
   EXPECT_NE(err("{sampler.eta: -1}").find("sampler.eta: -1 must be >= 0"), std::string::npos);
   EXPECT_NE(err("{sampler.steps: 1001}").find("sampler.steps: 1001 must be in [1, 1000]"), std::string::npos);
-  EXPECT_NE(err("{sampler.name: euler}").find("is not one of: ddim, ddpm, ldm_ddim, plms"), std::string::npos);
+  EXPECT_NE(err("{sampler.name: heun}").find("is not one of: ddim, ddpm, ldm_ddim, plms, pndm, diffusers_ddim, dpmpp_2m, euler"),
+            std::string::npos);
   EXPECT_NE(err("{similarity.enabled: true, similarity.taps: [up.1.blocks.2]}")
                 .find("similarity.taps: 'up.1.blocks.2' is not a block of the ddpm 'fmnist' UNet (valid taps: up.2.block.0"),
             std::string::npos)
