@@ -348,24 +348,21 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
     const auto& m = j["metrics"];
     r.only(m, "metrics", {"fid_fmnist", "fid", "inception_score", "sfid", "precision_recall"});
     std::string fid_weights, is_weights, sfid_weights, pr_weights;
-    if (m.contains("precision_recall")) {
-      const auto& f = m["precision_recall"];
-      r.only(f, "metrics.precision_recall", {"reference", "weights"});
-      s.metrics.precision_recall = true;
-      r.get(f, "metrics.precision_recall", "reference", s.metrics.pr_reference);
-      r.get(f, "metrics.precision_recall", "weights", pr_weights);
-      if (s.metrics.pr_reference.empty())
-        r.fail("metrics.precision_recall.reference", "missing (an .npz with arr_0 reference images, e.g. an ADM reference batch, or a folder of images)");
-    }
-    if (m.contains("sfid")) {
-      const auto& f = m["sfid"];
-      r.only(f, "metrics.sfid", {"reference", "weights"});
-      s.metrics.sfid = true;
-      r.get(f, "metrics.sfid", "reference", s.metrics.sfid_reference);
-      r.get(f, "metrics.sfid", "weights", sfid_weights);
-      if (s.metrics.sfid_reference.empty())
-        r.fail("metrics.sfid.reference", "missing (statistics .npz with mu_s, sigma_s: an ADM reference batch, or mu, sigma of 2023 features)");
-    }
+    // The metrics that take {reference, weights} (the weights are the shared Inception's).
+    auto reference_metric = [&](const char* name, bool& on, std::string& reference, std::string& weights, const char* what) {
+      if (!m.contains(name)) return;
+      const std::string key = std::string("metrics.") + name;
+      const auto& f = m[name];
+      r.only(f, key, {"reference", "weights"});
+      on = true;
+      r.get(f, key, "reference", reference);
+      r.get(f, key, "weights", weights);
+      if (reference.empty()) r.fail(key + ".reference", fmt::format("missing ({})", what));
+    };
+    reference_metric("precision_recall", s.metrics.precision_recall, s.metrics.pr_reference, pr_weights,
+                     "an .npz with arr_0 reference images, e.g. an ADM reference batch, or a folder of images");
+    reference_metric("sfid", s.metrics.sfid, s.metrics.sfid_reference, sfid_weights,
+                     "statistics .npz with mu_s, sigma_s: an ADM reference batch, or mu, sigma of 2023 features");
     if (m.contains("fid")) {
       const auto& f = m["fid"];
       r.only(f, "metrics.fid", {"reference", "dims", "weights"});

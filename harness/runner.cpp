@@ -101,7 +101,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   // Text-to-image runs need prompts, which `run` does not read yet (the model, its weights, its
   // samplers, `plan`, `macs` and `bench` work): refused before anything is loaded.
   if (plan.model.conditioning == "text")
-    throw Error(fmt::format("run {}: the {} family generates from prompts, and prompt files are not read by `run` yet", spec.run_id,
+    throw Error(fmt::format("run {}: the {} family generates from prompts, and prompt files are not read yet (run, sample)", spec.run_id,
                             spec.model.family));
 
   // Metric inputs are checked (and their networks loaded) before any sampling: a missing file must

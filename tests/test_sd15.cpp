@@ -41,6 +41,7 @@ bool is_sd15_unet_case(const dc::test::Case& c) {
 const bool kSd15UNetSuite = dc::test::register_fixture_suite("Sd15UNetCase", is_sd15_unet_case);
 std::vector<dc::test::Case> sd15_unet_cases() { return dc::test::cases_where("sd15", is_sd15_unet_case); }
 
+// The tiny fixture networks, loaded from their diffusers-named files through the computed renaming.
 OpenAIUNet load_unet(const dc::test::Case& c) {
   const OpenAIUNetConfig cfg = dc::models::unet_config_from_diffusers(c.json.at("unet_config"), c.id() + ": unet_config");
   OpenAIUNet net(cfg);
@@ -50,6 +51,18 @@ OpenAIUNet load_unet(const dc::test::Case& c) {
   dc::weights::load_strict(*net, dc::st::SafetensorsFile::open(*c.weights_path()), lo);
   net->eval();
   return net;
+}
+
+dc::models::KLModel load_vae(const dc::test::Case& c) {
+  const auto cfg = dc::models::kl_config_from_diffusers(c.json.at("vae_config"), c.id() + ": vae_config");
+  dc::models::KLModel vae(cfg);
+  dc::weights::LoadOptions lo;
+  lo.mapping = dc::models::diffusers_vae_mapping(*vae, cfg);
+  lo.module_name = "SD VAE (" + c.id() + ")";
+  const std::string weights = c.dir + "/" + c.json.value("vae_weights_file", c.json.value("weights_file", std::string()));
+  dc::weights::load_strict(*vae, dc::st::SafetensorsFile::open(weights), lo);
+  vae->eval();
+  return vae;
 }
 
 // A scalar timestep (stored as [1]) for every sample of the batch, as diffusers broadcasts it.
@@ -140,14 +153,8 @@ class Sd15VaeCase : public ::testing::TestWithParam<dc::test::Case> {};
 TEST_P(Sd15VaeCase, EqualsTheReference) {
   const auto& c = GetParam();
   torch::NoGradGuard ng;
-  const auto cfg = dc::models::kl_config_from_diffusers(c.json.at("vae_config"), c.id() + ": vae_config");
-  dc::models::KLModel vae(cfg);
-  dc::weights::LoadOptions lo;
-  lo.mapping = dc::models::diffusers_vae_mapping(*vae, cfg);
-  lo.module_name = "SD VAE (" + c.id() + ")";
-  const std::string weights = c.dir + "/" + c.json.value("vae_weights_file", c.json.value("weights_file", std::string()));
-  dc::weights::load_strict(*vae, dc::st::SafetensorsFile::open(weights), lo);
-  vae->eval();
+  dc::models::KLModel vae = load_vae(c);
+  const auto& cfg = vae->config();
   const double scale = c.json.at("scaling_factor").get<double>();
   const torch::Tensor z = c.io_tensor("latents") / scale;
   dc::models::Trace trace;
@@ -194,21 +201,8 @@ TEST_P(Sd15PipelineCase, TrajectoriesEqualTheReference) {
   torch::NoGradGuard ng;
   const auto& pl = c.json.at("pipeline");
   ASSERT_EQ(pl.at("scheduler").get<std::string>(), "PNDMScheduler") << "the pipeline suite runs PNDM";
-  auto unet = std::make_shared<dc::models::OpenAIUNetImpl>(dc::models::unet_config_from_diffusers(c.json.at("unet_config"), c.id()));
-  {
-    dc::weights::LoadOptions lo;
-    lo.mapping = dc::models::diffusers_unet_mapping(*unet, unet->config());
-    dc::weights::load_strict(*unet, dc::st::SafetensorsFile::open(*c.weights_path()), lo);
-    unet->eval();
-  }
-  const auto vae_cfg = dc::models::kl_config_from_diffusers(c.json.at("vae_config"), c.id());
-  dc::models::KLModel vae(vae_cfg);
-  {
-    dc::weights::LoadOptions lo;
-    lo.mapping = dc::models::diffusers_vae_mapping(*vae, vae_cfg);
-    dc::weights::load_strict(*vae, dc::st::SafetensorsFile::open(c.dir + "/" + c.json.at("vae_weights_file").get<std::string>()), lo);
-    vae->eval();
-  }
+  const auto unet = load_unet(c).ptr();
+  dc::models::KLModel vae = load_vae(c);
   dc::sampling::SamplerOptions o;
   o.name = "pndm";
   o.steps = pl.at("num_inference_steps").get<int>();
