@@ -18,6 +18,12 @@ torch::Tensor to_uint8(const torch::Tensor& x) {
   return torch::clamp(v * 255 + 0.5, 0, 255).to(torch::kUInt8);
 }
 
+torch::Tensor to_uint8_truncated(const torch::Tensor& x) {
+  // diffusers' postprocess in the pipeline's dtype ((x / 2 + 0.5).clamp(0, 1)), .float(), then numpy's
+  // float32 multiply and the cast, which truncates toward zero.
+  return (torch::clamp(x.to(torch::kFloat32) / 2 + 0.5, 0, 1) * 255).to(torch::kUInt8);
+}
+
 torch::Tensor make_grid(const torch::Tensor& images, int64_t nrow, int64_t padding) {
   TORCH_CHECK(images.dim() == 4, "make_grid: need [N, C, H, W], got ", images.sizes());
   const int64_t n = images.size(0), c = images.size(1), h = images.size(2) + padding, w = images.size(3) + padding;

@@ -10,6 +10,9 @@ namespace dc::image {
 // clamp((x + 1) / 2, 0, 1), then torchvision save_image's rounding: uint8(clamp(v*255 + 0.5, 0, 255)).
 // x: [N, C, H, W] float -> [N, C, H, W] uint8.
 torch::Tensor to_uint8(const torch::Tensor& x);
+// [-1, 1] -> uint8 as DeepCache's SD script (experiments/generate.py) converts the diffusers
+// pipeline's numpy output: (clamp(x / 2 + 0.5, 0, 1) * 255).astype(uint8), truncated (255 only at 1).
+torch::Tensor to_uint8_truncated(const torch::Tensor& x);
 
 // torchvision make_grid (padding 2, pad value 0): [N, C, H, W] uint8 -> [C, H', W'] uint8.
 torch::Tensor make_grid(const torch::Tensor& images, int64_t nrow = 8, int64_t padding = 2);

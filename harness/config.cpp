@@ -208,8 +208,10 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
   }
   if (j.contains("model")) {
     const auto& m = j["model"];
-    r.only(m, "model", {"family", "preset", "weights", "first_stage_weights"});
+    r.only(m, "model", {"family", "preset", "weights", "first_stage_weights", "tokenizer", "image_size"});
     r.get(m, "model", "first_stage_weights", s.model.first_stage_weights);
+    r.get(m, "model", "tokenizer", s.model.tokenizer);
+    r.get(m, "model", "image_size", s.model.image_size);
     r.get(m, "model", "family", s.model.family);
     r.get(m, "model", "preset", s.model.preset);
     r.get(m, "model", "weights", s.model.weights);
@@ -220,6 +222,15 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
   } catch (const Error& e) {
     r.fail("model.preset", e.what());
   }
+  if (s.model.image_size != 0) {
+    try {
+      s.plan.model = models::model_info(s.model.family, s.model.preset, s.model.image_size);
+    } catch (const Error& e) {
+      r.fail_keyed("model", e.what());
+    }
+  }
+  if (!s.model.tokenizer.empty() && s.plan.model.conditioning != "text")
+    r.fail("model.tokenizer", fmt::format("the {} family takes no text", s.model.family));
   const int num_skips = s.plan.model.num_skips;
   s.sampler.name = s.plan.model.default_sampler;
   if (j.contains("sampler")) {
@@ -316,20 +327,44 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
     r.fail("similarity.threshold", fmt::format("{} must be a cosine similarity in [-1, 1]", s.similarity.threshold));
 
   const bool conditional = s.plan.model.conditioning != "none";
+  const bool text = s.plan.model.conditioning == "text";
+  if (text && !(j.contains("conditioning") && j["conditioning"].contains("guidance")))
+    s.conditioning.guidance = 7.5;  // the diffusers SD pipeline's default, the paper's
   if (j.contains("conditioning")) {
     if (!conditional)
       r.fail("conditioning", fmt::format("the {} family is unconditional: it takes no class labels, text or guidance", s.model.family));
     const auto& m = j["conditioning"];
-    r.only(m, "conditioning", {"guidance", "classes"});
+    if (text)
+      r.only(m, "conditioning", {"guidance", "prompts", "prompt", "negative_prompt"});
+    else
+      r.only(m, "conditioning", {"guidance", "classes"});
     r.get(m, "conditioning", "guidance", s.conditioning.guidance);
     r.get(m, "conditioning", "classes", s.conditioning.classes);
+    r.get(m, "conditioning", "prompts", s.conditioning.prompts);
+    r.get(m, "conditioning", "prompt", s.conditioning.prompt);
+    r.get(m, "conditioning", "negative_prompt", s.conditioning.negative_prompt);
   }
   if (conditional) {
     if (s.conditioning.guidance < 1.0)
       r.fail("conditioning.guidance", fmt::format("{} must be at least 1 (1 = no classifier-free guidance)", s.conditioning.guidance));
     if (s.plan.model.conditioning == "class") r.one_of("conditioning.classes", s.conditioning.classes, {"random", "balanced"});
   }
-  r.one_of("samples.seed_mode", s.samples.seed_mode, {"per_sample", "released"});
+  if (text) {
+    const bool has_file = j.contains("conditioning") && j["conditioning"].contains("prompts");
+    const bool has_text = j.contains("conditioning") && j["conditioning"].contains("prompt");
+    if (has_file == has_text)
+      r.fail(has_file ? "conditioning.prompt" : "conditioning.prompts",
+             has_file ? "give conditioning.prompts (a file) or conditioning.prompt (one text for every sample), not both"
+                      : fmt::format("missing: the {} family generates from text: conditioning.prompts (a file, one prompt per line: sample i "
+                                    "is made from line i + 1) or conditioning.prompt (one text for every sample)",
+                                    s.model.family));
+    if (has_file && s.conditioning.prompts.empty()) r.fail("conditioning.prompts", "empty path (a file, one prompt per line)");
+  }
+  r.one_of("samples.seed_mode", s.samples.seed_mode, {"per_sample", "released", "paper"});
+  if (s.samples.seed_mode == "paper" && !text)
+    r.fail("samples.seed_mode", fmt::format("paper reproduces the released Stable Diffusion script's noise (every batch from manual_seed(seed)); "
+                                            "the {} family is not text-to-image (released is the LDM script's stream)",
+                                            s.model.family));
   if (s.samples.seed_mode == "released") {
     if (s.plan.model.conditioning != "class" || s.sampler.name != "ldm_ddim")
       r.fail("samples.seed_mode",
@@ -346,7 +381,20 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
 
   if (j.contains("metrics")) {
     const auto& m = j["metrics"];
-    r.only(m, "metrics", {"fid_fmnist", "fid", "inception_score", "sfid", "precision_recall"});
+    r.only(m, "metrics", {"fid_fmnist", "fid", "inception_score", "sfid", "precision_recall", "clip_score"});
+    if (m.contains("clip_score")) {
+      const auto& f = m["clip_score"];
+      r.only(f, "metrics.clip_score", {"model", "model_config", "weights", "tokenizer"});
+      if (!text)
+        r.fail("metrics.clip_score", fmt::format("CLIP score pairs each image with its prompt; the {} family is not text-to-image", s.model.family));
+      s.metrics.clip_score = true;
+      r.get(f, "metrics.clip_score", "model", s.metrics.clip_model);
+      r.get(f, "metrics.clip_score", "model_config", s.metrics.clip_model_config);
+      r.get(f, "metrics.clip_score", "weights", s.metrics.clip_weights);
+      r.get(f, "metrics.clip_score", "tokenizer", s.metrics.clip_tokenizer);
+      if (s.metrics.clip_model_config.empty()) r.one_of("metrics.clip_score.model", s.metrics.clip_model, {"vit-g-14", "vit-l-14"});
+      else if (f.contains("model")) r.fail("metrics.clip_score.model", "give model (a preset) or model_config (an open_clip config JSON), not both");
+    }
     std::string fid_weights, is_weights, sfid_weights, pr_weights;
     // The metrics that take {reference, weights} (the weights are the shared Inception's).
     auto reference_metric = [&](const char* name, bool& on, std::string& reference, std::string& weights, const char* what) {
@@ -435,8 +483,19 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
       {"device", s.device},
   };
   if (!s.model.first_stage_weights.empty()) s.resolved["model"]["first_stage_weights"] = s.model.first_stage_weights;
-  if (conditional)  // only for conditional families: the run ids of DDPM runs stay as they were
+  if (!s.model.tokenizer.empty()) s.resolved["model"]["tokenizer"] = s.model.tokenizer;
+  if (s.model.image_size != 0) s.resolved["model"]["image_size"] = s.model.image_size;
+  if (text) {
+    s.resolved["conditioning"] = {{"guidance", s.conditioning.guidance}, {"negative_prompt", s.conditioning.negative_prompt}};
+    if (s.conditioning.prompts.empty()) s.resolved["conditioning"]["prompt"] = s.conditioning.prompt;
+    else s.resolved["conditioning"]["prompts"] = s.conditioning.prompts;
+  } else if (conditional) {  // only for conditional families: the run ids of DDPM runs stay as they were
     s.resolved["conditioning"] = {{"guidance", s.conditioning.guidance}, {"classes", s.conditioning.classes}};
+  }
+  if (s.samples.seed_mode == "paper") {  // every batch starts from manual_seed(seed): the batch changes the samples
+    s.resolved["samples"]["seed_mode"] = s.samples.seed_mode;
+    s.resolved["samples"]["batch"] = s.samples.batch;
+  }
   if (s.samples.seed_mode == "released") {  // only when set: existing run ids stay; batch and ranks then change samples
     s.resolved["samples"]["seed_mode"] = s.samples.seed_mode;
     s.resolved["samples"]["ranks"] = s.samples.ranks;
@@ -454,6 +513,11 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
     s.resolved["metrics"]["sfid"] = {{"reference", s.metrics.sfid_reference}, {"weights", s.metrics.inception_weights}};
   if (s.metrics.precision_recall)
     s.resolved["metrics"]["precision_recall"] = {{"reference", s.metrics.pr_reference}, {"weights", s.metrics.inception_weights}};
+  if (s.metrics.clip_score) {
+    s.resolved["metrics"]["clip_score"] = {{"weights", s.metrics.clip_weights}, {"tokenizer", s.metrics.clip_tokenizer}};
+    if (s.metrics.clip_model_config.empty()) s.resolved["metrics"]["clip_score"]["model"] = s.metrics.clip_model;
+    else s.resolved["metrics"]["clip_score"]["model_config"] = s.metrics.clip_model_config;
+  }
   // FNV-1a 64 of the canonical JSON (keys sorted by nlohmann's std::map).
   uint64_t h = 0xcbf29ce484222325ULL;
   for (unsigned char ch : s.resolved.dump()) {

@@ -18,6 +18,10 @@ struct ModelSpec {
   std::string preset = "cifar10";
   std::string weights = "random";  // a safetensors path (may use ${ENV}), or "random"
   std::string first_stage_weights;  // optional separate first-stage file (LDM: the vq-f4 codebook)
+  // Text families: the tokenizer folder (vocab.json, merges.txt; ${ENV} allowed). Empty: the weights
+  // folder's tokenizer/, else $DEEPCACHE_CLIP_TOKENIZER (models::ModelOptions).
+  std::string tokenizer;
+  int image_size = 0;  // pixels; 0: the preset's (sd: multiples of 64)
 };
 
 struct SamplerSpec {
@@ -51,6 +55,9 @@ struct SamplesSpec {
   // released: the stream of DeepCache's released LDM script (harness/sampling/released_stream.h):
   // generators seeded seed + rank for `ranks` ranks, whole batches of `batch`; then batch and
   // ranks change the samples and are part of the run id.
+  // paper: the released SD script (experiments/generate.py): before every batch the generator is
+  // seeded `seed` and x_T = randn([B, 4, h, w]); every batch starts from the same noise, so batch
+  // is part of the run id. Images become uint8 by its rule (truncation).
   std::string seed_mode = "per_sample";
   int ranks = 1;
   bool save_images = false;
@@ -67,8 +74,14 @@ struct SimilaritySpec {
 // Conditioning of conditional families (models::ModelInfo::conditioning != "none"); an error for
 // unconditional ones. Recorded in the run's config only for conditional families.
 struct ConditioningSpec {
-  double guidance = 1.0;           // classifier-free guidance scale, batched (1 = off); LDM-4-G paper: 1.5
+  double guidance = 1.0;           // classifier-free guidance scale, batched (1 = off); LDM-4-G paper: 1.5; text families default 7.5
   std::string classes = "random";  // class labels: random (from (seed, i)) | balanced (i mod classes)
+  // Text families: sample i is generated from line i + 1 of `prompts` (a file, one prompt per line,
+  // ${ENV} allowed), or every sample from `prompt`; exactly one of them. The unconditional half of
+  // guidance encodes `negative_prompt` (the diffusers pipeline's default: "").
+  std::string prompts;
+  std::string prompt;
+  std::string negative_prompt;
 };
 
 // Quality metrics computed after sampling (stored under metrics/ with provenance attributes).
@@ -93,6 +106,13 @@ struct MetricsSpec {
   bool precision_recall = false;
   std::string pr_reference;
   std::string inception_weights = "${DEEPCACHE_INCEPTION_WEIGHTS}";
+  // CLIP score of (image i, prompt i) (text families): open_clip ViT-g-14 (laion2b_s34b_b88k, the
+  // paper's) or OpenAI ViT-L/14 as `clip_model`, or an open_clip model config JSON.
+  bool clip_score = false;
+  std::string clip_model = "vit-g-14";
+  std::string clip_model_config;
+  std::string clip_weights = "${DEEPCACHE_CLIP_WEIGHTS}";
+  std::string clip_tokenizer = "${DEEPCACHE_CLIP_TOKENIZER}";
 };
 
 // What a run executes, resolved once when the experiment is read (the non-uniform search runs

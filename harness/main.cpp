@@ -105,7 +105,16 @@ int main(int argc, char** argv) {
   cmd_sample->add_option("--spacing", so.spacing, "timestep spacing: uniform or quad");
   cmd_sample->add_option("--eta", so.eta, "DDIM eta (0 = deterministic)");
   double guidance = 1.0;
-  cmd_sample->add_option("--guidance", guidance, "classifier-free guidance scale for conditional models (ldm; LDM-4-G paper: 1.5)");
+  cmd_sample->add_option("--guidance", guidance, "classifier-free guidance scale for conditional models (ldm: default 1, the LDM-4-G "
+                                                 "paper's 1.5; sd: default 7.5)");
+  cmd_sample->add_option("--prompt", so.prompt, "text-to-image (sd): the prompt of every image");
+  cmd_sample->add_option("--prompts", so.prompts_file, "text-to-image (sd): a file, one prompt per line (image i from line i + 1)");
+  cmd_sample->add_option("--negative-prompt", so.negative_prompt, "text-to-image (sd): the unconditional half of guidance (default \"\")");
+  cmd_sample->add_option("--tokenizer", so.tokenizer, "text-to-image (sd): folder with vocab.json and merges.txt (default: the weights "
+                                                     "folder's tokenizer/, else $DEEPCACHE_CLIP_TOKENIZER)");
+  cmd_sample->add_option("--image-size", so.image_size, "sd: image side in pixels, a multiple of 64 (default: the preset's 512)");
+  cmd_sample->add_option("--seed-mode", so.seed_mode, "per_sample (default) or paper (sd: the released script's manual_seed(seed) per batch)")
+      ->check(CLI::IsMember({"per_sample", "paper"}));
   cmd_sample->add_option("--cache-k", cache_k, k_help);
   cmd_sample->add_option("--interval", so.interval, "cache interval N: a full step every N model calls (1 = no reuse)");
   cmd_sample->add_option("--nonuniform", nonuniform, "non-uniform full steps 'center,power' (the paper's DDPM: 50% of the steps, 1.4)");
@@ -284,6 +293,7 @@ int main(int argc, char** argv) {
     }
     if (*cmd_sample) {
       if (cmd_sample->count("--guidance")) so.guidance = guidance;
+      if (!cmd_sample->count("--preset")) so.preset = dc::models::preset_names(so.family).front();  // the family's first
       if (cache_k >= 0) so.cache_k = cache_k;
       else if (cmd_sample->count("--cache-k")) throw dc::Error(fmt::format("--cache-k {}: the skip index must be >= 0", cache_k));
       if (!nonuniform.empty()) {
@@ -391,26 +401,10 @@ int main(int argc, char** argv) {
       dc::metrics::list_images(clip_images);  // inputs first: no model load for a bad path
       dc::metrics::read_prompts(clip_prompts);
       auto tokenizer = dc::models::ClipTokenizer::from_dir(clip_tokenizer);
-      dc::models::ClipModel model{nullptr};
-      std::string model_name = clip_model;
-      if (!clip_model_config.empty()) {
-        std::ifstream in(clip_model_config);
-        if (!in) throw dc::Error(fmt::format("{}: model config not found", clip_model_config));
-        const auto j = nlohmann::json::parse(in, nullptr, false);
-        if (j.is_discarded() || !j.is_object()) throw dc::Error(fmt::format("{}: not a JSON object", clip_model_config));
-        model = dc::models::ClipModel(dc::models::ClipConfig::from_open_clip(j, clip_model_config));
-        model_name = "open_clip config " + clip_model_config;
-        dc::weights::LoadOptions lo;
-        lo.mapping = dc::models::clip_checkpoint_mapping();
-        lo.module_name = "CLIP (" + clip_model_config + ")";
-        dc::weights::load_strict(*model, dc::st::SafetensorsFile::open(clip_weights), lo);
-      } else {
-        model = dc::metrics::load_clip(clip_model, clip_weights, device);
-      }
+      const auto model = dc::metrics::load_clip_model(clip_model, clip_model_config, clip_weights, device);
       dc::metrics::ClipScorer scorer(model, tokenizer, device);
       auto r = dc::metrics::clip_score_folder(scorer, clip_images, clip_prompts, clip_batch);
-      r.provenance.implementation = fmt::format("{}: CLIP {} (open_clip v2.23 / openai CLIP port), score max(100 cos, 0) per pair, mean",
-                                                dc::metrics::program_identity(), model_name);
+      r.provenance.implementation = dc::metrics::clip_score_implementation(clip_model, clip_model_config);
       r.provenance.weights_file = clip_weights;
       r.provenance.weights_sha256 = dc::metrics::sha256_file(clip_weights);
       if (clip_per_pair)
@@ -471,6 +465,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*cmd_macs) {
+      if (!cmd_macs->count("--preset")) macs_preset = dc::models::preset_names(macs_family).front();
       dc::harness::print_macs(macs_family, macs_preset, macs_steps, macs_interval, std::cout);
       return 0;
     }

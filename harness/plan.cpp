@@ -13,8 +13,10 @@
 namespace dc::harness {
 
 namespace {
-metrics::MacsTable table_of(const std::string& family, const std::string& preset) {
-  const models::Model m = models::build_model(family, preset, "random");
+metrics::MacsTable table_of(const std::string& family, const std::string& preset, int image_size = 0) {
+  models::ModelOptions o;
+  o.image_size = image_size;
+  const models::Model m = models::build_model(family, preset, "random", "", o);
   return metrics::macs_table(*m.unet);
 }
 }  // namespace
@@ -33,8 +35,8 @@ void print_plan(const ExperimentSpec& e, bool macs, std::ostream& out) {
       if (r.cache.schedule == "nonuniform") extra += fmt::format(", final p={:.2f}", r.plan.final_power);
     }
     if (macs) {
-      const std::string key = r.model.family + "/" + r.model.preset;
-      if (!tables.count(key)) tables[key] = table_of(r.model.family, r.model.preset);
+      const std::string key = fmt::format("{}/{}/{}", r.model.family, r.model.preset, r.model.image_size);
+      if (!tables.count(key)) tables[key] = table_of(r.model.family, r.model.preset, r.model.image_size);
       const auto& t = tables[key];
       if (r.cache.enabled) {
         const double avg = metrics::step_average_macs(t.full, t.partial[r.cache.k], r.plan.full_steps, calls);

@@ -8,6 +8,9 @@
 #include "common/error.h"
 #include "harness/runtime.h"
 #include "metrics/accumulators.h"
+#include "metrics/clip_preprocess.h"
+#include "metrics/clip_score.h"
+#include "metrics/sha256.h"
 #include "metrics/fid_fmnist.h"
 #include "metrics/fid_pipeline.h"
 #include "metrics/npz.h"
@@ -25,11 +28,17 @@ struct QualityInputs {
   std::string sfid_reference;  // metrics.fid.reference when it is a folder (fid_reference: its cached statistics)
   std::string pr_reference;    // metrics.precision_recall.reference (an .npz or a folder)
   std::string cache_dir;       // where reference statistics and features computed from images are kept
+  std::string clip_weights, clip_tokenizer, clip_model_config;  // metrics.clip_score
+  std::string prompts_file;    // conditioning.prompts (expanded), empty for conditioning.prompt
 };
 
 namespace {
 
 constexpr const char* kUint8Rule = "model output [-1, 1] -> uint8 as torchvision save_image: clamp((x+1)/2) * 255 + 0.5, truncated";
+constexpr const char* kUint8RulePaper =
+    "model output [-1, 1] -> uint8 as DeepCache's SD script generate.py: (clamp(x/2 + 0.5, 0, 1) * 255).astype(uint8), truncated "
+    "(samples.seed_mode paper)";
+const char* uint8_rule(const RunSpec& spec) { return spec.samples.seed_mode == "paper" ? kUint8RulePaper : kUint8Rule; }
 
 // sFID reference statistics: `mu_s`, `sigma_s` (the ADM evaluator's reference batches store them
 // next to `mu`, `sigma`), else `mu`, `sigma`; 2023 features either way.
@@ -98,6 +107,20 @@ QualityInputs resolve_inputs(const RunSpec& spec, const torch::Device& device = 
                               in.sfid_reference));
     read_sfid_stats(in.sfid_reference);  // the format before any sampling
   }
+  if (m.clip_score) {
+    in.clip_weights = expand_env(m.clip_weights, "metrics.clip_score.weights");
+    in.clip_tokenizer = expand_env(m.clip_tokenizer, "metrics.clip_score.tokenizer");
+    if (!m.clip_model_config.empty()) {
+      in.clip_model_config = expand_env(m.clip_model_config, "metrics.clip_score.model_config");
+      if (!fs::is_regular_file(in.clip_model_config))
+        throw Error(fmt::format("metrics.clip_score.model_config: {} not found (an open_clip model config JSON)", in.clip_model_config));
+    }
+    if (!fs::is_regular_file(in.clip_weights))
+      throw Error(fmt::format("metrics.clip_score.weights: {} not found ({} as safetensors: docs/weights.md)", in.clip_weights,
+                              m.clip_model == "vit-l-14" ? "OpenAI CLIP ViT-L/14" : "open_clip ViT-g-14 laion2b_s34b_b88k"));
+    if (!fs::is_regular_file(fs::path(in.clip_tokenizer) / "vocab.json") || !fs::is_regular_file(fs::path(in.clip_tokenizer) / "merges.txt"))
+      throw Error(fmt::format("metrics.clip_score.tokenizer: {} is not a folder with vocab.json and merges.txt (CLIP's BPE)", in.clip_tokenizer));
+  }
   if (m.precision_recall) {
     in.pr_reference = expand_env(m.pr_reference, "metrics.precision_recall.reference");
     if (!fs::is_regular_file(in.pr_reference) && !fs::is_directory(in.pr_reference))
@@ -120,13 +143,20 @@ struct RunQuality::Impl {
   std::optional<metrics::InceptionScoreAccumulator> is;
   metrics::FeatureStats sfid;  // 2023 dims when asked (its exact state is 32 MB)
   metrics::SampleFeatures pr_features;  // per-sample pool features (float16) for precision/recall
+  std::optional<metrics::ClipScorer> clip;
+  metrics::ClipScoreAccumulator clip_score;
   torch::Device device;
   Impl(const RunSpec& s, const torch::Device& d) : spec(s), device(d) {}
 };
 
-RunQuality::RunQuality(const RunSpec& spec, const torch::Device& device) : impl_(std::make_unique<Impl>(spec, device)) {
+RunQuality::RunQuality(const RunSpec& spec, const torch::Device& device, const std::string& prompts_file)
+    : impl_(std::make_unique<Impl>(spec, device)) {
   Impl& q = *impl_;
   q.in = resolve_inputs(spec, device, &std::cerr);
+  q.in.prompts_file = prompts_file;
+  if (spec.metrics.clip_score)
+    q.clip.emplace(metrics::load_clip_model(spec.metrics.clip_model, q.in.clip_model_config, q.in.clip_weights, device),
+                   models::ClipTokenizer::from_dir(q.in.clip_tokenizer), device);
   if (spec.metrics.fid_fmnist) q.classifier = metrics::load_fmnist_classifier(q.in.fmnist_classifier, device);
   if (spec.metrics.fid || spec.metrics.inception_score || spec.metrics.sfid || spec.metrics.precision_recall)
     q.inception = metrics::load_inception(q.in.inception_weights, device);
@@ -142,12 +172,21 @@ RunQuality::RunQuality(const RunSpec& spec, const torch::Device& device) : impl_
 
 RunQuality::~RunQuality() = default;
 
-bool RunQuality::empty() const { return !impl_->classifier && !impl_->inception; }
+bool RunQuality::empty() const { return !impl_->classifier && !impl_->inception && !impl_->clip; }
 
-std::map<std::string, torch::Tensor> RunQuality::measure(const torch::Tensor& images_u8) {
+std::map<std::string, torch::Tensor> RunQuality::measure(const torch::Tensor& images_u8, const std::vector<std::string>& prompts) {
   Impl& q = *impl_;
   torch::NoGradGuard no_grad;
   std::map<std::string, torch::Tensor> out;
+  if (q.clip) {  // (image i, prompt i): open_clip's eval transform of the uint8 image, its tokens
+    if (static_cast<int64_t>(prompts.size()) != images_u8.size(0))
+      throw Error(fmt::format("run {}: CLIP score of {} images with {} prompts", q.spec.run_id, images_u8.size(0), prompts.size()));
+    std::vector<torch::Tensor> hwc;
+    for (int64_t i = 0; i < images_u8.size(0); ++i) hwc.push_back(images_u8[i].permute({1, 2, 0}).contiguous());
+    const int64_t b = images_u8.size(0);
+    out["clip_score/scores"] =
+        metrics::clip_score_pairs(q.clip->image_features(hwc, b), q.clip->text_features(prompts, b)).to(torch::kCPU, torch::kFloat64).contiguous();
+  }
   if (q.classifier)
     for (auto& [k, t] : metrics::to_state(metrics::fmnist_evaluate(*q.classifier, images_u8, q.spec.metrics.confidence)))
       out["fid_fmnist/" + k] = t;
@@ -186,6 +225,11 @@ void RunQuality::apply(const std::map<std::string, torch::Tensor>& inputs, int64
     metrics::merge_into(q.fmnist, metrics::fmnist_eval_from_state(st, "fid_fmnist batch state"));
   }
   if (q.is) q.is->add(need("inception_score/logits"), first);
+  if (q.clip) {
+    const torch::Tensor& sc = need("clip_score/scores");
+    if (sc.dim() != 1) throw Error(fmt::format("run {}: CLIP scores of the batch from {} have shape {}, expected [B]", q.spec.run_id, first, c10::str(sc.sizes())));
+    q.clip_score.add_scores(sc);
+  }
   if (q.spec.metrics.sfid) {
     const torch::Tensor& f = need("sfid/features");
     if (f.dim() != 2 || f.size(1) != 2023)
@@ -213,11 +257,14 @@ void RunQuality::finish(RunResult& r, bool complete) const {
   if (q.is) r.metric_states["inception_score"] = q.is->state();
   if (q.spec.metrics.sfid) r.metric_states["sfid"] = metrics::to_state(q.sfid);
   if (q.spec.metrics.precision_recall) r.metric_states["precision_recall"] = q.pr_features.state();
+  if (q.clip) r.metric_states["clip_score"] = q.clip_score.state();
   if (complete) quality_from_states(q.spec, r, q.device);
 }
 
 void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device& device) {
-  const QualityInputs in = resolve_inputs(spec, device);
+  QualityInputs in = resolve_inputs(spec, device);
+  if (spec.metrics.clip_score && !spec.conditioning.prompts.empty())
+    in.prompts_file = expand_env(spec.conditioning.prompts, "conditioning.prompts");
   const MetricsSpec& m = spec.metrics;
   auto state = [&](const char* name) -> const metrics::MetricState& {
     auto it = r.metric_states.find(name);
@@ -247,7 +294,7 @@ void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device&
     }
     r.quality[name] = metrics::frechet_distance(stats.mean(), stats.covariance(), metrics::to_eigen_vector(ref.first),
                                                 metrics::to_eigen_matrix(ref.second)).fid;
-    r.provenance[name] = metrics::inception_provenance(name, in.inception_weights, static_cast<int>(dims), reference, stats.count(), kUint8Rule);
+    r.provenance[name] = metrics::inception_provenance(name, in.inception_weights, static_cast<int>(dims), reference, stats.count(), uint8_rule(spec));
     if (stats.count() < dims)
       r.notes.push_back(fmt::format("{} from {} samples of {}-dimensional features: the covariance is rank-deficient, the value "
                                     "is far from the 50,000-sample figure papers print", label, stats.count(), dims));
@@ -261,7 +308,26 @@ void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device&
     const auto s = acc.result();
     r.quality["inception_score"] = s.mean;
     r.quality["inception_score_std"] = s.std;
-    r.provenance["inception_score"] = metrics::inception_provenance("inception_score", in.inception_weights, 2048, "", s.samples, kUint8Rule);
+    r.provenance["inception_score"] = metrics::inception_provenance("inception_score", in.inception_weights, 2048, "", s.samples, uint8_rule(spec));
+  }
+  if (m.clip_score) {
+    const auto acc = metrics::ClipScoreAccumulator::from_state(state("clip_score"), "clip_score");
+    r.quality["clip_score"] = acc.mean();
+    metrics::MetricProvenance p;
+    p.metric = "clip_score";
+    p.implementation = metrics::clip_score_implementation(m.clip_model, in.clip_model_config);
+    p.weights_file = in.clip_weights;
+    p.weights_sha256 = metrics::sha256_file(in.clip_weights);
+    p.resize_rule = metrics::clip_resize_rule(metrics::clip_image_size(m.clip_model, in.clip_model_config));
+    p.uint8_rule = uint8_rule(spec);
+    p.samples = acc.count();
+    if (in.prompts_file.empty()) {
+      p.reference = "conditioning.prompt: " + spec.conditioning.prompt;
+    } else {
+      p.reference = in.prompts_file;
+      p.reference_sha256 = metrics::sha256_file(in.prompts_file);
+    }
+    r.provenance["clip_score"] = p;
   }
   if (m.precision_recall) {
     const auto samples = metrics::SampleFeatures::from_state(state("precision_recall"), "precision_recall");
@@ -273,7 +339,7 @@ void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device&
       r.quality["precision"] = pr.precision;
       r.quality["recall"] = pr.recall;
       r.provenance["precision_recall"] =
-          metrics::inception_provenance("precision_recall", in.inception_weights, 2048, in.pr_reference, pr.samples, kUint8Rule);
+          metrics::inception_provenance("precision_recall", in.inception_weights, 2048, in.pr_reference, pr.samples, uint8_rule(spec));
     }
   }
 }

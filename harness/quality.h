@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "harness/config.h"
 #include "harness/results_store.h"
@@ -19,14 +20,16 @@ class RunQuality {
  public:
   // Checks every input the metrics need (weights, reference statistics, image shape) before
   // anything is sampled: a dc::Error names the key and the file.
-  RunQuality(const RunSpec& spec, const torch::Device& device);
+  // `prompts_file`: the run's prompt file (CLIP score's provenance), empty for a single prompt.
+  RunQuality(const RunSpec& spec, const torch::Device& device, const std::string& prompts_file = "");
   ~RunQuality();
   bool empty() const;
   // The accumulators' inputs from images uint8 [B, C, H, W] (C = 1 or 3): the Inception's pool
   // features (`fid/features`, float32 [B, dims]) and logits (`inception_score/logits`), the
-  // classifier's exact batch state (`fid_fmnist/<state>`). They are what a run's journal stores
-  // per batch (harness/journal.h): applying the same inputs again gives the same exact state.
-  std::map<std::string, torch::Tensor> measure(const torch::Tensor& images_u8);
+  // classifier's exact batch state (`fid_fmnist/<state>`), the CLIP scores of (image, prompt)
+  // pairs (`clip_score/scores`, float64 [B]; `prompts` are the batch's). They are what a run's journal
+  // stores per batch (harness/journal.h): applying the same inputs again gives the same exact state.
+  std::map<std::string, torch::Tensor> measure(const torch::Tensor& images_u8, const std::vector<std::string>& prompts = {});
   // Adds the inputs of samples [first, first + B) to the accumulators.
   void apply(const std::map<std::string, torch::Tensor>& inputs, int64_t first);
   // Stores the states in r.metric_states; when `complete` (this process made every sample), also

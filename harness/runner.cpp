@@ -14,6 +14,7 @@
 
 #include "common/error.h"
 #include "common/image_io.h"
+#include "common/prompts.h"
 #include "dc/build_info.h"
 #include "dc/git_describe.h"
 #include "harness/denoiser.h"
@@ -98,15 +99,28 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   const int calls = plan.calls.num_calls();
   const torch::Device device = parse_device(spec.device);
   r.device = device.is_cuda() ? "cuda" : "cpu";
-  // Text-to-image runs need prompts, which `run` does not read yet (the model, its weights, its
-  // samplers, `plan`, `macs` and `bench` work): refused before anything is loaded.
-  if (plan.model.conditioning == "text")
-    throw Error(fmt::format("run {}: the {} family generates from prompts, and prompt files are not read yet (run, sample)", spec.run_id,
-                            spec.model.family));
+  // Text-to-image: the prompts of the run's samples, read and checked before anything is loaded.
+  const bool text_cond = plan.model.conditioning == "text";
+  std::vector<std::string> prompts;
+  std::string prompts_file;
+  if (text_cond && !spec.conditioning.prompts.empty()) {
+    prompts_file = expand_env(spec.conditioning.prompts, "conditioning.prompts");
+    prompts = read_prompt_file(prompts_file);
+    if (static_cast<int64_t>(prompts.size()) < spec.samples.n)
+      throw Error(fmt::format("conditioning.prompts: {} holds {} prompts and samples.n is {}: one sample per prompt (sample i from line i + 1); "
+                              "set samples.n to {} or less",
+                              prompts_file, prompts.size(), spec.samples.n, prompts.size()));
+    if (static_cast<int64_t>(prompts.size()) > spec.samples.n && first == 0)
+      r.notes.push_back(fmt::format("the first {} of the {} prompts of {}", spec.samples.n, prompts.size(), prompts_file));
+  }
+  auto prompts_of = [&](int64_t first_sample, int64_t b) {  // the prompts of samples [first_sample, first_sample + b)
+    if (prompts.empty()) return std::vector<std::string>(b, spec.conditioning.prompt);
+    return std::vector<std::string>(prompts.begin() + first_sample, prompts.begin() + first_sample + b);
+  };
 
   // Metric inputs are checked (and their networks loaded) before any sampling: a missing file must
   // not cost a whole run.
-  RunQuality quality(spec, device);
+  RunQuality quality(spec, device, prompts_file);
 
   // 1. Cache plan: the full-step list resolved when the experiment was read.
   std::shared_ptr<deepcache::CachePlan> cache_plan;
@@ -127,10 +141,14 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   ModelCache& mc = models ? *models : local;
   const std::string first_stage_weights =
       spec.model.first_stage_weights.empty() ? "" : expand_env(spec.model.first_stage_weights, "model.first_stage_weights");
-  const std::string key = spec.model.family + "/" + spec.model.preset + "/" + weights + "/" + first_stage_weights;
+  models::ModelOptions model_options;
+  model_options.image_size = spec.model.image_size;
+  model_options.tokenizer = spec.model.tokenizer.empty() ? "" : expand_env(spec.model.tokenizer, "model.tokenizer");
+  const std::string key = fmt::format("{}/{}/{}/{}/{}/{}", spec.model.family, spec.model.preset, weights, first_stage_weights,
+                                      model_options.image_size, model_options.tokenizer);
   if (mc.key != key || !mc.model) {
     mc.model.reset();  // free the previous model before building the next
-    mc.model = models::build_model(spec.model.family, spec.model.preset, weights, first_stage_weights);
+    mc.model = models::build_model(spec.model.family, spec.model.preset, weights, first_stage_weights, model_options);
     mc.key = key;
     mc.macs.clear();
     mc.warmed.clear();
@@ -153,6 +171,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
       cache_plan ? metrics::step_average_macs(r.macs_full, r.macs_partial, cache_plan->full_steps, calls) : r.macs_full;
   net.to(device);
   if (model.first_stage) model.first_stage->to(device);
+  if (model.cond_stage) model.cond_stage->to(device);
   configure_threads();
   r.thread_settings = thread_settings();
   r.cpu = cpu_description();
@@ -174,6 +193,11 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   // cache then holds the doubled batch).
   const bool class_cond = plan.model.conditioning == "class";
   const double guidance = spec.conditioning.guidance;
+  // Text: the negative prompt's context once (the unconditional half of guidance); this also
+  // checks the tokenizer before any sampling.
+  torch::Tensor negative_context;
+  if (text_cond) negative_context = model.encode_text({spec.conditioning.negative_prompt});
+  if (text_cond && !model.tokenizer_path.empty()) r.notes.push_back("tokenizer " + model.tokenizer_path);
   const auto cond_inner = cond_denoiser(model.unet, cache_plan, log);
   std::vector<int64_t> labels;
   auto labels_for = [&](int64_t first_sample, int64_t b) {
@@ -231,7 +255,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   // loading, cuDNN algorithm choice, allocator growth; first-touch pages on the CPU) that would
   // otherwise be charged to whichever run of an experiment comes first, usually the baseline. On an
   // H200 that made the quick start's baseline ~5x slower than it is.
-  const int64_t warm_batch = std::min<int64_t>(spec.samples.batch, total) * (class_cond && guidance != 1.0 ? 2 : 1);
+  const int64_t warm_batch = std::min<int64_t>(spec.samples.batch, total) * ((class_cond || text_cond) && guidance != 1.0 ? 2 : 1);
   const std::string warm_key = fmt::format("{} b={} k={}", r.device, warm_batch, cache_plan ? cache_plan->skip_index : -1);
   if (total > 0 && mc.warmed != warm_key) {
     mc.warmed = warm_key;
@@ -311,27 +335,39 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
       rec.labels = rb.labels.to(torch::kCPU, torch::kInt64).clone();
       cond = rb.labels.to(device);
     } else {
-      noise = sampling::per_sample_noise(spec.samples.seed, first + done);
+      // paper: the released SD script's manual_seed(seed) before every batch (the same noise for
+      // every batch); per_sample: sample i's own generator.
+      noise = spec.samples.seed_mode == "paper" ? sampling::paper_batch_noise(spec.samples.seed, device)
+                                                : sampling::per_sample_noise(spec.samples.seed, first + done);
       x_T = noise(torch::empty(batch_shape(b), torch::TensorOptions().device(device)));
       if (class_cond) {
         cond = labels_for(first + done, b);
         rec.labels = cond.to(torch::kCPU);
       }
     }
+    std::vector<std::string> batch_prompts;
+    if (text_cond) {  // the text encoder runs once per batch, inside the batch's time
+      batch_prompts = prompts_of(first + done, b);
+      cond = model.encode_text(batch_prompts);
+    }
     log->is_full.clear();
     if (class_cond && guidance != 1.0)
       uncond = torch::full({b}, static_cast<int64_t>(plan.model.unconditional_class), cond.options());
+    if (text_cond && guidance != 1.0) uncond = negative_context.expand({b, -1, -1});
     inner = sampling::classifier_free_guidance(cond_inner, cond, uncond, guidance);
     const auto tr = sampling::sample(x_T, schedule, timed, noise, false);
     if (released) released->end_batch();
     log->trace = nullptr;
-    const torch::Tensor batch_images = image::to_uint8(model.to_images(tr.final)).cpu();
+    // uint8 as torchvision's save_image rounds, or (paper mode) as generate.py truncates.
+    const torch::Tensor decoded = model.to_images(tr.final);
+    const torch::Tensor batch_images =
+        (spec.samples.seed_mode == "paper" ? image::to_uint8_truncated(decoded) : image::to_uint8(decoded)).cpu();
     sync(device);
     const auto t1 = std::chrono::steady_clock::now();
     rec.seconds = std::chrono::duration<double>(t1 - t0).count();
     rec.step_time_ms = batch_ms;
     rec.is_full = log->is_full;
-    rec.quality = quality.measure(batch_images);
+    rec.quality = quality.measure(batch_images, batch_prompts);
     quality.apply(rec.quality, rec.first);  // the networks and the accumulators: metric_seconds
     rec.metric_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     if (keep_images()) rec.images = batch_images;

@@ -32,6 +32,13 @@ SampleResult sample_images(const SampleOptions& o) {
   };
   if (!o.sampler.empty()) settings["sampler"]["name"] = o.sampler;
   if (o.guidance) settings["conditioning"]["guidance"] = *o.guidance;
+  if (!o.prompt.empty() && !o.prompts_file.empty()) throw Error("--prompt and --prompts: give one of them");
+  if (!o.prompt.empty()) settings["conditioning"]["prompt"] = o.prompt;
+  if (!o.prompts_file.empty()) settings["conditioning"]["prompts"] = o.prompts_file;
+  if (!o.negative_prompt.empty()) settings["conditioning"]["negative_prompt"] = o.negative_prompt;
+  if (!o.tokenizer.empty()) settings["model"]["tokenizer"] = o.tokenizer;
+  if (o.image_size != 0) settings["model"]["image_size"] = o.image_size;
+  if (o.seed_mode != "per_sample") settings["samples"]["seed_mode"] = o.seed_mode;
   if (o.cache_k) {
     settings["cache"] = {{"enabled", true}, {"k", *o.cache_k}, {"interval", o.interval}};
     if (o.nonuniform)

@@ -21,7 +21,12 @@ struct SampleOptions {
   int steps = 100;
   std::string spacing = "quad";    // "uniform" or "quad" (the ddim repo's skip types)
   double eta = 0.0;
-  std::optional<double> guidance;  // conditional families: classifier-free guidance scale (default 1: off)
+  std::optional<double> guidance;  // conditional families: classifier-free guidance scale (default: ldm 1 = off, sd 7.5)
+  // Text families: one prompt for every image, or a file of prompts (one per line); one of them.
+  std::string prompt, prompts_file, negative_prompt;
+  std::string tokenizer;           // text families: vocab.json + merges.txt folder ("" = the default search)
+  int image_size = 0;              // pixels, 0 = the preset's
+  std::string seed_mode = "per_sample";
   std::optional<int> cache_k;      // DeepCache skip index; none = no caching
   int interval = 1;                // N
   std::optional<std::pair<int, double>> nonuniform;  // (center, power)

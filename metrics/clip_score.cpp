@@ -4,8 +4,10 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/prompts.h"
 #include "metrics/clip_preprocess.h"
 #include "metrics/fid_pipeline.h"
 #include "metrics/sha256.h"
@@ -28,25 +30,7 @@ torch::Tensor clip_score_matrix(const torch::Tensor& image_features, const torch
   return (100 * torch::matmul(unit(image_features), unit(text_features).t())).clamp_min(0);
 }
 
-std::vector<std::string> read_prompts(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(fmt::format("{}: prompts file not found or unreadable", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    out.push_back(line);
-    if (nl == std::string::npos) break;
-    pos = nl + 1;
-  }
-  if (out.empty()) throw Error(fmt::format("{}: no prompts (expected one prompt per line)", path));
-  return out;
-}
+std::vector<std::string> read_prompts(const std::string& path) { return read_prompt_file(path); }
 
 ClipScorer::ClipScorer(models::ClipModel model, models::ClipTokenizer tokenizer, torch::Device device)
     : model_(std::move(model)), tokenizer_(std::move(tokenizer)), device_(device) {
@@ -99,6 +83,40 @@ models::ClipModel load_clip(const std::string& preset, const std::string& weight
   model->eval();
   model->to(device);
   return model;
+}
+
+namespace {
+nlohmann::json read_model_config(const std::string& model_config) {
+  std::ifstream in(model_config);
+  if (!in) throw Error(fmt::format("{}: CLIP model config not found", model_config));
+  const auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) throw Error(fmt::format("{}: not a JSON object (an open_clip model config)", model_config));
+  return j;
+}
+}  // namespace
+
+models::ClipModel load_clip_model(const std::string& preset, const std::string& model_config, const std::string& weights_path,
+                                  const torch::Device& device) {
+  if (model_config.empty()) return load_clip(preset, weights_path, device);
+  models::ClipModel model(models::ClipConfig::from_open_clip(read_model_config(model_config), model_config));
+  weights::LoadOptions lo;
+  lo.mapping = models::clip_checkpoint_mapping();
+  lo.module_name = "CLIP (" + model_config + ")";
+  weights::load_strict(*model, st::SafetensorsFile::open(weights_path), lo);
+  model->eval();
+  model->to(device);
+  return model;
+}
+
+
+int64_t clip_image_size(const std::string& preset, const std::string& model_config) {
+  return model_config.empty() ? models::ClipConfig::preset(preset).vision.image_size
+                              : models::ClipConfig::from_open_clip(read_model_config(model_config), model_config).vision.image_size;
+}
+
+std::string clip_score_implementation(const std::string& preset, const std::string& model_config) {
+  return fmt::format("{}: CLIP {} (open_clip v2.23 / openai CLIP port), score max(100 cos, 0) per (image, prompt) pair, mean",
+                     program_identity(), model_config.empty() ? preset : "open_clip config " + model_config);
 }
 
 ClipScoreResult clip_score_folder(ClipScorer& scorer, const std::string& images_dir, const std::string& prompts_file, int64_t batch) {

@@ -18,8 +18,8 @@ torch::Tensor clip_score_pairs(const torch::Tensor& image_features, const torch:
 // [Ni, Nt]: every image against every prompt, same formula.
 torch::Tensor clip_score_matrix(const torch::Tensor& image_features, const torch::Tensor& text_features);
 
-// One prompt per line (a trailing newline and CR are dropped; empty lines are prompts too, except
-// after the last newline). Throws dc::Error naming the file.
+// One prompt per line: common/prompts.h's read_prompt_file (empty lines and non-UTF-8 are errors
+// naming the file and line).
 std::vector<std::string> read_prompts(const std::string& path);
 
 class ClipScorer {
@@ -39,6 +39,13 @@ class ClipScorer {
 
 // A CLIP model preset with its weights loaded strictly (fp16 files are converted to float32).
 models::ClipModel load_clip(const std::string& preset, const std::string& weights, const torch::Device& device);
+// The same for an open_clip model config JSON (`model_config`, when not empty) instead of the preset.
+models::ClipModel load_clip_model(const std::string& preset, const std::string& model_config, const std::string& weights,
+                                  const torch::Device& device);
+// The side of the images that model sees (its vision tower's image_size).
+int64_t clip_image_size(const std::string& preset, const std::string& model_config);
+// The provenance's `implementation` of a CLIP score by that model.
+std::string clip_score_implementation(const std::string& preset, const std::string& model_config);
 
 struct ClipScoreResult {
   std::vector<double> per_pair;

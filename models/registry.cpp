@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <cstdlib>
 #include <functional>
 
 #include <fmt/format.h>
@@ -10,7 +11,7 @@
 #include "common/error.h"
 #include "models/autoencoder.h"
 #include "models/ddpm_unet.h"
-#include "models/clip.h"
+#include "models/clip_text.h"
 #include "models/openai_unet.h"
 #include "models/sd_diffusers.h"
 #include "models/model.h"
@@ -26,7 +27,9 @@ struct Family {
   std::string name;
   std::vector<std::string> presets;
   std::function<ModelInfo(const std::string& preset)> info;
-  std::function<std::shared_ptr<UNet>(const std::string& preset)> make_unet;
+  // The UNet of a preset; latent_size > 0: at that latent side instead of the preset's (families
+  // with ModelInfo::image_size_multiple).
+  std::function<std::shared_ptr<UNet>(const std::string& preset, int64_t latent_size)> make_unet;
   // Strict, from a safetensors file (+ an optional separate first-stage file).
   std::function<void(Model&, const std::string& path, const std::string& first_stage_path)> load;
   // Latent families: the first stage and how it turns samples into images (none: pixels).
@@ -34,6 +37,8 @@ struct Family {
   std::function<torch::Tensor(const Model&, const torch::Tensor&)> to_images;
   // Text families: the text encoder the runner turns prompts into context with.
   std::function<std::shared_ptr<torch::nn::Module>(const std::string& preset)> make_cond_stage;
+  std::function<torch::Tensor(const Model&, const std::vector<std::string>& prompts)> encode_text;
+  int64_t latent_factor = 1;  // pixels per sample element (the first stage's downsampling)
 };
 
 // ---- ddpm: the ermongroup/ddim UNet (DeepCache experiments/ddpm) -------------------------------
@@ -58,7 +63,7 @@ Family ddpm_family() {
                                           "then scripts/convert_ckpt_to_safetensors.py";
     return i;
   };
-  f.make_unet = [](const std::string& preset) { return std::make_shared<DdpmUNetImpl>(DdpmConfig::preset(preset)); };
+  f.make_unet = [](const std::string& preset, int64_t) { return std::make_shared<DdpmUNetImpl>(DdpmConfig::preset(preset)); };
   f.load = [](Model& m, const std::string& path, const std::string& first_stage_path) {
     if (!first_stage_path.empty()) throw Error("model.first_stage_weights: the ddpm family has no first stage");
     weights::LoadOptions lo;
@@ -102,7 +107,7 @@ Family ldm_family() {
     i.weights_hint = "the released cin256-v2 model.ckpt converted with scripts/convert_ckpt_to_safetensors.py";
     return i;
   };
-  f.make_unet = [](const std::string& preset) {
+  f.make_unet = [](const std::string& preset, int64_t) {
     return std::make_shared<ClassConditionedUNetImpl>(OpenAIUNetConfig::preset(preset), 1001);
   };
   f.make_first_stage = [](const std::string&) -> std::shared_ptr<torch::nn::Module> {
@@ -173,9 +178,16 @@ Family sd_family() {
     i.default_sampler = "pndm";
     i.conditioning = "text";
     i.weights_hint = "runwayml/stable-diffusion-v1-5: v1-5-pruned-emaonly.safetensors, or its diffusers folder (unet/, vae/, text_encoder/)";
+    // KL-f8 times the UNet's three downsamplings (CompVis's Upsample doubles: odd latent sides do not fit).
+    i.image_size_multiple = static_cast<int>(kl.downsampling() * (int64_t{1} << (c.channel_mult.size() - 1)));
     return i;
   };
-  f.make_unet = [](const std::string& preset) { return std::make_shared<OpenAIUNetImpl>(OpenAIUNetConfig::preset(preset)); };
+  f.make_unet = [](const std::string& preset, int64_t latent_size) {
+    OpenAIUNetConfig c = OpenAIUNetConfig::preset(preset);
+    if (latent_size > 0) c.image_size = latent_size;
+    return std::make_shared<OpenAIUNetImpl>(c);
+  };
+  f.latent_factor = 8;
   f.make_first_stage = [](const std::string&) -> std::shared_ptr<torch::nn::Module> {
     return std::make_shared<KLModelImpl>(AutoencoderConfig::preset("kl_f8"));
   };
@@ -243,6 +255,19 @@ Family sd_family() {
     to.mapping.ignore_prefix(position_ids);
     weights::load_strict(text, file, to);
   };
+  f.encode_text = [](const Model& m, const std::vector<std::string>& prompts) {
+    // The diffusers pipeline's _encode_prompt: CLIPTokenizer (max_length 77, padded with
+    // <|endoftext|>, truncated keeping the end token), no attention mask, last_hidden_state.
+    auto& text = static_cast<HfClipTextModelImpl&>(*m.cond_stage);
+    const int64_t L = text.config().max_position_embeddings;
+    const auto ids = m.tokenizer->tokenize_batch(prompts, static_cast<int>(L), ClipTokenizer::Padding::EndToken);
+    std::vector<int64_t> flat;
+    flat.reserve(ids.size() * L);
+    for (const auto& row : ids) flat.insert(flat.end(), row.begin(), row.end());
+    const auto device = text.parameters().front().device();
+    const torch::Tensor t = torch::tensor(flat, torch::kInt64).view({static_cast<int64_t>(ids.size()), L}).to(device);
+    return text.forward(t).last_hidden_state;
+  };
   f.to_images = [](const Model& m, const torch::Tensor& z) {
     // decode_first_stage: z / scale_factor (0.18215), then the KL decoder.
     return std::static_pointer_cast<KLModelImpl>(m.first_stage)->decode(z / 0.18215);
@@ -277,11 +302,35 @@ std::vector<std::string> family_names() {
 
 std::vector<std::string> preset_names(const std::string& name) { return family(name).presets; }
 
-ModelInfo model_info(const std::string& name, const std::string& preset) {
+ModelInfo model_info(const std::string& name, const std::string& preset, int image_size) {
   const Family& f = family(name);
   if (std::find(f.presets.begin(), f.presets.end(), preset) == f.presets.end())
     throw Error(fmt::format("unknown {} preset '{}' (known: {})", name, preset, join(f.presets)));
-  return f.info(preset);
+  ModelInfo i = f.info(preset);
+  if (image_size == 0) return i;
+  if (i.image_size_multiple == 0)
+    throw Error(fmt::format("model.image_size: the {} family generates at its preset's size ({}x{}); leave image_size out", name,
+                            i.image_shape[1], i.image_shape[2]));
+  if (image_size < i.image_size_multiple || image_size % i.image_size_multiple != 0 || image_size > 4096)
+    throw Error(fmt::format("model.image_size: {} must be a multiple of {} between {} and 4096 (the first stage's factor {} times the UNet's "
+                            "three downsamplings; the preset's is {})",
+                            image_size, i.image_size_multiple, i.image_size_multiple, f.latent_factor, i.image_shape[1]));
+  const int64_t latent = image_size / f.latent_factor;
+  i.description += fmt::format(", resized: {}x{} images from {}x{}x{} samples", image_size, image_size, i.sample_shape[0], latent, latent);
+  i.sample_shape[1] = i.sample_shape[2] = latent;
+  i.image_shape[1] = i.image_shape[2] = image_size;
+  return i;
+}
+
+torch::Tensor Model::encode_text(const std::vector<std::string>& prompts) const {
+  const Family& f = family(info.family);
+  if (!f.encode_text || !cond_stage) throw Error(fmt::format("the {} family takes no text", info.family));
+  if (!tokenizer)
+    throw Error(fmt::format("model.tokenizer: no tokenizer for the {} family's text encoder: give a folder with vocab.json and merges.txt "
+                            "(the tokenizer/ folder of a diffusers SD folder, or openai/clip-vit-large-patch14's) as model.tokenizer "
+                            "or $DEEPCACHE_CLIP_TOKENIZER",
+                            info.family));
+  return f.encode_text(*this, prompts);
 }
 
 torch::Tensor Model::to_images(const torch::Tensor& samples) const {
@@ -290,18 +339,26 @@ torch::Tensor Model::to_images(const torch::Tensor& samples) const {
 }
 
 Model build_model(const std::string& name, const std::string& preset, const std::string& weights,
-                  const std::string& first_stage_weights) {
+                  const std::string& first_stage_weights, const ModelOptions& options) {
   const Family& f = family(name);
-  const ModelInfo info = model_info(name, preset);
+  const ModelInfo info = model_info(name, preset, options.image_size);
   torch::manual_seed(0);  // random init is seeded: every process builds the same network
-  auto unet = f.make_unet(preset);
+  auto unet = f.make_unet(preset, options.image_size > 0 ? options.image_size / f.latent_factor : 0);
   auto first_stage = f.make_first_stage ? f.make_first_stage(preset) : nullptr;
   auto cond_stage = f.make_cond_stage ? f.make_cond_stage(preset) : nullptr;
-  return assemble_model(info, std::move(unet), std::move(first_stage), weights, first_stage_weights, std::move(cond_stage));
+  std::string tokenizer = options.tokenizer;
+  if (tokenizer.empty() && f.encode_text) {  // the weights folder's, else the environment's
+    if (std::filesystem::is_regular_file(std::filesystem::path(weights) / "tokenizer" / "vocab.json"))
+      tokenizer = (std::filesystem::path(weights) / "tokenizer").string();
+    else if (const char* env = std::getenv("DEEPCACHE_CLIP_TOKENIZER"); env && *env)
+      tokenizer = env;
+  }
+  return assemble_model(info, std::move(unet), std::move(first_stage), weights, first_stage_weights, std::move(cond_stage), tokenizer);
 }
 
 Model assemble_model(const ModelInfo& info, std::shared_ptr<UNet> unet, std::shared_ptr<torch::nn::Module> first_stage,
-                     const std::string& weights, const std::string& first_stage_weights, std::shared_ptr<torch::nn::Module> cond_stage) {
+                     const std::string& weights, const std::string& first_stage_weights, std::shared_ptr<torch::nn::Module> cond_stage,
+                     const std::string& tokenizer) {
   const Family& f = family(info.family);
   const std::string& name = info.family;
   const std::string& preset = info.preset;
@@ -319,6 +376,17 @@ Model assemble_model(const ModelInfo& info, std::shared_ptr<UNet> unet, std::sha
       throw Error(fmt::format("{}: first-stage weights file not found (model.first_stage_weights)", first_stage_weights));
     f.load(m, weights, first_stage_weights);
     m.weights_note = weights;
+  }
+  if (!tokenizer.empty()) {
+    if (!f.encode_text) throw Error(fmt::format("model.tokenizer: the {} family takes no text", name));
+    if (!std::filesystem::is_directory(tokenizer))
+      throw Error(fmt::format("model.tokenizer: {} is not a folder (one with vocab.json and merges.txt)", tokenizer));
+    auto tok = std::make_shared<ClipTokenizer>(ClipTokenizer::from_dir(tokenizer));
+    if (const auto* text = dynamic_cast<const HfClipTextModelImpl*>(m.cond_stage.get()); text && tok->vocab_size() > text->config().vocab_size)
+      throw Error(fmt::format("model.tokenizer: {}: {} tokens, the text encoder embeds {}", tokenizer, tok->vocab_size(),
+                              text->config().vocab_size));
+    m.tokenizer = std::move(tok);
+    m.tokenizer_path = tokenizer;
   }
   m.unet->eval();
   if (m.first_stage) m.first_stage->eval();

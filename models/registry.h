@@ -33,13 +33,18 @@ struct ModelInfo {
   int num_classes = 0;                 // class: real classes, labelled 0..num_classes-1
   int unconditional_class = -1;        // class: the label of classifier-free guidance's unconditional row
   std::string weights_hint;            // where real weights come from (for messages)
+  // Pixels: image sides `model.image_size` may take are multiples of this (the first stage's factor
+  // times the UNet's 2^(levels-1)); 0: the preset's size only.
+  int image_size_multiple = 0;
 };
 
 // Every family, in the order `--help` lists them.
 std::vector<std::string> family_names();
 // Presets of a family; throws dc::Error naming the family and listing the known ones.
 std::vector<std::string> preset_names(const std::string& family);
-// Throws dc::Error naming the unknown family or preset and listing the valid names.
-ModelInfo model_info(const std::string& family, const std::string& preset);
+// Throws dc::Error naming the unknown family or preset and listing the valid names. `image_size`
+// (pixels, 0: the preset's) resizes the sample and image shapes of families that allow it
+// (image_size_multiple); a dc::Error names model.image_size otherwise.
+ModelInfo model_info(const std::string& family, const std::string& preset, int image_size = 0);
 
 }  // namespace dc::models

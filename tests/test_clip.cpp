@@ -16,6 +16,7 @@
 #include "metrics/clip_score.h"
 #include "metrics/sha256.h"
 #include "models/clip.h"
+#include "models/clip_text.h"
 #include "models/clip_tokenizer.h"
 #include "models/weights/manifest.h"
 #include "models/weights/strict_loader.h"
@@ -316,8 +317,10 @@ TEST(ClipScore, PairsClampAtZeroAndPromptsFileRules) {
   EXPECT_NEAR(s[2].item<float>(), 96.0f, 1e-4);  // (12 + 12) / 25
   EXPECT_THROW(dc::metrics::clip_score_pairs(a, b.slice(0, 0, 2)), dc::Error);
   const std::string dir = dc::test::temp_dir();
-  std::ofstream(dir + "/p.txt") << "a cat\r\n\nlast";
-  EXPECT_EQ(dc::metrics::read_prompts(dir + "/p.txt"), (std::vector<std::string>{"a cat", "", "last"}));
+  std::ofstream(dir + "/p.txt") << "a cat\r\nthe dog\nlast";
+  EXPECT_EQ(dc::metrics::read_prompts(dir + "/p.txt"), (std::vector<std::string>{"a cat", "the dog", "last"}));
+  std::ofstream(dir + "/blank.txt") << "a cat\n\nlast\n";  // a blank line would shift the pairs: refused (tests/test_prompts.cpp)
+  EXPECT_THROW(dc::metrics::read_prompts(dir + "/blank.txt"), dc::Error);
   EXPECT_THROW(dc::metrics::read_prompts(dir + "/missing.txt"), dc::Error);
 }
 

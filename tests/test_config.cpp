@@ -203,3 +203,69 @@ runs:
   EXPECT_NE(error_of(std::string(kBase) + "  cache: {enabled: true, index: step}\n").find("cache.index: 'step' is not one of: calls, steps"),
             std::string::npos);
 }
+
+// Text-to-image settings: prompts (a file or one text, exactly one), the negative prompt, guidance
+// 7.5 by default, seed_mode paper (the batch then changes the samples, so it is in the run id),
+// CLIP score, the tokenizer and the image size; each misuse is one error naming its key.
+TEST(Config, TextToImageSettingsAndTheirErrors) {
+  const std::string sd = R"(experiment: t
+base:
+  model: {family: sd, preset: sd15, weights: random}
+  sampler: {steps: 10}
+  samples: {n: 2, batch: 2, seed: 0}
+)";
+  const auto e = parse_experiment(sd + "  conditioning: {prompts: parti.txt}\n", "exp.yaml");
+  const auto& r = e.runs.at(0);
+  EXPECT_EQ(r.conditioning.guidance, 7.5);  // the SD pipeline's default
+  EXPECT_EQ(r.resolved["conditioning"]["prompts"], "parti.txt");
+  EXPECT_EQ(r.resolved["conditioning"]["negative_prompt"], "");
+  EXPECT_FALSE(r.resolved["conditioning"].contains("classes"));
+  EXPECT_EQ(r.sampler.name, "pndm");
+  // Per-sample seeds: the batch is not in the run id; paper seeds: it is.
+  const std::string p = "  conditioning: {prompt: a cat}\n";
+  EXPECT_EQ(parse_experiment(sd + p, "exp.yaml").runs[0].run_id,
+            parse_experiment(std::string(sd).replace(sd.find("batch: 2"), 8, "batch: 1") + p, "exp.yaml").runs[0].run_id);
+  const std::string paper = std::string(sd).replace(sd.find("seed: 0}"), 8, "seed: 42, seed_mode: paper}");
+  const std::string paper_b1 = std::string(paper).replace(paper.find("batch: 2"), 8, "batch: 1");
+  const auto pa = parse_experiment(paper + p, "exp.yaml").runs.at(0), pb = parse_experiment(paper_b1 + p, "exp.yaml").runs.at(0);
+  EXPECT_NE(pa.run_id, pb.run_id);
+  EXPECT_EQ(pa.resolved["samples"]["seed_mode"], "paper");
+  // Resized SD and its tokenizer are recorded.
+  const auto sized = parse_experiment(std::string(sd).replace(sd.find("weights: random}"), 16, "weights: random, image_size: 256, tokenizer: tok}") + p,
+                                      "exp.yaml").runs.at(0);
+  EXPECT_EQ(sized.plan.model.sample_shape, (std::vector<int64_t>{4, 32, 32}));
+  EXPECT_EQ(sized.plan.model.image_shape, (std::vector<int64_t>{3, 256, 256}));
+  EXPECT_EQ(sized.resolved["model"]["image_size"], 256);
+  EXPECT_EQ(sized.resolved["model"]["tokenizer"], "tok");
+  // CLIP score: the paper's ViT-g-14 by default.
+  const auto clip = parse_experiment(sd + p + "  metrics: {clip_score: {weights: g.st}}\n", "exp.yaml").runs.at(0);
+  EXPECT_TRUE(clip.metrics.clip_score);
+  EXPECT_EQ(clip.resolved["metrics"]["clip_score"]["model"], "vit-g-14");
+
+  const std::string ldm = R"(experiment: t
+base:
+  model: {family: ldm, preset: cin256_v2, weights: random}
+  sampler: {steps: 10}
+)";
+  struct Bad { std::string yaml, phrase; };
+  const std::vector<Bad> bad = {
+      {sd, "conditioning.prompts: missing: the sd family generates from text"},
+      {sd + "  conditioning: {prompts: a.txt, prompt: a cat}\n", "conditioning.prompt: give conditioning.prompts (a file) or conditioning.prompt"},
+      {sd + "  conditioning: {prompts: \"\"}\n", "conditioning.prompts: empty path"},
+      {sd + "  conditioning: {prompt: a cat, classes: balanced}\n", "conditioning.classes: unknown key"},
+      {ldm + "  conditioning: {prompts: a.txt}\n", "conditioning.prompts: unknown key"},
+      {ldm + "  samples: {seed_mode: paper}\n", "samples.seed_mode: paper reproduces the released Stable Diffusion script"},
+      {ldm + "  metrics: {clip_score: {weights: g.st}}\n", "metrics.clip_score: CLIP score pairs each image with its prompt; the ldm family"},
+      {"experiment: t\nbase:\n  model: {family: ldm, preset: cin256_v2, image_size: 512}\n", "model.image_size: the ldm family generates at its preset's size"},
+      {"experiment: t\nbase:\n  model: {family: ldm, preset: cin256_v2, tokenizer: t}\n", "model.tokenizer: the ldm family takes no text"},
+      {std::string(sd).replace(sd.find("weights: random}"), 16, "weights: random, image_size: 520}") + p,
+       "model.image_size: 520 must be a multiple of 64"},
+      {sd + p + "  metrics: {clip_score: {model: vit-b-32}}\n", "metrics.clip_score.model: 'vit-b-32' is not one of: vit-g-14, vit-l-14"},
+      {sd + p + "  metrics: {clip_score: {model: vit-l-14, model_config: m.json}}\n", "metrics.clip_score.model: give model (a preset) or model_config"},
+      {sd + "  conditioning: {prompt: a cat, guidance: 0.5}\n", "conditioning.guidance: 0.5 must be at least 1"},
+  };
+  for (const auto& b : bad) {
+    const std::string err = error_of(b.yaml);
+    EXPECT_NE(err.find(b.phrase), std::string::npos) << "want: " << b.phrase << "\ngot:  " << err;
+  }
+}

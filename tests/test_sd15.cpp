@@ -19,7 +19,7 @@
 #include "harness/sampling/samplers.h"
 #include "harness/sampling/schedule.h"
 #include "models/autoencoder.h"
-#include "models/clip.h"
+#include "models/clip_text.h"
 #include "models/deepcache_io.h"
 #include "models/model.h"
 #include "models/weights/tensor_io.h"

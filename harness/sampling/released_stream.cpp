@@ -88,4 +88,18 @@ void ReleasedStream::end_batch() {
   current_ = nullptr;
 }
 
+NoiseFn paper_batch_noise(uint64_t seed, const torch::Device& device) {
+  at::Generator gen;
+  if (device.is_cuda()) {
+    gen = at::detail::getCUDAHooks().getDefaultCUDAGenerator(device.has_index() ? device.index() : 0).clone();
+    gen.set_current_seed(seed);
+  } else {
+    gen = at::detail::createCPUGenerator(seed);
+  }
+  auto g = std::make_shared<at::Generator>(gen);
+  return [g, device](const torch::Tensor& like) {
+    return torch::randn(like.sizes(), *g, torch::TensorOptions().dtype(torch::kFloat32).device(device)).to(like.options());
+  };
+}
+
 }  // namespace dc::sampling

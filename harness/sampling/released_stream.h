@@ -70,4 +70,13 @@ class ReleasedStream {
   Rank* current_ = nullptr;
 };
 
+// `samples.seed_mode: paper`: DeepCache's released Stable Diffusion script (experiments/generate.py)
+// calls torch.manual_seed(seed) before every batch, and the pipeline draws the initial latents
+// randn([B, 4, h, w]) from the device's default generator (diffusers' randn_tensor with no
+// generator), then any sampler noise from the same generator. A fresh generator seeded `seed` per
+// batch, on `device` (CUDA's Philox there; the CPU's Mersenne Twister on the CPU, where the draws
+// equal Python's torch.randn after torch.manual_seed bit for bit). The script draws in float16 on
+// cuda:0; these draws are float32.
+NoiseFn paper_batch_noise(uint64_t seed, const torch::Device& device);
+
 }  // namespace dc::sampling
