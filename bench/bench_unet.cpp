@@ -3,7 +3,8 @@
 // the same run. BM_UNetFullOverPartial/<family>/<preset>/batch/k times a full and a partial call
 // alternately in one loop and reports time_ratio = full/partial, mac_ratio and their quotient
 // (time_over_mac; 1 would be a partial call as fast as its MACs promise). BM_UNetCall times one
-// kind of call alone (k = -1: a full call).
+// kind of call alone (k = -1: a full call). For SD at batch 2 (one image with guidance) it also
+// reports PLMS-50's UNet seconds per image, plain and at N = 5, from the measured means.
 // Models come from the registry (models/model.h); DEEPCACHE_BENCH_MODELS=family/preset,... selects
 // some of the table. DEEPCACHE_BENCH_DEVICE=cuda runs them on the GPU (every timed call is
 // followed by a device synchronisation, so the times are the calls' real durations).
@@ -28,11 +29,13 @@ struct BenchModel {
   std::vector<int> ks;
 };
 
-// The paper's settings and the ends of each UNet: DDPM k = 2 (Table 2), LDM-4-G k = 0.
+// The paper's settings and the ends of each UNet: DDPM k = 2 (Table 2), LDM-4-G k = 0, SD1.5 k = 1
+// (SD code layer 0, block 0) on 64x64 latents, batch 2 being one image with classifier-free guidance.
 const std::vector<BenchModel>& table() {
   static const std::vector<BenchModel> t = {
       {"ddpm", "cifar10", {1, 64}, {0, 2, 5, 11}},
       {"ldm", "cin256_v2", {1, 8}, {0, 2, 5}},
+      {"sd", "sd15", {1, 2}, {0, 1, 3}},
   };
   return t;
 }
@@ -117,6 +120,14 @@ void full_over_partial(benchmark::State& state, const BenchModel& m, int64_t bat
   state.counters["time_ratio"] = full_s / part_s;
   state.counters["mac_ratio"] = f.macs.full / f.macs.partial[k];
   state.counters["time_over_mac"] = (full_s / part_s) / (f.macs.full / f.macs.partial[k]);
+  if (m.family == "sd" && batch % 2 == 0) {
+    // PLMS-50 (51 UNet calls) per image with CFG (two rows per image), from the per-call means:
+    // plain, and DeepCache N = 5 as the SD reference indexes it (10 full calls, 41 partial). The
+    // text encoder and the VAE decode are not in it (`run` times them end to end).
+    const double full = full_s / state.iterations(), part = part_s / state.iterations(), images = batch / 2.0;
+    state.counters["plms50_plain_s_per_image"] = 51 * full / images;
+    state.counters["plms50_n5_s_per_image"] = (10 * full + 41 * part) / images;
+  }
   state.SetLabel(f.label);
 }
 

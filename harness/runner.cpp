@@ -24,6 +24,7 @@
 #include "harness/sampling/samplers.h"
 #include "harness/sampling/schedule.h"
 #include "metrics/macs.h"
+#include "metrics/sha256.h"
 #include "models/deepcache_io.h"
 #include "models/model.h"
 
@@ -477,7 +478,17 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
       break;
     }
     const std::string key = result_key(spec.run_id, o.shard_index, o.shard_count);
-    const RunJournal journal(journal_folder(s.results_path, key), spec.resolved.dump(), spec.samples.batch);
+    // The journal's identity: the resolved settings, and the prompt file's content (a file edited
+    // between an interruption and the resume must not mix its batches with the old prompts').
+    std::string identity = spec.resolved.dump();
+    if (!spec.conditioning.prompts.empty()) {
+      try {
+        identity += "\nprompts sha256 " + metrics::sha256_file(expand_env(spec.conditioning.prompts, "conditioning.prompts"));
+      } catch (const Error&) {
+        // unreadable or unset: execute_run reports it, naming the file
+      }
+    }
+    const RunJournal journal(journal_folder(s.results_path, key), identity, spec.samples.batch);
     RunResult result;
     try {
       result = execute_run(spec, first, last - first, progress, &models, &journal);

@@ -8,6 +8,13 @@
 #   BUILD_DIR        build folder with deepcache-bench (default build)
 #   SMOKE_DIR        where the results go (default: a fresh temporary folder, removed afterwards)
 #   SMOKE_MAX_RUNS   runs executed per experiment (default 4; 0 = all)
+#   SMOKE_SD_FULL    1: Stable Diffusion experiments at their full 512x512 too (about 100 s per image
+#                    on a 2-core machine: CFG doubles every UNet call and the VAE decodes 512x512);
+#                    by default they run at 128x128 pixels (model.image_size: the same modules on
+#                    16x16 latents). Their prompts, tokenizer and CLIP score model are stand-ins
+#                    (a 3-line prompt file, the fixtures' CLIP tokenizer and tiny open_clip model)
+#                    unless DEEPCACHE_PARTI_PROMPTS, DEEPCACHE_COCO_PROMPTS, DEEPCACHE_CLIP_TOKENIZER
+#                    and DEEPCACHE_CLIP_WEIGHTS are set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BUILD_DIR:-build}/deepcache-bench
@@ -31,6 +38,18 @@ if [ -z "${DEEPCACHE_ADM_REFERENCE:-}" ]; then
   export DEEPCACHE_ADM_REFERENCE="$dir/adm_reference_standin.npz"
   /usr/bin/python3 -c "import numpy as np, sys; r = np.random.default_rng(0); np.savez(sys.argv[1], arr_0=r.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8), mu=np.zeros(2048), sigma=np.eye(2048), mu_s=np.zeros(2023), sigma_s=np.eye(2023))" "$DEEPCACHE_ADM_REFERENCE"
 fi
+# Stable Diffusion: stand-in prompt files and tokenizer; the tiny open_clip fixture for CLIP score.
+fixtures=${DEEPCACHE_FIXTURES:-tests/fixtures}
+printf 'a red cube on a wooden table\na lighthouse on a cliff at dusk\na bowl of ramen, studio photo\n' >"$dir/prompts_standin.txt"
+export DEEPCACHE_PARTI_PROMPTS=${DEEPCACHE_PARTI_PROMPTS:-$dir/prompts_standin.txt}
+export DEEPCACHE_COCO_PROMPTS=${DEEPCACHE_COCO_PROMPTS:-$dir/prompts_standin.txt}
+export DEEPCACHE_CLIP_TOKENIZER=${DEEPCACHE_CLIP_TOKENIZER:-$(cd "$fixtures/clip/tokenizer" && pwd)}
+clip_set=()
+if [ -z "${DEEPCACHE_CLIP_WEIGHTS:-}" ]; then
+  /usr/bin/python3 -c "import json, sys; json.dump(json.load(open(sys.argv[1]))['config']['model_cfg'], open(sys.argv[2], 'w'))" \
+    "$fixtures/clip/openclip_vitg14_tiny.json" "$dir/clip_tiny.json"
+  clip_set=(metrics.clip_score.model_config="$dir/clip_tiny.json" metrics.clip_score.weights="$(cd "$fixtures/clip" && pwd)/openclip_vitg14_tiny.weights.safetensors")
+fi
 for e in experiments/*.yaml; do
   name=$(basename "$e" .yaml)
   start=$(date +%s)
@@ -40,6 +59,10 @@ for e in experiments/*.yaml; do
       echo "smoke: $e FAILED: it computes FID and no Inception weights are set (DEEPCACHE_INCEPTION_WEIGHTS or DEEPCACHE_FIXTURES_LARGE)"; fail=1; continue
     fi
     if grep -Eq '^ *fid: *\{' "$e"; then extra=(metrics.fid.reference="$fid_ref"); fi
+  fi
+  if grep -Eq 'configs/models/sd15' "$e"; then
+    if [ "${SMOKE_SD_FULL:-}" != 1 ]; then extra+=(model.image_size=128); fi
+    if grep -Eq 'clip_score' "$e"; then extra+=("${clip_set[@]}"); fi
   fi
   if ! ids=$("$BIN" plan "$e" "${set_args[@]}" "${extra[@]}" 2>&1 | awk '$1 ~ /^[0-9]+$/ && $2 ~ /^[0-9a-f]+$/ && length($2) == 16 {print $2}'); then
     echo "smoke: $e FAILED to plan:"; "$BIN" plan "$e" "${set_args[@]}" "${extra[@]}" 2>&1 | tail -n 5; fail=1; continue

@@ -48,7 +48,7 @@ if [ "$MODE" = sanitize ]; then
   # sampling; a full-size LDM-4-G `sample` and SD1.5's MAC count that spend their time in LibTorch, ...), and the local
   # Slurm cluster runs in the plain pass.
   # SANITIZE_ALL=1 runs everything.
-  SANITIZE_SKIP=${SANITIZE_SKIP-SlurmCluster|frechet_d2048|SoakTwentyKills|KillNineOnObservedCommits|SamplesDoNotDependOnBatchSizeOrShards|FloatImagesAgreeAcrossBatchSizes|CliSampleLdm|Macs.Sd15}
+  SANITIZE_SKIP=${SANITIZE_SKIP-SlurmCluster|frechet_d2048|SoakTwentyKills|KillNineOnObservedCommits|SamplesDoNotDependOnBatchSizeOrShards|FloatImagesAgreeAcrossBatchSizes|CliSampleLdm|CliSampleSd|Macs.Sd15}
   SANITIZE_NUMERIC='SamplerCase|SchedulerCase|DdpmTrajectory|LdmTrajectory|LdmUNetCase|Sd15UNetCase|Sd15PipelineCase|VqCase|Samplers\.|Schedules\.|DdpmUNet\.DeepCacheAtEveryReferenceBranch'
   if [ "${SANITIZE_ALL:-}" = 1 ]; then SANITIZE_SKIP=""; fi
 else

@@ -259,3 +259,24 @@ TEST(CliSampleLdm, RunsAtFullSizeWithGuidanceAndDeepCache) {
   EXPECT_EQ(e.code, 2);
   EXPECT_NE(e.err.find("conditioning: the ddpm family is unconditional"), std::string::npos) << e.err;
 }
+
+// `sample --model sd --prompt` (the sd15 network with random weights at 64x64 pixels: the command,
+// not values): text through the tokenizer and the text encoder, guidance 7.5, PNDM's N + 1 calls,
+// DeepCache at k = 1, the KL-f8 decode; a text family without a prompt, or without a tokenizer,
+// is one error naming the option or key.
+TEST(CliSampleSd, PromptToPngWithGuidanceAndDeepCache) {
+  const std::string dir = dc::test::temp_dir(), png = dir + "/sd.png";
+  const std::string tok = dc::test::fixtures_root() + "/clip/tokenizer";
+  const auto r = sample_cli("sample --model sd --weights random --prompt 'a red cube on a table' --tokenizer " + tok +
+                            " --image-size 64 --steps 2 --cache-k 1 --interval 2 --n 2 --batch 2 --out " + png);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("sampler     pndm (3 model calls)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1 full + 2 partial calls"), std::string::npos) << r.out;
+  EXPECT_EQ(dc::image::read_png(png).sizes(), (std::vector<int64_t>{3, 64 + 4, 2 * 64 + 6})) << "two 64x64 images in a row";
+  const auto none = sample_cli("sample --model sd --weights random --image-size 64 --steps 2 --n 1 --out " + png);
+  EXPECT_EQ(none.code, 2);
+  EXPECT_NE(none.err.find("conditioning.prompts: missing: the sd family generates from text"), std::string::npos) << none.err;
+  const auto size = sample_cli("sample --model sd --weights random --prompt x --image-size 100 --steps 2 --n 1 --out " + png);
+  EXPECT_EQ(size.code, 2);
+  EXPECT_NE(size.err.find("model.image_size: 100 must be a multiple of 64"), std::string::npos) << size.err;
+}
