@@ -45,10 +45,10 @@ if [ "$MODE" = sanitize ]; then
   # instrumented, and runs in the plain and capped passes (CI's time limit). The slowest
   # non-numeric tests repeat covered work (the kill -9 tests spawn the CLI dozens of times; the
   # journal code runs under the sanitizers in Journal.* and every resume/merge test; shard-invariant
-  # sampling; a full-size LDM-4-G `sample` and SD1.5's MAC count that spend their time in LibTorch, ...), and the local
+  # sampling; a full-size LDM-4-G `sample`, SD1.5's MAC count and its text-to-image runs that spend their time in LibTorch, ...), and the local
   # Slurm cluster runs in the plain pass.
   # SANITIZE_ALL=1 runs everything.
-  SANITIZE_SKIP=${SANITIZE_SKIP-SlurmCluster|frechet_d2048|SoakTwentyKills|KillNineOnObservedCommits|SamplesDoNotDependOnBatchSizeOrShards|FloatImagesAgreeAcrossBatchSizes|CliSampleLdm|CliSampleSd|Macs.Sd15}
+  SANITIZE_SKIP=${SANITIZE_SKIP-SlurmCluster|frechet_d2048|SoakTwentyKills|KillNineOnObservedCommits|SamplesDoNotDependOnBatchSizeOrShards|FloatImagesAgreeAcrossBatchSizes|CliSampleLdm|CliSampleSd|SdRun.PromptsNegative|SdRun.ClipScoreInRun|Macs.Sd15}
   SANITIZE_NUMERIC='SamplerCase|SchedulerCase|DdpmTrajectory|LdmTrajectory|LdmUNetCase|Sd15UNetCase|Sd15PipelineCase|VqCase|Samplers\.|Schedules\.|DdpmUNet\.DeepCacheAtEveryReferenceBranch'
   if [ "${SANITIZE_ALL:-}" = 1 ]; then SANITIZE_SKIP=""; fi
 else
