@@ -627,7 +627,32 @@ ExperimentSpec parse_experiment(const std::string& text, const std::string& orig
     deep_merge(base, top["base"]);
   }
 
-  // 2. Points: explicit runs x sweep grid x zip groups.
+  // 2. Points: explicit runs x sweep grid x zip groups, counted before they are made: an experiment
+  // of more runs than a results file should hold is refused at once (a typo such as a 1000-value
+  // axis crossed with others would otherwise have `plan` resolve millions of runs for minutes).
+  {
+    constexpr double kMaxPoints = 100000;
+    double count = top.contains("runs") && top["runs"].is_array() ? std::max<std::size_t>(top["runs"].size(), 1) : 1;
+    std::string how = top.contains("runs") && top["runs"].is_array() ? fmt::format("runs {}", top["runs"].size()) : "";
+    if (top.contains("sweep") && top["sweep"].is_object())
+      for (auto it = top["sweep"].begin(); it != top["sweep"].end(); ++it) {
+        const std::size_t n = it.value().is_array() ? it.value().size() : 1;
+        count *= static_cast<double>(std::max<std::size_t>(n, 1));
+        how += fmt::format("{}sweep.{} {}", how.empty() ? "" : " x ", it.key(), n);
+      }
+    if (top.contains("zip")) {
+      const json groups = top["zip"].is_array() ? top["zip"] : json::array({top["zip"]});
+      for (std::size_t g = 0; g < groups.size(); ++g)
+        if (groups[g].is_object() && !groups[g].empty() && groups[g].begin().value().is_array()) {
+          const std::size_t n = groups[g].begin().value().size();
+          count *= static_cast<double>(std::max<std::size_t>(n, 1));
+          how += fmt::format("{}zip[{}] {}", how.empty() ? "" : " x ", g, n);
+        }
+    }
+    if (count > kMaxPoints)
+      throw Error(fmt::format("{}: the experiment expands to {:.0f} runs ({}); at most {:.0f} per experiment: split it into several files",
+                              src.where(top.contains("sweep") ? "sweep" : top.contains("zip") ? "zip" : "runs"), count, how, kMaxPoints));
+  }
   std::vector<std::pair<std::string, json>> points = {{"", json::object()}};  // (label, dotted overrides)
   if (top.contains("runs")) {
     if (!top["runs"].is_array()) throw Error(fmt::format("{}: runs: expected a list of override mappings", src.where("runs")));

@@ -14,6 +14,7 @@
 #include "harness/hdf5.h"
 #include "harness/quality.h"
 #include "harness/results_store.h"
+#include "harness/writer_lock.h"
 #include "metrics/accumulators.h"
 
 namespace fs = std::filesystem;
@@ -226,6 +227,7 @@ MergeSummary merge_results(const MergeOptions& o, std::ostream& log) {
     }
   }
   const std::string out_path = o.out.empty() ? fmt::format("results/{}/{}.h5", experiment, experiment) : o.out;
+  const WriterLock lock(out_path, "merge");
   ResultsStore out(out_path, experiment, description);
   s.out = out_path;
   for (auto& [id, list] : shards) {

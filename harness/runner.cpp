@@ -22,6 +22,7 @@
 #include "harness/runtime.h"
 #include "harness/sampling/released_stream.h"
 #include "harness/sampling/samplers.h"
+#include "harness/writer_lock.h"
 #include "harness/sampling/schedule.h"
 #include "metrics/macs.h"
 #include "metrics/sha256.h"
@@ -145,6 +146,8 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   models::ModelOptions model_options;
   model_options.image_size = spec.model.image_size;
   model_options.tokenizer = spec.model.tokenizer.empty() ? "" : expand_env(spec.model.tokenizer, "model.tokenizer");
+  if (!model_options.tokenizer.empty() && !fs::is_directory(model_options.tokenizer))  // before a model load of a minute
+    throw Error(fmt::format("model.tokenizer: {} is not a folder (one with vocab.json and merges.txt)", model_options.tokenizer));
   const std::string key = fmt::format("{}/{}/{}/{}/{}/{}", spec.model.family, spec.model.preset, weights, first_stage_weights,
                                       model_options.image_size, model_options.tokenizer);
   if (mc.key != key || !mc.model) {
@@ -436,9 +439,11 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
   }
   RunSummary s;
   s.results_path = default_results_path(e, o);
+  const WriterLock lock(s.results_path, "run");  // one writer per results file (exit 2 for a second)
   ResultsStore store(s.results_path, e.name, e.description);
   const auto status = store.statuses();
-  ModelCache models;
+  ModelCache own_models;
+  ModelCache& models = o.models ? *o.models : own_models;
   for (std::size_t i = 0; i < selected.size(); ++i) {
     RunSpec spec = *selected[i];
     if (!o.device.empty()) spec.device = o.device;

@@ -59,6 +59,9 @@ struct RunOptions {
   int shard_index = 0, shard_count = 1;
   std::string device;              // overrides the experiment's when set
   std::string results_path;        // default results/<experiment>/<experiment>.h5 (+ .shard-i-of-n)
+  // The model kept from run to run; a caller that runs several experiments (or shards) of one
+  // model in one process passes its own to build it once. Null: one for this call.
+  ModelCache* models = nullptr;
 };
 
 struct RunSummary {

@@ -22,6 +22,11 @@ struct Dtype {
 constexpr Dtype kDtypes[] = {{"<f8", torch::kFloat64}, {"<f4", torch::kFloat32}, {"<f2", torch::kFloat16}, {"<i8", torch::kInt64},
                              {"<i4", torch::kInt32},   {"|u1", torch::kUInt8},   {"|b1", torch::kBool}};
 
+uint64_t physical_memory_bytes() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : uint64_t{1} << 40;
+}
+
 torch::Tensor parse_npy(const std::vector<uint8_t>& b, const std::string& what) {
   auto bad = [&](const std::string& m) { return Error(fmt::format("{}: {}", what, m)); };
   if (b.size() < 10 || std::memcmp(b.data(), "\x93NUMPY", 6) != 0) throw bad("not a .npy array (bad magic)");
@@ -52,10 +57,17 @@ torch::Tensor parse_npy(const std::vector<uint8_t>& b, const std::string& what) 
   std::vector<int64_t> shape;
   const std::string dims = m[1];
   static const std::regex number(R"(\d+)");
-  for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it)
-    shape.push_back(std::stoll(it->str()));
+  // Sizes are checked before anything is allocated: a header may claim any shape.
+  constexpr int64_t kMaxElements = int64_t{1} << 48;
   int64_t numel = 1;
-  for (int64_t d : shape) numel *= d;
+  for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it) {
+    const std::string digits = it->str();
+    const int64_t d = digits.size() > 15 ? kMaxElements + 1 : std::stoll(digits);
+    if (d > kMaxElements || (d > 0 && numel > kMaxElements / d))
+      throw bad(fmt::format("shape ({}) declares more than 2^48 elements: not an array this program reads", dims));
+    numel *= d;
+    shape.push_back(d);
+  }
   const std::size_t nbytes = static_cast<std::size_t>(numel) * torch::elementSize(dt->type);
   if (b.size() - start - hlen != nbytes)
     throw bad(fmt::format("shape {} of {} needs {} bytes of data, the array has {}", dims, descr, nbytes, b.size() - start - hlen));
@@ -112,6 +124,13 @@ std::map<std::string, torch::Tensor> read_npz(const std::string& path) {
       if (zip_stat_index(z, i, 0, &st) != 0) throw Error(fmt::format("{}: damaged zip directory", path));
       std::string name = st.name;
       if (name.size() < 4 || name.compare(name.size() - 4, 4, ".npy") != 0) continue;
+      // The uncompressed size is the archive's claim: checked against this machine's memory
+      // before it is allocated (a damaged or hostile entry may declare terabytes).
+      if (!(st.valid & ZIP_STAT_SIZE)) throw Error(fmt::format("{}: '{}' declares no size", path, name));
+      if (st.size > physical_memory_bytes())
+        throw Error(fmt::format("{}: '{}' declares {} bytes uncompressed, more than this machine's memory ({} bytes): damaged, or not "
+                                "an array this program can read here",
+                                path, name, static_cast<uint64_t>(st.size), physical_memory_bytes()));
       std::vector<uint8_t> bytes(st.size);
       zip_file_t* f = zip_fopen_index(z, i, 0);
       if (!f) throw Error(fmt::format("{}: cannot read '{}'", path, name));

@@ -205,6 +205,22 @@ TEST(Npz, DamagedFilesAreClearErrors) {
   }
   dc::metrics::write_npz(dir + "/bad_shape.npz", {{"mu", torch::zeros({3}, torch::kFloat64)}, {"sigma", torch::zeros({4, 4}, torch::kFloat64)}});
   EXPECT_THROW(dc::metrics::read_fid_stats(dir + "/bad_shape.npz"), dc::Error);
+  // Headers claiming absurd shapes (whose element counts overflow 64 bits, or whose digits do) are
+  // refused before anything is allocated; written with Python's zipfile as another program would.
+  if (std::system("/usr/bin/python3 -c 'import zipfile' >/dev/null 2>&1") != 0) return;
+  for (const std::string shape : {"(4611686018427387904, 4)", "(99999999999999999999999,)", "(65536, 65536, 65537)"}) {
+    const std::string path = dir + "/huge.npz";
+    const std::string py = "/usr/bin/python3 -c \"import sys, zipfile; h = \\\"{'descr': '<f8', 'fortran_order': False, 'shape': " + shape +
+                           ", }\\\"; h = h + ' ' * (63 - (10 + len(h)) % 64) + '\\\\n'; "
+                           "zipfile.ZipFile(sys.argv[1], 'w').writestr('a.npy', b'\\\\x93NUMPY\\\\x01\\\\x00' + len(h).to_bytes(2, 'little') + h.encode())\" " + path;
+    ASSERT_EQ(std::system(py.c_str()), 0) << py;
+    try {
+      dc::metrics::read_npz(path);
+      ADD_FAILURE() << shape << " accepted";
+    } catch (const dc::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("declares more than 2^48 elements"), std::string::npos) << e.what();
+    }
+  }
 }
 
 // ---- Inception Score: closed forms -----------------------------------------------------------

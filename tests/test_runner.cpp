@@ -29,6 +29,7 @@
 #include "harness/report.h"
 #include "harness/results_store.h"
 #include "harness/runner.h"
+#include "harness/writer_lock.h"
 #include "metrics/fid_pipeline.h"
 #include "metrics/inception_score.h"
 #include "metrics/npz.h"
@@ -1018,4 +1019,48 @@ TEST(Export, PngFolderAndEvaluatorNpzHoldTheStoredImagesInOrder) {
   const auto r = dc::test::run_cli("export " + u.results_path + " --run " + no_images.runs.at(0).run_id + " --npz " + dir + "/u.npz");
   EXPECT_EQ(r.code, 2) << r.err;
   EXPECT_NE(r.err.find("stored no images"), std::string::npos) << r.err;
+}
+
+// One writer per results file: a second `run` (or `merge`) aimed at a file another process is
+// writing stops at once with exit 2, naming the holder (pid, host); the lock goes with its holder.
+TEST(WriterLock, ASecondWriterIsRefusedNamingTheHolder) {
+  const std::string dir = dc::test::temp_dir();
+  const std::string h5 = dir + "/r.h5";
+  std::string holder_error;
+  {
+    const WriterLock held(h5, "run");
+    try {
+      const WriterLock second(h5, "merge");  // another open file description: contends as another process would
+      ADD_FAILURE() << "a second writer got the lock";
+    } catch (const dc::Error& e) {
+      holder_error = e.what();
+    }
+    EXPECT_NE(holder_error.find(h5 + ": another process is writing this results file (`run`, pid " + std::to_string(::getpid())),
+              std::string::npos) << holder_error;
+    EXPECT_NE(holder_error.find("merge refuses"), std::string::npos) << holder_error;
+    // The command line: `run` on the held file exits 2 with one line naming it and the holder.
+    std::ofstream(dir + "/e.yaml") << kTiny;
+    const auto r = dc::test::run_cli("run " + dir + "/e.yaml --results " + h5);
+    EXPECT_EQ(r.code, 2) << r.out << r.err;
+    EXPECT_NE(r.err.find("pid " + std::to_string(::getpid())), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(h5));  // nothing written
+  }
+  // Released: the next writer gets it.
+  EXPECT_NO_THROW(WriterLock(h5, "run"));
+}
+
+// An experiment whose axes multiply past 100,000 runs is refused before any run is made.
+TEST(Config, AbsurdSweepsAreRefusedBeforeExpanding) {
+  std::string axis;
+  for (int i = 0; i < 1000; ++i) axis += (i ? ", " : "") + std::to_string(i);
+  const std::string yaml = std::string(kTiny) + "sweep:\n  samples.seed: [" + axis + "]\n  cache.interval: [" + axis + "]\n  cache.center: [" + axis + "]\n";
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    parse_experiment(yaml, "big.yaml");
+    ADD_FAILURE() << "accepted";
+  } catch (const dc::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("expands to 1000000000 runs (sweep.cache.center 1000 x sweep.cache.interval 1000 x sweep.samples.seed 1000)"),
+              std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 10.0);
 }

@@ -115,21 +115,16 @@ TEST(SdRun, PromptsNegativePromptGuidanceAndSeedModes) {
   auto by4 = sd_settings(prompts, 4, 4);
   EXPECT_LE(max_diff(images_of(by4).images, base.images), 2.0f);
   // The negative prompt is guidance's other half: it changes the images; without guidance it is unused.
-  auto neg = sd_settings(prompts, 4, 2);
+  auto neg = sd_settings(prompts, 2, 2);  // the first batch is enough for what follows
   neg["conditioning"]["negative_prompt"] = "blurry, low quality";
-  EXPECT_GT(max_diff(images_of(neg).images, base.images), 0.0f);
-  auto g1 = sd_settings(prompts, 4, 2), g1neg = neg;
+  const torch::Tensor first_batch = base.images.slice(0, 0, 2);
+  EXPECT_GT(max_diff(images_of(neg).images, first_batch), 0.0f);
+  auto g1 = sd_settings(prompts, 2, 2), g1neg = neg;
   g1["conditioning"]["guidance"] = 1.0;
   g1neg["conditioning"]["guidance"] = 1.0;
   const auto plain = images_of(g1);
   EXPECT_TRUE(torch::equal(plain.images, images_of(g1neg).images));
-  EXPECT_GT(max_diff(plain.images, base.images), 0.0f);
-  // Other prompts, other images.
-  const std::string other = dir + "/other.txt";
-  write_text(other, "a cathedral at night\na bowl of soup\na red cube on a table\na green cone in the snow\n");
-  const auto o = images_of(sd_settings(other, 4, 2));
-  EXPECT_GT(max_diff(o.images[0], base.images[0]), 0.0f);
-  EXPECT_LE(max_diff(o.images[2], base.images[2]), 2.0f);  // same prompt, same sample noise: the same image
+  EXPECT_GT(max_diff(plain.images, first_batch), 0.0f);
   // Paper seeds: every batch from manual_seed(42), so sample 2 (first of the second batch, same
   // prompt as sample 0) repeats sample 0; samples 1 and 3 have other prompts.
   auto paper = sd_settings(prompts, 4, 2);
@@ -214,7 +209,9 @@ runs:
   const auto e = parse_experiment(yaml, dir + "/e.yaml", dir);
   const std::string id = e.runs.at(0).run_id, g = "runs/" + id;
   std::ostringstream log;
+  ModelCache models;  // one SD network for the three runs below
   RunOptions whole;
+  whole.models = &models;
   whole.results_path = dir + "/whole.h5";
   ASSERT_EQ(run_experiment(e, whole, log, false).complete, 1) << log.str();
   auto f = dc::h5::open_file(whole.results_path);
@@ -236,6 +233,7 @@ runs:
   EXPECT_NE(dc::h5::get_attr_string(prov.id(), "uint8_rule").find("torchvision"), std::string::npos);
   // Two shards, the second first, merged: the one-process run's state and value, exactly.
   RunOptions s;
+  s.models = &models;
   s.results_path = dir + "/shards.h5";
   s.shard_count = 2;
   for (int i : {1, 0}) {
