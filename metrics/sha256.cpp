@@ -3,6 +3,9 @@
 #include <array>
 #include <cstring>
 #include <fstream>
+#include <mutex>
+#include <map>
+#include <filesystem>
 #include <vector>
 
 #include <fmt/format.h>
@@ -90,7 +93,8 @@ std::string sha256_hex(const std::string& bytes) {
   return s.hex();
 }
 
-std::string sha256_file(const std::string& path) {
+namespace {
+std::string hash_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(fmt::format("{}: cannot be read (for its SHA-256)", path));
   Sha256 s;
@@ -101,6 +105,25 @@ std::string sha256_file(const std::string& path) {
   }
   if (in.bad()) throw Error(fmt::format("{}: read error (for its SHA-256)", path));
   return s.hex();
+}
+}  // namespace
+
+std::string sha256_file(const std::string& path) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  const auto mtime = ec ? std::filesystem::file_time_type{} : std::filesystem::last_write_time(path, ec);
+  if (ec) return hash_file(path);  // unreadable: hash_file says so, naming the file
+  const std::string key = fmt::format("{}\n{}\n{}", std::filesystem::absolute(path).string(), size, mtime.time_since_epoch().count());
+  static std::mutex mutex;
+  static std::map<std::string, std::string> known;
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto it = known.find(key); it != known.end()) return it->second;
+  }
+  std::string hex = hash_file(path);
+  std::lock_guard<std::mutex> lock(mutex);
+  known[key] = hex;
+  return hex;
 }
 
 }  // namespace dc::metrics

@@ -376,4 +376,11 @@ TEST(Sha256, KnownVectors) {
             "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
   EXPECT_EQ(dc::metrics::sha256_hex(std::string(1000000, 'a')), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
   EXPECT_THROW(dc::metrics::sha256_file("/nonexistent/file"), dc::Error);
+  // Remembered per (path, size, mtime): a rewritten file is hashed again.
+  const std::string f = dc::test::temp_dir() + "/h.txt";
+  std::ofstream(f) << "abc";
+  EXPECT_EQ(dc::metrics::sha256_file(f), dc::metrics::sha256_hex("abc"));
+  EXPECT_EQ(dc::metrics::sha256_file(f), dc::metrics::sha256_hex("abc"));
+  std::ofstream(f) << "abcd";
+  EXPECT_EQ(dc::metrics::sha256_file(f), dc::metrics::sha256_hex("abcd"));
 }
