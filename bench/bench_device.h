@@ -1,4 +1,5 @@
-// The device the benchmarks run on: DEEPCACHE_BENCH_DEVICE=cpu (default) or cuda. Timed calls on
+// The device the benchmarks run on: DEEPCACHE_BENCH_DEVICE=cpu (default) or cuda; the UNet's dtype:
+// DEEPCACHE_BENCH_DTYPE; DEEPCACHE_BENCH_BATCHES=paper: batch 1 and the paper's generation batch. Timed calls on
 // CUDA are followed by sync(), so a time is a call's duration, not its launch time.
 #pragma once
 #include <torch/torch.h>
@@ -17,6 +18,19 @@ inline torch::Device bench_device() {
   if (name == "cpu") return torch::kCPU;
   if (name == "cuda" && torch::cuda::is_available()) return torch::kCUDA;
   throw std::runtime_error("DEEPCACHE_BENCH_DEVICE=" + name + ": expected cpu, or cuda on a machine where torch sees a CUDA device");
+}
+
+// DEEPCACHE_BENCH_DTYPE=fp32 (default) | fp16 | bf16: the UNet's precision (model.dtype).
+inline torch::ScalarType bench_dtype(const torch::Device& d) {
+  const char* v = std::getenv("DEEPCACHE_BENCH_DTYPE");
+  const std::string name = v ? v : "fp32";
+  if (name == "fp32") return torch::kFloat;
+  if (name == "bf16") return torch::kBFloat16;
+  if (name == "fp16" && d.is_cuda()) return torch::kHalf;
+  throw std::runtime_error("DEEPCACHE_BENCH_DTYPE=" + name + ": expected fp32, bf16, or fp16 on cuda");
+}
+inline std::string dtype_name(torch::ScalarType t) {
+  return t == torch::kHalf ? "fp16" : t == torch::kBFloat16 ? "bf16" : "fp32";
 }
 
 inline void sync(const torch::Device& d) {

@@ -27,15 +27,16 @@ struct BenchModel {
   std::string family, preset;
   std::vector<int64_t> batches;
   std::vector<int> ks;
+  int64_t paper_batch;  // UNet rows of the paper's generation batch (SD: 4 images x 2 for guidance)
 };
 
 // The paper's settings and the ends of each UNet: DDPM k = 2 (Table 2), LDM-4-G k = 0, SD1.5 k = 1
 // (SD code layer 0, block 0) on 64x64 latents, batch 2 being one image with classifier-free guidance.
 const std::vector<BenchModel>& table() {
   static const std::vector<BenchModel> t = {
-      {"ddpm", "cifar10", {1, 64}, {0, 2, 5, 11}},
-      {"ldm", "cin256_v2", {1, 8}, {0, 2, 5}},
-      {"sd", "sd15", {1, 2}, {0, 1, 3}},
+      {"ddpm", "cifar10", {1, 64}, {0, 2, 5, 11}, 200},
+      {"ldm", "cin256_v2", {1, 8}, {0, 2, 5}, 16},
+      {"sd", "sd15", {1, 2}, {0, 1, 3}, 8},
   };
   return t;
 }
@@ -44,6 +45,7 @@ struct Loaded {
   dc::models::Model model;
   dc::metrics::MacsTable macs;
   torch::Device device{torch::kCPU};
+  torch::ScalarType dtype = torch::kFloat;
   std::string label;
 };
 
@@ -56,8 +58,9 @@ Loaded& loaded(const std::string& family, const std::string& preset) {
     slot->model = dc::models::build_model(family, preset, "random");
     slot->macs = dc::metrics::macs_table(*slot->model.unet);
     slot->device = dc::bench::bench_device();
-    slot->model.unet->to(slot->device);
-    slot->label = dc::bench::device_label(slot->device);
+    slot->dtype = dc::bench::bench_dtype(slot->device);
+    slot->model.unet->to(slot->device, slot->dtype);
+    slot->label = dc::bench::device_label(slot->device) + " " + dc::bench::dtype_name(slot->dtype);
   }
   return *slot;
 }
@@ -69,7 +72,9 @@ Inputs inputs(const Loaded& f, int64_t batch) {
   std::vector<int64_t> shape = f.model.info.sample_shape;
   shape.insert(shape.begin(), batch);
   const auto opts = torch::TensorOptions().device(f.device);
-  return {torch::randn(shape, opts), torch::full({batch}, 500.0f, opts), f.model.unet->example_conditioning(batch, opts)};
+  torch::Tensor cond = f.model.unet->example_conditioning(batch, opts);
+  if (cond.defined() && cond.is_floating_point()) cond = cond.to(f.dtype);
+  return {torch::randn(shape, opts.dtype(f.dtype)), torch::full({batch}, 500.0f, opts), cond};
 }
 
 void call(benchmark::State& state, const BenchModel& m, int64_t batch, int k) {
@@ -142,7 +147,9 @@ const bool registered = [] {
   for (const auto& m : table()) {
     if (!selected(m)) continue;
     const std::string name = m.family + "/" + m.preset;
-    for (int64_t batch : m.batches) {
+    std::vector<int64_t> batches = m.batches;
+    if (const char* b = std::getenv("DEEPCACHE_BENCH_BATCHES"); b && std::string(b) == "paper") batches = {1, m.paper_batch};
+    for (int64_t batch : batches) {
       benchmark::RegisterBenchmark(("BM_UNetCall/" + name + "/" + std::to_string(batch) + "/full").c_str(),
                                    [m, batch](benchmark::State& s) { call(s, m, batch, -1); })
           ->Unit(benchmark::kMillisecond)->MinTime(1.0);

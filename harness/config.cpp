@@ -208,7 +208,9 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
   }
   if (j.contains("model")) {
     const auto& m = j["model"];
-    r.only(m, "model", {"family", "preset", "weights", "first_stage_weights", "tokenizer", "image_size"});
+    r.only(m, "model", {"family", "preset", "weights", "first_stage_weights", "tokenizer", "image_size", "dtype"});
+    r.get(m, "model", "dtype", s.model.dtype);
+    r.one_of("model.dtype", s.model.dtype, {"fp32", "fp16", "bf16"});
     r.get(m, "model", "first_stage_weights", s.model.first_stage_weights);
     r.get(m, "model", "tokenizer", s.model.tokenizer);
     r.get(m, "model", "image_size", s.model.image_size);
@@ -216,6 +218,8 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
     r.get(m, "model", "preset", s.model.preset);
     r.get(m, "model", "weights", s.model.weights);
   }
+  if (s.model.dtype == "fp16" && j.contains("device") && s.device == "cpu")  // no device: `run --device` may give cuda (the runner checks)
+    r.fail("model.dtype", "fp16 needs device: cuda (LibTorch has no half-precision convolution on the CPU); on the CPU use fp32 or bf16");
   r.one_of("model.family", s.model.family, models::family_names());
   try {
     s.plan.model = models::model_info(s.model.family, s.model.preset);
@@ -485,6 +489,7 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
   if (!s.model.first_stage_weights.empty()) s.resolved["model"]["first_stage_weights"] = s.model.first_stage_weights;
   if (!s.model.tokenizer.empty()) s.resolved["model"]["tokenizer"] = s.model.tokenizer;
   if (s.model.image_size != 0) s.resolved["model"]["image_size"] = s.model.image_size;
+  if (s.model.dtype != "fp32") s.resolved["model"]["dtype"] = s.model.dtype;  // fp32 run ids stay as they were
   if (text) {
     s.resolved["conditioning"] = {{"guidance", s.conditioning.guidance}, {"negative_prompt", s.conditioning.negative_prompt}};
     if (s.conditioning.prompts.empty()) s.resolved["conditioning"]["prompt"] = s.conditioning.prompt;

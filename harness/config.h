@@ -22,6 +22,10 @@ struct ModelSpec {
   // folder's tokenizer/, else $DEEPCACHE_CLIP_TOKENIZER (models::ModelOptions).
   std::string tokenizer;
   int image_size = 0;  // pixels; 0: the preset's (sd: multiples of 64)
+  // The UNet's precision: fp32 (default) | fp16 (CUDA only) | bf16 (CUDA, and CPUs whose LibTorch
+  // runs bfloat16 convolutions). Weights cast once; the sampler's arithmetic, the first stage and
+  // the text encoder stay fp32; GroupNorm/LayerNorm and softmax run in fp32 (models/trace.h).
+  std::string dtype = "fp32";
 };
 
 struct SamplerSpec {

@@ -5,17 +5,28 @@ namespace dc::harness {
 sampling::CondEpsFn cond_denoiser(std::shared_ptr<models::UNet> net, std::shared_ptr<const deepcache::CachePlan> plan,
                                   std::shared_ptr<DenoiserLog> log) {
   auto cache = std::make_shared<deepcache::FeatureCache>();
-  return [net, plan, log, cache](const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond, int call) {
+  // model.dtype: the UNet's inputs go in its parameters' dtype, eps comes back in the sampler's
+  // (fp32); class labels and timesteps are left alone (the UNets embed t in fp32, then cast).
+  const auto params = net->parameters();
+  const torch::ScalarType dtype = params.empty() ? torch::kFloat : params.front().scalar_type();
+  return [net, plan, log, cache, dtype](const torch::Tensor& x_in, const torch::Tensor& t, const torch::Tensor& cond_in, int call) {
+    const auto in = [dtype](const torch::Tensor& v) {
+      return v.defined() && v.is_floating_point() && v.scalar_type() != dtype ? v.to(dtype) : v;
+    };
+    const auto out = [&x_in](const torch::Tensor& eps) {
+      return eps.scalar_type() != x_in.scalar_type() ? eps.to(x_in.scalar_type()) : eps;
+    };
+    const torch::Tensor x = in(x_in), cond = in(cond_in);
     if (call == 0) cache->reset();
     models::Trace* trace = log ? log->trace : nullptr;
     if (!plan) {
       if (log) log->is_full.push_back(1);
-      return net->forward(x, t, cond, nullptr, nullptr, trace);
+      return out(net->forward(x, t, cond, nullptr, nullptr, trace));
     }
     const bool full = plan->is_full(call);
     deepcache::CacheRequest req{plan->skip_index, !full};
     req.ldm_released = plan->ldm_released;
-    torch::Tensor eps = net->forward(x, t, cond, &req, cache.get(), trace);
+    torch::Tensor eps = out(net->forward(x, t, cond, &req, cache.get(), trace));
     if (log) {
       log->is_full.push_back(full ? 1 : 0);
       if (full && log->keep_cached) log->cached.push_back(cache->get(plan->skip_index, x.size(0)));

@@ -70,6 +70,7 @@ RunResult load_result(hid_t file, const std::string& key, const std::string& pat
   r.git_revision = h5::get_attr_string(id, "git_revision");
   r.started_at = h5::get_attr_string(id, "started_at");
   r.finished_at = h5::get_attr_string(id, "finished_at");
+  r.timing_clock = h5::get_attr_string(id, "timing_clock");
   r.timesteps = read_vec<int64_t>(id, "timesteps");
   r.full_steps = read_vec<int>(id, "full_steps");
   r.is_full = read_vec<int>(id, "is_full");

@@ -207,6 +207,17 @@ std::string render_report(const ReportOptions& o, std::vector<std::string>* heat
     cells.push_back(r.status_note.empty() ? r.status : r.status + " (" + r.status_note + ")");
     line(cells);
   }
+  if (md) {  // how the times were taken (the CSV stays one table)
+    std::set<std::string> clocks;
+    for (const auto& r : runs)
+      if (r.status == "complete" && !r.timing_clock.empty()) clocks.insert(fmt::format("{} on {}", r.timing_clock, r.device));
+    if (!clocks.empty()) {
+      std::string joined;
+      for (const auto& c : clocks) joined += (joined.empty() ? "" : "; ") + c;
+      out << "\ns/image: sampling wall time per image (steady_clock, device synchronised per batch); per-call times (step_time_ms): "
+          << joined << "\n";
+    }
+  }
   return out.str();
 }
 

@@ -45,7 +45,8 @@ void write_run(hid_t file, const RunResult& r) {
                                                                {"thread_settings", r.thread_settings}, {"cpu", r.cpu},
                                                                {"cpu_kernels", r.cpu_kernels}, {"torch_version", r.torch_version},
                                                                {"git_revision", r.git_revision}, {"started_at", r.started_at},
-                                                               {"finished_at", r.finished_at}})
+                                                               {"finished_at", r.finished_at},
+                                                               {"timing_clock", r.timing_clock}})
     h5::set_attr(g.id(), k, v);
   if (r.status != "complete") return;
   h5::write_tensor(g.id(), "timesteps", vec_tensor(r.timesteps, torch::kInt64));
@@ -122,6 +123,8 @@ StoredRun read_stored_run(hid_t runs, const std::string& id) {
   s.status = h5::get_attr_string(g.id(), "status");
   s.error = h5::get_attr_string(g.id(), "error");
   s.config_json = h5::get_attr_string(g.id(), "config");
+  s.device = h5::get_attr_string(g.id(), "device");
+  s.timing_clock = h5::get_attr_string(g.id(), "timing_clock");
   s.baseline = h5::get_attr_double(g.id(), "baseline") != 0;
   s.order = static_cast<int>(h5::get_attr_double(g.id(), "order"));
   for (const char* grp : {"macs", "metrics"}) {

@@ -44,6 +44,7 @@ struct RunResult {
   std::map<std::string, std::map<std::string, torch::Tensor>> metric_states;
   std::vector<std::string> notes;   // said on the console after the run (not stored)
   std::string weights_note, device, thread_settings, cpu, cpu_kernels, torch_version, git_revision, started_at, finished_at;
+  std::string timing_clock;  // how step_time_ms was measured (harness/call_timer.h)
 };
 
 // What a stored run says about itself (for `run` to skip it and for `report`).
@@ -53,6 +54,7 @@ std::string result_key(const std::string& run_id, int shard_index, int shard_cou
 struct StoredRun {
   std::string key;  // group name: run_id, or run_id.shard-i-of-n
   std::string run_id, name, status, error, config_json, partial;
+  std::string device, timing_clock;  // provenance: how the times were taken
   int shard_index = 0, shard_count = 1;
   bool baseline = false;
   int order = 0;

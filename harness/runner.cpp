@@ -19,6 +19,7 @@
 #include "dc/git_describe.h"
 #include "harness/denoiser.h"
 #include "harness/quality.h"
+#include "harness/call_timer.h"
 #include "harness/runtime.h"
 #include "harness/sampling/released_stream.h"
 #include "harness/sampling/samplers.h"
@@ -44,6 +45,34 @@ std::string now_iso() {
 
 void sync(const torch::Device& d) {
   if (d.is_cuda()) torch::cuda::synchronize();
+}
+
+// model.dtype on `device`, or one dc::Error naming model.dtype when that device cannot run it.
+torch::ScalarType unet_dtype_for(const std::string& dtype, const torch::Device& device) {
+  if (dtype == "fp32") return torch::kFloat;
+  if (dtype == "fp16") {
+    if (!device.is_cuda())
+      throw Error("model.dtype: fp16 needs device cuda (LibTorch has no half-precision convolution on the CPU); "
+                  "on the CPU use fp32 or bf16");
+    return torch::kHalf;
+  }
+  if (dtype == "bf16") {
+    if (device.is_cpu()) {  // LibTorch's CPU bfloat16 convolution is oneDNN's, which needs AVX-512 (BW, VL, DQ)
+      static const bool ok = [] {
+        try {
+          torch::NoGradGuard ng;
+          torch::conv2d(torch::zeros({1, 16, 8, 8}, torch::kBFloat16), torch::zeros({16, 16, 3, 3}, torch::kBFloat16), {}, 1, 1);
+          return true;
+        } catch (const c10::Error&) {
+          return false;
+        }
+      }();
+      if (!ok)
+        throw Error("model.dtype: bf16: this CPU's LibTorch cannot run bfloat16 convolutions (oneDNN needs AVX-512); use fp32");
+    }
+    return torch::kBFloat16;
+  }
+  throw Error(fmt::format("model.dtype: '{}': expected fp32, fp16 or bf16", dtype));
 }
 
 // Cosine similarity between the features of every pair of calls, averaged over samples.
@@ -101,6 +130,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   const int calls = plan.calls.num_calls();
   const torch::Device device = parse_device(spec.device);
   r.device = device.is_cuda() ? "cuda" : "cpu";
+  const torch::ScalarType unet_dtype = unet_dtype_for(spec.model.dtype, device);  // unsupported: one error, nothing runs
   // Text-to-image: the prompts of the run's samples, read and checked before anything is loaded.
   const bool text_cond = plan.model.conditioning == "text";
   std::vector<std::string> prompts;
@@ -148,8 +178,9 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   model_options.tokenizer = spec.model.tokenizer.empty() ? "" : expand_env(spec.model.tokenizer, "model.tokenizer");
   if (!model_options.tokenizer.empty() && !fs::is_directory(model_options.tokenizer))  // before a model load of a minute
     throw Error(fmt::format("model.tokenizer: {} is not a folder (one with vocab.json and merges.txt)", model_options.tokenizer));
-  const std::string key = fmt::format("{}/{}/{}/{}/{}/{}", spec.model.family, spec.model.preset, weights, first_stage_weights,
-                                      model_options.image_size, model_options.tokenizer);
+  // The dtype is part of the key: a model cast to fp16 and back would carry rounded weights.
+  const std::string key = fmt::format("{}/{}/{}/{}/{}/{}/{}", spec.model.family, spec.model.preset, weights, first_stage_weights,
+                                      model_options.image_size, model_options.tokenizer, spec.model.dtype);
   if (mc.key != key || !mc.model) {
     mc.model.reset();  // free the previous model before building the next
     mc.model = models::build_model(spec.model.family, spec.model.preset, weights, first_stage_weights, model_options);
@@ -164,7 +195,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   auto macs_of = [&](int k) {  // counted on the CPU, before the model moves to the run's device
     auto it = mc.macs.find(k);
     if (it == mc.macs.end()) {
-      net.to(torch::kCPU);
+      net.to(torch::kCPU, torch::kFloat);  // counted in fp32 (a count does not depend on the dtype)
       it = mc.macs.emplace(k, metrics::call_macs(net, k).total).first;
     }
     return it->second;
@@ -173,7 +204,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   r.macs_partial = cache_plan ? macs_of(cache_plan->skip_index) : 0.0;
   r.macs_step_average =
       cache_plan ? metrics::step_average_macs(r.macs_full, r.macs_partial, cache_plan->full_steps, calls) : r.macs_full;
-  net.to(device);
+  net.to(device, unet_dtype);  // the UNet in model.dtype; samplers, first stage and text encoder stay fp32
   if (model.first_stage) model.first_stage->to(device);
   if (model.cond_stage) model.cond_stage->to(device);
   configure_threads();
@@ -229,21 +260,21 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     released.emplace(rc);
   }
   sampling::EpsFn inner;  // set per batch
-  std::vector<double> batch_ms(calls, 0.0);  // per call, this batch
+  // Per-call times: steady_clock on the CPU, CUDA events on a GPU (no synchronise inside the loop).
+  const std::unique_ptr<CallTimer> call_timer = make_call_timer(device);
+  r.timing_clock = call_timer->clock();
   int64_t batch_now = 0;
   const sampling::EpsFn timed = [&](const torch::Tensor& x, const torch::Tensor& t, int call) {
-    sync(device);
-    const auto t0 = std::chrono::steady_clock::now();
+    call_timer->begin(call);
     torch::Tensor eps = inner(x, t, call);
-    sync(device);
-    batch_ms[call] += 1e3 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    call_timer->end(call);
     if (log->trace) {
       for (const auto& tap : taps) {
         auto it = trace.taps.find(tap);
         if (it == trace.taps.end()) continue;
         // With batched guidance the UNet sees [unconditional; conditional]: take the conditional half.
         const int64_t off = it->second.size(0) == 2 * batch_now ? batch_now : 0;
-        const torch::Tensor f = it->second.slice(0, off, off + sim_rows).flatten(1).to(torch::kCPU);
+        const torch::Tensor f = it->second.slice(0, off, off + sim_rows).flatten(1).to(torch::kCPU, torch::kFloat);
         feats[tap].push_back(f / f.norm(2, {1}, true).clamp_min(1e-12));  // F.normalize(f, dim=1)
       }
       trace.taps.clear();
@@ -265,9 +296,10 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     mc.warmed = warm_key;
     const int64_t b = warm_batch;
     const auto opts = torch::TensorOptions().device(device);
-    const torch::Tensor xw = torch::zeros(batch_shape(b), opts);
+    const torch::Tensor xw = torch::zeros(batch_shape(b), opts.dtype(unet_dtype));
     const torch::Tensor tw = torch::full({b}, 500.0f, opts);
-    const torch::Tensor cw = net.example_conditioning(b, opts);
+    torch::Tensor cw = net.example_conditioning(b, opts);
+    if (cw.defined() && cw.is_floating_point()) cw = cw.to(unet_dtype);
     deepcache::FeatureCache warm;
     if (cache_plan) {
       const deepcache::CacheRequest fill{cache_plan->skip_index, false}, partial{cache_plan->skip_index, true};
@@ -326,7 +358,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     rec.index = (first + done) / spec.samples.batch;
     rec.first = first + done;
     rec.rows = b;
-    std::fill(batch_ms.begin(), batch_ms.end(), 0.0);
+    call_timer->start_batch(calls);
     sync(device);
     const auto t0 = std::chrono::steady_clock::now();
     sampling::NoiseFn noise;
@@ -369,7 +401,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     sync(device);
     const auto t1 = std::chrono::steady_clock::now();
     rec.seconds = std::chrono::duration<double>(t1 - t0).count();
-    rec.step_time_ms = batch_ms;
+    rec.step_time_ms = call_timer->finish_batch();
     rec.is_full = log->is_full;
     rec.quality = quality.measure(batch_images, batch_prompts);
     quality.apply(rec.quality, rec.first);  // the networks and the accumulators: metric_seconds

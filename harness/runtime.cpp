@@ -12,6 +12,8 @@
 #include <cstdlib>
 
 #include <fmt/format.h>
+
+#include "models/cpu_conv.h"
 #include <torch/torch.h>
 
 #include "common/error.h"
@@ -68,6 +70,7 @@ int usable_cpus() {
 }
 
 void configure_threads(int torch_threads) {
+  dc::models::cpu_conv::check_environment();  // $DEEPCACHE_CONV*: a bad value is exit 2 before any work
   if (auto set = openblas_set()) set(1);
   // Debian's torch starts with OpenMP's default, which is 1 thread on some machines (seen here:
   // omp_get_max_threads() = 1 on 2 cores): without an explicit OMP_NUM_THREADS, use every core.
@@ -109,7 +112,10 @@ std::string cpu_description() {
 }
 
 std::string cpu_kernels() {
-  return fmt::format("ATen={}, oneDNN={}, OpenBLAS={}", aten_capability(), onednn_isa(), openblas_core());
+  namespace cc = dc::models::cpu_conv;
+  const bool wino = cc::algorithm() != cc::Algorithm::Direct && cc::winograd_available();
+  return fmt::format("ATen={}, oneDNN={}, OpenBLAS={}, conv3x3={}", aten_capability(), onednn_isa(), openblas_core(),
+                     wino ? "winograd" : "direct");
 }
 
 c10::Device parse_device(const std::string& name) {

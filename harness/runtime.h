@@ -22,7 +22,8 @@ std::string thread_settings();
 std::string cpu_description();
 
 // The kernels the CPU libraries actually dispatch to in this process, as each library reports it:
-// "ATen=AVX2, oneDNN=avx512_core_bf16, OpenBLAS=Cooperlake". They follow the CPU and the caps
+// "ATen=AVX2, oneDNN=avx512_core_bf16, OpenBLAS=Cooperlake, conv3x3=winograd" (the last:
+// models/cpu_conv.h, $DEEPCACHE_CONV). They follow the CPU and the caps
 // ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA and OPENBLAS_CORETYPE; floating-point results depend on
 // them (docs/experiments.md, "What is reproducible"), so every run records them.
 std::string cpu_kernels();

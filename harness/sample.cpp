@@ -38,6 +38,7 @@ SampleResult sample_images(const SampleOptions& o) {
   if (!o.negative_prompt.empty()) settings["conditioning"]["negative_prompt"] = o.negative_prompt;
   if (!o.tokenizer.empty()) settings["model"]["tokenizer"] = o.tokenizer;
   if (o.image_size != 0) settings["model"]["image_size"] = o.image_size;
+  if (o.dtype != "fp32") settings["model"]["dtype"] = o.dtype;
   if (o.seed_mode != "per_sample") settings["samples"]["seed_mode"] = o.seed_mode;
   if (o.cache_k) {
     settings["cache"] = {{"enabled", true}, {"k", *o.cache_k}, {"interval", o.interval}};

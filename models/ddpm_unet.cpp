@@ -127,9 +127,8 @@ torch::Tensor DdpmAttnBlockImpl::forward(const torch::Tensor& x, Trace* t, const
   torch::Tensor qq = tr::conv(q, h_, t, name).reshape({b, c, hh * ww}).permute({0, 2, 1});  // [B, HW, C]
   torch::Tensor kk = tr::conv(k, h_, t, name).reshape({b, c, hh * ww});                     // [B, C, HW]
   torch::Tensor vv = tr::conv(v, h_, t, name).reshape({b, c, hh * ww});                     // [B, C, HW]
-  torch::Tensor w = torch::bmm(qq, kk) * std::pow(static_cast<double>(c), -0.5);          // [B, HW(q), HW(k)]
-  w = torch::softmax(w, 2).permute({0, 2, 1});                                            // [B, HW(k), HW(q)]
-  torch::Tensor out = torch::bmm(vv, w).reshape({b, c, hh, ww});                          // [B, C, H, W]
+  // softmax(q k^T / sqrt(C)) v as one head of width C (models/trace.h: attention).
+  torch::Tensor out = tr::attention(qq, kk.transpose(1, 2), vv.transpose(1, 2)).transpose(1, 2).reshape({b, c, hh, ww});  // [B, C, H, W]
   out = x + tr::conv(proj_out, out, t, name);
   tr::done(t, name, out);
   return out;

@@ -5,11 +5,16 @@
 // per image.
 #pragma once
 #include <torch/torch.h>
+#include <torch/version.h>
+
+#include <cmath>
 
 #include <map>
 #include <set>
 #include <string>
 #include <vector>
+
+#include "models/cpu_conv.h"
 
 namespace dc::models {
 
@@ -46,7 +51,7 @@ inline void add_macs(Trace* t, const std::string& block, double macs) {
 
 // conv: k_h*k_w*C_in/groups*C_out per output position, + C_out per position for the bias.
 inline torch::Tensor conv(const torch::nn::Conv2d& c, const torch::Tensor& x, Trace* t, const std::string& block) {
-  torch::Tensor y = c.ptr()->forward(x);
+  torch::Tensor y = cpu_conv::forward(*c.ptr(), x);  // Winograd for 3x3 on CPUs that have it
   if (t && t->count_macs) {
     const auto& o = c->options;
     const double per_pos = static_cast<double>((*o.kernel_size())[0] * (*o.kernel_size())[1] * o.in_channels() /
@@ -68,18 +73,42 @@ inline torch::Tensor linear(const torch::nn::Linear& l, const torch::Tensor& x, 
   return y;
 }
 
+// Reduced precision (model.dtype fp16/bf16): normalisations compute in fp32 and return the input's
+// dtype, as CompVis's GroupNorm32 does (`super().forward(x.float()).type(x.dtype)`).
+inline bool reduced(const torch::Tensor& x) { return x.scalar_type() == torch::kHalf || x.scalar_type() == torch::kBFloat16; }
+inline torch::Tensor fp32_or_undefined(const torch::Tensor& p) { return p.defined() ? p.to(torch::kFloat) : p; }
+
 inline torch::Tensor group_norm(const torch::nn::GroupNorm& n, const torch::Tensor& x, Trace* t, const std::string& block) {
-  torch::Tensor y = n.ptr()->forward(x);
+  torch::Tensor y = !reduced(x) ? n.ptr()->forward(x)
+                                : torch::group_norm(x.to(torch::kFloat), n->options.num_groups(), fp32_or_undefined(n->weight),
+                                                    fp32_or_undefined(n->bias), n->options.eps())
+                                      .to(x.scalar_type());
   if (t && t->count_macs)
     add_macs(t, block, static_cast<double>(x.numel() / x.size(0)) * (n->options.affine() ? 2.0 : 1.0));
   return y;
 }
 
 inline torch::Tensor layer_norm(const torch::nn::LayerNorm& n, const torch::Tensor& x, Trace* t, const std::string& block) {
-  torch::Tensor y = n.ptr()->forward(x);
+  torch::Tensor y = !reduced(x) ? n.ptr()->forward(x)
+                                : torch::layer_norm(x.to(torch::kFloat), n->options.normalized_shape(), fp32_or_undefined(n->weight),
+                                                    fp32_or_undefined(n->bias), n->options.eps())
+                                      .to(x.scalar_type());
   if (t && t->count_macs)
     add_macs(t, block, static_cast<double>(x.numel() / x.size(0)) * (n->options.elementwise_affine() ? 2.0 : 1.0));
   return y;
+}
+
+// softmax(q k^T / sqrt(d)) v for q [N, Lq, d], k and v [N, Lk, d] (attention matmuls are not
+// counted as MACs, as the paper counts). LibTorch 2.x: at::scaled_dot_product_attention (flash /
+// memory-efficient kernels on CUDA, fp32 accumulation). 1.13: two bmm and a softmax computed in
+// fp32 (model.dtype fp16/bf16), as the references' explicit paths do.
+inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+#if TORCH_VERSION_MAJOR >= 2
+  return at::scaled_dot_product_attention(q, k, v);
+#else
+  const torch::Tensor sim = torch::bmm(q, k.transpose(1, 2)) * std::pow(static_cast<double>(q.size(-1)), -0.5);
+  return torch::bmm(sim.softmax(-1, torch::kFloat).to(v.scalar_type()), v);
+#endif
 }
 
 inline void done(Trace* t, const std::string& block, const torch::Tensor& out) {

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # One-call GPU check for a machine with PyTorch 2.x (CUDA) for python3 and no apt: builds against
-# PyTorch's LibTorch, runs the tests and the benchmarks, and prints the card.
+# PyTorch's LibTorch (stopping at once if that fails), runs the CUDA tests, then the benchmarks in
+# priority order (UNet full/partial ratios fp32/fp16, end-to-end speedups of the three families at
+# the paper's settings, the quick start's FID-FMNIST fp32/fp16), writes OUT/table.md
+# (scripts/gpu_table.py), and last runs every test.
 #
 # Prepare here (Debian, has apt):
 #   mkdir -p .devdeps && cp ../shared/tools/bundle-debs.sh .devdeps/ && \
@@ -47,16 +50,59 @@ else
   DEPS_PREFIX=/usr; DEPS_CMAKE_ARGS=""
 fi
 GEN=""; command -v ninja >/dev/null && GEN="-G Ninja"
+step() { echo "== $(date +%T) $*" | tee -a "$OUT/steps.txt"; }
+# 1. Compile only, and stop at the first failure: a broken 2.x build costs a minute, not the session.
+step "configure and build"
 # shellcheck disable=SC2086
-cmake -S . -B build-gpu $GEN -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS_PREFIX" $DEPS_CMAKE_ARGS 2>&1 | tee "$OUT/configure.log" | tail -5
-cmake --build build-gpu --parallel "$(nproc)" 2>&1 | tee "$OUT/build.log" | tail -20
-[ -x build-gpu/dc_tests ] || { echo "build failed"; exit 1; }
-# What only the GPU shows first: the Cuda.* suite (DDPM fixtures and a DeepCache sampling run on
-# the GPU), the GPU benchmarks, the quick start on the GPU; then every test of the 2.x build.
-./build-gpu/dc_tests --gtest_filter='Cuda.*' 2>&1 | tee "$OUT/cuda_tests.log" | tail -8 || true
-DEEPCACHE_BENCH_DEVICE=cuda ./build-gpu/dc_bench --benchmark_filter='FullOverPartial|Inception|Clip' --benchmark_min_time=0.5 \
-  --benchmark_format=console 2>&1 | tee "$OUT/bench_cuda.txt" || true
-./build-gpu/deepcache-bench run experiments/quickstart.yaml --device cuda --results "$OUT/quickstart_cuda.h5" 2>&1 | tail -8 || true
-./build-gpu/deepcache-bench report "$OUT/quickstart_cuda.h5" 2>&1 | tee "$OUT/quickstart_cuda.md" || true
-# Two threads per test process: 8 processes x all cores each oversubscribed the node ~8x.
-OMP_NUM_THREADS=2 ctest --test-dir build-gpu --output-on-failure --parallel 8 2>&1 | tee "$OUT/ctest.log" | tail -25
+cmake -S . -B build-gpu $GEN -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS_PREFIX" $DEPS_CMAKE_ARGS > "$OUT/configure.log" 2>&1 \
+  || { tail -30 "$OUT/configure.log"; echo "configure failed"; exit 1; }
+cmake --build build-gpu --parallel "$(nproc)" > "$OUT/build.log" 2>&1 || { grep -m 20 -B2 -A8 "error" "$OUT/build.log"; echo "build failed"; exit 1; }
+BIN=./build-gpu
+# 2. What only the GPU shows, first: the Cuda.* suite (fixtures on the GPU with TF32 off, DeepCache
+# sampling, fp16 within its tolerance, CUDA-event timing).
+step "Cuda.* tests"
+timeout 300 $BIN/dc_tests --gtest_filter='Cuda.*' > "$OUT/cuda_tests.log" 2>&1 || true
+tail -12 "$OUT/cuda_tests.log"
+# 3. Benchmarks in priority order, each a short run after its warm-up (one batch per setting).
+#    a. full/partial time ratio next to the MAC ratio, batch 1 and the paper's batch, fp32 then fp16.
+for dt in fp32 fp16; do
+  step "UNet full/partial, $dt"
+  DEEPCACHE_BENCH_DEVICE=cuda DEEPCACHE_BENCH_DTYPE=$dt DEEPCACHE_BENCH_BATCHES=paper timeout 420 $BIN/dc_bench \
+    --benchmark_filter='BM_UNetFullOverPartial/(ddpm/cifar10/.*/k2|ldm/cin256_v2/.*/k0|sd/sd15/.*/k1)$' --benchmark_min_time=0.3 \
+    --benchmark_out="$OUT/bench_unet_$dt.json" --benchmark_out_format=json > "$OUT/bench_unet_$dt.txt" 2>&1 || true
+  tail -8 "$OUT/bench_unet_$dt.txt"
+done
+#    b. end to end at the paper's settings (random weights, full size, uniform N = 5), plain and DeepCache.
+e2e() {  # name dtype args...
+  local name=$1 dt=$2; shift 2
+  timeout 300 $BIN/deepcache-bench sample "$@" --dtype "$dt" --device cuda --weights random --out "$OUT/$name.$dt.png" \
+    > "$OUT/e2e_$name.$dt.log" 2>&1 || echo "e2e $name $dt failed (exit $?)" >> "$OUT/e2e_$name.$dt.log"
+  grep -E "^time|^deepcache|failed" "$OUT/e2e_$name.$dt.log" || true
+}
+export DEEPCACHE_CLIP_TOKENIZER=${DEEPCACHE_CLIP_TOKENIZER:-$PWD/tests/fixtures/clip/tokenizer}
+for dt in fp32 fp16; do
+  step "end to end, $dt"
+  e2e ddpm_plain $dt --model ddpm --preset cifar10 --sampler ddim --steps 100 --spacing quad --n 200 --batch 200
+  e2e ddpm_n5 $dt --model ddpm --preset cifar10 --sampler ddim --steps 100 --spacing quad --n 200 --batch 200 --cache-k 2 --interval 5
+  e2e ldm_plain $dt --model ldm --preset cin256_v2 --sampler ldm_ddim --steps 250 --n 16 --batch 16
+  e2e ldm_n5 $dt --model ldm --preset cin256_v2 --sampler ldm_ddim --steps 250 --n 16 --batch 16 --cache-k 0 --interval 5
+  e2e sd_plain $dt --model sd --preset sd15 --sampler pndm --steps 50 --n 4 --batch 4 --prompt "a photograph of an astronaut riding a horse"
+  e2e sd_n5 $dt --model sd --preset sd15 --sampler pndm --steps 50 --n 4 --batch 4 --prompt "a photograph of an astronaut riding a horse" --cache-k 1 --interval 5
+  e2e ddpm_plain_b1 $dt --model ddpm --preset cifar10 --sampler ddim --steps 100 --spacing quad --n 1 --batch 1
+  e2e ddpm_n5_b1 $dt --model ddpm --preset cifar10 --sampler ddim --steps 100 --spacing quad --n 1 --batch 1 --cache-k 2 --interval 5
+done
+#    c. the quick start's FID-FMNIST (a real model) in fp32 and fp16.
+for dt in fp32 fp16; do
+  step "quick start, $dt"
+  timeout 300 $BIN/deepcache-bench run experiments/quickstart.yaml --device cuda --set "model.dtype=$dt" \
+    --results "$OUT/quickstart_$dt.h5" > "$OUT/quickstart_$dt.log" 2>&1 || true
+  $BIN/deepcache-bench report "$OUT/quickstart_$dt.h5" > "$OUT/quickstart_$dt.md" 2>/dev/null || true
+done
+# 4. One table of everything above.
+step "table"
+python3 scripts/gpu_table.py "$OUT" | tee "$OUT/table.md" || true
+# 5. Every test of the 2.x build. Two threads per test process: 8 processes x all cores each
+# oversubscribed the node ~8x.
+step "ctest"
+OMP_NUM_THREADS=2 timeout 900 ctest --test-dir build-gpu --output-on-failure --parallel 8 > "$OUT/ctest.log" 2>&1 || true
+tail -25 "$OUT/ctest.log"

@@ -10,6 +10,7 @@ PKGS=(
   build-essential cmake ninja-build git ca-certificates
   libtorch-dev        # LibTorch 1.13 (CPU)
   libopenblas-dev     # without it Debian's torch uses reference BLAS, ~25x slower
+  libdnnl-dev         # oneDNN's headers: Winograd 3x3 convolutions on AVX-512 CPUs (models/cpu_conv.h)
   libeigen3-dev libhdf5-dev hdf5-tools libyaml-cpp-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libpng-dev libzip-dev libutf8proc-dev libstb-dev
