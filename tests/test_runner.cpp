@@ -516,6 +516,14 @@ TEST(Journal, RecordsOfAnotherConfigurationOrAfterAGapOrDamagedAreMadeAgain) {
   EXPECT_FALSE(fs::exists(dir));
 }
 
+// Lines of the Markdown table (the report may add notes under it).
+int table_lines(const std::string& md) {
+  int n = 0;
+  std::istringstream in(md);
+  for (std::string line; std::getline(in, line);) n += !line.empty() && line[0] == '|';
+  return n;
+}
+
 TEST(Report, TableWithSpeedupsAndHeatmaps) {
   const std::string dir = dc::test::temp_dir();
   std::string yaml = kTiny;
@@ -533,7 +541,9 @@ TEST(Report, TableWithSpeedupsAndHeatmaps) {
   EXPECT_NE(md.find("RANDOM (untrained)"), std::string::npos) << md;
   EXPECT_NE(md.find("| baseline |"), std::string::npos) << md;
   EXPECT_NE(md.find("| 1.00x | 1.00x | complete |"), std::string::npos) << "baseline against itself: " << md;
-  EXPECT_EQ(std::count(md.begin(), md.end(), '\n'), 4) << md;
+  EXPECT_EQ(table_lines(md), 4) << md;
+  // Under the table: how the per-call times were taken (harness/call_timer.h), from the runs.
+  EXPECT_NE(md.find("per-call times (step_time_ms): steady_clock on cpu"), std::string::npos) << md;
   // The baseline ran every up block at every step: 12 maps; the cached run only the shallow ones.
   EXPECT_GE(maps.size(), 12u);
   for (const auto& m : maps) EXPECT_TRUE(fs::exists(m)) << m;
@@ -548,6 +558,9 @@ TEST(Report, TableWithSpeedupsAndHeatmaps) {
   ro.format = "csv";
   const std::string csv = render_report(ro);
   EXPECT_EQ(csv.rfind("run_id,role,model,", 0), 0u) << csv;
+  EXPECT_EQ(csv.find("steady_clock"), std::string::npos) << "the CSV is one table: " << csv;
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 3) << csv;
+  for (const auto& r : runs) EXPECT_EQ(r.timing_clock, "steady_clock") << r.run_id;
   ro.format = "xml";
   EXPECT_THROW(render_report(ro), dc::Error);
 }
@@ -568,7 +581,7 @@ TEST(Report, BaselinePerSamplerSettingAndReferenceRun) {
   const std::string md = run_and_report(e, dir + "/eta.h5");
   ReportOptions ro;
   ro.results = dir + "/eta.h5";
-  EXPECT_EQ(std::count(md.begin(), md.end(), '\n'), 6) << md;
+  EXPECT_EQ(table_lines(md), 6) << md;
   std::size_t eta_rows = 0;
   for (std::size_t p = md.find("ddim eta=1"); p != std::string::npos; p = md.find("ddim eta=1", p + 1)) ++eta_rows;
   EXPECT_EQ(eta_rows, 2u) << md;
