@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include "common/error.h"
+#include "common/strings.h"
 #include "common/image_io.h"
 #include "dc/build_info.h"
 #include "dc/git_describe.h"
@@ -472,7 +473,7 @@ int main(int argc, char** argv) {
       return 0;
     }
   } catch (const dc::Error& e) {
-    std::cerr << "deepcache-bench: error: " << e.what() << "\n";
+    std::cerr << "deepcache-bench: error: " << dc::printable(e.what()) << "\n";  // users' bytes quoted as \xNN
     return 2;
   } catch (const c10::Error& e) {
     std::cerr << "deepcache-bench: internal error (torch): " << first_line(e.what()) << "\n";

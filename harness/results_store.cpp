@@ -196,6 +196,7 @@ void ResultsStore::commit(const RunResult& result) {
     h5::create_group(out.id(), "runs");
     if (fs::exists(path_)) {
       auto in = h5::open_file(path_);
+      check_results_schema(in.id(), path_);  // never replace someone else's HDF5 file
       if (h5::exists(in.id(), "runs")) {
         auto runs = h5::open_group(in.id(), "runs");
         for (const auto& id : h5::children(runs.id()))
@@ -217,8 +218,23 @@ void ResultsStore::commit(const RunResult& result) {
 
 std::vector<StoredRun> ResultsStore::read_all() const { return fs::exists(path_) ? read_results(path_) : std::vector<StoredRun>{}; }
 
+void check_results_schema(hid_t f, const std::string& path) {
+  const std::string schema = h5::get_attr_string(f, "schema", "");
+  const std::string ours = "deepcache-bench results v";
+  if (schema.rfind(ours + "1 ", 0) == 0 || schema == ours + "1") return;
+  if (schema.rfind(ours, 0) == 0)
+    throw Error(fmt::format("{}: results schema '{}' is newer than this deepcache-bench reads (v1): use the build that wrote it", path, schema));
+  if (!schema.empty())
+    throw Error(fmt::format("{}: not a deepcache-bench results file (schema '{}'); refusing to read or replace it", path, schema));
+  if (!h5::exists(f, "runs"))  // files from before the schema attribute always have /runs
+    throw Error(fmt::format("{}: an HDF5 file, but not a deepcache-bench results file (no /runs group, no schema attribute); "
+                            "refusing to read or replace it",
+                            path));
+}
+
 std::vector<StoredRun> read_results(const std::string& path) {
   auto f = h5::open_file(path);
+  check_results_schema(f.id(), path);
   std::vector<StoredRun> out;
   if (!h5::exists(f.id(), "runs")) return out;
   auto runs = h5::open_group(f.id(), "runs");

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <H5Ipublic.h>  // hid_t
+
 #include "harness/config.h"
 #include "metrics/provenance.h"
 
@@ -87,5 +89,8 @@ void fsync_path(const std::string& path);
 
 // Reads a results file without an experiment spec (for `report`).
 std::vector<StoredRun> read_results(const std::string& path);
+// dc::Error unless `f` is a results file this build reads: schema "deepcache-bench results v1", or
+// an older file with a /runs group. Another HDF5 file, or a newer schema, is refused by name.
+void check_results_schema(hid_t f, const std::string& path);
 
 }  // namespace dc::harness

@@ -14,6 +14,7 @@ PKGS=(
   libeigen3-dev libhdf5-dev hdf5-tools libyaml-cpp-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libpng-dev libzip-dev libutf8proc-dev libstb-dev
+  clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer targets of the parsers (docs/reliability.md)
   dataset-fashion-mnist  # the real dataset the out-of-the-box model is trained on
   python3-torch          # scripts/convert_ckpt_to_safetensors.py (and its test)
   python3-h5py python3-matplotlib  # scripts/plot_similarity.py

@@ -125,6 +125,13 @@ TEST(Idx, ReadsPlainAndGzipAndNamesEveryDefect) {
   write_file(dir + "/flipped.gz", flipped);
   expect_error([&] { dc::data::read_idx(dir + "/flipped.gz"); }, {dir + "/flipped.gz"});
   expect_error([&] { dc::data::read_idx(dir + "/missing"); }, {dir + "/missing", "not found"});
+  // A gzip stream inflating to 64 MiB behind a 10-element header: refused as trailing bytes after
+  // reading 11 elements (harness/data/idx_core.h reads no more than the header promises, plus one).
+  write_gz(dir + "/bomb.gz", idx_bytes({10}, std::vector<uint8_t>(10)) + std::string(64 << 20, '\0'));
+  expect_error([&] { dc::data::read_idx(dir + "/bomb.gz"); }, {dir + "/bomb.gz", "trailing bytes"});
+  // A header claiming 2^39 elements over a few bytes: truncated, nothing of that size allocated.
+  write_file(dir + "/claim", idx_bytes({1u << 16, 1u << 16, 128}, {}) + "abc");
+  expect_error([&] { dc::data::read_idx(dir + "/claim"); }, {dir + "/claim", "truncated"});
   // Images and labels that disagree.
   write_gz(dir + "/train-images-idx3-ubyte.gz", idx_bytes({2, 28, 28}, std::vector<uint8_t>(2 * 784)));
   write_gz(dir + "/train-labels-idx1-ubyte.gz", idx_bytes({3}, {1, 2, 3}));

@@ -46,22 +46,39 @@ LoadSummary load_impl(torch::nn::Module& module, const Source& src, const LoadOp
       !type_problems.empty()) {
     std::map<std::string, const MappedKey*> by_target;
     for (const auto& m : mapped) by_target[m.target] = &m;
-    std::string msg = fmt::format(
-        "{}: weights do not match {} ({} missing, {} unexpected, {} mis-shaped, {} of incompatible "
-        "type; key mapping: {}); nothing was loaded:", src.what, options.module_name, diff.missing.size(),
-        diff.unexpected.size(), diff.shape_mismatches.size(), type_problems.size(), options.mapping.describe());
-    for (const auto& k : diff.missing)
-      msg += fmt::format("\n  missing in file: {} {}", k, st::shape_str(targets.at(k).sizes().vec()));
+    // One line (bad input is one line naming the file): the counts, then the first few
+    // differences; `inspect FILE --against MANIFEST` lists them all.
+    std::vector<std::string> items;
+    size_t hidden = 0;
+    constexpr size_t kShown = 3;  // per kind of difference
+    const auto cap = [&](size_t from) {  // keeps the first kShown items added since `from`
+      if (items.size() - from > kShown) {
+        hidden += items.size() - from - kShown;
+        items.resize(from + kShown);
+      }
+    };
+    for (const auto& k : diff.missing) items.push_back(fmt::format("missing in file: {} {}", k, st::shape_str(targets.at(k).sizes().vec())));
+    cap(0);
+    size_t from = items.size();
     for (const auto& k : diff.unexpected) {
       const MappedKey& m = *by_target.at(k);
-      msg += m.source == m.target ? fmt::format("\n  unexpected in file: {} {}", k, st::shape_str(m.shape))
-                                  : fmt::format("\n  unexpected in file: {} (from '{}') {}", k, m.source,
-                                                st::shape_str(m.shape));
+      items.push_back(m.source == m.target ? fmt::format("unexpected in file: {} {}", k, st::shape_str(m.shape))
+                                           : fmt::format("unexpected in file: {} (from '{}') {}", k, m.source, st::shape_str(m.shape)));
     }
-    for (const auto& s : diff.shape_mismatches)
-      msg += fmt::format("\n  shape mismatch: {}: file {}, module {}", s.name, st::shape_str(s.actual),
-                         st::shape_str(s.expected));
-    for (const auto& t : type_problems) msg += "\n  type mismatch: " + t;
+    cap(from);
+    from = items.size();
+    for (const auto& sm : diff.shape_mismatches)
+      items.push_back(fmt::format("shape mismatch: {}: file {}, module {}", sm.name, st::shape_str(sm.actual), st::shape_str(sm.expected)));
+    cap(from);
+    from = items.size();
+    for (const auto& t : type_problems) items.push_back("type mismatch: " + t);
+    cap(from);
+    std::string msg = fmt::format(
+        "{}: weights do not match {} ({} missing, {} unexpected, {} mis-shaped, {} of incompatible "
+        "type; key mapping: {}); nothing was loaded: ", src.what, options.module_name, diff.missing.size(),
+        diff.unexpected.size(), diff.shape_mismatches.size(), type_problems.size(), options.mapping.describe());
+    for (size_t i = 0; i < items.size(); ++i) msg += (i ? "; " : "") + items[i];
+    if (hidden > 0) msg += fmt::format("; and {} more (`deepcache-bench inspect {}` lists the file's keys)", hidden, src.what);
     throw Error(msg);
   }
 

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Fuzzes the parsers of files other people make (libFuzzer, ASan + UBSan; fuzz/):
+#   scripts/fuzz.sh [SECONDS] [TARGET ...]
+# SECONDS per target (default 30); targets: safetensors prompts tokenizer_encode tokenizer_load idx
+# (default: all). Builds build-fuzz/ with clang-14 (-DDC_FUZZ=ON: no LibTorch), seeds each corpus
+# from the repository's own files, runs each target with its dictionary (fuzz/dict/), and prints
+# one line per target: executions, coverage, corpus size, crashes. Crash inputs are kept in
+# build-fuzz/crashes/ and the exit code is 1 when there are any. The corpora persist in
+# build-fuzz/corpus/ (a longer run continues where the last stopped).
+# Needs clang-14, libclang-rt-14-dev (libFuzzer's runtime): scripts/setup.sh installs them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-30}
+shift || true
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(safetensors prompts tokenizer_encode tokenizer_load idx)
+BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
+CXX=${FUZZ_CXX:-clang++-14}
+command -v "$CXX" >/dev/null || { echo "fuzz.sh: $CXX not found (apt-get install clang-14 libclang-rt-14-dev)" >&2; exit 2; }
+GEN=""; command -v ninja >/dev/null && GEN="-G Ninja"
+mkdir -p "$BUILD"
+# shellcheck disable=SC2086
+cmake -S . -B "$BUILD" $GEN -DDC_FUZZ=ON -DCMAKE_CXX_COMPILER="$CXX" -DCMAKE_C_COMPILER="${CXX/++/}" >"$BUILD/configure.log" 2>&1 \
+  || { tail -20 "$BUILD/configure.log"; exit 2; }
+cmake --build "$BUILD" >"$BUILD/build.log" 2>&1 || { grep -m 10 -A5 error "$BUILD/build.log"; exit 2; }
+
+seed() {  # target -> fills $BUILD/seeds/<target> from the repository's files
+  local t=$1 d=$BUILD/seeds/$1
+  rm -rf "$d"; mkdir -p "$d"
+  case $t in
+    safetensors)
+      find tests/fixtures -name '*.safetensors' -size -256k | head -40 | while read -r f; do cp "$f" "$d/"; done ;;
+    prompts)
+      printf 'a photograph of an astronaut riding a horse\r\nan oil painting\r\n' >"$d/crlf.txt"
+      printf '\xef\xbb\xbfa cat\nq\n' >"$d/bom.txt"
+      find tests experiments -name '*.txt' -size -64k | head -20 | while read -r f; do cp "$f" "$d/$(echo "$f" | tr / _)"; done ;;
+    tokenizer_encode)
+      printf "A photo of a cat's toy, on a TABLE!!  123" >"$d/a.txt"
+      printf 'caf\xc3\xa9 na\xc3\xafve \xf0\x9f\x98\x80 \xe2\x80\x99s' >"$d/b.txt"
+      printf 'the quick brown fox jumps over the lazy dog' >"$d/c.txt" ;;
+    idx)
+      python3 - "$d" <<'PY'
+import gzip, struct, sys
+d = sys.argv[1]
+def idx(shape, n=None):
+    body = bytes((i * 7) % 256 for i in range(n if n is not None else __import__("math").prod(shape)))
+    return b"\0\0\x08" + bytes([len(shape)]) + b"".join(struct.pack(">I", s) for s in shape) + body
+open(f"{d}/labels.idx", "wb").write(idx([10]))
+open(f"{d}/images.idx", "wb").write(idx([2, 28, 28]))
+open(f"{d}/images.idx.gz", "wb").write(gzip.compress(idx([3, 4, 5])))
+open(f"{d}/short.idx", "wb").write(idx([4, 4], 10))
+PY
+      ;;
+    tokenizer_load)
+      python3 - "$d/tiny.txt" <<'PY'
+import json, sys
+# A small valid CLIP-style vocabulary: the 256 byte symbols (+ </w>), two merges, the specials.
+bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1)) + list(range(ord("\xae"), ord("\xff") + 1))
+cs, n = bs[:], 0
+for b in range(256):
+    if b not in bs:
+        bs.append(b); cs.append(256 + n); n += 1
+syms = [chr(c) for c in cs]
+vocab = syms + [s + "</w>" for s in syms] + ["ab", "ab</w>", "<|startoftext|>", "<|endoftext|>"]
+merges = "#version: 0.2\na b\na b</w>\n"
+open(sys.argv[1], "w", encoding="utf-8").write(json.dumps({v: i for i, v in enumerate(vocab)}) + "\n====\n" + merges)
+PY
+      ;;
+  esac
+}
+
+status=0
+printf '%-18s %12s %8s %8s %8s\n' target executions cov corpus crashes
+for t in "${TARGETS[@]}"; do
+  bin=$BUILD/fuzz/fuzz_$t
+  [ -x "$bin" ] || { echo "fuzz.sh: unknown target '$t' (no $bin)" >&2; exit 2; }
+  seed "$t"
+  mkdir -p "$BUILD/corpus/$t" "$BUILD/crashes"
+  maxlen=65536
+  [ "$t" = tokenizer_encode ] && maxlen=4096
+  log=$BUILD/fuzz_$t.log
+  "$bin" "$BUILD/corpus/$t" "$BUILD/seeds/$t" -max_total_time="$SECS" -max_len=$maxlen -timeout=10 -rss_limit_mb=4096 \
+    -dict="fuzz/dict/$t.dict" -artifact_prefix="$BUILD/crashes/$t-" -print_final_stats=1 >"$log" 2>&1 || true
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
+  corpus=$(find "$BUILD/corpus/$t" -type f | wc -l)
+  crashes=$(find "$BUILD/crashes" -name "$t-*" -type f | wc -l)
+  printf '%-18s %12s %8s %8s %8s\n' "$t" "${execs:-0}" "${cov:-0}" "$corpus" "$crashes"
+  if [ "$crashes" -gt 0 ]; then
+    status=1
+    grep -m 5 -E "ERROR|SUMMARY|runtime error" "$log" | sed "s/^/  $t: /" || true
+  fi
+done
+exit $status
