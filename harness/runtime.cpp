@@ -112,10 +112,8 @@ std::string cpu_description() {
 }
 
 std::string cpu_kernels() {
-  namespace cc = dc::models::cpu_conv;
-  const bool wino = cc::algorithm() != cc::Algorithm::Direct && cc::winograd_available();
   return fmt::format("ATen={}, oneDNN={}, OpenBLAS={}, conv3x3={}", aten_capability(), onednn_isa(), openblas_core(),
-                     wino ? "winograd" : "direct");
+                     dc::models::cpu_conv::winograd_in_use() ? "winograd" : "direct");
 }
 
 c10::Device parse_device(const std::string& name) {

@@ -217,32 +217,32 @@ bool applies(const torch::nn::Conv2dImpl& conv, const torch::Tensor& x) {
 
 }  // namespace
 
-void check_environment() {
-  (void)algorithm();
-  (void)budget_bytes();
-}
-
-bool winograd_available() {
-  static const bool available = [] {
+// oneDNN's kernel for a probe convolution ("jit_wino_4x3:avx512_core"), or "" when this CPU has none.
+const std::string& probe_impl() {
+  static const std::string impl = [] {
     try {
       torch::nn::Conv2d probe(torch::nn::Conv2dOptions(64, 64, 3).padding(1));
-      return prepare(*probe, 1, 16, 16)->ok;
+      const auto p = prepare(*probe, 1, 16, 16);
+      return p->ok ? p->impl : std::string();
     } catch (const std::exception&) {
-      return false;
+      return std::string();
     }
   }();
-  return available;
+  return impl;
 }
+
+bool winograd_available() { return !probe_impl().empty(); }
+
+void check_budget() { (void)budget_bytes(); }
 
 std::string description() {
   if (algorithm() == Algorithm::Direct) return "direct (LibTorch; DEEPCACHE_CONV=direct)";
   if (!winograd_available()) return "direct (LibTorch; oneDNN has no Winograd kernel for this CPU: it needs AVX-512)";
-  torch::nn::Conv2d probe(torch::nn::Conv2dOptions(64, 64, 3).padding(1));
-  return "winograd (oneDNN " + prepare(*probe, 1, 16, 16)->impl + ", 3x3 convolutions)";
+  return "winograd (oneDNN " + probe_impl() + ", 3x3 convolutions)";
 }
 
 torch::Tensor forward(torch::nn::Conv2dImpl& conv, const torch::Tensor& x) {
-  if (algorithm() == Algorithm::Direct || !applies(conv, x) || !winograd_available()) return conv.forward(x);
+  if (!winograd_in_use() || !applies(conv, x)) return conv.forward(x);
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
   const auto p = lookup(conv, n, h, w);
   if (!p->ok) return conv.forward(x);
@@ -273,9 +273,9 @@ void clear_cache() {
 
 #else  // no oneDNN headers at build time: LibTorch's convolution everywhere
 
-void check_environment() { (void)algorithm(); }
-
 bool winograd_available() { return false; }
+
+void check_budget() {}
 
 std::string description() {
   return algorithm() == Algorithm::Direct ? "direct (LibTorch; DEEPCACHE_CONV=direct)"
@@ -287,5 +287,13 @@ torch::Tensor forward(torch::nn::Conv2dImpl& conv, const torch::Tensor& x) { ret
 void clear_cache() {}
 
 #endif
+
+bool winograd_in_use() { return algorithm() != Algorithm::Direct && winograd_available(); }
+
+void check_environment() {
+  check_budget();
+  if (algorithm() == Algorithm::Winograd && !winograd_available())  // asked for by name: say so, do not fall back
+    throw Error("DEEPCACHE_CONV=winograd: " + description() + "; use auto or direct");
+}
 
 }  // namespace dc::models::cpu_conv

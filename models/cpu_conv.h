@@ -22,8 +22,8 @@
 // batch shape; DDPM CIFAR-10 needs ~0.5 GB).
 //
 // Selection: $DEEPCACHE_CONV = auto (default: Winograd where available) | direct (LibTorch's
-// convolution everywhere: bit-identical to PyTorch on the same machine) | winograd (as auto, but
-// say loudly at start-up when it is not available). Every timing and every run's provenance
+// convolution everywhere: bit-identical to PyTorch on the same machine) | winograd (as auto, but an
+// error at start-up where this CPU has no Winograd kernel, instead of falling back). Every timing and every run's provenance
 // records which one ran (description(); "conv3x3=" in harness::cpu_kernels()).
 #pragma once
 #include <string>
@@ -47,12 +47,14 @@ const char* algorithm_name(Algorithm a);
 Algorithm algorithm();
 void set_algorithm(Algorithm a);
 
-// Checks $DEEPCACHE_CONV and $DEEPCACHE_CONV_WINOGRAD_MB (dc::Error naming the variable); the CLI
-// calls it at start-up.
+// Checks $DEEPCACHE_CONV (also: winograd asked for where there is none) and
+// $DEEPCACHE_CONV_WINOGRAD_MB (dc::Error naming the variable); the CLI calls it at start-up.
 void check_environment();
 
 // Whether this build has the oneDNN path and this CPU runs Winograd (probed once).
 bool winograd_available();
+// winograd_available() and not DEEPCACHE_CONV=direct: what forward() and "conv3x3=" go by.
+bool winograd_in_use();
 
 // "winograd (oneDNN jit_wino_4x3:avx512_core, 3x3 convolutions)" | "direct (LibTorch)" |
 // "direct (LibTorch; Winograd needs AVX-512)" | "direct (LibTorch; DEEPCACHE_CONV=direct)".

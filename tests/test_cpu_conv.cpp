@@ -114,6 +114,20 @@ TEST(CpuConv, AlgorithmNamesAndTheEnvironmentCheck) {
   const auto bad = dc::test::run_cli("macs --model ddpm --preset cifar10", "DEEPCACHE_CONV=fast");
   EXPECT_EQ(bad.code, 2) << bad.out << bad.err;
   EXPECT_NE(bad.err.find("DEEPCACHE_CONV: 'fast' is not a convolution algorithm"), std::string::npos) << bad.err;
+  // Asked for by name: Winograd runs where the CPU has it (the kernels line says so), else exit 2.
+  const std::string sample = "sample --model ddpm --preset cifar10 --weights random --n 1 --batch 1 --steps 1 --out " +
+                             dc::test::temp_dir() + "/g.png";
+  const auto named = dc::test::run_cli(sample, "DEEPCACHE_CONV=winograd");
+  if (cc::winograd_available()) {
+    EXPECT_EQ(named.code, 0) << named.err;
+    EXPECT_NE(named.out.find("conv3x3=winograd"), std::string::npos) << named.out;
+  } else {
+    EXPECT_EQ(named.code, 2) << named.out << named.err;
+    EXPECT_NE(named.err.find("DEEPCACHE_CONV=winograd: direct"), std::string::npos) << named.err;
+  }
+  const auto off = dc::test::run_cli(sample, "DEEPCACHE_CONV=direct");
+  EXPECT_EQ(off.code, 0) << off.err;
+  EXPECT_NE(off.out.find("conv3x3=direct"), std::string::npos) << off.out;
 }
 
 TEST(CallTimer, CpuClockSumsEachCallIndexOverTheBatch) {
