@@ -114,15 +114,15 @@ size_t budget_bytes() {
 // Transformed weights held now (each shared memory once); callers hold g_mutex.
 size_t held_bytes();
 
-std::shared_ptr<Prepared> prepare(const torch::nn::Conv2dImpl& conv, int64_t n, int64_t h, int64_t w,
+// `weight` [oc, ic, 3, 3] float32; `has_bias`: the convolution adds a bias.
+std::shared_ptr<Prepared> prepare(const torch::Tensor& weight_in, bool has_bias, int64_t n, int64_t h, int64_t w,
                                   const std::vector<std::shared_ptr<Prepared>>* siblings = nullptr, bool budgeted = false) {
   auto p = std::make_shared<Prepared>();
   p->n = n;
   p->h = h;
   p->w = w;
-  const int64_t ic = conv.options.in_channels(), oc = conv.options.out_channels();
+  const int64_t oc = weight_in.size(0), ic = weight_in.size(1);
   const dnnl::memory::dims src{n, ic, h, w}, wei{oc, ic, 3, 3}, dst{n, oc, h, w};
-  const bool has_bias = conv.bias.defined();
   try {
     auto& e = engine();
     const md any_src(src, dt::f32, tag::any), any_wei(wei, dt::f32, tag::any), any_dst(dst, dt::f32, tag::any);
@@ -150,7 +150,7 @@ std::shared_ptr<Prepared> prepare(const torch::nn::Conv2dImpl& conv, int64_t n, 
           return p;
         }
     if (budgeted && held_bytes() + pd.weights_desc().get_size() > budget_bytes()) return p;  // ok = false
-    const torch::Tensor weight = conv.weight.detach().contiguous();
+    const torch::Tensor weight = weight_in.detach().contiguous();
     dnnl::memory user_w(md(wei, dt::f32, tag::oihw), e.eng, weight.data_ptr());
     p->weights = dnnl::memory(pd.weights_desc(), e.eng);
     dnnl::reorder(user_w, p->weights).execute(e.strm, user_w, p->weights);
@@ -182,7 +182,7 @@ std::shared_ptr<Prepared> lookup(const torch::nn::Conv2dImpl& conv, int64_t n, i
   auto& shapes = it->second.shapes;
   for (const auto& p : shapes)
     if (p->n == n && p->h == h && p->w == w) return p;
-  auto p = prepare(conv, n, h, w, &shapes, /*budgeted=*/true);
+  auto p = prepare(conv.weight, conv.bias.defined(), n, h, w, &shapes, /*budgeted=*/true);
   if (shapes.size() >= kShapes) shapes.erase(shapes.begin());
   shapes.push_back(p);
   return p;
@@ -221,8 +221,9 @@ bool applies(const torch::nn::Conv2dImpl& conv, const torch::Tensor& x) {
 const std::string& probe_impl() {
   static const std::string impl = [] {
     try {
-      torch::nn::Conv2d probe(torch::nn::Conv2dOptions(64, 64, 3).padding(1));
-      const auto p = prepare(*probe, 1, 16, 16);
+      // Zeros, not a Conv2d module: its initialisation would draw from the global generator and
+      // shift every seeded stream after the first convolution (training resumed != uninterrupted).
+      const auto p = prepare(torch::zeros({64, 64, 3, 3}), /*has_bias=*/true, 1, 16, 16);
       return p->ok ? p->impl : std::string();
     } catch (const std::exception&) {
       return std::string();
