@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "common/png_core.h"
 
 namespace dc::image {
 
@@ -66,21 +67,9 @@ void write_png(const std::string& path, const torch::Tensor& chw) {
 }
 
 torch::Tensor read_png(const std::string& path) {
-  png_image image;
-  std::memset(&image, 0, sizeof(image));
-  image.version = PNG_IMAGE_VERSION;
-  if (!png_image_begin_read_from_file(&image, path.c_str()))
-    throw Error(fmt::format("{}: cannot read PNG: {}", path, image.message));
-  const bool grey = (image.format & PNG_FORMAT_FLAG_COLOR) == 0;
-  image.format = grey ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
-  const int64_t c = grey ? 1 : 3;
-  torch::Tensor hwc = torch::empty({static_cast<int64_t>(image.height), static_cast<int64_t>(image.width), c}, torch::kUInt8);
-  if (!png_image_finish_read(&image, nullptr, hwc.data_ptr<uint8_t>(), 0, nullptr)) {
-    const std::string msg = image.message;
-    png_image_free(&image);
-    throw Error(fmt::format("{}: damaged PNG: {}", path, msg));
-  }
-  return hwc.permute({2, 0, 1}).contiguous();
+  Pixels p = decode_png_file(path);
+  // clone(): the pixels are owned by p, and contiguous() of a one-channel permute is a view.
+  return torch::from_blob(p.hwc.data(), {p.height, p.width, p.channels}, torch::kUInt8).clone().permute({2, 0, 1}).contiguous();
 }
 
 }  // namespace dc::image

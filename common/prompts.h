@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "common/strings.h"
+
 namespace dc {
 
 std::vector<std::string> read_prompt_file(const std::string& path);
@@ -17,8 +19,5 @@ std::vector<std::string> read_prompt_file(const std::string& path);
 // The same from text already in memory; `origin` names it in messages.
 std::vector<std::string> parse_prompts(const std::string& text, const std::string& origin);
 
-// Byte offset of the first invalid UTF-8 sequence in `s` (overlong forms, surrogates and code
-// points above U+10FFFF are invalid), or std::string::npos.
-std::size_t first_invalid_utf8(const std::string& s);
 
 }  // namespace dc

@@ -1,5 +1,6 @@
 // Small string helpers shared across layers (C++17 has no std::string::starts_with).
 #pragma once
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -48,6 +49,34 @@ inline std::string printable(std::string_view text) {
     }
   }
   return out;
+}
+
+// The offset of the first byte of `s` that is not part of well-formed UTF-8 (RFC 3629: no
+// overlongs, no surrogates, nothing above U+10FFFF), or npos.
+inline std::size_t first_invalid_utf8(std::string_view s) {
+  const auto* b = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  for (std::size_t i = 0; i < n;) {
+    const unsigned c = b[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len;
+    uint32_t cp;
+    if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
+    else return i;  // a continuation byte, an overlong lead (C0, C1) or F5..FF
+    if (i + len > n) return i;
+    for (std::size_t k = 1; k < len; ++k) {
+      if ((b[i + k] & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (b[i + k] & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+    i += len;
+  }
+  return std::string::npos;
 }
 
 }  // namespace dc

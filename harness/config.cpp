@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "common/strings.h"
 #include "harness/deepcache/full_steps.h"
 #include "harness/sampling/call_schedule.h"
 #include "models/registry.h"
@@ -71,6 +73,13 @@ json yaml_to_json(const YAML::Node& n, const std::string& path, Source& src) {
 }
 
 json load_yaml(const std::string& text, Source& src) {
+  // YAML is Unicode text; bytes that are not UTF-8 would reach run ids and messages as strings
+  // that JSON cannot serialise (found by fuzz/fuzz_experiment.cpp).
+  if (const std::size_t bad = first_invalid_utf8(text); bad != std::string::npos) {
+    const std::size_t line = 1 + static_cast<std::size_t>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(bad), '\n'));
+    throw Error(fmt::format("{}:{}: not UTF-8 (byte 0x{:02X} at offset {}); an experiment YAML is UTF-8 text", src.origin, line,
+                            static_cast<unsigned char>(text[bad]), bad));
+  }
   try {
     return yaml_to_json(YAML::Load(text), "", src);
   } catch (const YAML::Exception& e) {
@@ -79,6 +88,13 @@ json load_yaml(const std::string& text, Source& src) {
 }
 
 std::string read_text(const std::string& path, const std::string& what) {
+  // A regular file of sane size: `include: /dev/zero` or a directory must not read forever.
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  if (!ec && fs::exists(status) && !fs::is_regular_file(status)) throw Error(fmt::format("{}: the {} is not a regular file", path, what));
+  constexpr std::uintmax_t kMaxYaml = std::uintmax_t{16} << 20;
+  if (!ec && fs::is_regular_file(status) && fs::file_size(path, ec) > kMaxYaml)
+    throw Error(fmt::format("{}: the {} has {} bytes (more than 16 MiB): not an experiment description", path, what, fs::file_size(path, ec)));
   std::ifstream in(path);
   if (!in) throw Error(fmt::format("{}: cannot open {}", path, what));
   std::stringstream ss;

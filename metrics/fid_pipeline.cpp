@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/png_core.h"
 #include "common/image_io.h"
 #include "metrics/npz.h"
 #include "metrics/sha256.h"
@@ -36,18 +37,13 @@ std::vector<std::string> list_images(const std::string& dir) {
   }
   std::sort(out.begin(), out.end());
   if (out.empty()) throw Error(fmt::format("{}: no images (looked for bmp jpg jpeg pgm png ppm tif tiff webp)", dir));
-  // Every file is checked to be a PNG by its signature now, before any network is loaded or any
+  // Every file is checked to be a PNG by its signature and header now, before any network is loaded or any
   // image decoded (a bad file must not cost a model load or half a folder's features).
-  static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   for (const auto& f : out) {
     std::string ext = fs::path(f).extension().string();
     std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     if (ext != ".png") throw Error(fmt::format("{}: only PNG images are decoded here (convert the others, e.g. with ImageMagick)", f));
-    unsigned char head[8] = {0};
-    std::ifstream in(f, std::ios::binary);
-    in.read(reinterpret_cast<char*>(head), 8);
-    if (in.gcount() != 8 || std::memcmp(head, sig, 8) != 0)
-      throw Error(fmt::format("{}: not a PNG file ({}; a PNG starts with \\x89PNG)", f, in.gcount() < 8 ? "shorter than a PNG signature" : "wrong signature"));
+    image::read_png_header(f);  // signature, IHDR, size: no model load for a damaged or absurd file
   }
   return out;
 }

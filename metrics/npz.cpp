@@ -5,11 +5,12 @@
 
 #include <cstdio>
 #include <cstring>
-#include <regex>
+#include <algorithm>
 
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "metrics/npy_core.h"
 
 namespace dc::metrics {
 
@@ -22,61 +23,19 @@ struct Dtype {
 constexpr Dtype kDtypes[] = {{"<f8", torch::kFloat64}, {"<f4", torch::kFloat32}, {"<f2", torch::kFloat16}, {"<i8", torch::kInt64},
                              {"<i4", torch::kInt32},   {"|u1", torch::kUInt8},   {"|b1", torch::kBool}};
 
-uint64_t physical_memory_bytes() {
-  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) : uint64_t{1} << 40;
-}
-
-torch::Tensor parse_npy(const std::vector<uint8_t>& b, const std::string& what) {
-  auto bad = [&](const std::string& m) { return Error(fmt::format("{}: {}", what, m)); };
-  if (b.size() < 10 || std::memcmp(b.data(), "\x93NUMPY", 6) != 0) throw bad("not a .npy array (bad magic)");
-  const int major = b[6];
-  std::size_t hlen = 0, start = 0;
-  if (major == 1) {
-    hlen = b[8] | (b[9] << 8);
-    start = 10;
-  } else if (major == 2 || major == 3) {
-    if (b.size() < 12) throw bad("truncated header");
-    hlen = b[8] | (b[9] << 8) | (b[10] << 16) | (static_cast<std::size_t>(b[11]) << 24);
-    start = 12;
-  } else {
-    throw bad(fmt::format("unsupported .npy version {}", major));
-  }
-  if (start + hlen > b.size()) throw bad("header goes beyond the end of the array file");
-  const std::string header(reinterpret_cast<const char*>(b.data() + start), hlen);
-  std::smatch m;
-  if (!std::regex_search(header, m, std::regex(R"('descr'\s*:\s*'([^']*)')"))) throw bad("header has no 'descr'");
-  const std::string descr = m[1];
+torch::Tensor to_tensor(const npy::Array& a) {
   const Dtype* dt = nullptr;
   for (const auto& d : kDtypes)
-    if (descr == d.descr) dt = &d;
-  if (!dt) throw bad(fmt::format("unsupported dtype '{}' (supported: <f8 <f4 <f2 <i8 <i4 |u1 |b1)", descr));
-  if (!std::regex_search(header, m, std::regex(R"('fortran_order'\s*:\s*(True|False))"))) throw bad("header has no 'fortran_order'");
-  const bool fortran = m[1] == "True";
-  if (!std::regex_search(header, m, std::regex(R"('shape'\s*:\s*\(([^)]*)\))"))) throw bad("header has no 'shape'");
-  std::vector<int64_t> shape;
-  const std::string dims = m[1];
-  static const std::regex number(R"(\d+)");
-  // Sizes are checked before anything is allocated: a header may claim any shape.
-  constexpr int64_t kMaxElements = int64_t{1} << 48;
-  int64_t numel = 1;
-  for (std::sregex_iterator it(dims.begin(), dims.end(), number), end; it != end; ++it) {
-    const std::string digits = it->str();
-    const int64_t d = digits.size() > 15 ? kMaxElements + 1 : std::stoll(digits);
-    if (d > kMaxElements || (d > 0 && numel > kMaxElements / d))
-      throw bad(fmt::format("shape ({}) declares more than 2^48 elements: not an array this program reads", dims));
-    numel *= d;
-    shape.push_back(d);
-  }
-  const std::size_t nbytes = static_cast<std::size_t>(numel) * torch::elementSize(dt->type);
-  if (b.size() - start - hlen != nbytes)
-    throw bad(fmt::format("shape {} of {} needs {} bytes of data, the array has {}", dims, descr, nbytes, b.size() - start - hlen));
-  std::vector<int64_t> storage_shape = shape;
-  if (fortran) std::reverse(storage_shape.begin(), storage_shape.end());
-  torch::Tensor t = torch::empty(storage_shape, dt->type);
-  if (nbytes) std::memcpy(t.data_ptr(), b.data() + start + hlen, nbytes);
-  if (fortran && shape.size() > 1) {
-    std::vector<int64_t> perm(shape.size());
+    if (a.descr == d.descr) dt = &d;
+  if (!dt) throw Error(fmt::format(".npy: dtype '{}' has no tensor type", a.descr));  // npy_core admits only kDtypes
+  std::vector<int64_t> storage_shape = a.shape;
+  if (a.fortran_order) std::reverse(storage_shape.begin(), storage_shape.end());
+  // Booleans are read as bytes and compared: a stored byte other than 0 or 1 is still a valid bool.
+  torch::Tensor t = torch::empty(storage_shape, dt->type == torch::kBool ? torch::kUInt8 : dt->type);
+  if (!a.data.empty()) std::memcpy(t.data_ptr(), a.data.data(), a.data.size());
+  if (dt->type == torch::kBool) t = t.ne(0);
+  if (a.fortran_order && a.shape.size() > 1) {
+    std::vector<int64_t> perm(a.shape.size());
     for (std::size_t i = 0; i < perm.size(); ++i) perm[i] = static_cast<int64_t>(perm.size() - 1 - i);
     t = t.permute(perm).contiguous();
   }
@@ -89,62 +48,14 @@ std::vector<uint8_t> make_npy(const torch::Tensor& tensor) {
   for (const auto& d : kDtypes)
     if (t.scalar_type() == d.type) dt = &d;
   if (!dt) throw Error(fmt::format(".npy: cannot store dtype {}", c10::toString(t.scalar_type())));
-  std::string shape = "(";
-  for (int64_t i = 0; i < t.dim(); ++i) shape += (i ? ", " : "") + std::to_string(t.size(i));
-  shape += t.dim() == 1 ? ",)" : ")";
-  std::string header = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", dt->descr, shape);
-  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
-  header += '\n';
-  std::vector<uint8_t> out = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, static_cast<uint8_t>(header.size() & 0xff),
-                              static_cast<uint8_t>(header.size() >> 8)};
-  out.insert(out.end(), header.begin(), header.end());
-  const auto* p = static_cast<const uint8_t*>(t.data_ptr());
-  out.insert(out.end(), p, p + t.numel() * t.element_size());
-  return out;
+  return npy::make_npy(dt->descr, t.sizes().vec(), t.data_ptr(), static_cast<std::size_t>(t.numel() * t.element_size()));
 }
 
 }  // namespace
 
 std::map<std::string, torch::Tensor> read_npz(const std::string& path) {
-  int err = 0;
-  zip_t* z = zip_open(path.c_str(), ZIP_RDONLY, &err);
-  if (!z) {
-    zip_error_t ze;
-    zip_error_init_with_code(&ze, err);
-    const std::string msg = zip_error_strerror(&ze);
-    zip_error_fini(&ze);
-    throw Error(fmt::format("{}: cannot open as .npz: {}", path, msg));
-  }
   std::map<std::string, torch::Tensor> out;
-  try {
-    const zip_int64_t n = zip_get_num_entries(z, 0);
-    for (zip_int64_t i = 0; i < n; ++i) {
-      zip_stat_t st;
-      zip_stat_init(&st);
-      if (zip_stat_index(z, i, 0, &st) != 0) throw Error(fmt::format("{}: damaged zip directory", path));
-      std::string name = st.name;
-      if (name.size() < 4 || name.compare(name.size() - 4, 4, ".npy") != 0) continue;
-      // The uncompressed size is the archive's claim: checked against this machine's memory
-      // before it is allocated (a damaged or hostile entry may declare terabytes).
-      if (!(st.valid & ZIP_STAT_SIZE)) throw Error(fmt::format("{}: '{}' declares no size", path, name));
-      if (st.size > physical_memory_bytes())
-        throw Error(fmt::format("{}: '{}' declares {} bytes uncompressed, more than this machine's memory ({} bytes): damaged, or not "
-                                "an array this program can read here",
-                                path, name, static_cast<uint64_t>(st.size), physical_memory_bytes()));
-      std::vector<uint8_t> bytes(st.size);
-      zip_file_t* f = zip_fopen_index(z, i, 0);
-      if (!f) throw Error(fmt::format("{}: cannot read '{}'", path, name));
-      const zip_int64_t got = zip_fread(f, bytes.data(), st.size);
-      zip_fclose(f);
-      if (got != static_cast<zip_int64_t>(st.size)) throw Error(fmt::format("{}: '{}' is truncated", path, name));
-      name = name.substr(0, name.size() - 4);
-      out[name] = parse_npy(bytes, fmt::format("{}: array '{}'", path, name));
-    }
-  } catch (...) {
-    zip_discard(z);
-    throw;
-  }
-  zip_discard(z);
+  for (const auto& [name, a] : npy::read_npz(path)) out[name] = to_tensor(a);
   return out;
 }
 

@@ -308,18 +308,23 @@ ModelInfo model_info(const std::string& name, const std::string& preset, int ima
     throw Error(fmt::format("unknown {} preset '{}' (known: {})", name, preset, join(f.presets)));
   ModelInfo i = f.info(preset);
   if (image_size == 0) return i;
-  if (i.image_size_multiple == 0)
-    throw Error(fmt::format("model.image_size: the {} family generates at its preset's size ({}x{}); leave image_size out", name,
-                            i.image_shape[1], i.image_shape[2]));
-  if (image_size < i.image_size_multiple || image_size % i.image_size_multiple != 0 || image_size > 4096)
-    throw Error(fmt::format("model.image_size: {} must be a multiple of {} between {} and 4096 (the first stage's factor {} times the UNet's "
-                            "three downsamplings; the preset's is {})",
-                            image_size, i.image_size_multiple, i.image_size_multiple, f.latent_factor, i.image_shape[1]));
-  const int64_t latent = image_size / f.latent_factor;
-  i.description += fmt::format(", resized: {}x{} images from {}x{}x{} samples", image_size, image_size, i.sample_shape[0], latent, latent);
-  i.sample_shape[1] = i.sample_shape[2] = latent;
-  i.image_shape[1] = i.image_shape[2] = image_size;
-  return i;
+  return resize_model_info(std::move(i), image_size, f.latent_factor);
+}
+
+std::string registry_table_json() {
+  nlohmann::json table = nlohmann::json::array();
+  for (const auto& f : families())
+    for (const auto& preset : f.presets) {
+      const ModelInfo i = f.info(preset);
+      table.push_back({{"family", i.family}, {"preset", i.preset}, {"description", i.description}, {"num_skips", i.num_skips},
+                       {"sample_shape", i.sample_shape}, {"image_shape", i.image_shape}, {"tap_names", i.tap_names},
+                       {"schedule", {{"betas", i.schedule.betas}, {"num_timesteps", i.schedule.num_timesteps}, {"beta_start", i.schedule.beta_start},
+                                     {"beta_end", i.schedule.beta_end}, {"cumprod", i.schedule.cumprod}}},
+                       {"default_sampler", i.default_sampler}, {"conditioning", i.conditioning}, {"num_classes", i.num_classes},
+                       {"unconditional_class", i.unconditional_class}, {"weights_hint", i.weights_hint},
+                       {"image_size_multiple", i.image_size_multiple}, {"latent_factor", f.latent_factor}});
+    }
+  return table.dump(1) + "\n";
 }
 
 torch::Tensor Model::encode_text(const std::vector<std::string>& prompts) const {

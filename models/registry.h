@@ -47,4 +47,12 @@ std::vector<std::string> preset_names(const std::string& family);
 // (image_size_multiple); a dc::Error names model.image_size otherwise.
 ModelInfo model_info(const std::string& family, const std::string& preset, int image_size = 0);
 
+// The preset's info at another image side (`image_size` > 0; see model_info): torch-free
+// (models/model_info.cpp), shared by the registry and the fuzz build's registry table.
+ModelInfo resize_model_info(ModelInfo info, int image_size, int64_t latent_factor);
+
+// Every preset's ModelInfo (+ its family's latent factor) as JSON: the table the torch-free fuzz
+// build reads instead of building models (fuzz/registry.json; a test keeps it current).
+std::string registry_table_json();
+
 }  // namespace dc::models

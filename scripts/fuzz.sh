@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers of files other people make (libFuzzer, ASan + UBSan; fuzz/):
 #   scripts/fuzz.sh [SECONDS] [TARGET ...]
-# SECONDS per target (default 30); targets: safetensors prompts tokenizer_encode tokenizer_load idx
+# SECONDS per target (default 30); targets: safetensors prompts tokenizer_encode tokenizer_load idx npz png experiment
 # (default: all). Builds build-fuzz/ with clang-14 (-DDC_FUZZ=ON: no LibTorch), seeds each corpus
 # from the repository's own files, runs each target with its dictionary (fuzz/dict/), and prints
 # one line per target: executions, coverage, corpus size, crashes. Crash inputs are kept in
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 SECS=${1:-30}
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(safetensors prompts tokenizer_encode tokenizer_load idx)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(safetensors prompts tokenizer_encode tokenizer_load idx npz png experiment)
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
 CXX=${FUZZ_CXX:-clang++-14}
 command -v "$CXX" >/dev/null || { echo "fuzz.sh: $CXX not found (apt-get install clang-14 libclang-rt-14-dev)" >&2; exit 2; }
@@ -51,6 +51,50 @@ open(f"{d}/images.idx.gz", "wb").write(gzip.compress(idx([3, 4, 5])))
 open(f"{d}/short.idx", "wb").write(idx([4, 4], 10))
 PY
       ;;
+    npz)
+      find tests/fixtures -name '*.npz' -size -256k | head -20 | while read -r f; do cp "$f" "$d/$(echo "$f" | tr / _)"; done
+      python3 - "$d" <<'PY'
+import struct, sys, zipfile
+d = sys.argv[1]
+def npy(descr, shape, item, fortran=False, major=1):  # numpy/lib/format.py's layout, without numpy
+    dims = "(" + ", ".join(map(str, shape)) + (",)" if len(shape) == 1 else ")")
+    h = "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }" % (descr, fortran, dims)
+    pre = 10 if major == 1 else 12
+    h += " " * ((64 - (pre + len(h) + 1) % 64) % 64) + "\n"
+    n = 1
+    for s in shape: n *= s
+    head = b"\x93NUMPY" + bytes([major, 0]) + (struct.pack("<H", len(h)) if major == 1 else struct.pack("<I", len(h)))
+    return head + h.encode() + bytes((i * 13) % 256 for i in range(n * item))
+arrays = {"mu": npy("<f8", [4], 8), "sigma": npy("<f8", [4, 4], 8), "f": npy("<f4", [2, 3], 4, True),
+          "b": npy("|b1", [5], 1), "h": npy("<f2", [3], 2, major=2), "s": npy("<i8", [], 8)}
+for name, mode in (("stored.npz", zipfile.ZIP_STORED), ("deflated.npz", zipfile.ZIP_DEFLATED)):
+    with zipfile.ZipFile(f"{d}/{name}", "w", mode) as z:
+        for k, v in arrays.items():
+            z.writestr(k + ".npy", v)
+open(f"{d}/plain.npy", "wb").write(arrays["sigma"])
+PY
+      ;;
+    experiment)
+      for f in experiments/*.yaml configs/*/*.yaml; do cp "$f" "$d/$(echo "$f" | tr / _)"; done ;;
+    png)
+      find tests/fixtures docs -name '*.png' -size -32k | head -20 | while read -r f; do cp "$f" "$d/$(echo "$f" | tr / _)"; done
+      python3 - "$d" <<'PY'
+import struct, sys, zlib
+d = sys.argv[1]
+def chunk(t, b): return struct.pack(">I", len(b)) + t + b + struct.pack(">I", zlib.crc32(t + b) & 0xffffffff)
+def png(w, h, depth, colour, interlace=0, extra=b""):  # filter 0 rows, without an encoder library
+    ch = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour]
+    row = (w * ch * depth + 7) // 8
+    raw = b"".join(b"\0" + bytes((x * 31 + y * 7) % 256 for x in range(row)) for y in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, interlace)) + extra
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+open(f"{d}/grey8.png", "wb").write(png(5, 4, 8, 0))
+open(f"{d}/rgb8.png", "wb").write(png(4, 3, 8, 2))
+open(f"{d}/rgba16.png", "wb").write(png(3, 3, 16, 6))
+open(f"{d}/palette.png", "wb").write(png(4, 4, 8, 3, extra=chunk(b"PLTE", bytes(range(48))) + chunk(b"tRNS", b"\x80")))
+open(f"{d}/grey1.png", "wb").write(png(9, 2, 1, 0, extra=chunk(b"gAMA", struct.pack(">I", 45455))))
+PY
+      ;;
     tokenizer_load)
       python3 - "$d/tiny.txt" <<'PY'
 import json, sys
@@ -75,6 +119,8 @@ for t in "${TARGETS[@]}"; do
   bin=$BUILD/fuzz/fuzz_$t
   [ -x "$bin" ] || { echo "fuzz.sh: unknown target '$t' (no $bin)" >&2; exit 2; }
   seed "$t"
+  # Inputs that once crashed this target run first (tests/fuzz_regressions/, also a unit test).
+  [ -d "tests/fuzz_regressions/$t" ] && cp tests/fuzz_regressions/"$t"/* "$BUILD/seeds/$t/"
   mkdir -p "$BUILD/corpus/$t" "$BUILD/crashes"
   maxlen=65536
   [ "$t" = tokenizer_encode ] && maxlen=4096

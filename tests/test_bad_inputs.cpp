@@ -4,6 +4,7 @@
 // also written as Markdown: docs/reliability.md holds its latest output.
 #include <gtest/gtest.h>
 
+#include <zip.h>
 #include <zlib.h>
 
 #include <cstdlib>
@@ -50,6 +51,28 @@ std::string idx(const std::vector<uint32_t>& dims, size_t n) {
   for (uint32_t d : dims)
     for (int b = 3; b >= 0; --b) s += static_cast<char>((d >> (8 * b)) & 0xff);
   return s + std::string(n, '\x01');
+}
+
+// An .npz (zip, stored) of the given members, as bytes: members may be damaged .npy data.
+std::string zip_of(const std::vector<std::pair<std::string, std::string>>& members, const std::string& scratch) {
+  int err = 0;
+  zip_t* z = zip_open(scratch.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &err);
+  for (const auto& [name, bytes] : members) {
+    zip_source_t* src = zip_source_buffer(z, bytes.data(), bytes.size(), 0);
+    const zip_int64_t i = zip_file_add(z, name.c_str(), src, ZIP_FL_OVERWRITE);
+    zip_set_file_compression(z, static_cast<zip_uint64_t>(i), ZIP_CM_STORE, 0);
+  }
+  zip_close(z);
+  std::ifstream in(scratch, std::ios::binary);
+  std::string out((std::istreambuf_iterator<char>(in)), {});
+  fs::remove(scratch);
+  return out;
+}
+
+// A version 1.0 .npy with the given header dict text and data bytes.
+std::string npy(const std::string& dict, const std::string& data) {
+  std::string h = dict + "\n";
+  return std::string("\x93NUMPY\x01\x00", 8) + static_cast<char>(h.size() & 0xff) + static_cast<char>(h.size() >> 8) + h + data;
 }
 
 // A folder holding one valid PNG (the repository's docs figure).
@@ -115,6 +138,9 @@ std::vector<BadInput> table() {
     return s;
   }() + "]\n", {"{dir}/e.yaml", "runs"});
   yaml("not YAML at all (binary)", std::string("\x89PNG\r\n\x1a\n\0\0", 10), {"{dir}/e.yaml"});
+  yaml("bytes that are not UTF-8 in a value", kYamlHead + "  sampler: {name: \"dd\xc8\"}\n", {"{dir}/e.yaml", "UTF-8"});
+  yaml("include of a device, not a file", "experiment: bad\ninclude: /dev/zero\n", {"/dev/zero", "regular file"});
+  yaml("include of a directory", "experiment: bad\ninclude: .\n", {"regular file"});
   // pytorch-fid statistics (.npz), through `fid A.npz B.npz`.
   auto npz = [&](const std::string& defect, const std::string& bytes, std::vector<std::string> needles) {
     t.push_back({"statistics (.npz)", defect,
@@ -131,6 +157,35 @@ std::vector<BadInput> table() {
     std::string b((std::istreambuf_iterator<char>(in)), {});
     return b.substr(0, b.size() / 2);
   }(), {"{dir}/s.npz"});
+  auto npz_members = [&](const std::string& defect, std::vector<std::pair<std::string, std::string>> members,
+                         std::vector<std::string> needles) {
+    t.push_back({"statistics (.npz)", defect,
+                 [members](const std::string& dir) {
+                   write(dir + "/s.npz", zip_of(members, dir + "/scratch.zip"));
+                   fs::copy_file("weights/fmnist/test_stats.npz", dir + "/good.npz");
+                 },
+                 "fid {dir}/s.npz {dir}/good.npz", std::move(needles)});
+  };
+  const std::string mu = npy("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", std::string(16, '\0'));
+  const std::string sigma = npy("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }", std::string(32, '\0'));
+  npz_members("array claiming 2^32 elements", {{"mu.npy", npy("{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296,), }", std::string(16, '\0'))}, {"sigma.npy", sigma}},
+              {"{dir}/s.npz", "'mu'", "needs 34359738368 bytes"});
+  npz_members("shape beyond 2^48 elements", {{"mu.npy", npy("{'descr': '<f8', 'fortran_order': False, 'shape': (16777216, 16777216, 2), }", "")}, {"sigma.npy", sigma}},
+              {"{dir}/s.npz", "2^48"});
+  npz_members("big-endian dtype", {{"mu.npy", npy("{'descr': '>f8', 'fortran_order': False, 'shape': (2,), }", std::string(16, '\0'))}, {"sigma.npy", sigma}},
+              {"{dir}/s.npz", "unsupported dtype '>f8'"});
+  npz_members("NaN in the shape", {{"mu.npy", npy("{'descr': '<f8', 'fortran_order': False, 'shape': (nan,), }", "")}, {"sigma.npy", sigma}},
+              {"{dir}/s.npz", "'shape'"});
+  npz_members("duplicate header key", {{"mu.npy", npy("{'descr': '<f8', 'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", std::string(16, '\0'))}, {"sigma.npy", sigma}},
+              {"{dir}/s.npz", "twice"});
+  npz_members("member that is not .npy (wrong magic)", {{"mu.npy", "PK\x03\x04 not an array"}, {"sigma.npy", sigma}}, {"{dir}/s.npz", "bad magic"});
+  npz_members("header length beyond the member", {{"mu.npy", std::string("\x93NUMPY\x01\x00\xff\xff{'descr'", 17)}, {"sigma.npy", sigma}},
+              {"{dir}/s.npz", "'mu'"});
+  npz_members("data shorter than the shape", {{"mu.npy", npy("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", std::string(9, '\0'))}, {"sigma.npy", sigma}},
+              {"{dir}/s.npz", "needs 16 bytes"});
+  npz_members("'sigma' missing", {{"mu.npy", mu}}, {"{dir}/s.npz", "'sigma'"});
+  npz_members("mu and sigma of different sizes", {{"mu.npy", npy("{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }", std::string(24, '\0'))}, {"sigma.npy", sigma}},
+              {"{dir}/s.npz", "do not fit"});
   // IDX (Fashion-MNIST), through `fmnist-stats --data`.
   auto idx_case = [&](const std::string& defect, std::function<void(const std::string&)> make, const std::string& needle) {
     t.push_back({"IDX dataset", defect,
@@ -188,6 +243,26 @@ std::vector<BadInput> table() {
                "fid-stats {dir}/imgs --out {dir}/s.npz --inception-weights {dir}/none.safetensors", {"{dir}/imgs/1.jpg", "only PNG"}});
   t.push_back({"images (PNG folder)", "empty folder", [](const std::string& dir) { fs::create_directories(dir + "/imgs"); },
                "fid-stats {dir}/imgs --out {dir}/s.npz --inception-weights {dir}/none.safetensors", {"{dir}/imgs"}});
+  auto png_head = [&](const std::string& defect, uint32_t w, uint32_t h, int depth, int colour, std::vector<std::string> needles) {
+    t.push_back({"images (PNG folder)", defect,
+                 [=](const std::string& dir) {
+                   one_png(dir + "/imgs");
+                   std::string b("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR", 16);
+                   for (uint32_t v : {w, h})
+                     for (int k = 3; k >= 0; --k) b += static_cast<char>((v >> (8 * k)) & 0xff);
+                   b += std::string{static_cast<char>(depth), static_cast<char>(colour), 0, 0, 0};
+                   write(dir + "/imgs/1.png", b + std::string(4, '\0'));  // the CRC is libpng's business, later
+                 },
+                 "fid-stats {dir}/imgs --out {dir}/s.npz --inception-weights {dir}/none.safetensors", std::move(needles)});
+  };
+  png_head("2^31 x 2^31 pixels declared", 0x7fffffffu, 0x7fffffffu, 8, 2, {"{dir}/imgs/1.png", "pixels"});
+  png_head("zero width", 0, 16, 8, 2, {"{dir}/imgs/1.png", "pixels"});
+  png_head("bit depth 7", 16, 16, 7, 2, {"{dir}/imgs/1.png", "bit depth 7"});
+  t.push_back({"images (PNG folder)", "signature only (no IHDR)", [](const std::string& dir) {
+                 one_png(dir + "/imgs");
+                 write(dir + "/imgs/1.png", std::string("\x89PNG\r\n\x1a\n", 8));
+               },
+               "fid-stats {dir}/imgs --out {dir}/s.npz --inception-weights {dir}/none.safetensors", {"{dir}/imgs/1.png", "IHDR"}});
   // Prompt files, through `clip-score`.
   auto prompts = [&](const std::string& defect, const std::string& text, std::vector<std::string> needles) {
     t.push_back({"prompt file", defect,

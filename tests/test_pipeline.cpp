@@ -5,6 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+
+#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "harness/config.h"
@@ -61,6 +66,24 @@ TEST(Registry, EveryPresetIsDescribedAsItsUNetIsBuilt) {
 
 // The registry's DDPM noise schedule is the reference's: every DDPM trajectory fixture made with
 // the released configs' schedule (linear 1e-4..0.02, T = 1000) has exactly these alphas_cumprod.
+// The torch-free fuzz build answers registry questions from fuzz/registry.json (fuzz/registry_table.cpp):
+// it must be the live registry's table, or the experiment fuzz target validates against stale presets.
+TEST(Registry, FuzzTableIsCurrent) {
+  const std::string path = "fuzz/registry.json", live = dc::models::registry_table_json();
+  if (std::getenv("DC_WRITE_FUZZ_REGISTRY")) {
+    std::ofstream(path) << live;
+  }
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << path << " missing (run from the repository root)";
+  const std::string stored((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(nlohmann::json::parse(stored), nlohmann::json::parse(live))
+      << path << " differs from the registry: DC_WRITE_FUZZ_REGISTRY=1 build/dc_tests --gtest_filter=Registry.FuzzTableIsCurrent";
+  // The resizing both registries share (models/model_info.cpp), through the real one.
+  EXPECT_EQ(dc::models::model_info("sd", "sd15", 512).sample_shape, (std::vector<int64_t>{4, 64, 64}));
+  EXPECT_THROW(dc::models::model_info("sd", "sd15", 520), dc::Error);
+  EXPECT_THROW(dc::models::model_info("ddpm", "cifar10", 64), dc::Error);
+}
+
 TEST(Registry, DdpmNoiseScheduleEqualsTheReference) {
   const auto ac = dc::sampling::alphas_cumprod(dc::models::model_info("ddpm", "cifar10").schedule);
   int compared = 0;

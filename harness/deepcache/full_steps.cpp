@@ -10,7 +10,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
-#include "harness/sampling/schedule.h"
+#include "harness/sampling/timesteps.h"
 
 namespace dc::deepcache {
 
