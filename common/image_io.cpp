@@ -68,8 +68,9 @@ void write_png(const std::string& path, const torch::Tensor& chw) {
 
 torch::Tensor read_png(const std::string& path) {
   Pixels p = decode_png_file(path);
-  // clone(): the pixels are owned by p, and contiguous() of a one-channel permute is a view.
-  return torch::from_blob(p.hwc.data(), {p.height, p.width, p.channels}, torch::kUInt8).clone().permute({2, 0, 1}).contiguous();
+  // One copy out of p's buffer, into CHW order (contiguous() alone would return a view of p's pixels
+  // for one channel, whose permute is already contiguous).
+  return torch::from_blob(p.hwc.data(), {p.height, p.width, p.channels}, torch::kUInt8).permute({2, 0, 1}).clone(torch::MemoryFormat::Contiguous);
 }
 
 }  // namespace dc::image

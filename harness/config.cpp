@@ -93,8 +93,8 @@ std::string read_text(const std::string& path, const std::string& what) {
   const auto status = fs::status(path, ec);
   if (!ec && fs::exists(status) && !fs::is_regular_file(status)) throw Error(fmt::format("{}: the {} is not a regular file", path, what));
   constexpr std::uintmax_t kMaxYaml = std::uintmax_t{16} << 20;
-  if (!ec && fs::is_regular_file(status) && fs::file_size(path, ec) > kMaxYaml)
-    throw Error(fmt::format("{}: the {} has {} bytes (more than 16 MiB): not an experiment description", path, what, fs::file_size(path, ec)));
+  if (const std::uintmax_t size = !ec && fs::is_regular_file(status) ? fs::file_size(path, ec) : 0; !ec && size > kMaxYaml)
+    throw Error(fmt::format("{}: the {} has {} bytes (more than 16 MiB): not an experiment description", path, what, size));
   std::ifstream in(path);
   if (!in) throw Error(fmt::format("{}: cannot open {}", path, what));
   std::stringstream ss;

@@ -11,6 +11,7 @@
 #include <fmt/ranges.h>
 
 #include "common/error.h"
+#include "common/strings.h"
 
 namespace dc::metrics::npy {
 
@@ -36,9 +37,9 @@ class HeaderParser {
     bool has_descr = false, has_order = false, has_shape = false;
     skip_ws();
     expect('{');
-    for (;;) {
-      skip_ws();
-      if (peek() == '}') break;
+    skip_ws();
+    if (peek() == '}') ++i_;  // {}: reported below as lacking 'descr'
+    else do {
       const std::string key = string_literal("a key");
       skip_ws();
       expect(':');
@@ -59,16 +60,9 @@ class HeaderParser {
         once(has_shape);
         h.shape = shape();
       } else {
-        fail(fmt::format("unexpected key '{}' (a .npy header has 'descr', 'fortran_order' and 'shape')", printable(key)));
+        fail(fmt::format("unexpected key '{}' (a .npy header has 'descr', 'fortran_order' and 'shape')", dc::printable(key.substr(0, 40))));
       }
-      skip_ws();
-      if (peek() == ',') {
-        ++i_;
-        continue;
-      }
-      if (peek() != '}') fail(fmt::format("expected ',' or '}}' at byte {} of the header", i_));
-    }
-    ++i_;
+    } while (another('}'));
     skip_ws();
     if (i_ != s_.size()) fail(fmt::format("unexpected bytes after the header's closing '}}' (at byte {})", i_));
     if (!has_descr || !has_order || !has_shape)
@@ -78,17 +72,25 @@ class HeaderParser {
 
  private:
   [[noreturn]] void fail(const std::string& m) const { throw Error(fmt::format("{}: .npy header: {}", what_, m)); }
-  static std::string printable(const std::string& s) {
-    std::string out;
-    for (unsigned char c : s.substr(0, 40)) out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
-    return s.size() > 40 ? out + "..." : out;
+  // After an item of a dict or tuple: true at ',' (another item may follow: a trailing comma is
+  // allowed, as Python allows it), false at `close`; both consumed.
+  bool another(char close) {
+    skip_ws();
+    if (peek() == ',') {
+      ++i_;
+      skip_ws();
+      if (peek() != close) return true;
+    }
+    if (peek() != close) fail(fmt::format("expected ',' or '{}' at byte {} of the header", close, i_));
+    ++i_;
+    return false;
   }
   char peek() const { return i_ < s_.size() ? s_[i_] : '\0'; }
   void skip_ws() {
     while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\t' || s_[i_] == '\r')) ++i_;
   }
   void expect(char c) {
-    if (peek() != c || i_ >= s_.size()) fail(fmt::format("expected '{}' at byte {}", c, i_));
+    if (peek() != c) fail(fmt::format("expected '{}' at byte {}", c, i_));
     ++i_;
   }
   std::string string_literal(const char* what) {
@@ -116,9 +118,12 @@ class HeaderParser {
     expect('(');
     std::vector<int64_t> dims;
     int64_t numel = 1;
-    for (;;) {
-      skip_ws();
-      if (peek() == ')') break;
+    skip_ws();
+    if (peek() == ')') {  // (): a scalar
+      ++i_;
+      return dims;
+    }
+    do {
       if (peek() < '0' || peek() > '9') fail(fmt::format("'shape' holds something other than a non-negative integer at byte {}", i_));
       int64_t d = 0;
       while (peek() >= '0' && peek() <= '9') {
@@ -131,14 +136,7 @@ class HeaderParser {
       numel *= d;
       dims.push_back(d);
       if (dims.size() > 32) fail("'shape' has more than 32 dimensions (numpy's limit)");
-      skip_ws();
-      if (peek() == ',') {
-        ++i_;
-        continue;
-      }
-      if (peek() != ')') fail(fmt::format("expected ',' or ')' in 'shape' at byte {}", i_));
-    }
-    ++i_;
+    } while (another(')'));
     return dims;
   }
 

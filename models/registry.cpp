@@ -312,19 +312,10 @@ ModelInfo model_info(const std::string& name, const std::string& preset, int ima
 }
 
 std::string registry_table_json() {
-  nlohmann::json table = nlohmann::json::array();
+  std::vector<RegistryEntry> entries;
   for (const auto& f : families())
-    for (const auto& preset : f.presets) {
-      const ModelInfo i = f.info(preset);
-      table.push_back({{"family", i.family}, {"preset", i.preset}, {"description", i.description}, {"num_skips", i.num_skips},
-                       {"sample_shape", i.sample_shape}, {"image_shape", i.image_shape}, {"tap_names", i.tap_names},
-                       {"schedule", {{"betas", i.schedule.betas}, {"num_timesteps", i.schedule.num_timesteps}, {"beta_start", i.schedule.beta_start},
-                                     {"beta_end", i.schedule.beta_end}, {"cumprod", i.schedule.cumprod}}},
-                       {"default_sampler", i.default_sampler}, {"conditioning", i.conditioning}, {"num_classes", i.num_classes},
-                       {"unconditional_class", i.unconditional_class}, {"weights_hint", i.weights_hint},
-                       {"image_size_multiple", i.image_size_multiple}, {"latent_factor", f.latent_factor}});
-    }
-  return table.dump(1) + "\n";
+    for (const auto& preset : f.presets) entries.push_back({f.info(preset), f.latent_factor});
+  return registry_table_json(entries);
 }
 
 torch::Tensor Model::encode_text(const std::vector<std::string>& prompts) const {

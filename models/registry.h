@@ -55,4 +55,12 @@ ModelInfo resize_model_info(ModelInfo info, int image_size, int64_t latent_facto
 // build reads instead of building models (fuzz/registry.json; a test keeps it current).
 std::string registry_table_json();
 
+// One entry of that table and back (torch-free, models/model_info.cpp): every ModelInfo field.
+struct RegistryEntry {
+  ModelInfo info;
+  int64_t latent_factor = 1;
+};
+std::string registry_table_json(const std::vector<RegistryEntry>& entries);
+std::vector<RegistryEntry> parse_registry_table(const std::string& json_text);
+
 }  // namespace dc::models

@@ -7,7 +7,8 @@
 #   --capped[=avx2]           run the `numeric` tests (label) again as another CPU would: the CPU
 #                             libraries' vector ISA capped and one torch thread, as set in
 #                             scripts/cpu-caps/lowest.env (default: ATen without AVX, oneDNN SSE4.1,
-#                             OpenBLAS Prescott) or avx2.env (docs/experiments.md, "What is reproducible")
+#                             OpenBLAS Prescott) or avx2.env (docs/experiments.md, "What is reproducible");
+#                             CAPPED_SKIP (ctest -E regex, default RunnerMetrics\.) leaves tests out
 set -euo pipefail
 abs() { case "$1" in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 if [ -n "${DEEPCACHE_FIXTURES:-}" ]; then export DEEPCACHE_FIXTURES="$(abs "$DEEPCACHE_FIXTURES")"; fi

@@ -146,6 +146,7 @@ TEST(FeatureStats, ErrorsAreClear) {
 
 #include <fstream>
 
+#include "metrics/npy_core.h"
 #include "metrics/npz.h"
 
 TEST(Npz, RoundTripEveryDtypeAndFidStats) {
@@ -158,10 +159,18 @@ TEST(Npz, RoundTripEveryDtypeAndFidStats) {
   EXPECT_TRUE(torch::equal(s2, sigma));
   const std::vector<std::pair<std::string, torch::Tensor>> arrays = {
       {"f4", torch::randn({2, 3})}, {"i8", torch::arange(5)}, {"u1", torch::arange(6).to(torch::kUInt8).reshape({2, 3})},
-      {"scalar", torch::tensor(3.5, torch::kFloat64)}};
+      {"scalar", torch::tensor(3.5, torch::kFloat64)}, {"f2", torch::randn({3}).to(torch::kFloat16)},
+      {"i4", torch::arange(4).to(torch::kInt32)}, {"b1", torch::tensor({true, false, true})}, {"f8", torch::randn({2}, torch::kFloat64)}};
   dc::metrics::write_npz(dir + "/a.npz", arrays);
   const auto back = dc::metrics::read_npz(dir + "/a.npz");
   for (const auto& [k, v] : arrays) EXPECT_TRUE(torch::equal(back.at(k), v)) << k;
+  // The torch-free reader's dtype list (metrics/npy_core) and npz.cpp's tensor types are two tables:
+  // every descriptor the core admits comes back as a tensor of its item size (arrays are named
+  // after their descriptor without the byte-order character).
+  for (const auto& [descr, size] : dc::metrics::npy::descriptors()) {
+    ASSERT_TRUE(back.count(descr.substr(1))) << descr << ": a descriptor of npy_core without a round trip here";
+    EXPECT_EQ(static_cast<std::size_t>(back.at(descr.substr(1)).element_size()), size) << descr;
+  }
 }
 
 TEST(Npz, InteroperatesWithNumpy) {
