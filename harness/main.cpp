@@ -188,7 +188,9 @@ int main(int argc, char** argv) {
   dc::harness::RunOptions ro;
   auto* cmd_run = app.add_subcommand(
       "run", "Run an experiment: every run not yet complete in its results file is generated, measured and committed "
-             "atomically; a failing run is recorded as failed and the sweep goes on (exit 1 when some runs failed).");
+             "atomically. Every input of the runs still to make (weights, prompts, tokenizer, metric files) is checked before the "
+             "first sample: a bad one is exit 2 and nothing runs; a run failing while it samples is recorded as failed and "
+             "the sweep goes on (exit 1 when some runs failed).");
   cmd_run->add_option("EXPERIMENT", run_path, "experiment YAML")->required();
   cmd_run->add_option("--only", ro.only, "run ids (or prefixes, or names) to run");
   cmd_run->add_option("--shard", shard, "i/n: this process generates the i-th of n slices of every run's samples (whole batches)");

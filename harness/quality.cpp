@@ -71,6 +71,7 @@ QualityInputs resolve_inputs(const RunSpec& spec, const torch::Device& device = 
     for (const auto& [p, what] : {std::pair{in.fmnist_classifier, "classifier weights"}, std::pair{in.fmnist_reference, "reference statistics"}})
       if (!fs::exists(p))
         throw Error(fmt::format("metrics.fid_fmnist: {} not found: {} (made by scripts/train_fmnist.sh; see docs/fmnist.md)", what, p));
+    metrics::read_fid_stats(in.fmnist_reference);  // the format before any sampling
   }
   in.cache_dir = (spec.results_path.empty() ? fs::temp_directory_path() / "deepcache-bench-fid-cache"
                                             : fs::path(spec.results_path).parent_path() / "fid_reference_cache").string();

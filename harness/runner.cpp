@@ -6,7 +6,9 @@
 #include <csignal>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 #include <optional>
+#include <set>
 #include <ostream>
 
 #include <fmt/format.h>
@@ -93,6 +95,96 @@ extern "C" void on_stop_signal(int sig) {
   g_stop_signal = sig;
 }
 
+// The prompts of a text-to-image run (one per sample, sample i from line i + 1), read and checked
+// before anything is loaded; none for a single `conditioning.prompt`. `file`: the file's path.
+std::vector<std::string> run_prompts(const RunSpec& spec, std::string* file) {
+  if (spec.conditioning.prompts.empty()) return {};
+  *file = expand_env(spec.conditioning.prompts, "conditioning.prompts");
+  std::vector<std::string> prompts = read_prompt_file(*file);
+  if (static_cast<int64_t>(prompts.size()) < spec.samples.n)
+    throw Error(fmt::format("conditioning.prompts: {} holds {} prompts and samples.n is {}: one sample per prompt (sample i from line i + 1); "
+                            "set samples.n to {} or less",
+                            *file, prompts.size(), spec.samples.n, prompts.size()));
+  return prompts;
+}
+
+// What identifies a built model in the ModelCache, with the build's arguments.
+struct ModelRequest {
+  std::string weights, first_stage_weights, key;
+  models::ModelOptions options;
+};
+
+ModelRequest model_request(const RunSpec& spec) {
+  ModelRequest q;
+  q.weights = spec.model.weights == "random" ? "random" : expand_env(spec.model.weights, "model.weights");
+  q.first_stage_weights =
+      spec.model.first_stage_weights.empty() ? "" : expand_env(spec.model.first_stage_weights, "model.first_stage_weights");
+  q.options.image_size = spec.model.image_size;
+  q.options.tokenizer = spec.model.tokenizer.empty() ? "" : expand_env(spec.model.tokenizer, "model.tokenizer");
+  if (!q.options.tokenizer.empty() && !fs::is_directory(q.options.tokenizer))  // before a model load of a minute
+    throw Error(fmt::format("model.tokenizer: {} is not a folder (one with vocab.json and merges.txt)", q.options.tokenizer));
+  // The dtype is part of the key: a model cast to fp16 and back would carry rounded weights.
+  q.key = fmt::format("{}/{}/{}/{}/{}/{}/{}", spec.model.family, spec.model.preset, q.weights, q.first_stage_weights,
+                      q.options.image_size, q.options.tokenizer, spec.model.dtype);
+  return q;
+}
+
+// The run's model from the cache, built (and its weights loaded, strictly) when the cache holds
+// another.
+const models::Model& model_for(const RunSpec& spec, ModelCache& mc) {
+  const ModelRequest q = model_request(spec);
+  if (mc.key != q.key || !mc.model) {
+    mc.model.reset();  // free the previous model before building the next
+    mc.key.clear();
+    mc.model = models::build_model(spec.model.family, spec.model.preset, q.weights, q.first_stage_weights, q.options);
+    mc.key = q.key;
+    mc.macs.clear();
+    mc.warmed.clear();
+  }
+  return *mc.model;
+}
+
+// Every input the pending runs of a sweep will need, checked before the first sample: a bad one
+// is one dc::Error naming the experiment, the run, the key and the file, and nothing runs (exit 2).
+// What fails later, while a run samples, is recorded with the run and the sweep goes on (exit 1).
+// Each distinct input is checked once: the device and dtype, prompt files (read, counted), an
+// explicit tokenizer folder, the metrics' networks and reference statistics (RunQuality's own
+// checks, on the run's device), and every weights file, loaded as its run will load it (strictly:
+// a truncated file, another model's keys or shapes fail here). The models load last, the first
+// pending run's last, so that it stays in the cache for that run: a sweep over one checkpoint
+// loads it once, as before; each further checkpoint is loaded once more when its run comes.
+void preflight(const std::vector<RunSpec>& pending, ModelCache& mc, const std::string& experiment_path) {
+  std::set<std::string> seen;
+  std::vector<const RunSpec*> models_to_load;
+  auto checked = [&](const RunSpec& spec, const std::function<void()>& check) {
+    try {
+      check();
+    } catch (const c10::Error& ex) {
+      const std::string m = ex.what_without_backtrace();
+      throw Error(fmt::format("{}: run {} ({}): {}", experiment_path, spec.run_id, spec.name, m.substr(0, m.find('\n'))));
+    } catch (const Error& ex) {
+      throw Error(fmt::format("{}: run {} ({}): {}", experiment_path, spec.run_id, spec.name, ex.what()));
+    }
+  };
+  for (const RunSpec& spec : pending) {
+    checked(spec, [&] {
+      const torch::Device device = parse_device(spec.device);
+      unet_dtype_for(spec.model.dtype, device);
+      std::string prompts_file;
+      if (spec.plan.model.conditioning == "text" && seen.insert("prompts " + spec.conditioning.prompts + " " + std::to_string(spec.samples.n)).second)
+        run_prompts(spec, &prompts_file);
+      const ModelRequest q = model_request(spec);
+      if ((q.weights != "random" || !q.first_stage_weights.empty()) && seen.insert("model " + q.key).second) models_to_load.push_back(&spec);
+      if (!q.options.tokenizer.empty() && seen.insert("tokenizer " + q.options.tokenizer).second)
+        models::ClipTokenizer::from_dir(q.options.tokenizer);
+      const std::string metrics = spec.resolved.contains("metrics") ? spec.resolved["metrics"].dump() : "";
+      if (!metrics.empty() && seen.insert(fmt::format("metrics {} {} {}", metrics, fmt::join(spec.plan.model.image_shape, "x"), device.str())).second)
+        RunQuality(spec, device, prompts_file);
+    });
+  }
+  for (auto it = models_to_load.rbegin(); it != models_to_load.rend(); ++it) checked(**it, [&] { model_for(**it, mc); });
+}
+
 }  // namespace
 
 void install_stop_handlers() {
@@ -133,18 +225,10 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   const torch::ScalarType unet_dtype = unet_dtype_for(spec.model.dtype, device);  // unsupported: one error, nothing runs
   // Text-to-image: the prompts of the run's samples, read and checked before anything is loaded.
   const bool text_cond = plan.model.conditioning == "text";
-  std::vector<std::string> prompts;
   std::string prompts_file;
-  if (text_cond && !spec.conditioning.prompts.empty()) {
-    prompts_file = expand_env(spec.conditioning.prompts, "conditioning.prompts");
-    prompts = read_prompt_file(prompts_file);
-    if (static_cast<int64_t>(prompts.size()) < spec.samples.n)
-      throw Error(fmt::format("conditioning.prompts: {} holds {} prompts and samples.n is {}: one sample per prompt (sample i from line i + 1); "
-                              "set samples.n to {} or less",
-                              prompts_file, prompts.size(), spec.samples.n, prompts.size()));
-    if (static_cast<int64_t>(prompts.size()) > spec.samples.n && first == 0)
-      r.notes.push_back(fmt::format("the first {} of the {} prompts of {}", spec.samples.n, prompts.size(), prompts_file));
-  }
+  const std::vector<std::string> prompts = text_cond ? run_prompts(spec, &prompts_file) : std::vector<std::string>{};
+  if (static_cast<int64_t>(prompts.size()) > spec.samples.n && first == 0)
+    r.notes.push_back(fmt::format("the first {} of the {} prompts of {}", spec.samples.n, prompts.size(), prompts_file));
   auto prompts_of = [&](int64_t first_sample, int64_t b) {  // the prompts of samples [first_sample, first_sample + b)
     if (prompts.empty()) return std::vector<std::string>(b, spec.conditioning.prompt);
     return std::vector<std::string>(prompts.begin() + first_sample, prompts.begin() + first_sample + b);
@@ -168,27 +252,9 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   r.final_power = plan.final_power;
 
   // 2. Model from the registry (random init is seeded, so shards and resumed runs see the same network).
-  const std::string weights = spec.model.weights == "random" ? "random" : expand_env(spec.model.weights, "model.weights");
   ModelCache local;
   ModelCache& mc = models ? *models : local;
-  const std::string first_stage_weights =
-      spec.model.first_stage_weights.empty() ? "" : expand_env(spec.model.first_stage_weights, "model.first_stage_weights");
-  models::ModelOptions model_options;
-  model_options.image_size = spec.model.image_size;
-  model_options.tokenizer = spec.model.tokenizer.empty() ? "" : expand_env(spec.model.tokenizer, "model.tokenizer");
-  if (!model_options.tokenizer.empty() && !fs::is_directory(model_options.tokenizer))  // before a model load of a minute
-    throw Error(fmt::format("model.tokenizer: {} is not a folder (one with vocab.json and merges.txt)", model_options.tokenizer));
-  // The dtype is part of the key: a model cast to fp16 and back would carry rounded weights.
-  const std::string key = fmt::format("{}/{}/{}/{}/{}/{}/{}", spec.model.family, spec.model.preset, weights, first_stage_weights,
-                                      model_options.image_size, model_options.tokenizer, spec.model.dtype);
-  if (mc.key != key || !mc.model) {
-    mc.model.reset();  // free the previous model before building the next
-    mc.model = models::build_model(spec.model.family, spec.model.preset, weights, first_stage_weights, model_options);
-    mc.key = key;
-    mc.macs.clear();
-    mc.warmed.clear();
-  }
-  const models::Model& model = *mc.model;
+  const models::Model& model = model_for(spec, mc);
   models::UNet& net = *model.unet;
   if (cache_plan) deepcache::check_skip_index(cache_plan->skip_index, net.num_skips(), "this UNet");
   r.weights_note = model.weights_note;
@@ -476,11 +542,19 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
   const auto status = store.statuses();
   ModelCache own_models;
   ModelCache& models = o.models ? *o.models : own_models;
-  for (std::size_t i = 0; i < selected.size(); ++i) {
-    RunSpec spec = *selected[i];
+  std::vector<RunSpec> specs, pending;
+  for (const RunSpec* r : selected) {
+    RunSpec spec = *r;
     if (!o.device.empty()) spec.device = o.device;
     spec.results_path = s.results_path;
-    const std::string head = fmt::format("[run {}/{}] {} {}", i + 1, selected.size(), spec.run_id, describe_run(spec));
+    auto it = status.find(result_key(spec.run_id, o.shard_index, o.shard_count));
+    if (it == status.end() || it->second != "complete") pending.push_back(spec);
+    specs.push_back(std::move(spec));
+  }
+  preflight(pending, models, e.path);
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    const RunSpec& spec = specs[i];
+    const std::string head = fmt::format("[run {}/{}] {} {}", i + 1, specs.size(), spec.run_id, describe_run(spec));
     auto it = status.find(result_key(spec.run_id, o.shard_index, o.shard_count));
     if (it != status.end() && it->second == "complete") {
       log << head << ": complete, skipped\n";

@@ -7,6 +7,8 @@
 # one line per target: executions, coverage, corpus size, crashes. Crash inputs are kept in
 # build-fuzz/crashes/ and the exit code is 1 when there are any. The corpora persist in
 # build-fuzz/corpus/ (a longer run continues where the last stopped).
+# FUZZ_RUNS=N stops each target after N executions instead (the long run: FUZZ_RUNS=1000000 with
+# SECONDS as an upper bound).
 # Needs clang-14, libclang-rt-14-dev (libFuzzer's runtime): scripts/setup.sh installs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -125,8 +127,10 @@ for t in "${TARGETS[@]}"; do
   maxlen=65536
   [ "$t" = tokenizer_encode ] && maxlen=4096
   log=$BUILD/fuzz_$t.log
+  runs=()
+  [ -n "${FUZZ_RUNS:-}" ] && runs=(-runs="$FUZZ_RUNS")
   "$bin" "$BUILD/corpus/$t" "$BUILD/seeds/$t" -max_total_time="$SECS" -max_len=$maxlen -timeout=10 -rss_limit_mb=4096 \
-    -dict="fuzz/dict/$t.dict" -artifact_prefix="$BUILD/crashes/$t-" -print_final_stats=1 >"$log" 2>&1 || true
+    -dict="fuzz/dict/$t.dict" -artifact_prefix="$BUILD/crashes/$t-" "${runs[@]}" -print_final_stats=1 >"$log" 2>&1 || true
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)
   corpus=$(find "$BUILD/corpus/$t" -type f | wc -l)

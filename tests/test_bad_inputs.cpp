@@ -227,6 +227,29 @@ std::vector<BadInput> table() {
                [](const std::string& dir) { write(dir + "/e.yaml", kYamlHead + "  sampler: {name: ddim, steps: 2}\n  samples: {n: 1, batch: 1}\n"); },
                "run {dir}/e.yaml --results {dir}/r.h5", {"{dir}/r.h5", "pid"},
                [](const std::string& dir) { return std::shared_ptr<void>(std::make_shared<dc::harness::WriterLock>(dir + "/r.h5", "run")); }});
+  // `run` checks every input of every pending run before the first sample (harness/runner.cpp,
+  // preflight): a bad file of the sweep's last run stops it at once, nothing written.
+  const std::string two_runs = kYamlHead + "  sampler: {name: ddim, steps: 2}\n  samples: {n: 2, batch: 2}\nbaseline: false\nruns:\n  - {}\n";
+  t.push_back({"run inputs (checked before the first sample)", "the last run's weights cut short",
+               [two_runs](const std::string& dir) {
+                 std::ifstream in("weights/fmnist/ddpm_ema.safetensors", std::ios::binary);
+                 std::string b((std::istreambuf_iterator<char>(in)), {});
+                 write(dir + "/w.safetensors", b.substr(0, b.size() / 3));
+                 write(dir + "/e.yaml", two_runs + "  - {model.weights: " + dir + "/w.safetensors}\n");
+               },
+               "run {dir}/e.yaml --results {dir}/r.h5", {"{dir}/w.safetensors", "{dir}/e.yaml: run "}});
+  t.push_back({"run inputs (checked before the first sample)", "the last run's weights of another model",
+               [two_runs](const std::string& dir) {
+                 write(dir + "/e.yaml", two_runs + "  - {model.weights: weights/fmnist/classifier.safetensors}\n");
+               },
+               "run {dir}/e.yaml --results {dir}/r.h5", {"weights/fmnist/classifier.safetensors", "{dir}/e.yaml: run "}});
+  t.push_back({"run inputs (checked before the first sample)", "the last run's metric reference is not an .npz",
+               [two_runs](const std::string& dir) {
+                 write(dir + "/s.npz", "mu,sigma\n1,2\n");
+                 write(dir + "/e.yaml", two_runs + "  - {metrics.fid_fmnist: {classifier: weights/fmnist/classifier.safetensors, reference: " +
+                                            dir + "/s.npz}}\n");
+               },
+               "run {dir}/e.yaml --results {dir}/r.h5", {"{dir}/s.npz", "{dir}/e.yaml: run "}});
   t.push_back({"results (HDF5)", "truncated", [](const std::string& dir) {
                  std::ifstream in("weights/fmnist/ddpm_ema.train.h5", std::ios::binary);
                  std::string b((std::istreambuf_iterator<char>(in)), {});

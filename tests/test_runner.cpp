@@ -118,32 +118,117 @@ TEST(Runner, SamplesDoNotDependOnBatchSizeOrShards) {
   EXPECT_NE(dc::h5::get_attr_string(g.id(), "config").find("\"k\": 2"), std::string::npos);
 }
 
+namespace {
+// A log that runs `action` once the text written to it contains `marker` (something that happens
+// between two runs of a sweep, as a user or a cluster's scratch purge would do it).
+struct WatchedLog : std::streambuf {
+  std::string text, marker;
+  std::function<void()> action;
+  bool fired = false;
+  int overflow(int c) override {
+    if (c != EOF) text += static_cast<char>(c), check();
+    return c;
+  }
+  std::streamsize xsputn(const char* p, std::streamsize n) override {
+    text.append(p, static_cast<std::size_t>(n));
+    check();
+    return n;
+  }
+  void check() {
+    if (!fired && text.find(marker) != std::string::npos) fired = true, action();
+  }
+};
+
+const char* kFmnistTwoRuns = R"(experiment: tiny
+base:
+  model: {family: ddpm, preset: fmnist, weights: random}
+  sampler: {name: ddim, steps: 3, spacing: quad}
+  samples: {n: 2, batch: 2, seed: 3}
+baseline: false
+)";
+}  // namespace
+
+// Inputs are checked before the first sample (the preflight): a damaged or missing file of any
+// pending run stops the sweep with one dc::Error naming the experiment, the run and the file, and
+// nothing is sampled or written.
+TEST(Runner, BadInputOfALaterRunStopsTheSweepBeforeAnySample) {
+  const std::string dir = dc::test::temp_dir();
+  {
+    std::ofstream(dir + "/cut.safetensors", std::ios::binary) << std::ifstream("weights/fmnist/ddpm_ema.safetensors", std::ios::binary).rdbuf();
+    fs::resize_file(dir + "/cut.safetensors", fs::file_size(dir + "/cut.safetensors") / 2);
+    std::ofstream(dir + "/stats.npz") << "not a zip\n";
+  }
+  struct Case {
+    std::string run2, needle;
+  };
+  const std::vector<Case> cases = {
+      {"{model.weights: /nonexistent/w.safetensors}", "/nonexistent/w.safetensors"},
+      {"{model.weights: " + dir + "/cut.safetensors}", dir + "/cut.safetensors"},
+      {"{model.weights: weights/fmnist/classifier.safetensors}", "weights/fmnist/classifier.safetensors"},
+      {"{metrics.fid_fmnist: {classifier: weights/fmnist/classifier.safetensors, reference: " + dir + "/stats.npz}}", dir + "/stats.npz"},
+      {"{metrics.fid_fmnist: {classifier: " + dir + "/cut.safetensors, reference: weights/fmnist/test_stats.npz}}", dir + "/cut.safetensors"},
+      {"{model.dtype: fp16}", "model.dtype"},  // fp16 needs CUDA: on the CPU, one error before anything runs
+  };
+  for (const auto& c : cases) {
+    if (c.run2 == "{model.dtype: fp16}" && torch::cuda::is_available()) continue;
+    SCOPED_TRACE(c.run2);
+    const auto e = parse_experiment(std::string(kFmnistTwoRuns) + "runs:\n  - {}\n  - " + c.run2 + "\n", "tiny.yaml");
+    ASSERT_EQ(e.runs.size(), 2u);
+    std::ostringstream log;
+    RunOptions o;
+    o.results_path = dir + "/r.h5";  // no case may write it
+    try {
+      run_experiment(e, o, log, false);
+      ADD_FAILURE() << "no error; log:\n" << log.str();
+    } catch (const dc::Error& ex) {
+      const std::string m = ex.what();
+      EXPECT_NE(m.find("tiny.yaml: run " + e.runs[1].run_id), std::string::npos) << m;
+      EXPECT_NE(m.find(c.needle), std::string::npos) << m;
+      EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+    }
+    EXPECT_EQ(log.str().find("[run"), std::string::npos) << log.str();  // run 1 did not start
+    EXPECT_FALSE(fs::exists(dir + "/r.h5"));
+  }
+}
+
+// What fails while a sweep runs (here: run 2's weights vanish after the preflight, during run 1) is
+// recorded with its run, and the sweep goes on (exit 1 from the CLI).
 TEST(Runner, FailedRunIsRecordedAndTheSweepGoesOn) {
   const std::string dir = dc::test::temp_dir();
-  std::string yaml = kTiny;
-  yaml += "baseline: false\nruns:\n  - {model.weights: /nonexistent/w.safetensors}\n  - {cache.k: 1}\n";
-  const auto e = parse_experiment(yaml, "tiny.yaml");
-  ASSERT_EQ(e.runs.size(), 2u);
-  std::ostringstream log;
+  const std::string w = dir + "/w.safetensors";
+  fs::copy_file("weights/fmnist/ddpm_ema.safetensors", w);
+  const auto e = parse_experiment(std::string(kFmnistTwoRuns) + "runs:\n  - {}\n  - {model.weights: " + w + "}\n  - {cache.k: 1}\n", "tiny.yaml");
+  ASSERT_EQ(e.runs.size(), 3u);
+  WatchedLog buf;
+  buf.marker = "[run 1/3] " + e.runs[0].run_id;
+  buf.action = [&] { fs::remove(w); };
+  std::ostream log(&buf);
   RunOptions o;
   o.results_path = dir + "/r.h5";
   const auto s = run_experiment(e, o, log, false);
+  EXPECT_TRUE(buf.fired);
   EXPECT_EQ(s.failed, 1);
-  EXPECT_EQ(s.complete, 1);
-  EXPECT_NE(log.str().find("FAILED: /nonexistent/w.safetensors: weights file not found"), std::string::npos) << log.str();
+  EXPECT_EQ(s.complete, 2);
+  EXPECT_NE(buf.text.find("FAILED: " + w + ": weights file not found"), std::string::npos) << buf.text;
   const auto runs = read_results(dir + "/r.h5");
-  ASSERT_EQ(runs.size(), 2u);
+  ASSERT_EQ(runs.size(), 3u);
   int failed = 0;
   for (const auto& r : runs)
     if (r.status == "failed") {
       ++failed;
+      EXPECT_EQ(r.run_id, e.runs[1].run_id);
       EXPECT_NE(r.error.find("weights file not found"), std::string::npos);
     }
   EXPECT_EQ(failed, 1);
-  // A rerun retries the failed run only.
-  const auto again = run_experiment(e, o, log, false);
-  EXPECT_EQ(again.skipped, 1);
-  EXPECT_EQ(again.failed, 1);
+  // A rerun checks the failed run's inputs first: still missing, one error and nothing runs.
+  std::ostringstream log2;
+  EXPECT_THROW(run_experiment(e, o, log2, false), dc::Error);
+  // With the file back, the rerun makes the failed run only.
+  fs::copy_file("weights/fmnist/ddpm_ema.safetensors", w);
+  const auto again = run_experiment(e, o, log2, false);
+  EXPECT_EQ(again.skipped, 2);
+  EXPECT_EQ(again.complete, 1);
+  EXPECT_EQ(again.failed, 0);
 }
 
 namespace {
@@ -867,7 +952,7 @@ runs:
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
     break;
   }
-  // A reference that is not images: the run fails before sampling, naming the file.
+  // A reference that is not images: the sweep stops before sampling, naming the file.
   const std::string bad = dir + "/bad.npz";
   dc::metrics::write_npz(bad, {{"mu", torch::zeros({3}, torch::kFloat64)}});
   std::string y = yaml(pr);
@@ -875,8 +960,13 @@ runs:
   RunOptions c;
   c.results_path = dir + "/c.h5";
   std::ostringstream clog;
-  EXPECT_EQ(run_experiment(parse_experiment(y, dir + "/c.yaml", dir), c, clog, false).failed, 1);
-  EXPECT_NE(clog.str().find(bad + ": a precision/recall reference .npz holds arr_0"), std::string::npos) << clog.str();
+  try {
+    run_experiment(parse_experiment(y, dir + "/c.yaml", dir), c, clog, false);
+    ADD_FAILURE() << "a bad reference was accepted: " << clog.str();
+  } catch (const dc::Error& ex) {
+    EXPECT_NE(std::string(ex.what()).find(bad + ": a precision/recall reference .npz holds arr_0"), std::string::npos) << ex.what();
+  }
+  EXPECT_FALSE(fs::exists(c.results_path));
 }
 
 // `merge`: four shards written into one file (shard keys keep them apart) merge into the run one
