@@ -50,11 +50,22 @@ json scalar_to_json(const YAML::Node& n) {
   return s;
 }
 
+// A scalar (or key) after YAML's escapes must still be UTF-8: yaml-cpp turns the escapes \_, \N,
+// \L, \P and \x80-\xff of a double-quoted string into single bytes, not UTF-8 sequences (found by
+// fuzz/fuzz_experiment.cpp).
+const std::string& utf8_scalar(const std::string& s, const YAML::Node& n, const std::string& path, const Source& src) {
+  if (const std::size_t bad = first_invalid_utf8(s); bad != std::string::npos)
+    throw Error(fmt::format("{}:{}: {}: not UTF-8 after YAML's escapes (byte 0x{:02X}; yaml-cpp decodes \\_, \\N, \\L, \\P and "
+                            "\\x80-\\xff escapes to single bytes): write the character itself",
+                            src.origin, n.Mark().line + 1, path.empty() ? "(top level)" : path, static_cast<unsigned char>(s[bad])));
+  return s;
+}
+
 json yaml_to_json(const YAML::Node& n, const std::string& path, Source& src) {
   if (n.IsMap()) {
     json o = json::object();
     for (const auto& kv : n) {
-      const std::string key = kv.first.as<std::string>();
+      const std::string key = utf8_scalar(kv.first.as<std::string>(), kv.first, path, src);
       const std::string p = path.empty() ? key : path + "." + key;
       if (o.contains(key)) throw Error(fmt::format("{}:{}: key '{}' appears twice", src.origin, kv.first.Mark().line + 1, p));
       src.lines[p] = kv.first.Mark().line + 1;
@@ -68,7 +79,10 @@ json yaml_to_json(const YAML::Node& n, const std::string& path, Source& src) {
     for (const auto& e : n) a.push_back(yaml_to_json(e, fmt::format("{}[{}]", path, i++), src));
     return a;
   }
-  if (n.IsScalar()) return scalar_to_json(n);
+  if (n.IsScalar()) {
+    utf8_scalar(n.Scalar(), n, path, src);
+    return scalar_to_json(n);
+  }
   return nullptr;
 }
 

@@ -111,38 +111,6 @@ void write_run(hid_t file, const RunResult& r) {
   }
 }
 
-StoredRun read_stored_run(hid_t runs, const std::string& id) {
-  auto g = h5::open_group(runs, id);
-  StoredRun s;
-  s.key = id;
-  s.run_id = h5::get_attr_string(g.id(), "run_id", id);  // files before shard keys: the group name
-  s.shard_index = static_cast<int>(h5::get_attr_double(g.id(), "shard_index", 0));
-  s.shard_count = static_cast<int>(h5::get_attr_double(g.id(), "shard_count", 1));
-  s.partial = h5::get_attr_string(g.id(), "partial");
-  s.name = h5::get_attr_string(g.id(), "name");
-  s.status = h5::get_attr_string(g.id(), "status");
-  s.error = h5::get_attr_string(g.id(), "error");
-  s.config_json = h5::get_attr_string(g.id(), "config");
-  s.device = h5::get_attr_string(g.id(), "device");
-  s.timing_clock = h5::get_attr_string(g.id(), "timing_clock");
-  s.baseline = h5::get_attr_double(g.id(), "baseline") != 0;
-  s.order = static_cast<int>(h5::get_attr_double(g.id(), "order"));
-  for (const char* grp : {"macs", "metrics"}) {
-    if (!h5::exists(g.id(), grp)) continue;
-    auto m = h5::open_group(g.id(), grp);
-    for (const auto& c : h5::children(m.id())) s.scalars[std::string(grp) + "/" + c] = h5::read_scalar(m.id(), c);
-  }
-  if (h5::exists(g.id(), "full_steps")) {
-    const auto t = h5::read_tensor(g.id(), "full_steps").to(torch::kInt64);
-    for (int64_t i = 0; i < t.numel(); ++i) s.full_steps.push_back(static_cast<int>(t[i].item<int64_t>()));
-  }
-  if (h5::exists(g.id(), "timesteps")) s.model_calls = static_cast<int>(h5::read_tensor(g.id(), "timesteps").numel());
-  if (h5::exists(g.id(), "similarity")) {
-    auto sim = h5::open_group(g.id(), "similarity");
-    for (const auto& c : h5::children(sim.id())) s.similarity[c] = h5::read_tensor(sim.id(), c);
-  }
-  return s;
-}
 
 }  // namespace
 
@@ -175,9 +143,6 @@ void fsync_path(const std::string& p) {
   }
 }
 
-std::string result_key(const std::string& run_id, int shard_index, int shard_count) {
-  return shard_count > 1 ? fmt::format("{}.shard-{}-of-{}", run_id, shard_index, shard_count) : run_id;
-}
 
 std::map<std::string, std::string> ResultsStore::statuses() const {
   std::map<std::string, std::string> out;
@@ -218,28 +183,15 @@ void ResultsStore::commit(const RunResult& result) {
 
 std::vector<StoredRun> ResultsStore::read_all() const { return fs::exists(path_) ? read_results(path_) : std::vector<StoredRun>{}; }
 
-void check_results_schema(hid_t f, const std::string& path) {
-  const std::string schema = h5::get_attr_string(f, "schema", "");
-  const std::string ours = "deepcache-bench results v";
-  if (schema.rfind(ours + "1 ", 0) == 0 || schema == ours + "1") return;
-  if (schema.rfind(ours, 0) == 0)
-    throw Error(fmt::format("{}: results schema '{}' is newer than this deepcache-bench reads (v1): use the build that wrote it", path, schema));
-  if (!schema.empty())
-    throw Error(fmt::format("{}: not a deepcache-bench results file (schema '{}'); refusing to read or replace it", path, schema));
-  if (!h5::exists(f, "runs"))  // files from before the schema attribute always have /runs
-    throw Error(fmt::format("{}: an HDF5 file, but not a deepcache-bench results file (no /runs group, no schema attribute); "
-                            "refusing to read or replace it",
-                            path));
-}
 
 std::vector<StoredRun> read_results(const std::string& path) {
-  auto f = h5::open_file(path);
-  check_results_schema(f.id(), path);
   std::vector<StoredRun> out;
-  if (!h5::exists(f.id(), "runs")) return out;
-  auto runs = h5::open_group(f.id(), "runs");
-  for (const auto& id : h5::children(runs.id())) out.push_back(read_stored_run(runs.id(), id));
-  std::stable_sort(out.begin(), out.end(), [](const StoredRun& a, const StoredRun& b) { return a.order < b.order; });
+  for (auto& f : read_results_file(path)) {
+    StoredRun s;
+    static_cast<StoredRunFields&>(s) = std::move(f);
+    for (auto& [tap, a] : f.similarity) s.similarity[tap] = h5::to_tensor(std::move(a));
+    out.push_back(std::move(s));
+  }
   return out;
 }
 

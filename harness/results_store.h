@@ -12,6 +12,7 @@
 #include <H5Ipublic.h>  // hid_t
 
 #include "harness/config.h"
+#include "harness/results_file.h"
 #include "metrics/provenance.h"
 
 namespace dc::harness {
@@ -49,21 +50,8 @@ struct RunResult {
   std::string timing_clock;  // how step_time_ms was measured (harness/call_timer.h)
 };
 
-// What a stored run says about itself (for `run` to skip it and for `report`).
-// The group name of a run's result: its id, or "<id>.shard-<i>-of-<n>" for a shard.
-std::string result_key(const std::string& run_id, int shard_index, int shard_count);
-
-struct StoredRun {
-  std::string key;  // group name: run_id, or run_id.shard-i-of-n
-  std::string run_id, name, status, error, config_json, partial;
-  std::string device, timing_clock;  // provenance: how the times were taken
-  int shard_index = 0, shard_count = 1;
-  bool baseline = false;
-  int order = 0;
-  std::map<std::string, double> scalars;      // macs/*, metrics/*
-  std::map<std::string, torch::Tensor> similarity;
-  std::vector<int> full_steps;
-  int model_calls = 0;
+struct StoredRun : StoredRunFields {
+  std::map<std::string, torch::Tensor> similarity;  // tap (and tap.fraction) -> the stored matrix
 };
 
 class ResultsStore {
@@ -89,8 +77,5 @@ void fsync_path(const std::string& path);
 
 // Reads a results file without an experiment spec (for `report`).
 std::vector<StoredRun> read_results(const std::string& path);
-// dc::Error unless `f` is a results file this build reads: schema "deepcache-bench results v1", or
-// an older file with a /runs group. Another HDF5 file, or a newer schema, is refused by name.
-void check_results_schema(hid_t f, const std::string& path);
 
 }  // namespace dc::harness

@@ -139,6 +139,7 @@ std::vector<BadInput> table() {
   }() + "]\n", {"{dir}/e.yaml", "runs"});
   yaml("not YAML at all (binary)", std::string("\x89PNG\r\n\x1a\n\0\0", 10), {"{dir}/e.yaml"});
   yaml("bytes that are not UTF-8 in a value", kYamlHead + "  sampler: {name: \"dd\xc8\"}\n", {"{dir}/e.yaml", "UTF-8"});
+  yaml("a YAML escape that decodes to a byte that is not UTF-8 (\\_)", kYamlHead + "  sampler: {name: \"dd\\_im\"}\n", {"{dir}/e.yaml", "UTF-8"});
   yaml("include of a device, not a file", "experiment: bad\ninclude: /dev/zero\n", {"/dev/zero", "regular file"});
   yaml("include of a directory", "experiment: bad\ninclude: .\n", {"regular file"});
   // pytorch-fid statistics (.npz), through `fid A.npz B.npz`.
