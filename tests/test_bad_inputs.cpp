@@ -140,6 +140,9 @@ std::vector<BadInput> table() {
   yaml("not YAML at all (binary)", std::string("\x89PNG\r\n\x1a\n\0\0", 10), {"{dir}/e.yaml"});
   yaml("bytes that are not UTF-8 in a value", kYamlHead + "  sampler: {name: \"dd\xc8\"}\n", {"{dir}/e.yaml", "UTF-8"});
   yaml("a YAML escape that decodes to a byte that is not UTF-8 (\\_)", kYamlHead + "  sampler: {name: \"dd\\_im\"}\n", {"{dir}/e.yaml", "UTF-8"});
+  yaml("an infinite non-uniform power (the schedule search would never end)",
+       kYamlHead + "  sampler: {name: ddim, steps: 10}\n  cache: {enabled: true, k: 1, interval: 2, schedule: nonuniform, center: 5, power: inf}\n",
+       {"{dir}/e.yaml", "cache.power"});
   yaml("include of a device, not a file", "experiment: bad\ninclude: /dev/zero\n", {"/dev/zero", "regular file"});
   yaml("include of a directory", "experiment: bad\ninclude: .\n", {"regular file"});
   // pytorch-fid statistics (.npz), through `fid A.npz B.npz`.

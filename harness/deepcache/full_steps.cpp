@@ -146,6 +146,13 @@ NonUniformResult sample_from_quad_center(int total_numbers, int n_samples, int c
   if (total_numbers < 1 || n_samples < 1)
     throw Error(fmt::format("non-uniform schedule: need total_numbers >= 1 and n_samples >= 1, got {} and {}",
                             total_numbers, n_samples));
+  // The reference searches down from `power` in steps of 0.02: a power of 10 is 450 tries (the
+  // paper uses 1.2 to 1.6); infinity would never end (found by fuzz/fuzz_experiment.cpp: 214 took
+  // seconds per run).
+  if (!std::isfinite(power) || power > 10)
+    throw Error(fmt::format("cache.power {} is not a number in (1, 10] (the search for a schedule starts there and lowers it "
+                            "by 0.02; the paper uses 1.2 to 1.6)",
+                            power));
   std::vector<int> indices;
   double p = power;
   bool found = false;
@@ -198,7 +205,7 @@ int CachePlan::num_full(int num_steps) const {
 std::vector<int> ldm_nonuniform_full_steps(int num_steps, int interval, double power) {
   if (num_steps < 1 || interval < 1)
     throw Error(fmt::format("LDM non-uniform schedule: steps ({}) and N ({}) must be at least 1", num_steps, interval));
-  if (!(power > 0)) throw Error(fmt::format("LDM non-uniform schedule: power {} must be > 0", power));
+  if (!(power > 0) || !std::isfinite(power)) throw Error(fmt::format("LDM non-uniform schedule: power {} must be a number > 0", power));
   const int n = (num_steps + interval - 1) / interval;
   std::vector<int> v;
   for (double x : sampling::np_linspace(0.0, std::pow(static_cast<double>(num_steps), 1.0 / power), n + 1))
