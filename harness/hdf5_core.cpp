@@ -21,9 +21,8 @@ std::string object_name(hid_t obj) {
 }
 
 namespace {
-const auto name_of = object_name;
 void check(herr_t s, hid_t where, const std::string& what) {
-  if (s < 0) throw Error(fmt::format("{}: HDF5 error: {}", name_of(where), what));
+  if (s < 0) throw Error(fmt::format("{}: HDF5 error: {}", object_name(where), what));
 }
 // IEEE binary16 little-endian, built as h5py builds its float16 (h5py/h5t.pyx), so h5py and
 // NumPy read it as float16. Created once, never closed.
@@ -196,13 +195,13 @@ Handle create_group(hid_t parent, const std::string& name) {
   Handle gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
   compact_storage(gcpl.id(), true);
   const hid_t g = H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, gcpl.id(), H5P_DEFAULT);
-  if (g < 0) throw Error(fmt::format("{}: cannot create group '{}'", name_of(parent), name));
+  if (g < 0) throw Error(fmt::format("{}: cannot create group '{}'", object_name(parent), name));
   return Handle(g, H5Gclose);
 }
 
 Handle open_group(hid_t parent, const std::string& name) {
   const hid_t g = H5Gopen2(parent, name.c_str(), H5P_DEFAULT);
-  if (g < 0) throw Error(fmt::format("{}: no group '{}'", name_of(parent), name));
+  if (g < 0) throw Error(fmt::format("{}: no group '{}'", object_name(parent), name));
   return Handle(g, H5Gclose);
 }
 
@@ -221,13 +220,13 @@ bool exists(hid_t parent, const std::string& path) {
 std::vector<std::string> children(hid_t group) {
   std::vector<std::string> out;
   H5G_info_t info;
-  if (H5Gget_info(group, &info) < 0) throw Error(fmt::format("{}: unreadable group (damaged file?)", name_of(group)));
+  if (H5Gget_info(group, &info) < 0) throw Error(fmt::format("{}: unreadable group (damaged file?)", object_name(group)));
   for (hsize_t i = 0; i < info.nlinks; ++i) {
     const ssize_t n = H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
-    if (n < 0) throw Error(fmt::format("{}: link {} of {} is unreadable (damaged file?)", name_of(group), i, info.nlinks));
+    if (n < 0) throw Error(fmt::format("{}: link {} of {} is unreadable (damaged file?)", object_name(group), i, info.nlinks));
     std::string name(static_cast<std::size_t>(n), '\0');
     if (H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), static_cast<std::size_t>(n) + 1, H5P_DEFAULT) < 0)
-      throw Error(fmt::format("{}: link {} of {} is unreadable (damaged file?)", name_of(group), i, info.nlinks));
+      throw Error(fmt::format("{}: link {} of {} is unreadable (damaged file?)", object_name(group), i, info.nlinks));
     out.push_back(name);
   }
   return out;
@@ -235,8 +234,8 @@ std::vector<std::string> children(hid_t group) {
 
 Array read_array(hid_t parent, const std::string& name) {
   Handle ds(H5Dopen2(parent, name.c_str(), H5P_DEFAULT), H5Dclose);
-  if (!ds.valid()) throw Error(fmt::format("{}: no dataset '{}'", name_of(parent), name));
-  const std::string where = fmt::format("{}/{}", name_of(parent), name);
+  if (!ds.valid()) throw Error(fmt::format("{}: no dataset '{}'", object_name(parent), name));
+  const std::string where = fmt::format("{}/{}", object_name(parent), name);
   Array a;
   a.shape = shape_of(ds.id(), where);
   Handle ftype(H5Dget_type(ds.id()), H5Tclose);
@@ -293,14 +292,14 @@ std::vector<double> to_doubles(const Array& a) {
 double read_scalar(hid_t parent, const std::string& name) {
   const Array a = read_array(parent, name);
   if (a.numel() != 1)
-    throw Error(fmt::format("{}/{}: holds {} values where one number is expected (damaged file?)", name_of(parent), name, a.numel()));
+    throw Error(fmt::format("{}/{}: holds {} values where one number is expected (damaged file?)", object_name(parent), name, a.numel()));
   return to_doubles(a).front();
 }
 
 std::vector<int64_t> dataset_shape(hid_t parent, const std::string& name) {
   Handle ds(H5Dopen2(parent, name.c_str(), H5P_DEFAULT), H5Dclose);
-  if (!ds.valid()) throw Error(fmt::format("{}: no dataset '{}'", name_of(parent), name));
-  return shape_of(ds.id(), fmt::format("{}/{}", name_of(parent), name));
+  if (!ds.valid()) throw Error(fmt::format("{}: no dataset '{}'", object_name(parent), name));
+  return shape_of(ds.id(), fmt::format("{}/{}", object_name(parent), name));
 }
 
 void set_attr(hid_t obj, const std::string& name, const std::string& value) {
@@ -310,7 +309,7 @@ void set_attr(hid_t obj, const std::string& name, const std::string& value) {
   Handle space(H5Screate(H5S_SCALAR), H5Sclose);
   if (H5Aexists(obj, name.c_str()) > 0) H5Adelete(obj, name.c_str());
   Handle a(H5Acreate2(obj, name.c_str(), type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-  if (!a.valid()) throw Error(fmt::format("{}: cannot create attribute '{}'", name_of(obj), name));
+  if (!a.valid()) throw Error(fmt::format("{}: cannot create attribute '{}'", object_name(obj), name));
   const std::string v = value.empty() ? std::string(1, '\0') : value;
   check(H5Awrite(a.id(), type.id(), v.data()), obj, "attribute " + name);
 }
@@ -321,7 +320,7 @@ void set_num_attr(hid_t obj, const std::string& name, T value, hid_t type) {
   Handle space(H5Screate(H5S_SCALAR), H5Sclose);
   if (H5Aexists(obj, name.c_str()) > 0) H5Adelete(obj, name.c_str());
   Handle a(H5Acreate2(obj, name.c_str(), type, space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-  if (!a.valid()) throw Error(fmt::format("{}: cannot create attribute '{}'", name_of(obj), name));
+  if (!a.valid()) throw Error(fmt::format("{}: cannot create attribute '{}'", object_name(obj), name));
   check(H5Awrite(a.id(), type, &value), obj, "attribute " + name);
 }
 }  // namespace

@@ -188,7 +188,7 @@ std::vector<StoredRun> read_results(const std::string& path) {
   std::vector<StoredRun> out;
   for (auto& f : read_results_file(path)) {
     StoredRun s;
-    static_cast<StoredRunFields&>(s) = std::move(f);
+    static_cast<StoredRunFields&>(s) = std::move(f);  // moves the fields; f.similarity stays for below
     for (auto& [tap, a] : f.similarity) s.similarity[tap] = h5::to_tensor(std::move(a));
     out.push_back(std::move(s));
   }

@@ -4,12 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 
 #include "common/error.h"
 #include "harness/hdf5.h"
 #include "harness/results_file.h"
+#include "support/damage.h"
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
@@ -17,11 +16,11 @@ namespace h5 = dc::h5;
 
 namespace {
 
-std::string read_bytes(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
-void write_bytes(const std::string& p, const std::string& b) { std::ofstream(p, std::ios::binary | std::ios::trunc) << b; }
+using dc::test::Bytes;
+using dc::test::read_bytes;
+using dc::test::write_bytes;
+Bytes bytes_of(const std::string& s) { return Bytes(s.begin(), s.end()); }
+std::string text_of(const Bytes& b) { return std::string(b.begin(), b.end()); }
 
 // A small results file in the layout `run` writes: schema, a run's attributes, scalars, steps and
 // a similarity map.
@@ -39,15 +38,6 @@ void write_results(const std::string& path) {
   h5::write_tensor(g.id(), "timesteps", torch::tensor({999, 500, 1}, torch::kInt64));
   auto sim = h5::create_group(g.id(), "similarity");
   h5::write_tensor(sim.id(), "up.0", torch::eye(3, torch::kFloat64));
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const dc::Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace
@@ -69,7 +59,7 @@ TEST(Hdf5, NewFilesUseTheChecksummedFormatAndReadBack) {
 TEST(Hdf5, PreCheckRefusesWhatLibhdf5ShouldNotSee) {
   const std::string dir = dc::test::temp_dir();
   write_results(dir + "/good.h5");
-  const std::string good = read_bytes(dir + "/good.h5");
+  const std::string good = text_of(read_bytes(dir + "/good.h5"));
   struct Case {
     std::string name, bytes, needle;
   };
@@ -88,14 +78,14 @@ TEST(Hdf5, PreCheckRefusesWhatLibhdf5ShouldNotSee) {
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
     const std::string p = dir + "/bad.h5";
-    write_bytes(p, c.bytes);
-    const std::string e = error_of([&] { h5::open_file(p); });
+    write_bytes(p, bytes_of(c.bytes));
+    const std::string e = dc::test::error_text([&] { h5::open_file(p); });
     EXPECT_NE(e.find(p), std::string::npos) << e;
     EXPECT_NE(e.find(c.needle), std::string::npos) << e;
   }
   // After a 512-byte user block, the superblock is found there.
-  write_bytes(dir + "/ub.h5", std::string(512, 'u') + good);
-  EXPECT_EQ(error_of([&] { h5::check_file(dir + "/ub.h5"); }), "");
+  write_bytes(dir + "/ub.h5", bytes_of(std::string(512, 'u') + good));
+  EXPECT_EQ(dc::test::error_text([&] { h5::check_file(dir + "/ub.h5"); }), "");
 }
 
 TEST(Hdf5, DeclaredSizesAreCheckedBeforeAllocating) {
@@ -112,9 +102,9 @@ TEST(Hdf5, DeclaredSizesAreCheckedBeforeAllocating) {
     h5::write_tensor(f.id(), "pair", torch::zeros({2}, torch::kFloat64));
   }
   auto f = h5::open_file(p);
-  const std::string e = error_of([&] { h5::read_array(f.id(), "huge"); });
+  const std::string e = dc::test::error_text([&] { h5::read_array(f.id(), "huge"); });
   EXPECT_NE(e.find("declares 8796093022208 bytes of data, the file stores 0 bytes"), std::string::npos) << e;
-  EXPECT_NE(error_of([&] { h5::read_scalar(f.id(), "pair"); }).find("holds 2 values where one number is expected"), std::string::npos);
+  EXPECT_NE(dc::test::error_text([&] { h5::read_scalar(f.id(), "pair"); }).find("holds 2 values where one number is expected"), std::string::npos);
 }
 
 // Every single-byte corruption of a results file: a result (the byte was raw data or padding) or one
@@ -122,12 +112,12 @@ TEST(Hdf5, DeclaredSizesAreCheckedBeforeAllocating) {
 TEST(Hdf5, EveryByteFlipIsAResultOrOneError) {
   const std::string dir = dc::test::temp_dir();
   write_results(dir + "/good.h5");
-  const std::string good = read_bytes(dir + "/good.h5");
+  const std::string good = text_of(read_bytes(dir + "/good.h5"));
   int errors = 0;
   for (std::size_t i = 0; i < good.size(); ++i) {
     std::string b = good;
     b[i] = static_cast<char>(b[i] ^ 0x5a);
-    write_bytes(dir + "/flip.h5", b);
+    write_bytes(dir + "/flip.h5", bytes_of(b));
     try {
       (void)dc::harness::read_results_file(dir + "/flip.h5");
     } catch (const dc::Error&) {

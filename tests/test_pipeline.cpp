@@ -26,14 +26,6 @@
 using dc::harness::parse_experiment;
 
 namespace {
-std::string error_from(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const dc::Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 const char* kFmnist = R"(experiment: t
 base:
@@ -57,9 +49,9 @@ TEST(Registry, EveryPresetIsDescribedAsItsUNetIsBuilt) {
       EXPECT_NO_THROW(dc::sampling::sampler_info(info.default_sampler)) << f << "/" << p;
       EXPECT_EQ(dc::sampling::alphas_cumprod(info.schedule).size(0), info.schedule.num_timesteps);
     }
-  EXPECT_NE(error_from([] { dc::models::model_info("sdxl", "base"); }).find("unknown model family 'sdxl' (known: ddpm"),
+  EXPECT_NE(dc::test::error_text([] { dc::models::model_info("sdxl", "base"); }).find("unknown model family 'sdxl' (known: ddpm"),
             std::string::npos);
-  EXPECT_NE(error_from([] { dc::models::build_model("ddpm", "cifar10", "/nonexistent/w.safetensors"); })
+  EXPECT_NE(dc::test::error_text([] { dc::models::build_model("ddpm", "cifar10", "/nonexistent/w.safetensors"); })
                 .find("/nonexistent/w.safetensors: weights file not found for ddpm preset 'cifar10'"),
             std::string::npos);
 }
@@ -129,7 +121,7 @@ TEST(Samplers, EverySamplerOfTheRegistryRunsFromYaml) {
 
 TEST(Samplers, OutOfScheduleSettingsAreUserErrors) {
   auto err = [](const std::string& runs) {
-    return error_from([&] { parse_experiment(std::string(kFmnist) + "runs:\n  - " + runs + "\n", "exp.yaml"); });
+    return dc::test::error_text([&] { parse_experiment(std::string(kFmnist) + "runs:\n  - " + runs + "\n", "exp.yaml"); });
   };
   EXPECT_NE(err("{sampler.name: ldm_ddim, sampler.steps: 1000}").find("outside the 1000-step noise schedule"), std::string::npos)
       << err("{sampler.name: ldm_ddim, sampler.steps: 1000}");
@@ -185,12 +177,12 @@ TEST(Config, SetOverridesAnySettingAndIsPartOfTheRunId) {
   EXPECT_TRUE(typed.runs.back().samples.save_images);
   EXPECT_EQ(typed.runs.back().plan.full_steps, (std::vector<int>{0, 2}));
   // Errors name the override.
-  const auto bad_key = error_from([&] { parse_experiment(yaml, "exp.yaml", ".", {"samples.nn=1"}); });
+  const auto bad_key = dc::test::error_text([&] { parse_experiment(yaml, "exp.yaml", ".", {"samples.nn=1"}); });
   EXPECT_NE(bad_key.find("--set samples.nn=1"), std::string::npos) << bad_key;
   EXPECT_NE(bad_key.find("samples.nn: unknown key"), std::string::npos) << bad_key;
-  const auto bad_value = error_from([&] { parse_experiment(yaml, "exp.yaml", ".", {"samples.n=two"}); });
+  const auto bad_value = dc::test::error_text([&] { parse_experiment(yaml, "exp.yaml", ".", {"samples.n=two"}); });
   EXPECT_NE(bad_value.find("samples.n: expected an integer"), std::string::npos) << bad_value;
-  const auto no_eq = error_from([&] { parse_experiment(yaml, "exp.yaml", ".", {"samples.n"}); });
+  const auto no_eq = dc::test::error_text([&] { parse_experiment(yaml, "exp.yaml", ".", {"samples.n"}); });
   EXPECT_NE(no_eq.find("--set samples.n: expected KEY=VALUE"), std::string::npos) << no_eq;
 }
 
@@ -232,7 +224,7 @@ TEST(Config, ZeroFeatureAblationReplacesOnlyWhatPartialCallsRead) {
 }
 
 TEST(Config, ReleasedLdmPassIsAnLdmOnlyMode) {
-  const auto err = error_from([] {
+  const auto err = dc::test::error_text([] {
     parse_experiment(std::string(kFmnist) + "runs:\n  - {cache.enabled: true, cache.mode: ldm_released}\n", "exp.yaml");
   });
   EXPECT_NE(err.find("cache.mode: ldm_released is the released LDM code's pass; the ddpm family caches chained only"),

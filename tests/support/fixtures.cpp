@@ -1,5 +1,7 @@
 #include "support/fixtures.h"
 
+#include "common/error.h"
+
 #include <cstring>
 #include <iterator>
 
@@ -273,6 +275,15 @@ std::vector<Case> cases_where(const std::string& family, CaseFilter filter) {
 const std::vector<std::string>& families_without_suite() {
   static const std::vector<std::string> f = {};  // every family has its parity suites
   return f;
+}
+
+std::string error_text(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const dc::Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 }  // namespace dc::test

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -90,6 +91,9 @@ std::vector<Case> cases_where(const std::string& family, CaseFilter filter);
 const std::vector<std::string>& families_without_suite();
 
 std::string temp_dir();
+
+// The message of the dc::Error that `f` throws, or "" when it throws none (other exceptions pass).
+std::string error_text(const std::function<void()>& f);
 
 // Path of a program built next to the test binary (e.g. "deepcache-bench").
 std::string sibling_program(const std::string& name);
