@@ -38,7 +38,7 @@ torch::Tensor make_grid(const torch::Tensor& images, int64_t nrow, int64_t paddi
 }
 
 // libpng's simplified API (png_image): no setjmp/longjmp across C++ objects.
-void write_png(const std::string& path, const torch::Tensor& chw) {
+std::string encode_png(const torch::Tensor& chw, const std::string& what) {
   TORCH_CHECK(chw.dim() == 3 && (chw.size(0) == 1 || chw.size(0) == 3) && chw.scalar_type() == torch::kUInt8,
               "write_png: need [1|3, H, W] uint8, got ", chw.sizes(), " ", chw.scalar_type());
   const torch::Tensor hwc = chw.permute({1, 2, 0}).contiguous().cpu();
@@ -50,10 +50,17 @@ void write_png(const std::string& path, const torch::Tensor& chw) {
   image.format = hwc.size(2) == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
   png_alloc_size_t size = 0;
   if (!png_image_write_to_memory(&image, nullptr, &size, 0, hwc.data_ptr<uint8_t>(), 0, nullptr))
-    throw Error(fmt::format("{}: cannot encode PNG: {}", path, image.message));
-  std::vector<uint8_t> buffer(size);
+    throw Error(fmt::format("{}: cannot encode PNG: {}", what, image.message));
+  std::string buffer(size, '\0');
   if (!png_image_write_to_memory(&image, buffer.data(), &size, 0, hwc.data_ptr<uint8_t>(), 0, nullptr))
-    throw Error(fmt::format("{}: cannot encode PNG: {}", path, image.message));
+    throw Error(fmt::format("{}: cannot encode PNG: {}", what, image.message));
+  buffer.resize(size);
+  return buffer;
+}
+
+void write_png(const std::string& path, const torch::Tensor& chw) {
+  const std::string buffer = encode_png(chw, path);
+  const std::size_t size = buffer.size();
   const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw Error(fmt::format("{}: cannot create: {}", path, std::strerror(errno)));

@@ -17,6 +17,9 @@ torch::Tensor to_uint8_truncated(const torch::Tensor& x);
 // torchvision make_grid (padding 2, pad value 0): [N, C, H, W] uint8 -> [C, H', W'] uint8.
 torch::Tensor make_grid(const torch::Tensor& images, int64_t nrow = 8, int64_t padding = 2);
 
+// The PNG file's bytes of a [C, H, W] uint8 image (C = 1 grey, 3 RGB); `what` names it in errors.
+std::string encode_png(const torch::Tensor& chw_uint8, const std::string& what = "image");
+
 // Writes a [C, H, W] uint8 image (C = 1 grey, 3 RGB) as PNG, atomically. Throws dc::Error.
 void write_png(const std::string& path, const torch::Tensor& chw_uint8);
 

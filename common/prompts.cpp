@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "common/paths.h"
 
 namespace dc {
 
@@ -46,10 +47,10 @@ std::vector<std::string> read_prompt_file(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) throw Error(fmt::format("{}: a folder, not a prompt file (one prompt per line)", path));
   const auto size = std::filesystem::file_size(path, ec);
-  if (ec) throw Error(fmt::format("{}: prompt file not found or unreadable", path));
+  if (ec) throw Error(fmt::format("{}: prompt file not found or unreadable{}", path, relative_path_note(path)));
   if (size > kMaxBytes) throw Error(fmt::format("{}: {} bytes: larger than a prompt file can be (1 GiB)", path, size));
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(fmt::format("{}: prompt file not found or unreadable", path));
+  if (!in) throw Error(fmt::format("{}: prompt file not found or unreadable{}", path, relative_path_note(path)));
   std::stringstream ss;
   ss << in.rdbuf();
   return parse_prompts(ss.str(), path);

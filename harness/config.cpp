@@ -150,12 +150,44 @@ std::string type_name(const json& v) {
 }
 
 // ---- typed, strict reading of one run ------------------------------------------------------
+// Where each setting of one run was written, so an error points at the line to edit: a dotted key
+// set by a sweep axis, a zip group, a `runs:` entry or `--set`; every other key comes from `base:`
+// or an included block.
+struct Origins {
+  // dotted override key -> where it was written: "sweep.cache.k", "runs[0].cache.k", "--set KEY=VALUE"
+  std::vector<std::pair<std::string, std::string>> overrides;
+  std::map<std::string, std::string> base;  // "similarity.taps" -> "file:line" (base: or an include)
+};
+
 class Reader {
  public:
-  Reader(const Source& src, std::string context) : src_(src), context_(std::move(context)) {}
+  Reader(const Source& src, std::string context, const Origins* origins = nullptr)
+      : src_(src), context_(std::move(context)), origins_(origins) {}
+
+  // "file:line" and the key as written ("base.similarity.taps", "sweep.cache.k", ...) of `path`.
+  std::pair<std::string, std::string> locate(const std::string& path) const {
+    auto covers = [&](const std::string& key) { return path == key || path.rfind(key + ".", 0) == 0; };
+    if (origins_) {
+      const std::pair<std::string, std::string>* best = nullptr;
+      for (const auto& o : origins_->overrides)
+        if (covers(o.first) && (!best || o.first.size() >= best->first.size())) best = &o;  // later wins, as applied
+      if (best) {
+        if (best->second.rfind("--set", 0) == 0) return {best->second, path};
+        return {src_.where(best->second), best->second + path.substr(best->first.size())};
+      }
+      const std::pair<const std::string, std::string>* base = nullptr;
+      for (const auto& b : origins_->base)
+        if (covers(b.first) && (!base || b.first.size() > base->first.size())) base = &b;
+      if (base) return {base->second, "base." + path};
+      return {src_.origin, path};
+    }
+    const auto it = src_.lines.find("base." + path);
+    return it == src_.lines.end() ? std::make_pair(src_.origin, path) : std::make_pair(src_.where("base." + path), "base." + path);
+  }
 
   [[noreturn]] void fail(const std::string& path, const std::string& what) const {
-    throw Error(fmt::format("{}: {}{}: {}", src_.where("base." + path), context_, path, what));
+    const auto [where, shown] = locate(path);
+    throw Error(fmt::format("{}: {}: {}{}", where, shown, what, suffix()));
   }
 
   // Checks that `obj` (at `path`) has only `known` keys.
@@ -215,19 +247,25 @@ class Reader {
   // A message that already starts with its key (e.g. "sampler.eta: ..." from the sampler registry),
   // located at `path`.
   [[noreturn]] void fail_keyed(const std::string& path, const std::string& message) const {
-    throw Error(fmt::format("{}: {}{}", src_.where("base." + path), context_, message));
+    const auto [where, shown] = locate(path);
+    const bool overridden = shown != path && shown.rfind("base.", 0) != 0;
+    throw Error(fmt::format("{}: {}{}{}", where, message, overridden ? " (set by " + shown + ")" : "", suffix()));
   }
   void at_least(const std::string& path, double v, double min, const std::string& what = "") const {
     if (v < min) fail(path, fmt::format("{} must be at least {}{}", v, min, what.empty() ? "" : " (" + what + ")"));
   }
 
  private:
+  // "; in run runs[0], cache.k=1": which run of the experiment was being read.
+  std::string suffix() const { return context_.empty() ? "" : "; in " + context_; }
+
   const Source& src_;
   std::string context_;
+  const Origins* origins_;
 };
 
-RunSpec read_run(const json& j, const Source& src, const std::string& context) {
-  const Reader r(src, context);
+RunSpec read_run(const json& j, const Source& src, const std::string& context, const Origins* origins = nullptr) {
+  const Reader r(src, context, origins);
   RunSpec s;
   r.only(j, "", {"name", "model", "sampler", "cache", "samples", "similarity", "conditioning", "metrics", "device"});
   r.get(j, "", "name", s.name);
@@ -415,7 +453,12 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
 
   if (j.contains("metrics")) {
     const auto& m = j["metrics"];
-    r.only(m, "metrics", {"fid_fmnist", "fid", "inception_score", "sfid", "precision_recall", "clip_score"});
+    r.only(m, "metrics", {"fid_fmnist", "fid", "inception_score", "sfid", "precision_recall", "clip_score", "bootstrap"});
+    if (m.contains("bootstrap")) {
+      r.get(m, "metrics", "bootstrap", s.metrics.bootstrap);
+      if (s.metrics.bootstrap != 0 && (s.metrics.bootstrap < 20 || s.metrics.bootstrap > 100000))
+        r.fail("metrics.bootstrap", fmt::format("{} resamples: 0 (no interval) or 20 to 100000", s.metrics.bootstrap));
+    }
     if (m.contains("clip_score")) {
       const auto& f = m["clip_score"];
       r.only(f, "metrics.clip_score", {"model", "model_config", "weights", "tokenizer"});
@@ -561,6 +604,8 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context) {
   }
   s.run_id = fmt::format("{:016x}", h);
   s.resolved["samples"]["batch"] = s.samples.batch;  // recorded, but not part of the id
+  if (s.metrics.bootstrap >= 0 && (s.metrics.fid_fmnist || s.metrics.fid || s.metrics.sfid))
+    s.resolved["metrics"]["bootstrap"] = s.metrics.bootstrap;  // likewise: it changes no sample
   if (s.name.empty()) s.name = describe_run(s);
   return s;
 }
@@ -615,6 +660,7 @@ ExperimentSpec parse_experiment(const std::string& text, const std::string& orig
                                 const std::vector<std::string>& overrides) {
   // --set KEY=VALUE, each VALUE read as YAML.
   std::vector<std::pair<std::string, json>> set;
+  std::vector<std::pair<std::string, std::string>> set_origins;  // key -> "--set KEY=VALUE"
   std::string set_label;
   for (const auto& o : overrides) {
     const auto eq = o.find('=');
@@ -624,6 +670,7 @@ ExperimentSpec parse_experiment(const std::string& text, const std::string& orig
     vsrc.origin = "--set " + o;
     json v = o.size() == eq + 1 ? json("") : load_yaml(o.substr(eq + 1), vsrc);
     set.emplace_back(o.substr(0, eq), v);
+    set_origins.emplace_back(o.substr(0, eq), "--set " + o);
     set_label += (set_label.empty() ? "--set " : " ") + o;
   }
   Source src;
@@ -644,6 +691,7 @@ ExperimentSpec parse_experiment(const std::string& text, const std::string& orig
 
   // 1. Base: included blocks in order, then `base:` on top.
   json base = json::object();
+  std::map<std::string, std::string> base_where;  // key path under base -> "file:line" of its last writer
   if (top.contains("include")) {
     const json inc = top["include"].is_string() ? json::array({top["include"]}) : top["include"];
     if (!inc.is_array()) throw Error(fmt::format("{}: include: expected a path or a list of paths", src.where("include")));
@@ -655,11 +703,14 @@ ExperimentSpec parse_experiment(const std::string& text, const std::string& orig
       const json block = load_yaml(read_text(path, "included config block"), isrc);
       if (!block.is_object()) throw Error(fmt::format("{}: a config block is a YAML mapping of run settings", path));
       deep_merge(base, block);
+      for (const auto& [key, line] : isrc.lines) base_where[key] = fmt::format("{}:{}", path, line);
     }
   }
   if (top.contains("base")) {
     if (!top["base"].is_object()) throw Error(fmt::format("{}: base: expected a mapping of run settings", src.where("base")));
     deep_merge(base, top["base"]);
+    for (const auto& [key, line] : src.lines)
+      if (key.rfind("base.", 0) == 0) base_where[key.substr(5)] = fmt::format("{}:{}", origin, line);
   }
 
   // 2. Points: explicit runs x sweep grid x zip groups, counted before they are made: an experiment
@@ -688,24 +739,34 @@ ExperimentSpec parse_experiment(const std::string& text, const std::string& orig
       throw Error(fmt::format("{}: the experiment expands to {:.0f} runs ({}); at most {:.0f} per experiment: split it into several files",
                               src.where(top.contains("sweep") ? "sweep" : top.contains("zip") ? "zip" : "runs"), count, how, kMaxPoints));
   }
-  std::vector<std::pair<std::string, json>> points = {{"", json::object()}};  // (label, dotted overrides)
+  // (label, dotted overrides, where each override was written)
+  struct Point {
+    std::string label;
+    json overrides;
+    std::vector<std::pair<std::string, std::string>> origins;
+  };
+  std::vector<Point> points = {{"", json::object(), {}}};
   if (top.contains("runs")) {
     if (!top["runs"].is_array()) throw Error(fmt::format("{}: runs: expected a list of override mappings", src.where("runs")));
     points.clear();
     for (std::size_t i = 0; i < top["runs"].size(); ++i) {
       const json& r = top["runs"][i];
       if (!r.is_object()) throw Error(fmt::format("{}: runs[{}]: expected a mapping of dotted overrides", src.where("runs"), i));
-      points.emplace_back(fmt::format("runs[{}]", i), r);
+      Point p{fmt::format("runs[{}]", i), r, {}};
+      for (auto it = r.begin(); it != r.end(); ++it) p.origins.emplace_back(it.key(), fmt::format("runs[{}].{}", i, it.key()));
+      points.push_back(std::move(p));
     }
   }
   if (top.contains("sweep")) {
     for (const auto& [key, values] : axis_entries(top["sweep"], src, "sweep")) {
-      std::vector<std::pair<std::string, json>> next;
-      for (const auto& [label, ov] : points)
+      std::vector<Point> next;
+      for (const auto& p : points)
         for (const auto& v : values) {
-          json o = ov;
-          o[key] = v;
-          next.emplace_back(label + (label.empty() ? "" : ", ") + key + "=" + v.dump(), o);
+          Point q = p;
+          q.overrides[key] = v;
+          q.label += (q.label.empty() ? "" : ", ") + key + "=" + v.dump();
+          q.origins.emplace_back(key, "sweep." + key);
+          next.push_back(std::move(q));
         }
       points = std::move(next);
     }
@@ -719,16 +780,16 @@ ExperimentSpec parse_experiment(const std::string& text, const std::string& orig
         if (values.size() != len)
           throw Error(fmt::format("{}: zip[{}]: '{}' has {} values but '{}' has {}; zipped axes vary together and need equal lengths",
                                   src.where(fmt::format("zip[{}]", g)), g, key, values.size(), axes.front().first, len));
-      std::vector<std::pair<std::string, json>> next;
-      for (const auto& [label, ov] : points)
+      std::vector<Point> next;
+      for (const auto& p : points)
         for (std::size_t i = 0; i < len; ++i) {
-          json o = ov;
-          std::string l = label;
+          Point q = p;
           for (const auto& [key, values] : axes) {
-            o[key] = values[i];
-            l += (l.empty() ? "" : ", ") + key + "=" + values[i].dump();
+            q.overrides[key] = values[i];
+            q.label += (q.label.empty() ? "" : ", ") + key + "=" + values[i].dump();
+            q.origins.emplace_back(key, top["zip"].is_array() ? fmt::format("zip[{}].{}", g, key) : "zip." + key);
           }
-          next.emplace_back(l, o);
+          next.push_back(std::move(q));
         }
       points = std::move(next);
     }
@@ -738,13 +799,16 @@ ExperimentSpec parse_experiment(const std::string& text, const std::string& orig
   const bool sweeping = top.contains("sweep") || top.contains("zip") || top.contains("runs");
   std::set<std::string> seen;
   std::vector<RunSpec> runs;
-  for (const auto& [label, overrides] : points) {
+  for (const auto& point : points) {
     json run = base;
     if (sweeping && !(run.contains("cache") && run["cache"].contains("enabled"))) set_dotted(run, "cache.enabled", true);
-    for (auto it = overrides.begin(); it != overrides.end(); ++it) set_dotted(run, it.key(), it.value());
+    for (auto it = point.overrides.begin(); it != point.overrides.end(); ++it) set_dotted(run, it.key(), it.value());
     for (const auto& [key, value] : set) set_dotted(run, key, value);
+    Origins origins{point.origins, base_where};
+    for (const auto& o : set_origins) origins.overrides.push_back(o);
+    const std::string& label = point.label;
     const std::string where = label.empty() ? set_label : set_label.empty() ? label : label + "; " + set_label;
-    RunSpec r = read_run(run, src, where.empty() ? "" : "run (" + where + "): ");
+    RunSpec r = read_run(run, src, where.empty() ? "" : "run " + where, &origins);
     if (seen.insert(r.run_id).second) runs.push_back(std::move(r));
   }
   // 4. Baselines: one uncached run per distinct model/sampler/samples/device.
@@ -757,7 +821,7 @@ ExperimentSpec parse_experiment(const std::string& text, const std::string& orig
       json b = r.resolved;
       b["cache"] = {{"enabled", false}};
       b["name"] = "";
-      RunSpec br = read_run(b, src, "baseline: ");
+      RunSpec br = read_run(b, src, "the baseline of run " + r.name);
       br.baseline = true;
       if (seen.insert(br.run_id).second) out.push_back(std::move(br));
       else

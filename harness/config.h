@@ -117,6 +117,11 @@ struct MetricsSpec {
   std::string clip_model_config;
   std::string clip_weights = "${DEEPCACHE_CLIP_WEIGHTS}";
   std::string clip_tokenizer = "${DEEPCACHE_CLIP_TOKENIZER}";
+  // Resamples of the bootstrap interval of each Frechet metric (FID-FMNIST, FID, sFID) computed in
+  // `run` (harness/quality.cpp): -1 = 100 for metrics of at most 256 features, none above (each
+  // resample costs one Frechet distance: milliseconds at 128 features, seconds at 2048). Recorded
+  // in the config, not part of the run id (it changes no sample).
+  int bootstrap = -1;
 };
 
 // What a run executes, resolved once when the experiment is read (the non-uniform search runs

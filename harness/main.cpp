@@ -22,6 +22,7 @@
 #include "dc/git_describe.h"
 #include "harness/config.h"
 #include "harness/report.h"
+#include "harness/report_html.h"
 #include "harness/runner.h"
 #include "harness/sample.h"
 #include "harness/plan.h"
@@ -196,19 +197,28 @@ int main(int argc, char** argv) {
   cmd_run->add_option("--shard", shard, "i/n: this process generates the i-th of n slices of every run's samples (whole batches)");
   cmd_run->add_option("--device", ro.device, "cpu or cuda (overrides the experiment)");
   cmd_run->add_option("--results", ro.results_path, "results file (default results/<experiment>/<experiment>.h5)");
-  std::vector<std::string> run_set;
+  std::vector<std::string> run_set, run_forget;
+  cmd_run->add_option("--forget", run_forget,
+                      "RUN ...: remove these runs' stored results (id or prefix, or name; every shard of it) and journals from the "
+                      "results file, e.g. a stale failed run, then stop (nothing is sampled); a later `run` makes them again");
   cmd_run->add_option("--set", run_set,
                       "KEY=VALUE ...: override a setting of every run (dotted key, YAML value), e.g. model.weights=random "
                       "samples.n=1 sampler.steps=2; part of each run's config and run id");
 
   // ---- report ----
   dc::harness::ReportOptions rep;
-  std::string report_out;
-  auto* cmd_report = app.add_subcommand("report", "Tables (Markdown or CSV) and similarity heatmaps (PNG) from a results file.");
+  std::string report_out, html_out;
+  auto* cmd_report = app.add_subcommand(
+      "report", "The table (Markdown or CSV) on stdout, labelled similarity heatmaps (PNG, SVG) and sample grids as files, and with --html "
+                "one self-contained page; the files written and notes of a CSV table go to stderr.");
   cmd_report->add_option("RESULTS", rep.results, "results .h5 file")->required();
-  cmd_report->add_option("--format", rep.format, "md or csv");
-  cmd_report->add_option("--out", report_out, "write the table here (default: stdout)");
-  cmd_report->add_option("--heatmaps", rep.heatmap_dir, "folder for heatmap PNGs (default: next to the results)");
+  auto* report_format = cmd_report->add_option("--format", rep.format, "md (default) or csv; --out FILE.csv implies csv");
+  cmd_report->add_option("--out", report_out, "write the table here instead of stdout");
+  cmd_report->add_option("--html", html_out, "also write one self-contained HTML page (table, grids, heatmaps, provenance)");
+  cmd_report->add_option("--heatmaps", rep.heatmap_dir, "folder for heatmaps and grids (default: next to the results)");
+  cmd_report->add_option("--heatmap-scale", rep.heatmap_scale,
+                         "own (default: each map from its minimum to 1) or common (one colour scale for every map of the file)");
+  cmd_report->add_flag("--drop-failed", rep.drop_failed, "leave failed runs out (`run --forget RUN` removes one from the file)");
   cmd_report->add_option("--reference", rep.reference,
                          "run id (or prefix) or name: speedups and deltas of every row against this run instead of each run's own "
                          "uncached baseline (e.g. fewer-step DDIM and DeepCache against the full-step baseline)");
@@ -328,6 +338,11 @@ int main(int argc, char** argv) {
         }
       }
       const auto e = dc::harness::load_experiment(run_path, run_set);
+      if (!run_forget.empty()) {
+        for (const auto& key : dc::harness::forget_runs(e, ro, run_forget))
+          std::cout << fmt::format("forgot      {} in {}\n", key, dc::harness::default_results_path(e, ro));
+        return 0;
+      }
       dc::harness::install_stop_handlers();
       const auto s = dc::harness::run_experiment(e, ro, std::cerr, ::isatty(2) != 0);
       if (s.interrupted) {
@@ -349,15 +364,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*cmd_report) {
-      std::vector<std::string> maps;
-      const std::string table = dc::harness::render_report(rep, &maps);
-      if (report_out.empty()) {
-        std::cout << table;
-      } else {
-        std::ofstream(report_out) << table;
-        std::cout << "table       " << report_out << "\n";
-      }
-      for (const auto& m : maps) std::cout << "heatmap     " << m << "\n";
+      dc::harness::report_command(rep, report_format->count() > 0, report_out, html_out, std::cout, std::cerr);
       return 0;
     }
     if (*cmd_train) {

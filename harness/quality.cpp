@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "common/paths.h"
 #include "harness/runtime.h"
 #include "metrics/accumulators.h"
 #include "metrics/clip_preprocess.h"
@@ -70,7 +71,9 @@ QualityInputs resolve_inputs(const RunSpec& spec, const torch::Device& device = 
     in.fmnist_reference = expand_env(m.reference, "metrics.fid_fmnist.reference");
     for (const auto& [p, what] : {std::pair{in.fmnist_classifier, "classifier weights"}, std::pair{in.fmnist_reference, "reference statistics"}})
       if (!fs::exists(p))
-        throw Error(fmt::format("metrics.fid_fmnist: {} not found: {} (made by scripts/train_fmnist.sh; see docs/fmnist.md)", what, p));
+        throw Error(fmt::format("metrics.fid_fmnist: {} not found: {}{} (the repository ships weights/fmnist/classifier.safetensors "
+                                "and weights/fmnist/test_stats.npz; scripts/train_fmnist.sh remakes them, docs/fmnist.md)",
+                                what, p, relative_path_note(p)));
     metrics::read_fid_stats(in.fmnist_reference);  // the format before any sampling
   }
   in.cache_dir = (spec.results_path.empty() ? fs::temp_directory_path() / "deepcache-bench-fid-cache"
@@ -82,8 +85,8 @@ QualityInputs resolve_inputs(const RunSpec& spec, const torch::Device& device = 
       throw Error(fmt::format("{}: the Inception takes grey or RGB images; this model makes {} channels", key, shape[0]));
     in.inception_weights = expand_env(m.inception_weights, key);
     if (!fs::is_regular_file(in.inception_weights))
-      throw Error(fmt::format("{}: FID Inception weights not found: {} (pt_inception-2015-12-05 as safetensors: docs/weights.md)", key,
-                              in.inception_weights));
+      throw Error(fmt::format("{}: FID Inception weights not found: {}{} (pt_inception-2015-12-05 as safetensors: docs/weights.md)", key,
+                              in.inception_weights, relative_path_note(in.inception_weights)));
   }
   if (m.fid) {
     in.fid_reference = expand_env(m.fid_reference, "metrics.fid.reference");
@@ -93,9 +96,9 @@ QualityInputs resolve_inputs(const RunSpec& spec, const torch::Device& device = 
                                                           in.cache_dir, device, log);
     }
     if (!fs::is_regular_file(in.fid_reference))
-      throw Error(fmt::format("metrics.fid.reference: {} is neither a statistics file nor a folder of images (an .npz of mu and sigma: "
+      throw Error(fmt::format("metrics.fid.reference: {} is neither a statistics file nor a folder of images{} (an .npz of mu and sigma: "
                               "`deepcache-bench fid-stats DIR --out FILE`)",
-                              in.fid_reference));
+                              in.fid_reference, relative_path_note(in.fid_reference)));
     const auto [mu, sigma] = metrics::read_fid_stats(in.fid_reference);  // the format before any sampling
     if (mu.numel() != m.fid_dims)
       throw Error(fmt::format("metrics.fid.reference: {} holds statistics of {} features; metrics.fid.dims is {}", in.fid_reference,
@@ -104,8 +107,8 @@ QualityInputs resolve_inputs(const RunSpec& spec, const torch::Device& device = 
   if (m.sfid) {
     in.sfid_reference = expand_env(m.sfid_reference, "metrics.sfid.reference");
     if (!fs::is_regular_file(in.sfid_reference))
-      throw Error(fmt::format("metrics.sfid.reference: {} is not a file (an .npz with mu_s and sigma_s, e.g. an ADM reference batch)",
-                              in.sfid_reference));
+      throw Error(fmt::format("metrics.sfid.reference: {} is not a file{} (an .npz with mu_s and sigma_s, e.g. an ADM reference batch)",
+                              in.sfid_reference, relative_path_note(in.sfid_reference)));
     read_sfid_stats(in.sfid_reference);  // the format before any sampling
   }
   if (m.clip_score) {
@@ -117,7 +120,8 @@ QualityInputs resolve_inputs(const RunSpec& spec, const torch::Device& device = 
         throw Error(fmt::format("metrics.clip_score.model_config: {} not found (an open_clip model config JSON)", in.clip_model_config));
     }
     if (!fs::is_regular_file(in.clip_weights))
-      throw Error(fmt::format("metrics.clip_score.weights: {} not found ({} as safetensors: docs/weights.md)", in.clip_weights,
+      throw Error(fmt::format("metrics.clip_score.weights: {} not found{} ({} as safetensors: docs/weights.md)", in.clip_weights,
+                              relative_path_note(in.clip_weights),
                               m.clip_model == "vit-l-14" ? "OpenAI CLIP ViT-L/14" : "open_clip ViT-g-14 laion2b_s34b_b88k"));
     if (!fs::is_regular_file(fs::path(in.clip_tokenizer) / "vocab.json") || !fs::is_regular_file(fs::path(in.clip_tokenizer) / "merges.txt"))
       throw Error(fmt::format("metrics.clip_score.tokenizer: {} is not a folder with vocab.json and merges.txt (CLIP's BPE)", in.clip_tokenizer));
@@ -146,8 +150,12 @@ struct RunQuality::Impl {
   metrics::SampleFeatures pr_features;  // per-sample pool features (float16) for precision/recall
   std::optional<metrics::ClipScorer> clip;
   metrics::ClipScoreAccumulator clip_score;
+  // Per-sample features of the Frechet metrics with a bootstrap interval, in sample order.
+  std::map<std::string, std::vector<torch::Tensor>> boot;
   torch::Device device;
   Impl(const RunSpec& s, const torch::Device& d) : spec(s), device(d) {}
+  // Resamples of a Frechet metric's interval (metrics.bootstrap; -1: 100 up to 256 features).
+  int resamples(int64_t dims) const { return spec.metrics.bootstrap >= 0 ? spec.metrics.bootstrap : dims <= 256 ? 100 : 0; }
 };
 
 RunQuality::RunQuality(const RunSpec& spec, const torch::Device& device, const std::string& prompts_file)
@@ -188,9 +196,12 @@ std::map<std::string, torch::Tensor> RunQuality::measure(const torch::Tensor& im
     out["clip_score/scores"] =
         metrics::clip_score_pairs(q.clip->image_features(hwc, b), q.clip->text_features(prompts, b)).to(torch::kCPU, torch::kFloat64).contiguous();
   }
-  if (q.classifier)
+  if (q.classifier) {
     for (auto& [k, t] : metrics::to_state(metrics::fmnist_evaluate(*q.classifier, images_u8, q.spec.metrics.confidence)))
       out["fid_fmnist/" + k] = t;
+    if (q.resamples(models::FmnistClassifierImpl::kFeatures) > 0)  // the same features, per sample, for the interval
+      out["bootstrap/fid_fmnist"] = (*q.classifier)->features((*q.classifier)->prepare(images_u8)).to(torch::kCPU, torch::kFloat32).contiguous();
+  }
   if (!q.inception) return out;
   const torch::Tensor rgb = images_u8.size(1) == 1 ? images_u8.repeat({1, 3, 1, 1}) : images_u8;  // PIL convert('RGB')
   const auto p = (*q.inception)->parameters().front();
@@ -226,6 +237,12 @@ void RunQuality::apply(const std::map<std::string, torch::Tensor>& inputs, int64
     metrics::merge_into(q.fmnist, metrics::fmnist_eval_from_state(st, "fid_fmnist batch state"));
   }
   if (q.is) q.is->add(need("inception_score/logits"), first);
+  if (q.classifier && q.resamples(models::FmnistClassifierImpl::kFeatures) > 0) {
+    auto it = inputs.find("bootstrap/fid_fmnist");  // absent in a journal written before the interval existed
+    if (it != inputs.end()) q.boot["fid_fmnist"].push_back(it->second);
+  }
+  if (q.spec.metrics.fid && q.resamples(q.spec.metrics.fid_dims) > 0) q.boot["fid"].push_back(need("fid/features"));
+  if (q.spec.metrics.sfid && q.resamples(2023) > 0) q.boot["sfid"].push_back(need("sfid/features"));
   if (q.clip) {
     const torch::Tensor& sc = need("clip_score/scores");
     if (sc.dim() != 1) throw Error(fmt::format("run {}: CLIP scores of the batch from {} have shape {}, expected [B]", q.spec.run_id, first, c10::str(sc.sizes())));
@@ -259,7 +276,29 @@ void RunQuality::finish(RunResult& r, bool complete) const {
   if (q.spec.metrics.sfid) r.metric_states["sfid"] = metrics::to_state(q.sfid);
   if (q.spec.metrics.precision_recall) r.metric_states["precision_recall"] = q.pr_features.state();
   if (q.clip) r.metric_states["clip_score"] = q.clip_score.state();
-  if (complete) quality_from_states(q.spec, r, q.device);
+  if (!complete) return;
+  quality_from_states(q.spec, r, q.device);
+  // Bootstrap intervals from the per-sample features (only here: a merged run has states only).
+  for (const auto& [name, parts] : q.boot) {
+    if (!r.quality.count(name) || parts.empty()) continue;
+    const torch::Tensor f = torch::cat(parts);
+    const int64_t dims = f.size(1);
+    const int64_t count = name == "fid_fmnist" ? metrics::fmnist_eval_from_state(r.metric_states.at("fid_fmnist"), "fid_fmnist").n
+                                               : metrics::feature_stats_from_state(r.metric_states.at(name), name).count();
+    if (f.size(0) != count) {
+      r.notes.push_back(fmt::format("{}: no bootstrap interval (the journal replayed batches without per-sample features)", name));
+      continue;
+    }
+    const auto ref = name == "fid_fmnist" ? metrics::read_fid_stats(q.in.fmnist_reference)
+                     : name == "fid"      ? metrics::read_fid_stats(q.in.fid_reference)
+                                          : read_sfid_stats(q.in.sfid_reference);
+    const auto ci = metrics::frechet_bootstrap(f, metrics::to_eigen_vector(ref.first), metrics::to_eigen_matrix(ref.second),
+                                               q.resamples(dims), 0);
+    r.quality[name + "_ci_low"] = ci.low;
+    r.quality[name + "_ci_high"] = ci.high;
+    r.notes.push_back(fmt::format("{} {:.4g}, 95% bootstrap interval [{:.4g}, {:.4g}] ({} resamples of the {} samples)", name,
+                                  r.quality.at(name), ci.low, ci.high, ci.resamples, count));
+  }
 }
 
 void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device& device) {

@@ -1,16 +1,23 @@
 #include "harness/report.h"
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "common/image_io.h"
+#include "harness/hdf5.h"
 #include "harness/results_store.h"
+#include "models/registry.h"
 
 namespace fs = std::filesystem;
 
@@ -22,14 +29,26 @@ namespace {
 constexpr unsigned char kViridis[9][3] = {{68, 1, 84},    {71, 44, 122},  {59, 81, 139},   {44, 113, 142}, {33, 144, 141},
                                           {39, 173, 129}, {92, 200, 99},  {170, 220, 50},  {253, 231, 37}};
 
+// Quality metrics whose covariance needs more samples than feature dimensions.
+const std::map<std::string, std::string> kFrechetMetrics = {{"fid", "fid"}, {"sfid", "sfid"}, {"fid_fmnist", "fid_fmnist"}};
+
 struct Row {
-  std::string run_id, name, status, role, model, sampler, schedule, weights;
+  const StoredRun* run = nullptr;
+  nlohmann::json config;
+  std::string role, model, weights, sampler, schedule;
   std::string status_note;  // a shard's slice, or what a partial merge holds
-  int steps = 0, k = -1, n_interval = 0;
-  double macs = 0, s_per_image = 0, speedup = 0, mac_speedup = 0;
-  double macs_per_image = 0;  // per call x model calls: what --reference compares across step counts
-  std::string group;  // baseline matching key: the configuration less cache and name
+  int steps = 0, k = -1, n_interval = 0, calls = 0, full = 0;
+  int64_t n = 0;
+  uint64_t seed = 0;
+  bool cached = false, complete = false;
+  double macs = 0, macs_per_image = 0, s_per_image = 0, speedup = 0, mac_speedup = 0;
+  double spread = -1;  // relative standard deviation of s/image over the run's full batches (-1: fewer than 2)
+  int spread_batches = 0;
+  std::string group;    // baseline matching key: the configuration less cache and name
+  std::string matched;  // matched-cost key: also less sampler.steps and samples.batch
   std::map<std::string, double> metrics;  // quality metrics (metrics/* beyond timings)
+  std::map<std::string, int64_t> dims;    // Frechet metrics: their feature dimension (from the state)
+  std::map<std::string, std::pair<double, double>> ci;  // metric -> its 95% bootstrap interval
 };
 
 // Timing scalars have their own columns; every other metrics/* value gets a column and a delta.
@@ -37,6 +56,44 @@ bool is_timing(const std::string& k) {
   return k == "metrics/seconds" || k == "metrics/samples" || k == "metrics/seconds_per_image" ||
          k == "metrics/samples_per_second" || k == "metrics/full_call_ms" || k == "metrics/partial_call_ms" ||
          k == "metrics/metric_seconds";
+}
+
+std::string xml_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    switch (c) {
+      case '&': o += "&amp;"; break;
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '"': o += "&quot;"; break;
+      default: o += c;
+    }
+  }
+  return o;
+}
+
+// A number as CSV holds it: shortest round-trip form.
+std::string plain(double v) { return std::isfinite(v) ? fmt::format("{}", v) : ""; }
+
+ReportCell cell(const std::string& text) { return {text, text == "-" ? "" : text}; }
+ReportCell number(double v, const std::string& text) { return {text, plain(v), true}; }
+
+std::string first_line(const std::string& s, std::size_t max) {
+  std::string l = s.substr(0, s.find('\n'));
+  return l.size() > max ? l.substr(0, max) + "..." : l;
+}
+
+// Tick positions for an axis of `n` cells: about five, at a round step.
+std::vector<int> ticks(int n) {
+  int step = 1;
+  for (int s : {1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000})
+    if (n / s <= 6) {
+      step = s;
+      break;
+    }
+  std::vector<int> t;
+  for (int i = 0; i < n; i += step) t.push_back(i);
+  return t;
 }
 
 }  // namespace
@@ -47,6 +104,55 @@ std::string baseline_key(const std::string& config_json) {
   c.erase("cache");
   c.erase("name");
   return c.dump();
+}
+
+std::string compact_ranges(const std::vector<int>& values) {
+  std::vector<int> v = values;
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  std::string out;
+  for (std::size_t i = 0; i < v.size();) {
+    std::size_t j = i;
+    while (j + 1 < v.size() && v[j + 1] == v[j] + 1) ++j;
+    out += (out.empty() ? "" : ",") + (j == i ? std::to_string(v[i]) : j == i + 1 ? fmt::format("{},{}", v[i], v[j])
+                                                                                 : fmt::format("{}-{}", v[i], v[j]));
+    i = j + 1;
+  }
+  return out;
+}
+
+double interpolate_at(const std::vector<std::pair<double, double>>& points, double x) {
+  std::vector<std::pair<double, double>> p = points;
+  std::sort(p.begin(), p.end());
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (p.size() < 2 || p.front().first == p.back().first || x < p.front().first || x > p.back().first) return nan;
+  for (std::size_t i = 0; i + 1 < p.size(); ++i) {
+    const auto& [x0, y0] = p[i];
+    const auto& [x1, y1] = p[i + 1];
+    if (x == x0) return y0;
+    if (x > x0 && x <= x1) return x1 == x0 ? y1 : y0 + (y1 - y0) * (x - x0) / (x1 - x0);
+  }
+  return p.back().second;
+}
+
+std::string base64(const std::string& bytes) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8) |
+                       static_cast<unsigned char>(bytes[i + 2]);
+    out += {t[v >> 18], t[(v >> 12) & 63], t[(v >> 6) & 63], t[v & 63]};
+  }
+  if (i + 1 == bytes.size()) {
+    const unsigned v = static_cast<unsigned char>(bytes[i]) << 16;
+    out += {t[v >> 18], t[(v >> 12) & 63], '=', '='};
+  } else if (i + 2 == bytes.size()) {
+    const unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8);
+    out += {t[v >> 18], t[(v >> 12) & 63], t[(v >> 6) & 63], '='};
+  }
+  return out;
 }
 
 torch::Tensor heatmap_image(const torch::Tensor& matrix, double lo, double hi, int64_t cell) {
@@ -70,114 +176,449 @@ torch::Tensor heatmap_image(const torch::Tensor& matrix, double lo, double hi, i
   return img;
 }
 
-std::string render_report(const ReportOptions& o, std::vector<std::string>* heatmaps) {
+std::string heatmap_svg(const torch::Tensor& matrix, double lo, double hi, const std::string& title) {
+  const int s = static_cast<int>(matrix.size(0));
+  const double x0 = 70, y0 = 48, side = 360, bar_x = x0 + side + 28, bar_w = 16;
+  const double cell = side / std::max(s, 1);
+  const std::string png = base64(image::encode_png(heatmap_image(matrix, lo, hi, 1), title));
+  std::ostringstream o;
+  o << fmt::format(R"X(<svg xmlns="http://www.w3.org/2000/svg" width="540" height="480" viewBox="0 0 540 480" font-family="sans-serif" font-size="11">)X")
+    << "\n<title>" << xml_escape(title) << "</title>\n"
+    << fmt::format(R"X(<text x="{}" y="22" font-size="{}" text-anchor="middle">{}</text>)X", x0 + side / 2,
+                   title.size() > 72 ? 10 : 13, xml_escape(title))
+    << "\n"
+    << fmt::format(R"X(<image x="{}" y="{}" width="{}" height="{}" preserveAspectRatio="none" style="image-rendering:pixelated" href="data:image/png;base64,{}"/>)X",
+                   x0, y0, side, side, png)
+    << "\n"
+    << fmt::format(R"X(<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="black"/>)X", x0, y0, side, side) << "\n";
+  for (int t : ticks(s)) {
+    const double c = (t + 0.5) * cell;
+    o << fmt::format(R"X(<line x1="{0}" y1="{1}" x2="{0}" y2="{2}" stroke="black"/><text x="{0}" y="{3}" text-anchor="middle">{4}</text>)X",
+                     x0 + c, y0 + side, y0 + side + 5, y0 + side + 17, t)
+      << fmt::format(R"X(<line x1="{0}" y1="{1}" x2="{2}" y2="{1}" stroke="black"/><text x="{3}" y="{4}" text-anchor="end">{5}</text>)X",
+                     x0 - 5, y0 + c, x0, x0 - 8, y0 + c + 4, t)
+      << "\n";
+  }
+  o << fmt::format(R"X(<text x="{}" y="{}" text-anchor="middle">model call j (0 = noisiest)</text>)X", x0 + side / 2, y0 + side + 36) << "\n"
+    << fmt::format(R"X(<text transform="translate({},{}) rotate(-90)" text-anchor="middle">model call i (0 = noisiest)</text>)X", x0 - 40,
+                   y0 + side / 2)
+    << "\n";
+  // Colour bar: viridis from lo (bottom) to hi (top).
+  o << R"X(<defs><linearGradient id="viridis" x1="0" y1="1" x2="0" y2="0">)X";
+  for (int i = 0; i < 9; ++i)
+    o << fmt::format(R"X(<stop offset="{}" stop-color="rgb({},{},{})"/>)X", i / 8.0, kViridis[i][0], kViridis[i][1], kViridis[i][2]);
+  o << "</linearGradient></defs>\n"
+    << fmt::format(R"X(<rect x="{}" y="{}" width="{}" height="{}" fill="url(#viridis)" stroke="black"/>)X", bar_x, y0, bar_w, side) << "\n";
+  for (int i = 0; i <= 4; ++i) {
+    const double v = lo + (hi - lo) * i / 4.0, y = y0 + side - side * i / 4.0;
+    o << fmt::format(R"X(<line x1="{0}" y1="{1}" x2="{2}" y2="{1}" stroke="black"/><text x="{3}" y="{4}">{5:.3f}</text>)X", bar_x + bar_w,
+                     y, bar_x + bar_w + 4, bar_x + bar_w + 6, y + 4, v)
+      << "\n";
+  }
+  o << fmt::format(R"X(<text transform="translate({},{}) rotate(-90)" text-anchor="middle">cosine similarity</text>)X", bar_x + bar_w + 50,
+                   y0 + side / 2)
+    << "\n</svg>\n";
+  return o.str();
+}
+
+Report build_report(const ReportOptions& o) {
   if (o.format != "md" && o.format != "csv") throw Error(fmt::format("--format {}: expected md or csv", o.format));
+  if (o.heatmap_scale != "own" && o.heatmap_scale != "common")
+    throw Error(fmt::format("--heatmap-scale {}: expected own (each map from its minimum to 1) or common (one scale for every map)",
+                            o.heatmap_scale));
+  Report rep;
+  rep.results = o.results;
   const auto runs = read_results(o.results);
+  {
+    auto f = h5::open_file(o.results);
+    rep.experiment = h5::get_attr_string(f.id(), "experiment");
+    rep.description = h5::get_attr_string(f.id(), "description");
+  }
   std::vector<Row> rows;
-  std::map<std::string, double> baseline_time, baseline_macs;
-  std::map<std::string, std::map<std::string, double>> baseline_metrics;
-  std::set<std::string> metric_names;
   for (const auto& r : runs) {
+    if (o.drop_failed && r.status == "failed") continue;
     Row row;
-    row.run_id = r.run_id;
-    row.name = r.name;
-    row.status = r.status;
+    row.run = &r;
+    row.complete = r.status == "complete";
     if (r.shard_count > 1) row.status_note = fmt::format("shard {}/{}", r.shard_index, r.shard_count);
     if (!r.partial.empty()) row.status_note = "partial: " + r.partial;
     row.role = r.baseline ? "baseline" : "deepcache";
     nlohmann::json c = nlohmann::json::parse(r.config_json, nullptr, false);
-    if (c.is_discarded()) c = nlohmann::json::object();
+    if (c.is_discarded() || !c.is_object()) c = nlohmann::json::object();
+    row.config = c;
     row.model = c.value("/model/family"_json_pointer, std::string("?")) + "/" + c.value("/model/preset"_json_pointer, std::string("?"));
     row.weights = c.value("/model/weights"_json_pointer, std::string("?"));
     row.sampler = c.value("/sampler/name"_json_pointer, std::string("?"));
     row.steps = c.value("/sampler/steps"_json_pointer, 0);
-    const bool cached = c.value("/cache/enabled"_json_pointer, false);
-    if (cached) {
+    row.seed = c.value("/samples/seed"_json_pointer, uint64_t{0});
+    row.cached = c.value("/cache/enabled"_json_pointer, false);
+    if (row.cached) {
       row.k = c.value("/cache/k"_json_pointer, -1);
       row.n_interval = c.value("/cache/interval"_json_pointer, 0);
       row.schedule = c.value("/cache/schedule"_json_pointer, std::string("?"));
+      if (row.schedule == "nonuniform")
+        row.schedule += fmt::format(" c={} p={:.2f}", c.value("/cache/center"_json_pointer, 0), r.final_power);
+      if (row.schedule == "ldm_nonuniform") row.schedule += fmt::format(" p={:.2f}", r.final_power);
+      if (c.value("/cache/feature"_json_pointer, std::string("cached")) == "zero") row.schedule += " zero-feature";
+      if (c.value("/cache/mode"_json_pointer, std::string("chained")) == "ldm_released") row.schedule += " ldm-released";
     } else {
       row.schedule = "-";
       if (!r.baseline) row.role = "no cache";
     }
     row.group = baseline_key(r.config_json);
+    nlohmann::json m = c;
+    m.erase("cache");
+    m.erase("name");
+    if (m.contains("sampler") && m["sampler"].is_object()) m["sampler"].erase("steps");
+    if (m.contains("samples") && m["samples"].is_object()) m["samples"].erase("batch");
+    row.matched = m.dump();
     const double eta = c.value("/sampler/eta"_json_pointer, 0.0);
     if (eta != 0.0) row.sampler += fmt::format(" eta={:g}", eta);
     const double guidance = c.value("/conditioning/guidance"_json_pointer, 1.0);
     if (guidance != 1.0) row.sampler += fmt::format(" cfg={:g}", guidance);
-    if (cached && c.value("/cache/feature"_json_pointer, std::string("cached")) == "zero") row.schedule += " zero-feature";
-    if (cached && c.value("/cache/mode"_json_pointer, std::string("chained")) == "ldm_released") row.schedule += " ldm-released";
-    auto get = [&](const char* k) { auto it = r.scalars.find(k); return it == r.scalars.end() ? 0.0 : it->second; };
+    auto get = [&](const char* k, double fallback = 0.0) { auto it = r.scalars.find(k); return it == r.scalars.end() ? fallback : it->second; };
+    row.calls = r.model_calls;
+    row.full = static_cast<int>(r.full_steps.size());
     row.macs = get("macs/step_average");
     row.macs_per_image = row.macs * std::max(r.model_calls, 1);
     row.s_per_image = get("metrics/seconds_per_image");
-    for (const auto& [k, v] : r.scalars)
-      if (k.rfind("metrics/", 0) == 0 && !is_timing(k)) row.metrics[k.substr(8)] = v;
-    if (r.baseline && r.status == "complete") {
-      baseline_time[row.group] = row.s_per_image;
-      baseline_macs[row.group] = row.macs_per_image;
-      baseline_metrics[row.group] = row.metrics;
+    row.n = static_cast<int64_t>(get("metrics/samples", c.value("/samples/n"_json_pointer, 0.0)));
+    for (const auto& [k, v] : r.scalars) {
+      if (k.rfind("metrics/", 0) != 0 || is_timing(k)) continue;
+      const std::string name = k.substr(8);
+      const bool low = name.size() > 7 && name.compare(name.size() - 7, 7, "_ci_low") == 0;
+      const bool high = name.size() > 8 && name.compare(name.size() - 8, 8, "_ci_high") == 0;
+      if (low) row.ci[name.substr(0, name.size() - 7)].first = v;
+      else if (high) row.ci[name.substr(0, name.size() - 8)].second = v;
+      else row.metrics[name] = v;
     }
-    for (const auto& [k, v] : row.metrics) metric_names.insert(k);
-    rows.push_back(row);
-    // Heatmaps.
-    if (heatmaps && !r.similarity.empty()) {
-      const fs::path dir = o.heatmap_dir.empty() ? fs::path(o.results).parent_path() : fs::path(o.heatmap_dir);
-      fs::create_directories(dir.empty() ? fs::path(".") : dir);
-      for (const auto& [tap, m] : r.similarity) {
-        if (m.dim() != 2) continue;
-        const fs::path png = (dir.empty() ? fs::path(".") : dir) / fmt::format("similarity_{}_{}.png", r.run_id, tap);
-        image::write_png(png.string(), heatmap_image(m, m.min().item<double>(), 1.0, std::max<int64_t>(4, 400 / std::max<int64_t>(m.size(0), 1))));
-        heatmaps->push_back(png.string());
+    rows.push_back(std::move(row));
+  }
+  // Feature dimensions of the Frechet metrics, from their stored states (state/<metric>/sum [D, 2]);
+  // the spread of s/image over the run's full batches (timing/batch_seconds, batch_rows).
+  {
+    auto f = h5::open_file(o.results);
+    for (auto& row : rows) {
+      const std::string t = "runs/" + row.run->key + "/timing/";
+      if (!row.complete || !h5::exists(f.id(), t + "batch_seconds") || !h5::exists(f.id(), t + "batch_rows")) continue;
+      const auto secs = h5::to_doubles(h5::read_array(f.id(), t + "batch_seconds"));
+      const auto rws = h5::to_doubles(h5::read_array(f.id(), t + "batch_rows"));
+      if (secs.size() != rws.size() || secs.empty()) continue;
+      const double full = *std::max_element(rws.begin(), rws.end());
+      std::vector<double> per_image;
+      for (std::size_t i = 0; i < secs.size(); ++i)
+        if (rws[i] == full && full > 0) per_image.push_back(secs[i] / full);
+      if (per_image.size() < 2) continue;
+      double mean = 0, var = 0;
+      for (double v : per_image) mean += v / per_image.size();
+      for (double v : per_image) var += (v - mean) * (v - mean) / (per_image.size() - 1);
+      if (mean > 0) {
+        row.spread = std::sqrt(var) / mean;
+        row.spread_batches = static_cast<int>(per_image.size());
       }
     }
+    for (auto& row : rows)
+      for (const auto& [metric, state] : kFrechetMetrics) {
+        if (!row.metrics.count(metric)) continue;
+        const std::string path = "runs/" + row.run->key + "/state/" + state + "/sum";
+        if (h5::exists(f.id(), path)) {
+          const auto shape = h5::dataset_shape(f.id(), path);
+          if (!shape.empty()) row.dims[metric] = shape[0];
+        }
+      }
   }
-  // --reference: every row against one run (e.g. fewer-step DDIM against the full-step baseline).
+  // Baselines: each run against the complete baseline of its own settings, or (--reference) one run.
+  std::map<std::string, const Row*> baseline;
+  for (const auto& row : rows)
+    if (row.run->baseline && row.complete) baseline[row.group] = &row;
+  const Row* ref = nullptr;
   if (!o.reference.empty()) {
-    const Row* ref = nullptr;
     std::string known;
     for (const auto& row : rows) {
-      if (row.run_id.rfind(o.reference, 0) == 0 || row.name == o.reference) {
-        if (ref) throw Error(fmt::format("{}: --reference '{}' matches more than one run ({}, {})", o.results, o.reference, ref->run_id, row.run_id));
+      if (row.run->run_id.rfind(o.reference, 0) == 0 || row.run->name == o.reference) {
+        if (ref)
+          throw Error(fmt::format("{}: --reference '{}' matches more than one run ({}, {})", o.results, o.reference, ref->run->key, row.run->key));
         ref = &row;
       }
-      known += (known.empty() ? "" : ", ") + row.run_id;
+      known += (known.empty() ? "" : ", ") + row.run->key;
     }
     if (!ref) throw Error(fmt::format("{}: --reference '{}' matches no run id or name (runs: {})", o.results, o.reference, known));
-    if (ref->status != "complete") throw Error(fmt::format("{}: --reference run {} is {}, not complete", o.results, ref->run_id, ref->status));
-    baseline_time.clear();
-    baseline_macs.clear();
-    baseline_metrics.clear();
-    for (auto& row : rows) {
-      baseline_time[row.group] = ref->s_per_image;
-      baseline_macs[row.group] = ref->macs_per_image;
-      baseline_metrics[row.group] = ref->metrics;
+    if (!ref->complete) throw Error(fmt::format("{}: --reference run {} is {}, not complete", o.results, ref->run->key, ref->run->status));
+  }
+  auto base_of = [&](const Row& row) -> const Row* {
+    if (ref) return ref;
+    auto it = baseline.find(row.group);
+    return it == baseline.end() ? nullptr : it->second;
+  };
+  for (auto& row : rows) {
+    const Row* b = base_of(row);
+    if (b && row.s_per_image > 0) row.speedup = b->s_per_image / row.s_per_image;
+    if (b && row.macs_per_image > 0) row.mac_speedup = b->macs_per_image / row.macs_per_image;
+  }
+  std::set<std::string> metric_names, with_ci;
+  for (const auto& row : rows) {
+    for (const auto& [k, v] : row.metrics) metric_names.insert(k);
+    for (const auto& [k, v] : row.ci) with_ci.insert(k);
+  }
+  // Matched cost: each metric of the plain (uncached) runs of the same settings but other step
+  // counts, interpolated linearly in MACs per image at each run's cost.
+  std::map<std::string, std::map<const Row*, double>> matched;  // metric -> row -> plain value at its MACs
+  for (const auto& metric : metric_names)
+    for (const auto& row : rows) {
+      if (!row.complete || !row.cached || !row.metrics.count(metric)) continue;
+      std::vector<std::pair<double, double>> points;
+      for (const auto& p : rows)
+        if (p.complete && !p.cached && p.matched == row.matched && p.metrics.count(metric) && p.macs_per_image > 0)
+          points.emplace_back(p.macs_per_image, p.metrics.at(metric));
+      std::set<double> xs;
+      for (const auto& pt : points) xs.insert(pt.first);
+      if (xs.size() < 2) continue;
+      const double v = interpolate_at(points, row.macs_per_image);
+      if (std::isfinite(v)) matched[metric][&row] = v;
+    }
+
+  // The table.
+  rep.head = {"run_id", "role", "model", "weights", "sampler", "steps", "calls", "full calls", "k", "m", "N", "schedule", "n", "seed",
+              "GMACs/call", "GMACs/image", "s/image", "spread", "speedup", "MACs speedup"};
+  for (const auto& m : metric_names) {
+    rep.head.push_back(m);
+    if (with_ci.count(m)) {
+      rep.head.push_back(m + " ci low");
+      rep.head.push_back(m + " ci high");
+    }
+    rep.head.push_back("delta " + m);
+    if (matched.count(m)) rep.head.push_back(m + " plain@equal MACs");
+  }
+  rep.head.push_back("status");
+  rep.head.push_back("error");
+  bool small_n = false;
+  for (const auto& row : rows) {
+    const StoredRun& r = *row.run;
+    const std::string weights = row.weights == "random" ? "RANDOM (untrained)" : fs::path(row.weights).filename().string();
+    std::string full = "-";
+    if (row.complete && row.calls > 0)
+      full = row.full == row.calls ? fmt::format("all {}", row.calls) : fmt::format("{}: {}", row.full, compact_ranges(r.full_steps));
+    const bool c = row.complete;
+    std::vector<ReportCell> cells = {
+        cell(r.key), cell(row.role), cell(row.model), {weights, row.weights}, cell(row.sampler), number(row.steps, std::to_string(row.steps)),
+        c ? number(row.calls, std::to_string(row.calls)) : cell("-"), {full, full == "-" ? "" : full},
+        row.k >= 0 ? number(row.k, std::to_string(row.k)) : cell("-"), row.k >= 0 ? number(row.k + 1, std::to_string(row.k + 1)) : cell("-"),
+        row.n_interval ? number(row.n_interval, std::to_string(row.n_interval)) : cell("-"), cell(row.schedule),
+        number(static_cast<double>(row.n), std::to_string(row.n)), {std::to_string(row.seed), std::to_string(row.seed)},
+        c ? number(row.macs / 1e9, fmt::format("{:.3f}", row.macs / 1e9)) : cell("-"),
+        c ? number(row.macs_per_image / 1e9, fmt::format("{:.2f}", row.macs_per_image / 1e9)) : cell("-"),
+        c ? number(row.s_per_image, fmt::format("{:.4f}", row.s_per_image)) : cell("-"),
+        row.spread >= 0 ? number(row.spread, fmt::format("±{:.1f}% ({})", 100 * row.spread, row.spread_batches)) : cell("-"),
+        row.speedup > 0 ? number(row.speedup, fmt::format("{:.2f}x", row.speedup)) : cell("-"),
+        row.mac_speedup > 0 ? number(row.mac_speedup, fmt::format("{:.2f}x", row.mac_speedup)) : cell("-")};
+    const Row* b = base_of(row);
+    for (const auto& m : metric_names) {
+      auto it = row.metrics.find(m);
+      if (it == row.metrics.end()) {
+        cells.push_back(cell("-"));
+      } else {
+        std::string text = fmt::format("{:.4g}", it->second);
+        auto d = row.dims.find(m);
+        if (d != row.dims.end() && row.n <= d->second) {
+          text += " (n<=D)";
+          small_n = true;
+        }
+        cells.push_back(number(it->second, text));
+      }
+      if (with_ci.count(m)) {
+        auto c = row.ci.find(m);
+        cells.push_back(c == row.ci.end() ? cell("-") : number(c->second.first, fmt::format("{:.4g}", c->second.first)));
+        cells.push_back(c == row.ci.end() ? cell("-") : number(c->second.second, fmt::format("{:.4g}", c->second.second)));
+      }
+      const bool has_delta = it != row.metrics.end() && b && b->metrics.count(m);
+      cells.push_back(has_delta ? number(it->second - b->metrics.at(m), fmt::format("{:+.4g}", it->second - b->metrics.at(m))) : cell("-"));
+      if (matched.count(m)) {
+        auto mv = matched.at(m).find(&row);
+        cells.push_back(mv == matched.at(m).end() ? cell("-") : number(mv->second, fmt::format("{:.4g}", mv->second)));
+      }
+    }
+    std::string status = row.status_note.empty() ? r.status : r.status + " (" + row.status_note + ")";
+    cells.push_back({r.status == "failed" ? "failed: " + first_line(r.error, 100) : status, status});
+    cells.push_back({r.error.empty() ? "-" : "see below", r.error});
+    rep.rows.push_back(std::move(cells));
+    rep.row_keys.push_back(r.key);
+    rep.row_status.push_back(r.status);
+  }
+  // Notes (Markdown and HTML show failed runs' errors here instead of the error column).
+  for (const auto& row : rows)
+    if (row.run->status == "failed")
+      rep.notes.push_back(fmt::format("Run {} ({}) failed: {}. Rerun `run` to retry it, or `run --forget {}` to remove it "
+                                      "(`report --drop-failed` leaves failed runs out).",
+                                      row.run->key, row.run->name, row.run->error, row.run->run_id));
+  if (small_n) {
+    std::map<std::tuple<std::string, int64_t, int64_t>, std::vector<std::string>> groups;  // (metric, n, D) -> runs
+    for (const auto& row : rows)
+      for (const auto& [metric, d] : row.dims)
+        if (row.n <= d) groups[{metric, row.n, d}].push_back(row.run->key);
+    std::string which;
+    for (const auto& [g, keys] : groups)
+      which += fmt::format("{}{} at n = {} with D = {} ({} run{})", which.empty() ? "" : "; ", std::get<0>(g), std::get<1>(g), std::get<2>(g),
+                           keys.size(), keys.size() == 1 ? ": " + keys[0] : "s");
+    rep.notes.push_back(fmt::format("(n<=D): {}. A Frechet distance from n samples of D features has a rank-deficient covariance when "
+                                    "n <= D: the value is dominated by that and biased high, comparable only with runs of the same n, "
+                                    "and far from the paper's (50,000 samples).",
+                                    which));
+  }
+  for (const auto& m : with_ci)
+    rep.notes.push_back(fmt::format("{0} ci low, {0} ci high: the 95% percentile bootstrap interval of {0} (the run's samples drawn "
+                                    "again with replacement, metrics.bootstrap times): how much the value moves with the samples "
+                                    "drawn at this n. It does not remove the small-n bias.",
+                                    m));
+  for (const auto& [metric, byrow] : matched) {
+    (void)byrow;
+    rep.notes.push_back(fmt::format("{0} plain@equal MACs: the {0} of the plain (uncached) runs of the same settings with other step "
+                                    "counts, linearly interpolated in MACs per image at each run's cost (no extrapolation): does "
+                                    "caching beat taking fewer steps at the same cost?",
+                                    metric));
+  }
+  {
+    std::set<std::string> clocks;
+    for (const auto& row : rows)
+      if (row.complete && !row.run->timing_clock.empty()) clocks.insert(fmt::format("{} on {}", row.run->timing_clock, row.run->device));
+    if (!clocks.empty()) {
+      std::string joined;
+      for (const auto& c : clocks) joined += (joined.empty() ? "" : "; ") + c;
+      rep.notes.push_back("s/image: sampling wall time per image (steady_clock, device synchronised per batch); per-call times "
+                          "(step_time_ms): " + joined + ". calls: model calls per image; GMACs/call: their average; GMACs/image = "
+                          "GMACs/call x calls. spread: the relative standard deviation of s/image over the run's full batches (their "
+                          "number in brackets), i.e. how much a repeat of the same run varies; compare speedups only beyond it.");
     }
   }
-  for (auto& row : rows) {
-    auto bt = baseline_time.find(row.group);
-    if (bt != baseline_time.end() && row.s_per_image > 0) row.speedup = bt->second / row.s_per_image;
-    auto bm = baseline_macs.find(row.group);
-    if (bm != baseline_macs.end() && row.macs_per_image > 0) row.mac_speedup = bm->second / row.macs_per_image;
+  // Provenance.
+  for (const auto& row : rows) {
+    const StoredRun& r = *row.run;
+    std::vector<std::string> lines = {fmt::format("status: {}", r.status)};
+    auto add = [&](const std::string& label, const std::string& v) {
+      if (!v.empty()) lines.push_back(label + ": " + v);
+    };
+    add("description", r.provenance.count("description") ? r.provenance.at("description") : "");
+    add("weights", r.provenance.count("weights") ? r.provenance.at("weights") : "");
+    add("device", r.device);
+    for (const char* k : {"cpu", "cpu_kernels", "thread_settings", "torch_version", "git_revision", "started_at", "finished_at"})
+      add(k, r.provenance.count(k) ? r.provenance.at(k) : "");
+    add("timing_clock", r.timing_clock);
+    if (!r.error.empty()) add("error", r.error);
+    rep.provenance.emplace_back(r.key + " " + r.name, lines);
   }
+  // Similarity heatmaps (PNG: one colour per cell; SVG: the labelled figure) and sample grids.
+  double common_lo = 1.0;
+  for (const auto& row : rows)
+    for (const auto& [tap, m] : row.run->similarity)
+      if (m.dim() == 2 && m.numel() > 0) common_lo = std::min(common_lo, m.min().item<double>());
+  const fs::path dir = o.heatmap_dir.empty() ? fs::path(o.results).parent_path() : fs::path(o.heatmap_dir);
+  const fs::path out_dir = dir.empty() ? fs::path(".") : dir;
+  if (o.figures) fs::create_directories(out_dir);
+  std::map<std::pair<int, std::string>, std::vector<std::string>> taps_missing;  // (k, taps) -> runs
+  std::vector<std::string> shard_without_maps;
+  for (const auto& row : rows) {
+    const StoredRun& r = *row.run;
+    for (const auto& [tap, m] : r.similarity) {
+      if (m.dim() != 2 || m.numel() == 0) continue;
+      ReportFigure fig;
+      fig.run_key = r.key;
+      fig.title = fmt::format("run {} {}, tap {}", r.key, r.name, tap);
+      const double lo = o.heatmap_scale == "common" ? common_lo : std::min(m.min().item<double>(), 1.0);
+      const double hi = std::max(1.0, lo + 1e-12);
+      fig.svg_text = heatmap_svg(m, lo, hi, fig.title);
+      if (o.figures) {
+        fig.png = (out_dir / fmt::format("similarity_{}_{}.png", r.key, tap)).string();
+        fig.svg = (out_dir / fmt::format("similarity_{}_{}.svg", r.key, tap)).string();
+        image::write_png(fig.png, heatmap_image(m, lo, hi, std::max<int64_t>(4, 400 / std::max<int64_t>(m.size(0), 1))));
+        const std::string tmp = fig.svg + ".tmp";
+        {
+          std::ofstream out(tmp, std::ios::binary);
+          out << fig.svg_text;
+          if (!out) throw Error(fmt::format("{}: cannot write", fig.svg));
+        }
+        fs::rename(tmp, fig.svg);
+      }
+      rep.heatmaps.push_back(std::move(fig));
+    }
+    // Taps asked for that have no map: name them and why.
+    if (row.complete && row.config.value("/similarity/enabled"_json_pointer, false)) {
+      std::vector<std::string> asked;
+      if (row.config.contains("similarity") && row.config["similarity"].contains("taps") && row.config["similarity"]["taps"].is_array())
+        for (const auto& t : row.config["similarity"]["taps"])
+          if (t.is_string()) asked.push_back(t.get<std::string>());
+      if (asked.empty()) {
+        try {
+          asked = models::model_info(row.config.value("/model/family"_json_pointer, std::string()),
+                                     row.config.value("/model/preset"_json_pointer, std::string()))
+                      .tap_names;
+        } catch (const Error&) {
+          // a model this build does not know: nothing to compare with
+        }
+      }
+      std::string missing;
+      for (const auto& t : asked)
+        if (!r.similarity.count(t)) missing += (missing.empty() ? "" : ", ") + t;
+      if (!missing.empty() && r.shard_count > 1 && r.shard_index > 0)
+        shard_without_maps.push_back(r.key);
+      else if (!missing.empty())
+        taps_missing[{row.k, missing}].push_back(r.key);
+    }
+  }
+  for (const auto& [what, keys] : taps_missing) {
+    std::string list;
+    for (const auto& k : keys) list += (list.empty() ? "" : ", ") + k;
+    rep.notes.push_back(what.first >= 0 ? fmt::format("No similarity map for tap(s) {} in run{} {}: a map needs the tap at every model "
+                                                      "call, and these blocks lie below the cache branch (k = {}), which partial calls "
+                                                      "skip. Uncached runs have them.",
+                                                      what.second, keys.size() == 1 ? "" : "s", list, what.first)
+                                        : fmt::format("No similarity map for tap(s) {} in run{} {} (not stored in the file).", what.second,
+                                                      keys.size() == 1 ? "" : "s", list));
+  }
+  if (!shard_without_maps.empty()) {
+    std::string list;
+    for (const auto& k : shard_without_maps) list += (list.empty() ? "" : ", ") + k;
+    rep.notes.push_back(fmt::format("No similarity maps in {}: maps are made from the first samples, by the shard that holds sample 0.", list));
+  }
+  {
+    auto f = h5::open_file(o.results);
+    for (const auto& row : rows) {
+      const std::string path = "runs/" + row.run->key + "/grid";
+      if (!row.complete || !h5::exists(f.id(), path)) continue;
+      const torch::Tensor grid = h5::read_tensor(f.id(), path);
+      if (grid.dim() != 3 || grid.scalar_type() != torch::kUInt8 || (grid.size(0) != 1 && grid.size(0) != 3)) continue;
+      ReportFigure fig;
+      fig.run_key = row.run->key;
+      fig.title = fmt::format("run {} {}: the first samples", row.run->key, row.run->name);
+      fig.png_bytes = image::encode_png(grid, path);
+      if (o.figures) {
+        fig.png = (out_dir / fmt::format("grid_{}.png", row.run->key)).string();
+        image::write_png(fig.png, grid);
+      }
+      rep.grids.push_back(std::move(fig));
+    }
+  }
+  return rep;
+}
+
+std::string report_table(const Report& rep, const std::string& format) {
   std::ostringstream out;
-  const bool md = o.format == "md";
-  std::vector<std::string> head = {"run_id", "role", "model", "weights", "sampler", "steps", "k", "m", "N", "schedule",
-                                   "MACs (G)", "s/image", "speedup", "MACs speedup"};
-  for (const auto& m : metric_names) {
-    head.push_back(m);
-    head.push_back("delta " + m);
-  }
-  head.push_back("status");
+  const bool md = format != "csv";
+  // Markdown leaves the error column out (the errors are written under the table).
+  const std::size_t error_col = rep.head.size() - 1;
   auto line = [&](const std::vector<std::string>& cells) {
     if (md) {
       out << "|";
-      for (const auto& c : cells) out << " " << c << " |";
+      for (std::size_t i = 0; i < cells.size(); ++i)
+        if (i != error_col) {
+          std::string c = cells[i];
+          for (auto& ch : c)
+            if (ch == '|' || ch == '\n') ch = ch == '|' ? '/' : ' ';
+          out << " " << c << " |";
+        }
       out << "\n";
     } else {
       for (std::size_t i = 0; i < cells.size(); ++i) {
         std::string c = cells[i];
-        if (c.find(',') != std::string::npos || c.find('"') != std::string::npos) {
+        if (c.find_first_of(",\"\n\r") != std::string::npos) {
           std::string q = "\"";
           for (char ch : c) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
           c = q + "\"";
@@ -187,38 +628,29 @@ std::string render_report(const ReportOptions& o, std::vector<std::string>* heat
       out << "\n";
     }
   };
-  line(head);
-  if (md) line(std::vector<std::string>(head.size(), "---"));
-  for (const auto& r : rows) {
-    const std::string weights = r.weights == "random" ? "RANDOM (untrained)" : fs::path(r.weights).filename().string();
-    std::vector<std::string> cells = {
-        r.run_id, r.role, r.model, weights, r.sampler, std::to_string(r.steps), r.k >= 0 ? std::to_string(r.k) : "-",
-        r.k >= 0 ? std::to_string(r.k + 1) : "-", r.n_interval ? std::to_string(r.n_interval) : "-", r.schedule,
-        r.status == "complete" ? fmt::format("{:.3f}", r.macs / 1e9) : "-",
-        r.status == "complete" ? fmt::format("{:.4f}", r.s_per_image) : "-", r.speedup > 0 ? fmt::format("{:.2f}x", r.speedup) : "-",
-        r.mac_speedup > 0 ? fmt::format("{:.2f}x", r.mac_speedup) : "-"};
-    for (const auto& m : metric_names) {
-      auto it = r.metrics.find(m);
-      cells.push_back(it == r.metrics.end() ? "-" : fmt::format("{:.4g}", it->second));
-      auto b = baseline_metrics.find(r.group);
-      const bool has_delta = it != r.metrics.end() && b != baseline_metrics.end() && b->second.count(m);
-      cells.push_back(has_delta ? fmt::format("{:+.4g}", it->second - b->second.at(m)) : "-");
-    }
-    cells.push_back(r.status_note.empty() ? r.status : r.status + " (" + r.status_note + ")");
+  line(rep.head);
+  if (md) line(std::vector<std::string>(rep.head.size(), "---"));
+  for (const auto& row : rep.rows) {
+    std::vector<std::string> cells;
+    for (const auto& c : row) cells.push_back(md ? c.text : c.csv);
     line(cells);
   }
-  if (md) {  // how the times were taken (the CSV stays one table)
-    std::set<std::string> clocks;
-    for (const auto& r : runs)
-      if (r.status == "complete" && !r.timing_clock.empty()) clocks.insert(fmt::format("{} on {}", r.timing_clock, r.device));
-    if (!clocks.empty()) {
-      std::string joined;
-      for (const auto& c : clocks) joined += (joined.empty() ? "" : "; ") + c;
-      out << "\ns/image: sampling wall time per image (steady_clock, device synchronised per batch); per-call times (step_time_ms): "
-          << joined << "\n";
-    }
-  }
+  if (md)
+    for (const auto& n : rep.notes) out << "\n" << n << "\n";
   return out.str();
+}
+
+std::string render_report(const ReportOptions& o, std::vector<std::string>* heatmaps) {
+  const Report rep = build_report(o);
+  if (heatmaps) {
+    for (const auto& f : rep.heatmaps) {
+      if (!f.png.empty()) heatmaps->push_back(f.png);
+      if (!f.svg.empty()) heatmaps->push_back(f.svg);
+    }
+    for (const auto& f : rep.grids)
+      if (!f.png.empty()) heatmaps->push_back(f.png);
+  }
+  return report_table(rep, o.format);
 }
 
 }  // namespace dc::harness

@@ -1,5 +1,7 @@
-// Paper-style tables (Markdown, CSV) and similarity heatmaps (PNG) from a results file.
+// Paper-style tables (Markdown, CSV), labelled similarity heatmaps (PNG and SVG), sample grids and
+// one self-contained HTML page from a results file (docs/experiments.md, "Reports").
 #pragma once
+#include <map>
 #include <string>
 #include <vector>
 
@@ -10,12 +12,51 @@ namespace dc::harness {
 struct ReportOptions {
   std::string results;        // .h5
   std::string format = "md";  // md | csv
-  std::string heatmap_dir;    // default: the results file's folder
+  std::string heatmap_dir;    // figures (heatmaps, grids): default the results file's folder
   std::string reference;      // run id (or prefix) or name: speedups and deltas of every row against
-                              // it instead of each run's own baseline (matched-cost comparisons)
+                              // it instead of each run's own baseline
+  bool drop_failed = false;   // leave failed runs out of the table
+  // Heatmap colour scale: "own" (each map from its minimum to 1) or "common" (one scale, from the
+  // smallest value of every map in the file to 1, so maps compare by colour).
+  std::string heatmap_scale = "own";
+  bool figures = true;        // write heatmap and grid files
 };
 
-// Returns the table; writes heatmaps and lists their paths in `heatmaps`.
+// One cell: as Markdown/HTML shows it, and as CSV holds it (a plain number where it is one).
+struct ReportCell {
+  std::string text, csv;
+  bool numeric = false;  // a number (HTML aligns it right)
+};
+
+struct ReportFigure {
+  std::string run_key, title;  // title: "run <key> <name>, tap <tap>" or the grid's
+  std::string png;             // written file
+  std::string svg;             // written labelled figure (heatmaps)
+  std::string svg_text;        // its content (for the HTML page)
+  std::string png_bytes;       // the PNG's bytes (for the HTML page)
+};
+
+struct Report {
+  std::string results, experiment, description;
+  std::vector<std::string> head;               // column names
+  std::vector<std::vector<ReportCell>> rows;   // one per run, in experiment order
+  std::vector<std::string> row_keys;           // result key of each row
+  std::vector<std::string> row_status;         // complete | failed, per row
+  std::vector<std::string> notes;              // warnings and explanations, in order
+  std::vector<ReportFigure> heatmaps, grids;
+  // Per run (row order): key, label and its provenance lines ("device: cpu", ...).
+  std::vector<std::pair<std::string, std::vector<std::string>>> provenance;
+};
+
+// Reads the results file, computes the table, its notes and (options.figures) writes the figures.
+Report build_report(const ReportOptions& options);
+
+// The table as Markdown (with the notes under it) or CSV (the table only: the caller prints the
+// notes elsewhere).
+std::string report_table(const Report& report, const std::string& format);
+
+// Table and the written figures' paths (`heatmaps`: PNG and SVG files, then grids), for tests and
+// callers that want one string.
 std::string render_report(const ReportOptions& options, std::vector<std::string>* heatmaps = nullptr);
 
 // The key that pairs a run with its uncached baseline: its stored configuration less `cache` and
@@ -23,8 +64,22 @@ std::string render_report(const ReportOptions& options, std::vector<std::string>
 // the samples and the device must agree.
 std::string baseline_key(const std::string& config_json);
 
-// [S, S] values in [lo, hi] -> [3, S*cell, S*cell] uint8 with the viridis colormap; row i is step i
-// (from the noisiest), column j step j.
+// [S, S] values in [lo, hi] -> [3, S*cell, S*cell] uint8 with the viridis colormap; row i is model
+// call i (from the noisiest), column j call j.
 torch::Tensor heatmap_image(const torch::Tensor& matrix, double lo, double hi, int64_t cell = 4);
+
+// A labelled figure of a similarity map (SVG): the map (an embedded PNG, one pixel per cell), both
+// axes "model call (0 = noisiest)" with ticks, a colour bar from lo to hi, and `title`.
+std::string heatmap_svg(const torch::Tensor& matrix, double lo, double hi, const std::string& title);
+
+// "0-3,5,7,9-14": sorted call indices as ranges.
+std::string compact_ranges(const std::vector<int>& values);
+
+// Linear interpolation of y at x between the points (x_i, y_i) (any order); NaN when x is outside
+// [min x_i, max x_i] or there are fewer than two distinct x_i (no extrapolation).
+double interpolate_at(const std::vector<std::pair<double, double>>& points, double x);
+
+// Base64 (RFC 4648) of bytes, for data: URIs.
+std::string base64(const std::string& bytes);
 
 }  // namespace dc::harness

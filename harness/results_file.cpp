@@ -35,6 +35,10 @@ StoredRunFile read_stored_run(hid_t runs, const std::string& id) {
   s.timing_clock = h5::get_attr_string(g.id(), "timing_clock");
   s.baseline = h5::get_attr_double(g.id(), "baseline") != 0;
   s.order = get_attr_int(g.id(), "order", 0, -(1 << 30), 1 << 30);
+  s.final_power = h5::get_attr_double(g.id(), "final_power", 0.0);
+  for (const char* k : {"description", "weights", "thread_settings", "cpu", "cpu_kernels", "torch_version", "git_revision", "started_at",
+                        "finished_at"})
+    s.provenance[k] = h5::get_attr_string(g.id(), k);
   for (const char* grp : {"macs", "metrics"}) {
     if (!h5::exists(g.id(), grp)) continue;
     auto m = h5::open_group(g.id(), grp);

@@ -24,6 +24,10 @@ struct StoredRunFields {
   std::map<std::string, double> scalars;  // macs/*, metrics/*
   std::vector<int> full_steps;
   int model_calls = 0;
+  double final_power = 0.0;  // the non-uniform search's final power (0 when none)
+  // Provenance as stored (each "" when absent): description, weights, thread_settings, cpu,
+  // cpu_kernels, torch_version, git_revision, started_at, finished_at.
+  std::map<std::string, std::string> provenance;
 };
 
 struct StoredRunFile : StoredRunFields {

@@ -66,6 +66,11 @@ void write_run(hid_t file, const RunResult& r) {
   h5::set_attr(g.id(), "resumed_samples", r.resumed_samples);
   h5::write_scalar(metrics.id(), "seconds_per_image", r.samples ? r.seconds / r.samples : 0.0);
   h5::write_scalar(metrics.id(), "samples_per_second", r.seconds > 0 ? r.samples / r.seconds : 0.0);
+  if (!r.batch_seconds.empty() && r.batch_seconds.size() == r.batch_rows.size()) {  // the repeats behind s/image's spread
+    auto timing = h5::create_group(g.id(), "timing");
+    h5::write_tensor(timing.id(), "batch_seconds", vec_tensor(r.batch_seconds, torch::kFloat64));
+    h5::write_tensor(timing.id(), "batch_rows", vec_tensor(r.batch_rows, torch::kInt64));
+  }
   // Per-call wall time split by kind (ms per call for the whole batch set of this process).
   double full_ms = 0, part_ms = 0;
   int n_full = 0, n_part = 0;
@@ -152,6 +157,12 @@ std::map<std::string, std::string> ResultsStore::statuses() const {
 }
 
 void ResultsStore::commit(const RunResult& result) {
+  rewrite({result_key(result.spec.run_id, result.shard_index, result.shard_count)}, &result);
+}
+
+void ResultsStore::forget(const std::set<std::string>& keys) { rewrite(keys, nullptr); }
+
+void ResultsStore::rewrite(const std::set<std::string>& drop, const RunResult* add) {
   const std::string tmp = fmt::format("{}.tmp.{}", path_, ::getpid());
   {
     auto out = h5::create_file(tmp);
@@ -165,11 +176,10 @@ void ResultsStore::commit(const RunResult& result) {
       if (h5::exists(in.id(), "runs")) {
         auto runs = h5::open_group(in.id(), "runs");
         for (const auto& id : h5::children(runs.id()))
-          if (id != result_key(result.spec.run_id, result.shard_index, result.shard_count))
-            h5::copy_object(in.id(), "runs/" + id, out.id(), "runs/" + id);
+          if (!drop.count(id)) h5::copy_object(in.id(), "runs/" + id, out.id(), "runs/" + id);
       }
     }
-    write_run(out.id(), result);
+    if (add) write_run(out.id(), *add);
     H5Fflush(out.id(), H5F_SCOPE_GLOBAL);
   }
   fsync_path(tmp);

@@ -1,9 +1,11 @@
 #include "harness/runner.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <csignal>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <functional>
@@ -85,14 +87,53 @@ torch::Tensor similarity_matrix(const std::vector<torch::Tensor>& feats) {
 }
 
 volatile std::sig_atomic_t g_stop_signal = 0;
+// The run in progress ("exp: run 3/12 name"), for the handler's message; written between runs
+// only, read by the handler (a torn read shows a mixed name, never overruns: the last byte stays 0).
+char g_current_run[512] = "";
+volatile std::sig_atomic_t g_announce = 0;  // install_stop_handlers: say on stderr what a signal does
+
+void say(const char* text) {  // async-signal-safe
+  std::size_t n = 0;
+  while (text[n] != '\0') ++n;
+  while (n > 0) {
+    const ssize_t w = ::write(2, text, n);
+    if (w <= 0) return;
+    text += w;
+    n -= static_cast<std::size_t>(w);
+  }
+}
 
 extern "C" void on_stop_signal(int sig) {
+  const char* name = sig == SIGINT ? "SIGINT (Ctrl-C)" : sig == SIGTERM ? "SIGTERM" : "SIGUSR1";
   if (g_stop_signal != 0 && sig != SIGUSR1) {  // a second Ctrl-C or TERM: now
+    if (g_announce) {
+      say("\n");
+      say(g_current_run[0] ? g_current_run : "deepcache-bench");
+      say(": stopping now on a second ");
+      say(name);
+      say(": the batch in progress is lost; the batches committed before it are kept, and the same command resumes from them\n");
+    }
     std::signal(sig, SIG_DFL);
     std::raise(sig);
     return;
   }
   g_stop_signal = sig;
+  if (g_announce) {
+    say("\n");
+    say(g_current_run[0] ? g_current_run : "deepcache-bench");
+    say(": stop requested (");
+    say(name);
+    say("): the batch in progress finishes and is kept, then the run stops; the same command resumes it");
+    say(sig == SIGUSR1 ? "\n" : ". Press Ctrl-C again to stop at once (losing that batch)\n");
+  }
+}
+
+void set_current_run(const std::string& head) {
+  const std::size_t n = std::min(head.size(), sizeof(g_current_run) - 1);
+  g_current_run[0] = '\0';  // the handler sees "" while the rest changes
+  if (n > 1) std::memcpy(g_current_run + 1, head.data() + 1, n - 1);
+  g_current_run[n] = '\0';
+  if (n > 0) g_current_run[0] = head[0];
 }
 
 // The prompts of a text-to-image run (one per sample, sample i from line i + 1), read and checked
@@ -195,6 +236,7 @@ void install_stop_handlers() {
     sa.sa_flags = 0;
     ::sigaction(sig, &sa, nullptr);
   }
+  g_announce = 1;
 }
 
 bool stop_requested() { return g_stop_signal != 0; }
@@ -330,10 +372,12 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   const std::unique_ptr<CallTimer> call_timer = make_call_timer(device);
   r.timing_clock = call_timer->clock();
   int64_t batch_now = 0;
+  std::function<void(int)> on_call;  // progress within a batch (set per batch; none in the warm-up)
   const sampling::EpsFn timed = [&](const torch::Tensor& x, const torch::Tensor& t, int call) {
     call_timer->begin(call);
     torch::Tensor eps = inner(x, t, call);
     call_timer->end(call);
+    if (on_call) on_call(call);
     if (log->trace) {
       for (const auto& tap : taps) {
         auto it = trace.taps.find(tap);
@@ -385,6 +429,8 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     for (int c = 0; c < calls && c < static_cast<int>(rec.step_time_ms.size()); ++c) r.step_time_ms[c] += rec.step_time_ms[c];
     r.is_full = rec.is_full;
     r.seconds += rec.seconds;
+    r.batch_seconds.push_back(rec.seconds);
+    r.batch_rows.push_back(rec.rows);
     r.metric_seconds += rec.metric_seconds;
     if (rec.labels.defined()) {
       const torch::Tensor l = rec.labels.to(torch::kInt64).contiguous();
@@ -409,8 +455,9 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
       done += rec.rows;
     }
     r.resumed_samples = done;
-    if (done > 0 && progress) progress(done, total, done);
+    if (done > 0 && progress) progress({done, total, done});
   }
+  if (progress) on_call = [&](int call) { progress({done, total, r.resumed_samples, call + 1, calls}); };
   for (; done < total;) {
     const int64_t b = std::min<int64_t>(spec.samples.batch, total - done);
     batch_now = b;
@@ -473,14 +520,23 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     quality.apply(rec.quality, rec.first);  // the networks and the accumulators: metric_seconds
     rec.metric_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     if (keep_images()) rec.images = batch_images;
-    if (tap_this)  // similarity maps of the taps that ran at every call
-      for (const auto& [tap, f] : feats)
-        if (static_cast<int>(f.size()) == calls) rec.similarity[tap] = similarity_matrix(f);
+    if (tap_this) {  // similarity maps of the taps that ran at every call
+      std::string skipped;
+      for (const auto& tap : taps) {
+        auto f = feats.find(tap);
+        if (f != feats.end() && static_cast<int>(f->second.size()) == calls) rec.similarity[tap] = similarity_matrix(f->second);
+        else skipped += (skipped.empty() ? "" : ", ") + tap;
+      }
+      if (!skipped.empty())
+        r.notes.push_back(fmt::format("no similarity map for {}: these taps do not run at every model call (partial calls skip the "
+                                      "blocks below the cache branch k = {}); the uncached baseline has them",
+                                      skipped, cache_plan ? cache_plan->skip_index : -1));
+    }
     feats.clear();
     if (journal) journal->append(rec);
     take(rec);
     done += b;
-    if (progress) progress(done, total, r.resumed_samples);
+    if (progress) progress({done, total, r.resumed_samples});
     if (done < total && stop_requested())
       throw RunInterrupted(fmt::format("stopped by {} after sample {} of {} (batches up to there are kept; the same command resumes)",
                                        stop_signal_name(), first + done, first + total));
@@ -571,15 +627,18 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
     const int64_t first = std::min(n, batches * o.shard_index / o.shard_count * batch);
     const int64_t last = std::min(n, batches * (o.shard_index + 1) / o.shard_count * batch);
     const auto t0 = std::chrono::steady_clock::now();
-    ProgressFn progress = [&](int64_t done, int64_t total, int64_t resumed) {
-      if (done == resumed) {
-        log << fmt::format("{}: resuming after sample {} of {} (the journal of an interrupted run)\n", head, done, total);
+    set_current_run(head);
+    ProgressFn progress = [&](const Progress& p) {
+      if (p.call < 0 && p.done == p.resumed) {
+        log << fmt::format("{}: resuming after sample {} of {} (the journal of an interrupted run)\n", head, p.done, p.total);
         return;
       }
+      if (p.call >= 0 && !tty) return;  // within a batch: a terminal's status line only
       const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double rate = el > 0 ? (done - resumed) / el : 0.0;
-      const double eta = rate > 0 ? (total - done) / rate : 0.0;
-      const std::string line = fmt::format("{}: samples {}/{}, {:.2f} images/s, ETA {:.0f}s", head, done, total, rate, eta);
+      const double rate = el > 0 ? (p.done - p.resumed) / el : 0.0;
+      std::string line = fmt::format("{}: samples {}/{}", head, p.done, p.total);
+      if (p.call >= 0) line += fmt::format(", batch: model call {}/{}", p.call, p.calls);
+      if (rate > 0) line += fmt::format(", {:.2f} images/s, ETA {:.0f} s", rate, (p.total - p.done) / rate);
       if (tty) log << "\r" << line << "\x1b[K" << std::flush;
       else log << line << "\n";
     };
@@ -638,6 +697,35 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
     }
   }
   return s;
+}
+
+std::vector<std::string> forget_runs(const ExperimentSpec& e, const RunOptions& o, const std::vector<std::string>& which) {
+  const std::string path = default_results_path(e, o);
+  if (!fs::exists(path)) throw Error(fmt::format("--forget: {} does not exist (nothing stored for experiment {})", path, e.name));
+  const WriterLock lock(path, "run --forget");
+  ResultsStore store(path, e.name, e.description);
+  const auto stored = store.read_all();
+  std::set<std::string> keys;
+  for (const auto& w : which) {
+    std::set<std::string> ids;
+    for (const auto& r : stored)
+      if (!w.empty() && (r.run_id.rfind(w, 0) == 0 || r.name == w || r.key == w)) ids.insert(r.run_id);
+    if (ids.empty()) {
+      std::string known;
+      for (const auto& r : stored) known += (known.empty() ? "" : ", ") + r.key + " (" + r.status + ")";
+      throw Error(fmt::format("{}: --forget {}: no stored run has this id (prefix) or name (stored: {})", path, w, known));
+    }
+    if (ids.size() > 1) {
+      std::string list;
+      for (const auto& id : ids) list += (list.empty() ? "" : ", ") + id;
+      throw Error(fmt::format("{}: --forget {}: matches {} runs ({}); give more of the id", path, w, ids.size(), list));
+    }
+    for (const auto& r : stored)  // the run and every shard result of it
+      if (r.run_id == *ids.begin()) keys.insert(r.key);
+  }
+  store.forget(keys);
+  for (const auto& k : keys) RunJournal(journal_folder(path, k), "", 1).remove();
+  return {keys.begin(), keys.end()};
 }
 
 }  // namespace dc::harness

@@ -16,9 +16,14 @@
 
 namespace dc::harness {
 
-// Called after every batch: (samples done, samples total, of the done ones those replayed from the
-// journal of an interrupted process); once before the first batch when some were replayed.
-using ProgressFn = std::function<void(int64_t done, int64_t total, int64_t resumed)>;
+// Called after every batch and every model call of a batch (once before the first batch when some
+// samples were replayed): done of total samples (resumed of them replayed from the journal); within a batch also the model
+// call just finished (1-based) of calls, else call = -1.
+struct Progress {
+  int64_t done = 0, total = 0, resumed = 0;
+  int call = -1, calls = 0;
+};
+using ProgressFn = std::function<void(const Progress&)>;
 
 // The model of the previous run of a sweep, kept while the next run uses the same model
 // (family, preset, weights): a sweep of 11 LDM-4-G runs builds (or loads) the 456M-parameter model
@@ -74,5 +79,11 @@ struct RunSummary {
 RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& options, std::ostream& log, bool log_is_tty);
 
 std::string default_results_path(const ExperimentSpec& e, const RunOptions& options);
+
+// `run EXP --forget RUN...`: removes the stored results of the runs named (a run id or unique
+// prefix, a name, or a result key; every shard result of that run) and their journals from the
+// experiment's results file, atomically, under the writer lock. A RUN that matches no stored run,
+// or several, is a dc::Error listing them. Returns the removed result keys.
+std::vector<std::string> forget_runs(const ExperimentSpec& e, const RunOptions& options, const std::vector<std::string>& which);
 
 }  // namespace dc::harness

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include <cmath>
@@ -204,4 +205,38 @@ void write_fid_stats(const std::string& path, const Eigen::VectorXd& mu, const E
   write_fid_stats(path, m, s);
 }
 
+FrechetInterval frechet_bootstrap(const torch::Tensor& features, const Eigen::VectorXd& mu_ref, const Eigen::MatrixXd& sigma_ref,
+                                  int resamples, uint64_t seed, double level) {
+  if (features.dim() != 2 || features.size(0) < 2)
+    throw Error(fmt::format("FID bootstrap: need features [n >= 2, D], got {}", c10::str(features.sizes())));
+  if (resamples < 2 || !(level > 0 && level < 1))
+    throw Error(fmt::format("FID bootstrap: need at least 2 resamples and a level in (0, 1), got {} and {}", resamples, level));
+  torch::NoGradGuard ng;
+  const torch::Tensor x = features.to(torch::kCPU, torch::kFloat64).contiguous();
+  const int64_t n = x.size(0);
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> pick(0, n - 1);
+  std::vector<double> values;
+  values.reserve(static_cast<std::size_t>(resamples));
+  std::vector<double> w(static_cast<std::size_t>(n));
+  for (int b = 0; b < resamples; ++b) {
+    std::fill(w.begin(), w.end(), 0.0);
+    for (int64_t i = 0; i < n; ++i) w[static_cast<std::size_t>(pick(rng))] += 1.0;
+    const torch::Tensor wt = torch::from_blob(w.data(), {n, 1}, torch::kFloat64);
+    const torch::Tensor mu = (x * wt).sum(0) / static_cast<double>(n);
+    const torch::Tensor centred = x - mu;
+    const torch::Tensor cov = (centred * wt).t().mm(centred) / static_cast<double>(n - 1);
+    values.push_back(frechet_distance(to_eigen_vector(mu), to_eigen_matrix(cov), mu_ref, sigma_ref).fid);
+  }
+  std::sort(values.begin(), values.end());
+  auto quantile = [&](double q) {
+    const double pos = q * static_cast<double>(values.size() - 1);
+    const auto lo = static_cast<std::size_t>(std::floor(pos));
+    const std::size_t hi = std::min(lo + 1, values.size() - 1);
+    return values[lo] + (values[hi] - values[lo]) * (pos - static_cast<double>(lo));
+  };
+  return {quantile((1 - level) / 2), quantile((1 + level) / 2), resamples};
+}
+
 }  // namespace dc::metrics
+

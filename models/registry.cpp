@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/paths.h"
 #include "models/autoencoder.h"
 #include "models/ddpm_unet.h"
 #include "models/clip_text.h"
@@ -58,7 +59,8 @@ Family ddpm_family() {
     i.tap_names = c.up_block_names();
     i.schedule = {"ddpm_linear", 1000, 1e-4, 0.02, "float32"};  // ddim repo configs: linear 1e-4..0.02, T = 1000
     i.default_sampler = "ddim";
-    i.weights_hint = preset == "fmnist" ? "made by scripts/train_fmnist.sh (docs/fmnist.md)"
+    i.weights_hint = preset == "fmnist" ? "the repository ships it as weights/fmnist/ddpm_ema.safetensors; scripts/train_fmnist.sh "
+                                          "remakes it (docs/fmnist.md)"
                                         : "the released checkpoint: scripts/fetch_weights.sh on a machine with internet, "
                                           "then scripts/convert_ckpt_to_safetensors.py";
     return i;
@@ -367,9 +369,11 @@ Model assemble_model(const ModelInfo& info, std::shared_ptr<UNet> unet, std::sha
     m.weights_note = "random init (untrained)";
   } else {
     if (!std::filesystem::exists(weights))
-      throw Error(fmt::format("{}: weights file not found for {} preset '{}' ({})", weights, name, preset, m.info.weights_hint));
+      throw Error(fmt::format("{}: weights file not found{} for {} preset '{}' ({})", weights, relative_path_note(weights), name, preset,
+                              m.info.weights_hint));
     if (!first_stage_weights.empty() && !std::filesystem::exists(first_stage_weights))
-      throw Error(fmt::format("{}: first-stage weights file not found (model.first_stage_weights)", first_stage_weights));
+      throw Error(fmt::format("{}: first-stage weights file not found{} (model.first_stage_weights)", first_stage_weights,
+                              relative_path_note(first_stage_weights)));
     f.load(m, weights, first_stage_weights);
     m.weights_note = weights;
   }

@@ -19,6 +19,7 @@ PKGS=(
   python3-torch          # scripts/convert_ckpt_to_safetensors.py (and its test)
   python3-h5py python3-matplotlib  # scripts/plot_similarity.py
   slurmctld slurmd slurm-client munge  # `plan --slurm`; the tests start a one-node Slurm on localhost
+  chromium            # the test that renders `report --html` in a real browser (headless)
 )
 
 missing=()

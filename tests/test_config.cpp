@@ -35,7 +35,7 @@ base:
 TEST(Config, SchemaErrorsNameFileKeyAndExpectedForm) {
   struct Bad { std::string yaml, phrase; };
   const std::vector<Bad> bad = {
-      {std::string(kBase) + "  cache: {intervall: 3}\n", "exp.yaml:6: cache.intervall: unknown key (known here: enabled, k, interval"},
+      {std::string(kBase) + "  cache: {intervall: 3}\n", "exp.yaml:6: base.cache.intervall: unknown key (known here: enabled, k, interval"},
       {std::string(kBase) + "  cache: {enabled: true, k: 12}\n", "cache.k: skip index 12 is out of range for the ddpm 'cifar10' UNet: valid k are 0..11"},
       {std::string(kBase) + "  cache: {enabled: true, interval: 0}\n", "cache.interval: 0 must be at least 1"},
       {std::string(kBase) + "  cache: {enabled: true, interval: two}\n", "cache.interval: expected an integer, got a string (\"two\")"},
@@ -268,4 +268,40 @@ base:
     const std::string err = error_of(b.yaml);
     EXPECT_NE(err.find(b.phrase), std::string::npos) << "want: " << b.phrase << "\ngot:  " << err;
   }
+}
+
+// Issue 17: an error names the line a user edits and the key as written there (base:, an included
+// block, a sweep axis, a zip group, a runs entry or --set), then which run was being read.
+TEST(Config, ErrorsPointAtTheLineThatSetTheKey) {
+  const std::string head = "experiment: t\nbase:\n  model: {family: ddpm, preset: fmnist, weights: random}\n"
+                           "  sampler: {name: ddim, steps: 10}\n";
+  auto msg = error_of(head + "  similarity: {enabled: true, taps: [up.1.blocks.2]}\nsweep:\n  cache.k: [1, 3]\n");
+  EXPECT_NE(msg.find("exp.yaml:5: base.similarity.taps: 'up.1.blocks.2' is not a block of the ddpm 'fmnist' UNet (valid taps: "
+                     "up.2.block.0"),
+            std::string::npos) << msg;
+  EXPECT_NE(msg.find("; in run cache.k=1"), std::string::npos) << msg;
+  msg = error_of(head + "sweep:\n  cache.interval: [2]\n  cache.k: [1, 12]\n");
+  EXPECT_NE(msg.find("exp.yaml:7: sweep.cache.k: skip index 12 is out of range"), std::string::npos) << msg;
+  msg = error_of(head + "zip:\n  cache.interval: [2, 3]\n  cache.k: [1, 12]\n");
+  EXPECT_NE(msg.find("exp.yaml:7: zip.cache.k: skip index 12"), std::string::npos) << msg;
+  msg = error_of(head + "runs:\n  - {cache.k: 1}\n  - {cache.k: 1,\n     cache.schedule: nonuniform, cache.center: 40}\n");
+  EXPECT_NE(msg.find("exp.yaml:8: runs[1].cache.schedule: cache.center 40 is outside [0, 10)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("; in run runs[1]"), std::string::npos) << msg;
+  // An impossible schedule: the hint points the way that helps (fewer full steps).
+  msg = error_of(head + "  cache: {interval: 2, schedule: nonuniform, center: 5, power: 1.01}\nsweep: {cache.k: [1]}\n");
+  EXPECT_NE(msg.find("exp.yaml:5: base.cache.schedule: impossible non-uniform schedule"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("try a larger N, a larger power"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("smaller N"), std::string::npos) << msg;
+  // --set names itself; an included block names its own file and line.
+  try {
+    parse_experiment(head + "sweep: {cache.k: [1]}\n", "exp.yaml", ".", {"cache.k=40"});
+    ADD_FAILURE() << "--set cache.k=40 accepted";
+  } catch (const dc::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--set cache.k=40: cache.k: skip index 40"), std::string::npos) << e.what();
+  }
+  const std::string dir = dc::test::temp_dir() + "/config_origin";
+  fs::create_directories(dir);
+  std::ofstream(dir + "/block.yaml") << "sampler: {name: ddim}\ncache:\n  k: 1\n  interval: 0\n";
+  msg = error_of("experiment: t\ninclude: block.yaml\nbase: {model: {preset: fmnist}}\nsweep: {cache.k: [1]}\n", dir);
+  EXPECT_NE(msg.find(dir + "/block.yaml:4: base.cache.interval: 0 must be at least 1"), std::string::npos) << msg;
 }

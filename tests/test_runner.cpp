@@ -243,13 +243,14 @@ base:
 sweep: {cache.k: [1], cache.interval: [2]}
 )";
 
-pid_t spawn_cli(const std::vector<std::string>& args) {
+// `stderr_file`: where the child's stderr goes (default /dev/null, as its stdout).
+pid_t spawn_cli(const std::vector<std::string>& args, const std::string& stderr_file = "") {
   const std::string cli = dc::test::sibling_program("deepcache-bench");
   const pid_t pid = fork();
   if (pid == 0) {
     const int devnull = ::open("/dev/null", O_WRONLY);
     ::dup2(devnull, 1);
-    ::dup2(devnull, 2);
+    ::dup2(stderr_file.empty() ? devnull : ::open(stderr_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644), 2);
     std::vector<char*> argv{const_cast<char*>(cli.c_str())};
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
@@ -744,9 +745,23 @@ TEST(PlotScript, DrawsPublicationHeatmapsFromTheResults) {
   o.results_path = dir + "/p.h5";
   run_experiment(e, o, log, false);
   const std::string script = fs::absolute("scripts/plot_similarity.py").string();
-  ASSERT_EQ(std::system((py + " " + script + " " + o.results_path + " --out " + dir + "/plots >/dev/null").c_str()), 0);
-  EXPECT_TRUE(fs::exists(dir + "/plots/similarity_" + e.runs[0].run_id + "_up.0.block.2.png"));
-  EXPECT_TRUE(fs::exists(dir + "/plots/similarity_" + e.runs[0].run_id + "_up.0.block.2.pdf"));
+  const std::string stem = "plot_similarity_" + e.runs[0].run_id + "_up.0.block.2";
+  ASSERT_EQ(std::system((py + " " + script + " " + o.results_path + " --out " + dir + "/plots >" + dir + "/stdout.txt").c_str()), 0);
+  EXPECT_TRUE(fs::exists(dir + "/plots/" + stem + ".png"));
+  EXPECT_TRUE(fs::exists(dir + "/plots/" + stem + ".pdf"));
+  std::ostringstream out;
+  out << std::ifstream(dir + "/stdout.txt").rdbuf();
+  EXPECT_NE(out.str().find(stem + ".png"), std::string::npos) << out.str();
+  EXPECT_EQ(out.str().find("b'"), std::string::npos) << "bytes printed as b'...': " << out.str();
+  // By default next to the results, where `report` writes similarity_<run>_<tap>.png: that file stays `report`'s.
+  const std::string report_png = dir + "/similarity_" + e.runs[0].run_id + "_up.0.block.2.png";
+  std::ofstream(report_png) << "report's heatmap";
+  ASSERT_EQ(std::system((py + " " + script + " " + o.results_path + " >/dev/null").c_str()), 0);
+  EXPECT_TRUE(fs::exists(dir + "/" + stem + ".png"));
+  EXPECT_TRUE(fs::exists(dir + "/" + stem + ".pdf"));
+  std::ostringstream kept;
+  kept << std::ifstream(report_png).rdbuf();
+  EXPECT_EQ(kept.str(), "report's heatmap");
 }
 
 // FID and Inception Score computed inside `run` by accumulators fed batch by batch equal the
@@ -1169,4 +1184,74 @@ TEST(Config, AbsurdSweepsAreRefusedBeforeExpanding) {
               std::string::npos) << e.what();
   }
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 10.0);
+}
+
+// Issue 17: Ctrl-C says at once which run stops, that the batch in progress is kept and that the
+// same command resumes; the run then ends with exit 75 and "interrupted". A second Ctrl-C stops at
+// once and says so. The rerun resumes from the journal.
+TEST(Runner, CtrlCSaysWhichRunStopsAndThatTheSameCommandResumes) {
+  const std::string dir = dc::test::temp_dir() + "/ctrl_c";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string yaml = dir + "/e.yaml", results = dir + "/e.h5";
+  std::ofstream(yaml) << "experiment: ctrlc\nbase:\n  model: {family: ddpm, preset: fmnist, weights: random}\n"
+                         "  sampler: {name: ddim, steps: 40}\n  samples: {n: 64, batch: 16, seed: 1}\nbaseline: false\n"
+                         "sweep: {cache.k: [1], cache.interval: [2]}\n";
+  auto text = [](const std::string& p) { std::ifstream in(p); std::stringstream ss; ss << in.rdbuf(); return ss.str(); };
+  const auto id = dc::harness::load_experiment(yaml).runs.at(0).run_id;
+  const pid_t pid = spawn_cli({"run", yaml, "--results", results}, dir + "/err1.txt");
+  wait_for([&] { return journal_records(results) >= 1; }, "the first batch record");
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  const std::string err1 = text(dir + "/err1.txt");
+  ASSERT_TRUE(WIFEXITED(status)) << err1;
+  EXPECT_EQ(WEXITSTATUS(status), dc::harness::kExitInterrupted) << err1;
+  EXPECT_NE(err1.find("[run 1/1] " + id), std::string::npos) << err1;
+  EXPECT_NE(err1.find(": stop requested (SIGINT (Ctrl-C)): the batch in progress finishes and is kept, then the run stops; the same "
+                      "command resumes it. Press Ctrl-C again"),
+            std::string::npos) << err1;
+  EXPECT_NE(err1.find(": interrupted: stopped by SIGINT (Ctrl-C) after sample"), std::string::npos) << err1;
+  EXPECT_NE(err1.find("images/s"), std::string::npos) << err1;
+  // The rerun resumes; two Ctrl-C in a row stop it at once (killed by SIGINT), saying so.
+  const pid_t again = spawn_cli({"run", yaml, "--results", results}, dir + "/err2.txt");
+  wait_for([&] { return text(dir + "/err2.txt").find("resuming after sample") != std::string::npos; }, "the resume line");
+  ::kill(again, SIGINT);  // the second after the first is handled: pending signals of one kind merge
+  wait_for([&] { return text(dir + "/err2.txt").find("stop requested") != std::string::npos; }, "the first Ctrl-C's line");
+  ::kill(again, SIGINT);
+  ASSERT_EQ(::waitpid(again, &status, 0), again);
+  const std::string err2 = text(dir + "/err2.txt");
+  ASSERT_TRUE(WIFSIGNALED(status)) << err2;
+  EXPECT_EQ(WTERMSIG(status), SIGINT);
+  EXPECT_NE(err2.find(": stopping now on a second SIGINT (Ctrl-C): the batch in progress is lost; the batches committed before it "
+                      "are kept, and the same command resumes from them"),
+            std::string::npos) << err2;
+  EXPECT_GE(journal_records(results), 1);
+}
+
+// Issue 17: a relative path that is not found says which directory it was read from (the working
+// directory, not the YAML's folder), and a missing Fashion-MNIST file names what ships there.
+TEST(Runner, MissingRelativePathsNameTheDirectoryTheyWereReadFrom) {
+  const std::string dir = dc::test::temp_dir() + "/relative_paths";
+  fs::create_directories(dir);
+  const std::string yaml = dir + "/e.yaml";
+  std::ofstream(yaml) << "experiment: rel\nbase:\n  model: {family: ddpm, preset: fmnist, weights: w/ddpm_ema.safetensors}\n"
+                         "  sampler: {name: ddim, steps: 4}\n  samples: {n: 2, batch: 2}\nbaseline: false\nsweep: {cache.k: [1]}\n";
+  auto r = dc::test::run_cli("run " + dc::test::shell_quote(yaml) + " --results " + dc::test::shell_quote(dir + "/r.h5"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("w/ddpm_ema.safetensors: weights file not found (a relative path, read from the working directory " +
+                       fs::current_path().string() + ", not from the experiment file's folder)"),
+            std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("the repository ships it as weights/fmnist/ddpm_ema.safetensors"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("fetch_weights"), std::string::npos) << r.err;
+  std::ofstream(yaml) << "experiment: rel\nbase:\n  model: {family: ddpm, preset: fmnist, weights: random}\n"
+                         "  sampler: {name: ddim, steps: 4}\n  samples: {n: 2, batch: 2}\n"
+                         "  metrics: {fid_fmnist: {classifier: c.safetensors, reference: weights/fmnist/test_stats.npz}}\n"
+                         "baseline: false\nsweep: {cache.k: [1]}\n";
+  r = dc::test::run_cli("run " + dc::test::shell_quote(yaml) + " --results " + dc::test::shell_quote(dir + "/r.h5"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("classifier weights not found: c.safetensors (a relative path, read from the working directory"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("the repository ships weights/fmnist/classifier.safetensors"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir + "/r.h5"));
 }

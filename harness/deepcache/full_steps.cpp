@@ -166,7 +166,8 @@ NonUniformResult sample_from_quad_center(int total_numbers, int n_samples, int c
   }
   if (!found)
     throw Error(fmt::format("impossible non-uniform schedule: no power in (1, {}] gives {} distinct full steps "
-                            "out of {} with center {} (try a smaller N, a center inside [0, {}), or a larger power)",
+                            "out of {} with center {} (fewer full steps fit: try a larger N, a larger power, or a center nearer the middle "
+                            "of [0, {}))",
                             power, n_samples, total_numbers, center, total_numbers));
   for (int s : indices)
     if (s < 0 || s >= total_numbers)
@@ -179,6 +180,12 @@ NonUniformResult nonuniform_full_steps(int num_steps, int interval, int center, 
   if (num_steps < 1) throw Error(fmt::format("number of steps must be at least 1, got {}", num_steps));
   if (interval < 1) throw Error(fmt::format("cache interval N must be at least 1, got {}", interval));
   const int n_samples = num_steps / interval + (num_steps % interval > 0 ? 1 : 0);
+  // The centre is the call index the full steps crowd around; one outside the calls puts them all
+  // at one end (the reference accepts it silently and its schedule is then rarely the one meant).
+  if (center < 0 || center >= num_steps)
+    throw Error(fmt::format("cache.center {} is outside [0, {}): the full steps crowd around this model-call index "
+                            "(0 = the noisiest; the paper's DDPM runs use the middle)",
+                            center, num_steps));
   if (n_samples == num_steps) return {uniform_full_steps(num_steps, 1), power};  // every call full
   return sample_from_quad_center(num_steps, n_samples, center, power);
 }
