@@ -81,20 +81,23 @@ int main(int argc, char** argv) {
   dc::harness::SampleOptions so;
   std::string out_path, nonuniform;
   const auto families = dc::models::family_names();
+  // Every preset with its S (skip branches: k in 0..S-1) and its similarity taps, from the registry.
   auto presets_help = [&] {
-    std::string h;
-    for (const auto& f : families) {
-      std::string p;
-      for (const auto& n : dc::models::preset_names(f)) p += (p.empty() ? "" : ", ") + n;
-      h += (h.empty() ? "" : "; ") + f + ": " + p;
-    }
-    return "model preset (" + h + "; fmnist is this project's Fashion-MNIST model)";
+    std::string h = "model preset (default: the family's first; fmnist is this project's Fashion-MNIST model):";
+    for (const auto& f : families)
+      for (const auto& n : dc::models::preset_names(f)) {
+        const auto info = dc::models::model_info(f, n);
+        std::string taps;
+        for (const auto& t : info.tap_names) taps += (taps.empty() ? "" : " ") + t;
+        h += fmt::format("\n  {}/{}: S = {} (k in 0..{}); similarity taps: {}", f, n, info.num_skips, info.num_skips - 1, taps);
+      }
+    return h;
   };
   std::string samplers_help;
   for (const auto& s : dc::sampling::sampler_registry()) samplers_help += "\n  " + s.name + ": " + s.description;
   int cache_k = -1;
   const std::string k_help =
-      "DeepCache skip index k in [0, S-1] (S = 12 for cifar10 and ldm cin256_v2, 17 for LSUN): a partial step computes hs[0..k] and "
+      "DeepCache skip index k in [0, S-1] (S per preset: --preset above): a partial step computes hs[0..k] and "
       "reuses the cached feature entering the up block that consumes hs[k]. Paper branch m = k+1; DDPM code "
       "--branch b = k-1 (docs/deepcache.md). Omit for no caching.";
   auto* cmd_sample = app.add_subcommand("sample", "Generate images, with or without DeepCache, and save a PNG grid.");

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -10,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "models/registry.h"
 #include "models/weights/safetensors.h"
 #include "support/cli.h"
 #include "support/damage.h"
@@ -171,4 +173,25 @@ TEST(Cli, VerifyReadsEveryTensor) {
   const auto r = run({"inspect", "--verify", "--no-tensors", files.front()});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("verified    "), std::string::npos) << r.out;
+}
+
+// Issue 17: `sample --help` lists every preset of every family with its S and similarity taps, from
+// the registry (so a new preset appears without editing the help).
+TEST(Cli, SampleHelpListsEveryPresetWithItsSAndTaps) {
+  const auto r = dc::test::run_cli("sample --help");
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const auto& family : dc::models::family_names())
+    for (const auto& preset : dc::models::preset_names(family)) {
+      const auto info = dc::models::model_info(family, preset);
+      std::string taps;
+      for (const auto& t : info.tap_names) taps += (taps.empty() ? "" : " ") + t;
+      const std::string line = family + "/" + preset + ": S = " + std::to_string(info.num_skips);
+      const auto at = r.out.find(line);
+      ASSERT_NE(at, std::string::npos) << line << "\n" << r.out;
+      // CLI11 may wrap a long line: compare without whitespace.
+      std::string got = r.out.substr(at, r.out.find(" --", at) - at), want = "similarity taps: " + taps;
+      auto squeeze = [](std::string s) { s.erase(std::remove_if(s.begin(), s.end(), ::isspace), s.end()); return s; };
+      EXPECT_NE(squeeze(got).find(squeeze(want)), std::string::npos) << got;
+    }
+  EXPECT_NE(r.out.find("ddpm/fmnist: S = 9"), std::string::npos) << r.out;
 }
