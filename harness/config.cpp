@@ -185,6 +185,12 @@ class Reader {
     return it == src_.lines.end() ? std::make_pair(src_.origin, path) : std::make_pair(src_.where("base." + path), "base." + path);
   }
 
+  // "file:line: key.as.written" of `path`, for warnings.
+  std::string at(const std::string& path) const {
+    const auto [where, shown] = locate(path);
+    return where + ": " + shown;
+  }
+
   [[noreturn]] void fail(const std::string& path, const std::string& what) const {
     const auto [where, shown] = locate(path);
     throw Error(fmt::format("{}: {}: {}{}", where, shown, what, suffix()));
@@ -247,7 +253,12 @@ class Reader {
   // A message that already starts with its key (e.g. "sampler.eta: ..." from the sampler registry),
   // located at `path`.
   [[noreturn]] void fail_keyed(const std::string& path, const std::string& message) const {
-    const auto [where, shown] = locate(path);
+    // Locate the key the message names ("sampler.eta: ..." under "sampler") when it lies below `path`.
+    std::string key = path;
+    if (const auto colon = message.find(": "); colon != std::string::npos && message.compare(0, path.size() + 1, path + ".") == 0 &&
+                                                message.find(' ') > colon)
+      key = message.substr(0, colon);
+    const auto [where, shown] = locate(key);
     const bool overridden = shown != path && shown.rfind("base.", 0) != 0;
     throw Error(fmt::format("{}: {}{}{}", where, message, overridden ? " (set by " + shown + ")" : "", suffix()));
   }
@@ -357,6 +368,7 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context, c
                                             calls, s.plan.calls.num_steps());
       s.plan.full_steps = fc.steps;
       s.plan.final_power = fc.final_power;
+      if (!fc.warning.empty()) s.plan.warnings.push_back(r.at("cache.center") + ": " + fc.warning);
     } catch (const Error& e) {
       r.fail(s.cache.schedule == "explicit" ? "cache.full_steps" : "cache.schedule", e.what());
     }

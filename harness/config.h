@@ -133,6 +133,7 @@ struct RunPlan {
   std::vector<int> full_steps;    // call indices that run the whole UNet (every call without caching)
   double final_power = 0.0;       // non-uniform: the power the search ended on
   std::vector<std::string> taps;  // similarity taps (the model's tap names when none are given)
+  std::vector<std::string> warnings;  // "file:line: key: what" of settings accepted but probably not meant
 };
 
 struct RunSpec {

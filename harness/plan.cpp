@@ -49,6 +49,7 @@ void print_plan(const ExperimentSpec& e, bool macs, std::ostream& out) {
     out << fmt::format("{:>3}  {}  {:<8}  {}, n={} seed={}{}\n", i + 1, r.run_id,
                        r.baseline ? "baseline" : (r.cache.enabled ? "deepcache" : "no cache"), describe_run(r), r.samples.n,
                        r.samples.seed, extra);
+    for (const auto& w : r.plan.warnings) out << fmt::format("     warning: {}\n", w);
   }
   out << fmt::format("weights     {}\n", e.runs.empty() ? "" : e.runs.front().model.weights);
 }

@@ -628,6 +628,7 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
     const int64_t last = std::min(n, batches * (o.shard_index + 1) / o.shard_count * batch);
     const auto t0 = std::chrono::steady_clock::now();
     set_current_run(head);
+    for (const auto& w : spec.plan.warnings) log << head << ": warning: " << w << "\n";
     ProgressFn progress = [&](const Progress& p) {
       if (p.call < 0 && p.done == p.resumed) {
         log << fmt::format("{}: resuming after sample {} of {} (the journal of an interrupted run)\n", head, p.done, p.total);

@@ -143,9 +143,6 @@ std::vector<BadInput> table() {
   yaml("an infinite non-uniform power (the schedule search would never end)",
        kYamlHead + "  sampler: {name: ddim, steps: 10}\n  cache: {enabled: true, k: 1, interval: 2, schedule: nonuniform, center: 5, power: inf}\n",
        {"{dir}/e.yaml", "cache.power"});
-  yaml("a non-uniform centre outside the model calls",
-       kYamlHead + "  sampler: {name: ddim, steps: 10}\n  cache: {enabled: true, k: 1, interval: 2, schedule: nonuniform, center: 40}\n",
-       {"{dir}/e.yaml", "base.cache.schedule", "cache.center 40 is outside [0, 10)"});
   yaml("too few bootstrap resamples", kYamlHead + "  metrics: {bootstrap: 5}\n", {"{dir}/e.yaml", "base.metrics.bootstrap"});
   yaml("include of a device, not a file", "experiment: bad\ninclude: /dev/zero\n", {"/dev/zero", "regular file"});
   yaml("include of a directory", "experiment: bad\ninclude: .\n", {"regular file"});

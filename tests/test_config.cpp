@@ -284,9 +284,16 @@ TEST(Config, ErrorsPointAtTheLineThatSetTheKey) {
   EXPECT_NE(msg.find("exp.yaml:7: sweep.cache.k: skip index 12 is out of range"), std::string::npos) << msg;
   msg = error_of(head + "zip:\n  cache.interval: [2, 3]\n  cache.k: [1, 12]\n");
   EXPECT_NE(msg.find("exp.yaml:7: zip.cache.k: skip index 12"), std::string::npos) << msg;
-  msg = error_of(head + "runs:\n  - {cache.k: 1}\n  - {cache.k: 1,\n     cache.schedule: nonuniform, cache.center: 40}\n");
-  EXPECT_NE(msg.find("exp.yaml:8: runs[1].cache.schedule: cache.center 40 is outside [0, 10)"), std::string::npos) << msg;
+  msg = error_of(head + "runs:\n  - {cache.k: 1}\n  - {cache.k: 1,\n     cache.schedule: nonuniform, cache.interval: 2, cache.center: 5, cache.power: 1.01}\n");
+  EXPECT_NE(msg.find("exp.yaml:8: runs[1].cache.schedule: impossible non-uniform schedule"), std::string::npos) << msg;
   EXPECT_NE(msg.find("; in run runs[1]"), std::string::npos) << msg;
+  // A centre outside the calls is accepted (as the reference does, and a smoke run's fewer steps
+  // make one), with a warning located like an error (`plan` and `run` print it).
+  const auto e = parse_experiment(head + "runs:\n  - {cache.k: 1,\n     cache.schedule: nonuniform, cache.center: 40}\n", "exp.yaml");
+  ASSERT_EQ(e.runs.back().plan.warnings.size(), 1u);
+  EXPECT_EQ(e.runs.back().plan.warnings[0].rfind("exp.yaml:7: runs[0].cache.center: cache.center 40 is outside [0, 10), the model calls", 0), 0u)
+      << e.runs.back().plan.warnings[0];
+  EXPECT_TRUE(e.runs.front().plan.warnings.empty()) << "the baseline has no schedule";
   // An impossible schedule: the hint points the way that helps (fewer full steps).
   msg = error_of(head + "  cache: {interval: 2, schedule: nonuniform, center: 5, power: 1.01}\nsweep: {cache.k: [1]}\n");
   EXPECT_NE(msg.find("exp.yaml:5: base.cache.schedule: impossible non-uniform schedule"), std::string::npos) << msg;

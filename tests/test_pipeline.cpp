@@ -125,8 +125,11 @@ TEST(Samplers, OutOfScheduleSettingsAreUserErrors) {
   };
   EXPECT_NE(err("{sampler.name: ldm_ddim, sampler.steps: 1000}").find("outside the 1000-step noise schedule"), std::string::npos)
       << err("{sampler.name: ldm_ddim, sampler.steps: 1000}");
-  EXPECT_NE(err("{sampler.name: plms, sampler.eta: 0.5}").find("): sampler.eta: PLMS needs eta = 0"), std::string::npos)
-      << "one key prefix: " << err("{sampler.name: plms, sampler.eta: 0.5}");
+  EXPECT_NE(err("{sampler.name: plms, sampler.eta: 0.5}").find(": sampler.eta: PLMS needs eta = 0"), std::string::npos)
+      << err("{sampler.name: plms, sampler.eta: 0.5}");
+  EXPECT_EQ(err("{sampler.name: plms, sampler.eta: 0.5}").find("sampler.eta: sampler.eta"), std::string::npos) << "one key prefix";
+  EXPECT_NE(err("{sampler.name: plms, sampler.eta: 0.5}").find("(set by runs[0].sampler.eta); in run runs[0]"), std::string::npos)
+      << "located where the run set it: " << err("{sampler.name: plms, sampler.eta: 0.5}");
   EXPECT_NE(err("{sampler.eta: -1}").find("sampler.eta: -1 must be >= 0"), std::string::npos);
   EXPECT_NE(err("{sampler.steps: 1001}").find("sampler.steps: 1001 must be in [1, 1000]"), std::string::npos);
   EXPECT_NE(err("{sampler.name: heun}").find("is not one of: ddim, ddpm, ldm_ddim, plms, pndm, diffusers_ddim, dpmpp_2m, euler"),

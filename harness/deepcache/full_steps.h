@@ -17,6 +17,7 @@ std::vector<int> uniform_full_steps(int num_steps, int interval);
 struct NonUniformResult {
   std::vector<int> steps;
   double final_power = 0.0;  // the power the search ended on (the reference returns it)
+  std::string warning;       // accepted, but probably not what was meant (a centre outside the calls)
 };
 
 // Non-uniform schedule of the reference code (DeepCache experiments/ddpm/ddpm/functions/
