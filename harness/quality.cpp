@@ -292,12 +292,12 @@ void RunQuality::finish(RunResult& r, bool complete) const {
     const auto ref = name == "fid_fmnist" ? metrics::read_fid_stats(q.in.fmnist_reference)
                      : name == "fid"      ? metrics::read_fid_stats(q.in.fid_reference)
                                           : read_sfid_stats(q.in.sfid_reference);
-    const auto ci = metrics::frechet_bootstrap(f, metrics::to_eigen_vector(ref.first), metrics::to_eigen_matrix(ref.second),
-                                               q.resamples(dims), 0);
+    const auto ci = metrics::frechet_bootstrap(f, r.quality.at(name), metrics::to_eigen_vector(ref.first),
+                                               metrics::to_eigen_matrix(ref.second), q.resamples(dims), 0);
     r.quality[name + "_ci_low"] = ci.low;
     r.quality[name + "_ci_high"] = ci.high;
-    r.notes.push_back(fmt::format("{} {:.4g}, 95% bootstrap interval [{:.4g}, {:.4g}] ({} resamples of the {} samples)", name,
-                                  r.quality.at(name), ci.low, ci.high, ci.resamples, count));
+    r.notes.push_back(fmt::format("{} {:.4g}, 95% bootstrap interval [{:.4g}, {:.4g}] (+/- 1.96 sd of {} resamples of the {} samples)",
+                                  name, r.quality.at(name), ci.low, ci.high, ci.resamples, count));
   }
 }
 

@@ -465,9 +465,10 @@ Report build_report(const ReportOptions& o) {
                                     which));
   }
   for (const auto& m : with_ci)
-    rep.notes.push_back(fmt::format("{0} ci low, {0} ci high: the 95% percentile bootstrap interval of {0} (the run's samples drawn "
-                                    "again with replacement, metrics.bootstrap times): how much the value moves with the samples "
-                                    "drawn at this n. It does not remove the small-n bias.",
+    rep.notes.push_back(fmt::format("{0} ci low, {0} ci high: the 95% bootstrap interval of {0}, the value -/+ 1.96 standard "
+                                    "deviations of {0} over resamples of the run's samples (drawn again with replacement, "
+                                    "metrics.bootstrap times): how much the value moves with the samples drawn at this n. It does "
+                                    "not remove the small-n bias.",
                                     m));
   for (const auto& [metric, byrow] : matched) {
     (void)byrow;

@@ -628,13 +628,17 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
     const int64_t last = std::min(n, batches * (o.shard_index + 1) / o.shard_count * batch);
     const auto t0 = std::chrono::steady_clock::now();
     set_current_run(head);
+    std::chrono::steady_clock::time_point last_line{};
     for (const auto& w : spec.plan.warnings) log << head << ": warning: " << w << "\n";
     ProgressFn progress = [&](const Progress& p) {
       if (p.call < 0 && p.done == p.resumed) {
         log << fmt::format("{}: resuming after sample {} of {} (the journal of an interrupted run)\n", head, p.done, p.total);
         return;
       }
-      if (p.call >= 0 && !tty) return;  // within a batch: a terminal's status line only
+      if (p.call >= 0 && !tty) return;  // within a batch: a terminal's status line only, at most 5 times a second
+      const auto now = std::chrono::steady_clock::now();
+      if (p.call >= 0 && now - last_line < std::chrono::milliseconds(200)) return;
+      last_line = now;
       const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const double rate = el > 0 ? (p.done - p.resumed) / el : 0.0;
       std::string line = fmt::format("{}: samples {}/{}", head, p.done, p.total);

@@ -205,12 +205,12 @@ void write_fid_stats(const std::string& path, const Eigen::VectorXd& mu, const E
   write_fid_stats(path, m, s);
 }
 
-FrechetInterval frechet_bootstrap(const torch::Tensor& features, const Eigen::VectorXd& mu_ref, const Eigen::MatrixXd& sigma_ref,
-                                  int resamples, uint64_t seed, double level) {
+FrechetInterval frechet_bootstrap(const torch::Tensor& features, double estimate, const Eigen::VectorXd& mu_ref,
+                                  const Eigen::MatrixXd& sigma_ref, int resamples, uint64_t seed) {
   if (features.dim() != 2 || features.size(0) < 2)
     throw Error(fmt::format("FID bootstrap: need features [n >= 2, D], got {}", c10::str(features.sizes())));
-  if (resamples < 2 || !(level > 0 && level < 1))
-    throw Error(fmt::format("FID bootstrap: need at least 2 resamples and a level in (0, 1), got {} and {}", resamples, level));
+  if (resamples < 2 || !std::isfinite(estimate))
+    throw Error(fmt::format("FID bootstrap: need at least 2 resamples and a finite estimate, got {} and {}", resamples, estimate));
   torch::NoGradGuard ng;
   const torch::Tensor x = features.to(torch::kCPU, torch::kFloat64).contiguous();
   const int64_t n = x.size(0);
@@ -228,14 +228,11 @@ FrechetInterval frechet_bootstrap(const torch::Tensor& features, const Eigen::Ve
     const torch::Tensor cov = (centred * wt).t().mm(centred) / static_cast<double>(n - 1);
     values.push_back(frechet_distance(to_eigen_vector(mu), to_eigen_matrix(cov), mu_ref, sigma_ref).fid);
   }
-  std::sort(values.begin(), values.end());
-  auto quantile = [&](double q) {
-    const double pos = q * static_cast<double>(values.size() - 1);
-    const auto lo = static_cast<std::size_t>(std::floor(pos));
-    const std::size_t hi = std::min(lo + 1, values.size() - 1);
-    return values[lo] + (values[hi] - values[lo]) * (pos - static_cast<double>(lo));
-  };
-  return {quantile((1 - level) / 2), quantile((1 + level) / 2), resamples};
+  double mean = 0, var = 0;
+  for (double v : values) mean += v / static_cast<double>(values.size());
+  for (double v : values) var += (v - mean) * (v - mean) / static_cast<double>(values.size() - 1);
+  const double sd = std::sqrt(var), z = 1.959963984540054;  // the normal's 97.5% quantile
+  return {std::max(0.0, estimate - z * sd), estimate + z * sd, sd, resamples};
 }
 
 }  // namespace dc::metrics

@@ -72,17 +72,20 @@ struct FrechetResult {
 FrechetResult frechet_distance(const Eigen::VectorXd& mu1, const Eigen::MatrixXd& sigma1, const Eigen::VectorXd& mu2,
                                const Eigen::MatrixXd& sigma2, const FrechetOptions& options = {});
 
-// A percentile bootstrap interval of the Frechet distance of samples' features [n, D] to a
+// A 95% bootstrap interval of the Frechet distance `estimate` of samples' features [n, D] to a
 // reference (mu, sigma): `resamples` draws of n samples with replacement (std::mt19937_64 seeded
-// `seed`, so an interval is reproducible from the same features), each one's distance, and the
-// (1 - level) / 2 and (1 + level) / 2 quantiles (linear between order statistics). What it
-// measures: how much the value moves with the sample drawn, at this n (not the bias of small n).
+// `seed`, so an interval is reproducible from the same features), each one's distance; the
+// interval is estimate -/+ 1.96 standard deviations of those distances (low clipped at 0). Not the
+// percentiles: a resample repeats samples, which lowers the covariance's rank and raises the
+// distance, so at small n the resampled distances lie above the estimate and their percentile
+// interval need not contain it. What it measures: how much the value moves with the samples drawn,
+// at this n (not the bias of small n).
 struct FrechetInterval {
-  double low = 0.0, high = 0.0;
+  double low = 0.0, high = 0.0, sd = 0.0;
   int resamples = 0;
 };
-FrechetInterval frechet_bootstrap(const torch::Tensor& features, const Eigen::VectorXd& mu_ref, const Eigen::MatrixXd& sigma_ref,
-                                  int resamples, uint64_t seed = 0, double level = 0.95);
+FrechetInterval frechet_bootstrap(const torch::Tensor& features, double estimate, const Eigen::VectorXd& mu_ref,
+                                  const Eigen::MatrixXd& sigma_ref, int resamples, uint64_t seed = 0);
 
 Eigen::MatrixXd to_eigen_matrix(const torch::Tensor& t);  // [R, C] -> double
 Eigen::VectorXd to_eigen_vector(const torch::Tensor& t);

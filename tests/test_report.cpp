@@ -165,17 +165,19 @@ TEST(ReportParts, FrechetBootstrapIsReproducibleAndNarrowsWithMoreSamples) {
   const torch::Tensor all = torch::randn({800, 4}, torch::kFloat64);
   const Eigen::VectorXd mu = Eigen::VectorXd::Zero(4);
   const Eigen::MatrixXd sigma = Eigen::MatrixXd::Identity(4, 4);
-  const auto a = dc::metrics::frechet_bootstrap(all.slice(0, 0, 50), mu, sigma, 200, 7);
-  const auto b = dc::metrics::frechet_bootstrap(all.slice(0, 0, 50), mu, sigma, 200, 7);
-  const auto c = dc::metrics::frechet_bootstrap(all.slice(0, 0, 50), mu, sigma, 200, 8);
+  const auto a = dc::metrics::frechet_bootstrap(all.slice(0, 0, 50), 1.0, mu, sigma, 200, 7);
+  const auto b = dc::metrics::frechet_bootstrap(all.slice(0, 0, 50), 1.0, mu, sigma, 200, 7);
+  const auto c = dc::metrics::frechet_bootstrap(all.slice(0, 0, 50), 1.0, mu, sigma, 200, 8);
   EXPECT_EQ(a.low, b.low);
   EXPECT_EQ(a.high, b.high);
-  EXPECT_NE(a.low, c.low);
+  EXPECT_NE(a.sd, c.sd);
   EXPECT_LT(a.low, a.high);
-  const auto wide = dc::metrics::frechet_bootstrap(all.slice(0, 0, 50), mu, sigma, 200, 1);
-  const auto narrow = dc::metrics::frechet_bootstrap(all, mu, sigma, 200, 1);
+  EXPECT_NEAR(a.high - 1.0, 1.959963984540054 * a.sd, 1e-12) << "centred on the estimate";
+  EXPECT_NEAR(1.0 - a.low, 1.959963984540054 * a.sd, 1e-12);
+  const auto wide = dc::metrics::frechet_bootstrap(all.slice(0, 0, 50), 1.0, mu, sigma, 200, 1);
+  const auto narrow = dc::metrics::frechet_bootstrap(all, 1.0, mu, sigma, 200, 1);
   EXPECT_LT(narrow.high - narrow.low, 0.5 * (wide.high - wide.low)) << "16x the samples: about a quarter of the width";
-  EXPECT_NE(dc::test::error_text([&] { dc::metrics::frechet_bootstrap(all.slice(0, 0, 1), mu, sigma, 100); }), "");
+  EXPECT_NE(dc::test::error_text([&] { dc::metrics::frechet_bootstrap(all.slice(0, 0, 1), 1.0, mu, sigma, 100); }), "");
 }
 
 // The columns of a study, the full-call list and the final power, MACs per call and per image,
@@ -206,6 +208,8 @@ TEST(ReportStudy, ColumnsAStudyNeeds) {
     EXPECT_TRUE(std::regex_match(row.at("spread"), std::regex("±[0-9]+\\.[0-9]% \\(2\\)"))) << row.at("spread");
     const double low = r.scalars.at("metrics/fid_fmnist_ci_low"), high = r.scalars.at("metrics/fid_fmnist_ci_high");
     EXPECT_LE(low, high);
+    EXPECT_LE(low, r.scalars.at("metrics/fid_fmnist")) << "the interval holds its estimate";
+    EXPECT_GE(high, r.scalars.at("metrics/fid_fmnist"));
     EXPECT_EQ(row.at("fid_fmnist ci low"), fmt::format("{:.4g}", low)) << md;
     EXPECT_EQ(row.at("fid_fmnist ci high"), fmt::format("{:.4g}", high)) << md;
     if (!c["cache"]["enabled"].get<bool>()) {
@@ -239,7 +243,7 @@ TEST(ReportStudy, ColumnsAStudyNeeds) {
     EXPECT_EQ(t.at(r.key).at("fid_fmnist plain@equal MACs"), fmt::format("{:.4g}", want)) << md;
   }
   EXPECT_NE(md.find("(n<=D): fid_fmnist at n = 4 with D = 128 (5 runs)"), std::string::npos) << md;
-  EXPECT_NE(md.find("fid_fmnist ci low, fid_fmnist ci high: the 95% percentile bootstrap interval"), std::string::npos) << md;
+  EXPECT_NE(md.find("fid_fmnist ci low, fid_fmnist ci high: the 95% bootstrap interval of fid_fmnist"), std::string::npos) << md;
   EXPECT_NE(md.find("spread: the relative standard deviation of s/image"), std::string::npos) << md;
   EXPECT_NE(md.find("plain@equal MACs: the fid_fmnist of the plain (uncached) runs"), std::string::npos) << md;
   EXPECT_NE(md.find("below the cache branch (k = 1)"), std::string::npos) << "taps the cached runs cannot map: " << md;
