@@ -404,7 +404,7 @@ Report build_report(const ReportOptions& o) {
         c ? number(row.calls, std::to_string(row.calls)) : cell("-"), {full, full == "-" ? "" : full},
         row.k >= 0 ? number(row.k, std::to_string(row.k)) : cell("-"), row.k >= 0 ? number(row.k + 1, std::to_string(row.k + 1)) : cell("-"),
         row.n_interval ? number(row.n_interval, std::to_string(row.n_interval)) : cell("-"), cell(row.schedule),
-        number(static_cast<double>(row.n), std::to_string(row.n)), {std::to_string(row.seed), std::to_string(row.seed)},
+        number(static_cast<double>(row.n), std::to_string(row.n)), {std::to_string(row.seed), std::to_string(row.seed), true},
         c ? number(row.macs / 1e9, fmt::format("{:.3f}", row.macs / 1e9)) : cell("-"),
         c ? number(row.macs_per_image / 1e9, fmt::format("{:.2f}", row.macs_per_image / 1e9)) : cell("-"),
         c ? number(row.s_per_image, fmt::format("{:.4f}", row.s_per_image)) : cell("-"),
