@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/png_core.h"
 
@@ -58,20 +59,7 @@ std::string encode_png(const torch::Tensor& chw, const std::string& what) {
   return buffer;
 }
 
-void write_png(const std::string& path, const torch::Tensor& chw) {
-  const std::string buffer = encode_png(chw, path);
-  const std::size_t size = buffer.size();
-  const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) throw Error(fmt::format("{}: cannot create: {}", path, std::strerror(errno)));
-  bool ok = std::fwrite(buffer.data(), 1, size, f) == size && std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string err = std::strerror(errno);
-    std::remove(tmp.c_str());
-    throw Error(fmt::format("{}: cannot write: {}", path, err));
-  }
-}
+void write_png(const std::string& path, const torch::Tensor& chw) { write_file_atomically(path, encode_png(chw, path)); }
 
 torch::Tensor read_png(const std::string& path) {
   Pixels p = decode_png_file(path);

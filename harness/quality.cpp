@@ -197,10 +197,12 @@ std::map<std::string, torch::Tensor> RunQuality::measure(const torch::Tensor& im
         metrics::clip_score_pairs(q.clip->image_features(hwc, b), q.clip->text_features(prompts, b)).to(torch::kCPU, torch::kFloat64).contiguous();
   }
   if (q.classifier) {
-    for (auto& [k, t] : metrics::to_state(metrics::fmnist_evaluate(*q.classifier, images_u8, q.spec.metrics.confidence)))
+    const bool boot = q.resamples(models::FmnistClassifierImpl::kFeatures) > 0;  // the per-sample features too, for the interval
+    torch::Tensor features;
+    for (auto& [k, t] : metrics::to_state(metrics::fmnist_evaluate(*q.classifier, images_u8, q.spec.metrics.confidence, 500,
+                                                                    boot ? &features : nullptr)))
       out["fid_fmnist/" + k] = t;
-    if (q.resamples(models::FmnistClassifierImpl::kFeatures) > 0)  // the same features, per sample, for the interval
-      out["bootstrap/fid_fmnist"] = (*q.classifier)->features((*q.classifier)->prepare(images_u8)).to(torch::kCPU, torch::kFloat32).contiguous();
+    if (boot) out["bootstrap/fid_fmnist"] = features;
   }
   if (!q.inception) return out;
   const torch::Tensor rgb = images_u8.size(1) == 1 ? images_u8.repeat({1, 3, 1, 1}) : images_u8;  // PIL convert('RGB')

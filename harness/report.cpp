@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <set>
@@ -13,6 +12,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/image_io.h"
 #include "harness/hdf5.h"
@@ -30,7 +30,21 @@ constexpr unsigned char kViridis[9][3] = {{68, 1, 84},    {71, 44, 122},  {59, 8
                                           {39, 173, 129}, {92, 200, 99},  {170, 220, 50},  {253, 231, 37}};
 
 // Quality metrics whose covariance needs more samples than feature dimensions.
-const std::map<std::string, std::string> kFrechetMetrics = {{"fid", "fid"}, {"sfid", "sfid"}, {"fid_fmnist", "fid_fmnist"}};
+// (each stores its state as state/<metric>/sum [D, 2]: the dimension D comes from there)
+constexpr const char* kFrechetMetrics[] = {"fid", "sfid", "fid_fmnist"};
+
+// A stored configuration less the keys that do not separate runs being compared.
+std::string config_key(const std::string& config_json, bool any_steps) {
+  nlohmann::json c = nlohmann::json::parse(config_json, nullptr, false);
+  if (c.is_discarded() || !c.is_object()) return config_json;
+  c.erase("cache");
+  c.erase("name");
+  if (any_steps) {  // matched cost: other step counts, any batch size (it changes no sample value beyond rounding)
+    if (c.contains("sampler") && c["sampler"].is_object()) c["sampler"].erase("steps");
+    if (c.contains("samples") && c["samples"].is_object()) c["samples"].erase("batch");
+  }
+  return c.dump();
+}
 
 struct Row {
   const StoredRun* run = nullptr;
@@ -56,20 +70,6 @@ bool is_timing(const std::string& k) {
   return k == "metrics/seconds" || k == "metrics/samples" || k == "metrics/seconds_per_image" ||
          k == "metrics/samples_per_second" || k == "metrics/full_call_ms" || k == "metrics/partial_call_ms" ||
          k == "metrics/metric_seconds";
-}
-
-std::string xml_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
-    }
-  }
-  return o;
 }
 
 // A number as CSV holds it: shortest round-trip form.
@@ -98,13 +98,21 @@ std::vector<int> ticks(int n) {
 
 }  // namespace
 
-std::string baseline_key(const std::string& config_json) {
-  nlohmann::json c = nlohmann::json::parse(config_json, nullptr, false);
-  if (c.is_discarded() || !c.is_object()) return config_json;
-  c.erase("cache");
-  c.erase("name");
-  return c.dump();
+std::string xml_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    switch (c) {
+      case '&': o += "&amp;"; break;
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '"': o += "&quot;"; break;
+      default: o += c;
+    }
+  }
+  return o;
 }
+
+std::string baseline_key(const std::string& config_json) { return config_key(config_json, false); }
 
 std::string compact_ranges(const std::vector<int>& values) {
   std::vector<int> v = values;
@@ -229,11 +237,9 @@ Report build_report(const ReportOptions& o) {
   Report rep;
   rep.results = o.results;
   const auto runs = read_results(o.results);
-  {
-    auto f = h5::open_file(o.results);
-    rep.experiment = h5::get_attr_string(f.id(), "experiment");
-    rep.description = h5::get_attr_string(f.id(), "description");
-  }
+  const auto file = h5::open_file(o.results);  // for what read_results leaves out: timings, state shapes, grids
+  rep.experiment = h5::get_attr_string(file.id(), "experiment");
+  rep.description = h5::get_attr_string(file.id(), "description");
   std::vector<Row> rows;
   for (const auto& r : runs) {
     if (o.drop_failed && r.status == "failed") continue;
@@ -266,12 +272,7 @@ Report build_report(const ReportOptions& o) {
       if (!r.baseline) row.role = "no cache";
     }
     row.group = baseline_key(r.config_json);
-    nlohmann::json m = c;
-    m.erase("cache");
-    m.erase("name");
-    if (m.contains("sampler") && m["sampler"].is_object()) m["sampler"].erase("steps");
-    if (m.contains("samples") && m["samples"].is_object()) m["samples"].erase("batch");
-    row.matched = m.dump();
+    row.matched = config_key(r.config_json, true);
     const double eta = c.value("/sampler/eta"_json_pointer, 0.0);
     if (eta != 0.0) row.sampler += fmt::format(" eta={:g}", eta);
     const double guidance = c.value("/conditioning/guidance"_json_pointer, 1.0);
@@ -297,12 +298,12 @@ Report build_report(const ReportOptions& o) {
   // Feature dimensions of the Frechet metrics, from their stored states (state/<metric>/sum [D, 2]);
   // the spread of s/image over the run's full batches (timing/batch_seconds, batch_rows).
   {
-    auto f = h5::open_file(o.results);
+    const hid_t f = file.id();
     for (auto& row : rows) {
       const std::string t = "runs/" + row.run->key + "/timing/";
-      if (!row.complete || !h5::exists(f.id(), t + "batch_seconds") || !h5::exists(f.id(), t + "batch_rows")) continue;
-      const auto secs = h5::to_doubles(h5::read_array(f.id(), t + "batch_seconds"));
-      const auto rws = h5::to_doubles(h5::read_array(f.id(), t + "batch_rows"));
+      if (!row.complete || !h5::exists(f, t + "batch_seconds") || !h5::exists(f, t + "batch_rows")) continue;
+      const auto secs = h5::to_doubles(h5::read_array(f, t + "batch_seconds"));
+      const auto rws = h5::to_doubles(h5::read_array(f, t + "batch_rows"));
       if (secs.size() != rws.size() || secs.empty()) continue;
       const double full = *std::max_element(rws.begin(), rws.end());
       std::vector<double> per_image;
@@ -318,11 +319,11 @@ Report build_report(const ReportOptions& o) {
       }
     }
     for (auto& row : rows)
-      for (const auto& [metric, state] : kFrechetMetrics) {
+      for (const char* metric : kFrechetMetrics) {
         if (!row.metrics.count(metric)) continue;
-        const std::string path = "runs/" + row.run->key + "/state/" + state + "/sum";
-        if (h5::exists(f.id(), path)) {
-          const auto shape = h5::dataset_shape(f.id(), path);
+        const std::string path = "runs/" + row.run->key + "/state/" + metric + "/sum";
+        if (h5::exists(f, path)) {
+          const auto shape = h5::dataset_shape(f, path);
           if (!shape.empty()) row.dims[metric] = shape[0];
         }
       }
@@ -530,13 +531,7 @@ Report build_report(const ReportOptions& o) {
         fig.png = (out_dir / fmt::format("similarity_{}_{}.png", r.key, tap)).string();
         fig.svg = (out_dir / fmt::format("similarity_{}_{}.svg", r.key, tap)).string();
         image::write_png(fig.png, heatmap_image(m, lo, hi, std::max<int64_t>(4, 400 / std::max<int64_t>(m.size(0), 1))));
-        const std::string tmp = fig.svg + ".tmp";
-        {
-          std::ofstream out(tmp, std::ios::binary);
-          out << fig.svg_text;
-          if (!out) throw Error(fmt::format("{}: cannot write", fig.svg));
-        }
-        fs::rename(tmp, fig.svg);
+        write_file_atomically(fig.svg, fig.svg_text);
       }
       rep.heatmaps.push_back(std::move(fig));
     }
@@ -580,11 +575,11 @@ Report build_report(const ReportOptions& o) {
     rep.notes.push_back(fmt::format("No similarity maps in {}: maps are made from the first samples, by the shard that holds sample 0.", list));
   }
   {
-    auto f = h5::open_file(o.results);
+    const hid_t f = file.id();
     for (const auto& row : rows) {
       const std::string path = "runs/" + row.run->key + "/grid";
-      if (!row.complete || !h5::exists(f.id(), path)) continue;
-      const torch::Tensor grid = h5::read_tensor(f.id(), path);
+      if (!row.complete || !h5::exists(f, path)) continue;
+      const torch::Tensor grid = h5::read_tensor(f, path);
       if (grid.dim() != 3 || grid.scalar_type() != torch::kUInt8 || (grid.size(0) != 1 && grid.size(0) != 3)) continue;
       ReportFigure fig;
       fig.run_key = row.run->key;

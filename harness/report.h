@@ -79,6 +79,9 @@ std::string compact_ranges(const std::vector<int>& values);
 // [min x_i, max x_i] or there are fewer than two distinct x_i (no extrapolation).
 double interpolate_at(const std::vector<std::pair<double, double>>& points, double x);
 
+// Text for XML and HTML: & < > " escaped.
+std::string xml_escape(const std::string& text);
+
 // Base64 (RFC 4648) of bytes, for data: URIs.
 std::string base64(const std::string& bytes);
 

@@ -1,33 +1,16 @@
 #include "harness/report_html.h"
 
-#include <unistd.h>
-
-#include <cstdio>
-#include <fstream>
 #include <ostream>
 #include <sstream>
 
 #include <fmt/format.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 
 namespace dc::harness {
 
 namespace {
-
-std::string esc(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
-    }
-  }
-  return o;
-}
 
 // The SVG as an inline element: without its XML prolog, ids made unique per figure (every heatmap
 // defines the colour bar's gradient).
@@ -46,7 +29,7 @@ std::string inline_svg(const std::string& svg, std::size_t index) {
 std::string report_html(const Report& rep) {
   std::ostringstream o;
   const std::string title = rep.experiment.empty() ? rep.results : rep.experiment;
-  o << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" << esc(title) << " - deepcache-bench report</title>\n"
+  o << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>" << xml_escape(title) << " - deepcache-bench report</title>\n"
     << "<style>\n"
        "body{font-family:sans-serif;margin:1.5em;color:#111}\n"
        "table{border-collapse:collapse;font-size:12px}\n"
@@ -61,31 +44,31 @@ std::string report_html(const Report& rep) {
        "p.note{max-width:70em;font-size:13px}\n"
        "dl{font-size:12px}dt{font-weight:bold;margin-top:.6em}dd{margin-left:1em}\n"
        "</style>\n</head>\n<body>\n";
-  o << "<h1>" << esc(title) << "</h1>\n";
-  if (!rep.description.empty()) o << "<p>" << esc(rep.description) << "</p>\n";
-  o << "<p>Results file: <code>" << esc(rep.results) << "</code></p>\n";
+  o << "<h1>" << xml_escape(title) << "</h1>\n";
+  if (!rep.description.empty()) o << "<p>" << xml_escape(rep.description) << "</p>\n";
+  o << "<p>Results file: <code>" << xml_escape(rep.results) << "</code></p>\n";
   o << "<h2>Runs</h2>\n<div class=\"scroll\"><table id=\"runs\">\n<thead><tr>";
   const std::size_t error_col = rep.head.size() - 1;  // errors are under the table
   for (std::size_t i = 0; i < rep.head.size(); ++i)
-    if (i != error_col) o << "<th>" << esc(rep.head[i]) << "</th>";
+    if (i != error_col) o << "<th>" << xml_escape(rep.head[i]) << "</th>";
   o << "</tr></thead>\n<tbody>\n";
   for (std::size_t r = 0; r < rep.rows.size(); ++r) {
     const auto& row = rep.rows[r];
     const bool failed = rep.row_status[r] == "failed";
-    o << "<tr id=\"run-" << esc(rep.row_keys[r]) << "\"" << (failed ? " class=\"failed\"" : "") << ">";
+    o << "<tr id=\"run-" << xml_escape(rep.row_keys[r]) << "\"" << (failed ? " class=\"failed\"" : "") << ">";
     for (std::size_t i = 0; i < row.size(); ++i) {
       if (i == error_col) continue;
-      o << "<td" << (row[i].numeric ? "" : " class=\"text\"") << ">" << esc(row[i].text) << "</td>";
+      o << "<td" << (row[i].numeric ? "" : " class=\"text\"") << ">" << xml_escape(row[i].text) << "</td>";
     }
     o << "</tr>\n";
   }
   o << "</tbody>\n</table></div>\n";
-  for (const auto& n : rep.notes) o << "<p class=\"note\">" << esc(n) << "</p>\n";
+  for (const auto& n : rep.notes) o << "<p class=\"note\">" << xml_escape(n) << "</p>\n";
   if (!rep.grids.empty()) {
     o << "<h2>Samples</h2>\n<div class=\"figs\">\n";
     for (const auto& g : rep.grids)
-      o << "<figure class=\"grid\"><img alt=\"" << esc(g.title) << "\" src=\"data:image/png;base64," << base64(g.png_bytes)
-        << "\"><figcaption>" << esc(g.title) << "</figcaption></figure>\n";
+      o << "<figure class=\"grid\"><img alt=\"" << xml_escape(g.title) << "\" src=\"data:image/png;base64," << base64(g.png_bytes)
+        << "\"><figcaption>" << xml_escape(g.title) << "</figcaption></figure>\n";
     o << "</div>\n";
   }
   if (!rep.heatmaps.empty()) {
@@ -97,29 +80,14 @@ std::string report_html(const Report& rep) {
   }
   o << "<h2>Provenance</h2>\n<dl>\n";
   for (const auto& [label, lines] : rep.provenance) {
-    o << "<dt>" << esc(label) << "</dt>\n";
-    for (const auto& l : lines) o << "<dd>" << esc(l) << "</dd>\n";
+    o << "<dt>" << xml_escape(label) << "</dt>\n";
+    for (const auto& l : lines) o << "<dd>" << xml_escape(l) << "</dd>\n";
   }
   o << "</dl>\n</body>\n</html>\n";
   return o.str();
 }
 
-void write_report_html(const Report& rep, const std::string& path) {
-  const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out << report_html(rep);
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw Error(fmt::format("{}: cannot write the HTML page", path));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(fmt::format("{}: cannot write the HTML page", path));
-  }
-}
+void write_report_html(const Report& rep, const std::string& path) { write_file_atomically(path, report_html(rep)); }
 
 void report_command(ReportOptions o, bool format_given, const std::string& table_path, const std::string& html_path, std::ostream& out,
                     std::ostream& err) {
@@ -129,20 +97,7 @@ void report_command(ReportOptions o, bool format_given, const std::string& table
   if (table_path.empty()) {
     out << table << std::flush;
   } else {
-    const std::string tmp = fmt::format("{}.tmp.{}", table_path, ::getpid());
-    {
-      std::ofstream f(tmp, std::ios::binary);
-      f << table;
-      f.flush();
-      if (!f) {
-        std::remove(tmp.c_str());
-        throw Error(fmt::format("{}: cannot write the table", table_path));
-      }
-    }
-    if (std::rename(tmp.c_str(), table_path.c_str()) != 0) {
-      std::remove(tmp.c_str());
-      throw Error(fmt::format("{}: cannot write the table", table_path));
-    }
+    write_file_atomically(table_path, table);
     err << "table       " << table_path << "\n";
   }
   if (o.format == "csv")  // Markdown holds its notes under the table

@@ -103,29 +103,27 @@ void say(const char* text) {  // async-signal-safe
   }
 }
 
+// "\n<run>: <before><signal><after>" on stderr, when `run` installed the handlers.
+void announce(const char* before, const char* signal, const char* after) {
+  if (!g_announce) return;
+  for (const char* part : {"\n", g_current_run[0] ? static_cast<const char*>(g_current_run) : "deepcache-bench", before, signal, after})
+    say(part);
+}
+
 extern "C" void on_stop_signal(int sig) {
   const char* name = sig == SIGINT ? "SIGINT (Ctrl-C)" : sig == SIGTERM ? "SIGTERM" : "SIGUSR1";
   if (g_stop_signal != 0 && sig != SIGUSR1) {  // a second Ctrl-C or TERM: now
-    if (g_announce) {
-      say("\n");
-      say(g_current_run[0] ? g_current_run : "deepcache-bench");
-      say(": stopping now on a second ");
-      say(name);
-      say(": the batch in progress is lost; the batches committed before it are kept, and the same command resumes from them\n");
-    }
+    announce(": stopping now on a second ", name,
+             ": the batch in progress is lost; the batches committed before it are kept, and the same command resumes from them\n");
     std::signal(sig, SIG_DFL);
     std::raise(sig);
     return;
   }
   g_stop_signal = sig;
-  if (g_announce) {
-    say("\n");
-    say(g_current_run[0] ? g_current_run : "deepcache-bench");
-    say(": stop requested (");
-    say(name);
-    say("): the batch in progress finishes and is kept, then the run stops; the same command resumes it");
-    say(sig == SIGUSR1 ? "\n" : ". Press Ctrl-C again to stop at once (losing that batch)\n");
-  }
+  announce(": stop requested (", name,
+           sig == SIGUSR1 ? "): the batch in progress finishes and is kept, then the run stops; the same command resumes it\n"
+                          : "): the batch in progress finishes and is kept, then the run stops; the same command resumes it. Press "
+                            "Ctrl-C again to stop at once (losing that batch)\n");
 }
 
 void set_current_run(const std::string& head) {

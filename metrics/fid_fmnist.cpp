@@ -19,22 +19,26 @@ models::FmnistClassifier load_fmnist_classifier(const std::string& path, const t
   return net;
 }
 
-FmnistEval fmnist_evaluate(models::FmnistClassifier& net, const torch::Tensor& images_u8, double confidence, int64_t batch) {
+FmnistEval fmnist_evaluate(models::FmnistClassifier& net, const torch::Tensor& images_u8, double confidence, int64_t batch,
+                           torch::Tensor* features) {
   if (batch < 1) throw Error(fmt::format("FID-FMNIST: batch must be at least 1, got {}", batch));
   torch::NoGradGuard ng;
   net->eval();
   FmnistEval e;
+  std::vector<torch::Tensor> parts;
   for (int64_t i = 0; i < images_u8.size(0); i += batch) {
     const auto x = net->prepare(images_u8.slice(0, i, std::min(i + batch, images_u8.size(0))));
     const auto f = net->features(x);
     const auto probs = net->fc2(f).softmax(1).cpu();
     e.stats.add(f.cpu());
+    if (features) parts.push_back(f.to(torch::kCPU, torch::kFloat32));
     const auto [top, cls] = probs.max(1);
     e.confident += top.ge(confidence).sum().item<int64_t>();
     const auto counts = torch::bincount(cls, {}, 10);
     for (int c = 0; c < 10; ++c) e.classes[c] += counts[c].item<int64_t>();
     e.n += x.size(0);
   }
+  if (features) *features = parts.empty() ? torch::empty({0, models::FmnistClassifierImpl::kFeatures}) : torch::cat(parts).contiguous();
   return e;
 }
 

@@ -28,7 +28,10 @@ struct FmnistEval {
 };
 
 // images: uint8 [N, 1, 28|32, 28|32] (the DDPM's 32x32 output is center-cropped to 28).
-FmnistEval fmnist_evaluate(models::FmnistClassifier& net, const torch::Tensor& images_u8, double confidence = 0.8, int64_t batch = 500);
+// `features` (optional): also each image's features, float32 [N, 128] on the CPU (the bootstrap
+// interval resamples them; harness/quality.cpp).
+FmnistEval fmnist_evaluate(models::FmnistClassifier& net, const torch::Tensor& images_u8, double confidence = 0.8, int64_t batch = 500,
+                           torch::Tensor* features = nullptr);
 
 // FID-FMNIST of `eval` against reference statistics (mu, sigma) from a .npz.
 double fid_fmnist(const FmnistEval& eval, const std::string& reference_npz);

@@ -195,3 +195,15 @@ TEST(Cli, SampleHelpListsEveryPresetWithItsSAndTaps) {
     }
   EXPECT_NE(r.out.find("ddpm/fmnist: S = 9"), std::string::npos) << r.out;
 }
+
+// A setting accepted with a warning (a non-uniform centre outside the model calls): `plan` prints
+// it under its run, located like an error, and exits 0.
+TEST(Cli, PlanPrintsWarningsUnderTheirRun) {
+  const std::string yaml = dc::test::temp_dir() + "/centre.yaml";
+  std::ofstream(yaml) << "experiment: centre\nbase:\n  model: {family: ddpm, preset: fmnist, weights: random}\n"
+                         "  sampler: {name: ddim, steps: 10}\nruns:\n  - {cache.k: 1, cache.schedule: nonuniform, cache.center: 40}\n";
+  const auto r = dc::test::run_cli("plan " + dc::test::shell_quote(yaml));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("     warning: " + yaml + ":6: runs[0].cache.center: cache.center 40 is outside [0, 10), the model calls"),
+            std::string::npos) << r.out;
+}

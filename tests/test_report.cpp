@@ -142,6 +142,22 @@ std::string read_text(const std::string& path) {
 
 }  // namespace
 
+// The tests on the study need the Fashion-MNIST classifier the repository ships.
+class ReportStudy : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists("weights/fmnist/classifier.safetensors")) GTEST_SKIP() << "the Fashion-MNIST classifier is absent";
+  }
+  // The study's results, figures into its folder `figs`.
+  static ReportOptions options(const std::string& figs) {
+    ReportOptions ro;
+    ro.results = study().h5;
+    ro.heatmap_dir = study().dir + "/" + figs;
+    return ro;
+  }
+};
+class ReportHtml : public ReportStudy {};
+
 TEST(ReportParts, CompactRangesInterpolationAndBase64) {
   EXPECT_EQ(compact_ranges({0, 1, 2, 3, 5, 7, 9, 10, 11}), "0-3,5,7,9-11");
   EXPECT_EQ(compact_ranges({4, 0, 2}), "0,2,4");
@@ -182,12 +198,9 @@ TEST(ReportParts, FrechetBootstrapIsReproducibleAndNarrowsWithMoreSamples) {
 
 // The columns of a study, the full-call list and the final power, MACs per call and per image,
 // the plain sampler at equal MACs (interpolated from the plain runs) and the small-n warning.
-TEST(ReportStudy, ColumnsAStudyNeeds) {
-  if (!fs::exists("weights/fmnist/classifier.safetensors")) GTEST_SKIP() << "the Fashion-MNIST classifier is absent";
+TEST_F(ReportStudy, ColumnsAStudyNeeds) {
   const Study& s = study();
-  ReportOptions ro;
-  ro.results = s.h5;
-  ro.heatmap_dir = s.dir + "/figs";
+  const ReportOptions ro = options("figs");
   const Report rep = build_report(ro);
   const std::string md = report_table(rep, "md");
   const auto t = md_cells(md);
@@ -270,7 +283,7 @@ TEST(ReportStudy, ColumnsAStudyNeeds) {
 }
 
 // A failed run shows its error; --drop-failed leaves it out; `run --forget` removes it from the file.
-TEST(ReportStudy, FailedRunsShowTheirErrorAndCanBeDroppedOrForgotten) {
+TEST(ReportFailedRuns, ShowTheirErrorAndCanBeDroppedOrForgotten) {
   const std::string dir = dc::test::temp_dir() + "/report_failed";
   fs::remove_all(dir);
   fs::create_directories(dir);
@@ -321,8 +334,7 @@ TEST(ReportStudy, FailedRunsShowTheirErrorAndCanBeDroppedOrForgotten) {
 }
 
 // stdout holds the table only; the files written go to stderr; --out x.csv implies CSV.
-TEST(ReportStudy, StdoutHoldsTheTableOnly) {
-  if (!fs::exists("weights/fmnist/classifier.safetensors")) GTEST_SKIP() << "the Fashion-MNIST classifier is absent";
+TEST_F(ReportStudy, StdoutHoldsTheTableOnly) {
   const Study& s = study();
   const std::string figs = dc::test::shell_quote(s.dir + "/cli_figs");
   auto r = dc::test::run_cli("report " + dc::test::shell_quote(s.h5) + " --format csv --heatmaps " + figs);
@@ -350,12 +362,8 @@ TEST(ReportStudy, StdoutHoldsTheTableOnly) {
 
 // Heatmaps: a labelled SVG per map (title with run and tap, axes in model calls, colour bar) beside
 // the pixel PNG; --heatmap-scale common gives every map the same colour bar.
-TEST(ReportStudy, HeatmapsAreLabelledAndCanShareAScale) {
-  if (!fs::exists("weights/fmnist/classifier.safetensors")) GTEST_SKIP() << "the Fashion-MNIST classifier is absent";
-  const Study& s = study();
-  ReportOptions ro;
-  ro.results = s.h5;
-  ro.heatmap_dir = s.dir + "/scale";
+TEST_F(ReportStudy, HeatmapsAreLabelledAndCanShareAScale) {
+  ReportOptions ro = options("scale");
   auto bottom_tick = [](const std::string& svg) {  // the colour bar's lowest label
     std::smatch m;
     EXPECT_TRUE(std::regex_search(svg, m, std::regex("<text x=\"[0-9.]+\" y=\"[0-9.]+\">(-?[0-9.]+)</text>"))) << svg.substr(0, 400);
@@ -388,8 +396,7 @@ TEST(ReportStudy, HeatmapsAreLabelledAndCanShareAScale) {
 
 // The HTML page in a real browser: Debian's chromium renders it headless; every table row, sample
 // grid and heatmap is in the DOM with a non-empty box, and each box in the screenshot is not blank.
-TEST(ReportHtml, RendersInHeadlessChromium) {
-  if (!fs::exists("weights/fmnist/classifier.safetensors")) GTEST_SKIP() << "the Fashion-MNIST classifier is absent";
+TEST_F(ReportHtml, RendersInHeadlessChromium) {
   const std::string chromium = "/usr/bin/chromium";
   ASSERT_TRUE(fs::exists(chromium)) << "Debian's chromium is needed (scripts/setup.sh installs it)";
   const Study& s = study();
