@@ -278,7 +278,7 @@ class Reader {
 RunSpec read_run(const json& j, const Source& src, const std::string& context, const Origins* origins = nullptr) {
   const Reader r(src, context, origins);
   RunSpec s;
-  r.only(j, "", {"name", "model", "sampler", "cache", "samples", "similarity", "conditioning", "metrics", "device"});
+  r.only(j, "", {"name", "model", "sampler", "cache", "samples", "similarity", "conditioning", "metrics", "timing", "device"});
   r.get(j, "", "name", s.name);
   if (j.contains("device")) {
     if (!j["device"].is_string()) r.fail("device", "expected cpu or cuda");
@@ -389,6 +389,13 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context, c
   r.at_least("samples.n", s.samples.n, 1);
   r.at_least("samples.batch", s.samples.batch, 1);
   r.at_least("samples.grid", s.samples.grid, 0);
+  if (j.contains("timing")) {
+    const auto& m = j["timing"];
+    r.only(m, "timing", {"repeats"});
+    r.get(m, "timing", "repeats", s.timing.repeats);
+    if (s.timing.repeats < 1 || s.timing.repeats > 100)
+      r.fail("timing.repeats", fmt::format("{}: the times a batch is timed, 1 (no repeat) to 100", s.timing.repeats));
+  }
   if (j.contains("similarity")) {
     const auto& m = j["similarity"];
     r.only(m, "similarity", {"enabled", "taps", "threshold", "samples"});
@@ -618,6 +625,7 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context, c
   s.resolved["samples"]["batch"] = s.samples.batch;  // recorded, but not part of the id
   if (s.metrics.bootstrap >= 0 && (s.metrics.fid_fmnist || s.metrics.fid || s.metrics.sfid))
     s.resolved["metrics"]["bootstrap"] = s.metrics.bootstrap;  // likewise: it changes no sample
+  if (s.timing.repeats > 1) s.resolved["timing"]["repeats"] = s.timing.repeats;  // likewise
   if (s.name.empty()) s.name = describe_run(s);
   return s;
 }

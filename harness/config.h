@@ -136,6 +136,14 @@ struct RunPlan {
   std::vector<std::string> warnings;  // "file:line: key: what" of settings accepted but probably not meant
 };
 
+// timing: how a run's speed is measured beyond the batches it makes anyway.
+struct TimingSpec {
+  // The run's first batch sampled again repeats - 1 times after its batches (same noise, same
+  // size, images discarded), each timed like a batch: timing/repeat_seconds, and report's spread
+  // for a run of one batch. Changes no sample: recorded in the config, not part of the run id.
+  int repeats = 1;
+};
+
 struct RunSpec {
   std::string name;
   ModelSpec model;
@@ -145,6 +153,7 @@ struct RunSpec {
   SimilaritySpec similarity;
   ConditioningSpec conditioning;
   MetricsSpec metrics;
+  TimingSpec timing;
   std::string device = "cpu";
   // Where the run's results go (set by `run` and `merge`, not part of the config or run id): a
   // folder given as metrics.fid.reference caches its statistics beside it.

@@ -75,6 +75,10 @@ RunResult load_result(hid_t file, const std::string& key, const std::string& pat
   r.full_steps = read_vec<int>(id, "full_steps");
   r.is_full = read_vec<int>(id, "is_full");
   r.step_time_ms = read_vec<double>(id, "step_time_ms");
+  r.batch_seconds = read_vec<double>(id, "timing/batch_seconds");
+  r.batch_rows = read_vec<int64_t>(id, "timing/batch_rows");
+  r.repeat_seconds = read_vec<double>(id, "timing/repeat_seconds");
+  r.repeat_rows = read_vec<int64_t>(id, "timing/repeat_rows");
   r.macs_full = h5::read_scalar(id, "macs/full");
   r.macs_partial = h5::read_scalar(id, "macs/partial");
   r.macs_step_average = h5::read_scalar(id, "macs/step_average");
@@ -153,6 +157,10 @@ RunResult join(std::vector<std::pair<Found, RunResult>>& shards, bool partial_ok
   m.seconds = 0;
   m.metric_seconds = 0;
   m.resumed_samples = 0;
+  m.batch_seconds.clear();
+  m.batch_rows.clear();
+  m.repeat_seconds.clear();
+  m.repeat_rows.clear();
   std::fill(m.step_time_ms.begin(), m.step_time_ms.end(), 0.0);
   std::vector<torch::Tensor> images, labels;
   bool all_images = true;
@@ -165,6 +173,11 @@ RunResult join(std::vector<std::pair<Found, RunResult>>& shards, bool partial_ok
     m.seconds += r.seconds;
     m.metric_seconds += r.metric_seconds;
     m.resumed_samples += r.resumed_samples;
+    // Timing per batch and the repeats, shard after shard (each shard timed on its own machine).
+    m.batch_seconds.insert(m.batch_seconds.end(), r.batch_seconds.begin(), r.batch_seconds.end());
+    m.batch_rows.insert(m.batch_rows.end(), r.batch_rows.begin(), r.batch_rows.end());
+    m.repeat_seconds.insert(m.repeat_seconds.end(), r.repeat_seconds.begin(), r.repeat_seconds.end());
+    m.repeat_rows.insert(m.repeat_rows.end(), r.repeat_rows.begin(), r.repeat_rows.end());
     for (std::size_t c = 0; c < m.step_time_ms.size() && c < r.step_time_ms.size(); ++c) m.step_time_ms[c] += r.step_time_ms[c];
     all_images = all_images && r.images.defined();
     if (r.images.defined()) images.push_back(r.images);

@@ -23,6 +23,24 @@ namespace fs = std::filesystem;
 
 namespace dc::harness {
 
+TimingSpread timing_spread(const std::vector<double>& seconds, const std::vector<double>& rows) {
+  TimingSpread out;
+  if (seconds.size() != rows.size() || seconds.empty()) return out;
+  const double full = *std::max_element(rows.begin(), rows.end());
+  if (!(full > 0)) return out;
+  std::vector<double> per_image;
+  for (std::size_t i = 0; i < seconds.size(); ++i)
+    if (rows[i] == full) per_image.push_back(seconds[i] / full);
+  double mean = 0, var = 0;
+  for (double v : per_image) mean += v / per_image.size();
+  out.mean = mean;
+  out.count = static_cast<int>(per_image.size());
+  if (per_image.size() < 2 || !(mean > 0)) return out;
+  for (double v : per_image) var += (v - mean) * (v - mean) / (per_image.size() - 1);
+  out.relative = std::sqrt(var) / mean;
+  return out;
+}
+
 namespace {
 
 // matplotlib's viridis at 9 evenly spaced points (sRGB 0..255), linearly interpolated.
@@ -296,27 +314,26 @@ Report build_report(const ReportOptions& o) {
     rows.push_back(std::move(row));
   }
   // Feature dimensions of the Frechet metrics, from their stored states (state/<metric>/sum [D, 2]);
-  // the spread of s/image over the run's full batches (timing/batch_seconds, batch_rows).
+  // the spread of s/image over the run's full batches and repeats (timing/batch_*, repeat_*).
   {
     const hid_t f = file.id();
     for (auto& row : rows) {
       const std::string t = "runs/" + row.run->key + "/timing/";
       if (!row.complete || !h5::exists(f, t + "batch_seconds") || !h5::exists(f, t + "batch_rows")) continue;
-      const auto secs = h5::to_doubles(h5::read_array(f, t + "batch_seconds"));
-      const auto rws = h5::to_doubles(h5::read_array(f, t + "batch_rows"));
-      if (secs.size() != rws.size() || secs.empty()) continue;
-      const double full = *std::max_element(rws.begin(), rws.end());
-      std::vector<double> per_image;
-      for (std::size_t i = 0; i < secs.size(); ++i)
-        if (rws[i] == full && full > 0) per_image.push_back(secs[i] / full);
-      if (per_image.size() < 2) continue;
-      double mean = 0, var = 0;
-      for (double v : per_image) mean += v / per_image.size();
-      for (double v : per_image) var += (v - mean) * (v - mean) / (per_image.size() - 1);
-      if (mean > 0) {
-        row.spread = std::sqrt(var) / mean;
-        row.spread_batches = static_cast<int>(per_image.size());
+      auto secs = h5::to_doubles(h5::read_array(f, t + "batch_seconds"));
+      auto rws = h5::to_doubles(h5::read_array(f, t + "batch_rows"));
+      if (secs.size() != rws.size()) continue;
+      if (h5::exists(f, t + "repeat_seconds") && h5::exists(f, t + "repeat_rows")) {
+        const auto rs = h5::to_doubles(h5::read_array(f, t + "repeat_seconds"));
+        const auto rr = h5::to_doubles(h5::read_array(f, t + "repeat_rows"));
+        if (rs.size() == rr.size()) {
+          secs.insert(secs.end(), rs.begin(), rs.end());
+          rws.insert(rws.end(), rr.begin(), rr.end());
+        }
       }
+      const TimingSpread sp = timing_spread(secs, rws);
+      row.spread = sp.relative;
+      row.spread_batches = sp.count;
     }
     for (auto& row : rows)
       for (const char* metric : kFrechetMetrics) {
@@ -487,8 +504,9 @@ Report build_report(const ReportOptions& o) {
       for (const auto& c : clocks) joined += (joined.empty() ? "" : "; ") + c;
       rep.notes.push_back("s/image: sampling wall time per image (steady_clock, device synchronised per batch); per-call times "
                           "(step_time_ms): " + joined + ". calls: model calls per image; GMACs/call: their average; GMACs/image = "
-                          "GMACs/call x calls. spread: the relative standard deviation of s/image over the run's full batches (their "
-                          "number in brackets), i.e. how much a repeat of the same run varies; compare speedups only beyond it.");
+                          "GMACs/call x calls. spread: the relative standard deviation of s/image over the run's full batches and its "
+                          "timing.repeats (their number in brackets), i.e. how much a repeat of the same run varies; compare "
+                          "speedups only beyond it; '-' with fewer than two timings (set timing.repeats).");
     }
   }
   // Provenance.

@@ -9,6 +9,15 @@
 
 namespace dc::harness {
 
+// How much a run's time per image varies: the timings of its full batch size (the largest: its
+// batches, then its timing.repeats), their mean seconds per image, relative standard deviation
+// (< 0 with fewer than two) and number. `seconds` and `rows` pair up (a batch's time, its images).
+struct TimingSpread {
+  double mean = 0, relative = -1;
+  int count = 0;
+};
+TimingSpread timing_spread(const std::vector<double>& seconds, const std::vector<double>& rows);
+
 struct ReportOptions {
   std::string results;        // .h5
   std::string format = "md";  // md | csv

@@ -70,6 +70,10 @@ void write_run(hid_t file, const RunResult& r) {
     auto timing = h5::create_group(g.id(), "timing");
     h5::write_tensor(timing.id(), "batch_seconds", vec_tensor(r.batch_seconds, torch::kFloat64));
     h5::write_tensor(timing.id(), "batch_rows", vec_tensor(r.batch_rows, torch::kInt64));
+    if (!r.repeat_seconds.empty() && r.repeat_seconds.size() == r.repeat_rows.size()) {
+      h5::write_tensor(timing.id(), "repeat_seconds", vec_tensor(r.repeat_seconds, torch::kFloat64));
+      h5::write_tensor(timing.id(), "repeat_rows", vec_tensor(r.repeat_rows, torch::kInt64));
+    }
   }
   // Per-call wall time split by kind (ms per call for the whole batch set of this process).
   double full_ms = 0, part_ms = 0;

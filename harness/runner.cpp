@@ -25,6 +25,7 @@
 #include "harness/quality.h"
 #include "harness/call_timer.h"
 #include "harness/runtime.h"
+#include "harness/report.h"
 #include "harness/sampling/released_stream.h"
 #include "harness/sampling/samplers.h"
 #include "harness/writer_lock.h"
@@ -353,8 +354,8 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   };
   // samples.seed_mode released: noise and labels from the released LDM script's stream instead.
   std::optional<sampling::ReleasedStream> released;
+  sampling::ReleasedStreamConfig rc;
   if (spec.samples.seed_mode == "released") {
-    sampling::ReleasedStreamConfig rc;
     rc.seed = spec.samples.seed;
     rc.ranks = spec.samples.ranks;
     rc.batch = spec.samples.batch;
@@ -417,6 +418,65 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
       net.forward(xw, tw, cw, nullptr, nullptr, nullptr);
     }
   }
+  // One batch sampled and timed: samples [start, start + b) from their noise to uint8 images, the
+  // clock running from the noise draw (the text encoder included) to the images on the host. The
+  // batch loop commits it; timing.repeats samples the first batch again. `stream`: the released
+  // seed stream (its one-time set-up is done before the clock starts).
+  struct Sampled {
+    torch::Tensor images, labels;  // labels: class-conditional families only
+    std::vector<std::string> prompts;
+    double seconds = 0.0;
+    std::vector<double> step_ms;
+    std::vector<int> is_full;
+  };
+  auto sample_batch = [&](int64_t start, int64_t b, sampling::ReleasedStream* stream) {
+    Sampled out;
+    batch_now = b;
+    if (stream) stream->prepare(start / spec.samples.batch);  // batches are whole and aligned
+    call_timer->start_batch(calls);
+    sync(device);
+    const auto t0 = std::chrono::steady_clock::now();
+    sampling::NoiseFn noise;
+    torch::Tensor x_T;
+    torch::Tensor cond, uncond;  // undefined for unconditional families: one plain call
+    if (stream) {
+      auto rb = stream->batch(start / spec.samples.batch, b);
+      noise = rb.step_noise;
+      x_T = rb.x_T;
+      out.labels = rb.labels.to(torch::kCPU, torch::kInt64).clone();
+      cond = rb.labels.to(device);
+    } else {
+      // paper: the released SD script's manual_seed(seed) before every batch (the same noise for
+      // every batch); per_sample: sample i's own generator.
+      noise = spec.samples.seed_mode == "paper" ? sampling::paper_batch_noise(spec.samples.seed, device)
+                                                : sampling::per_sample_noise(spec.samples.seed, start);
+      x_T = noise(torch::empty(batch_shape(b), torch::TensorOptions().device(device)));
+      if (class_cond) {
+        cond = labels_for(start, b);
+        out.labels = cond.to(torch::kCPU);
+      }
+    }
+    if (text_cond) {  // the text encoder runs once per batch, inside the batch's time
+      out.prompts = prompts_of(start, b);
+      cond = model.encode_text(out.prompts);
+    }
+    log->is_full.clear();
+    if (class_cond && guidance != 1.0)
+      uncond = torch::full({b}, static_cast<int64_t>(plan.model.unconditional_class), cond.options());
+    if (text_cond && guidance != 1.0) uncond = negative_context.expand({b, -1, -1});
+    inner = sampling::classifier_free_guidance(cond_inner, cond, uncond, guidance);
+    const auto tr = sampling::sample(x_T, schedule, timed, noise, false);
+    if (stream) stream->end_batch();
+    log->trace = nullptr;
+    // uint8 as torchvision's save_image rounds, or (paper mode) as generate.py truncates.
+    const torch::Tensor decoded = model.to_images(tr.final);
+    out.images = (spec.samples.seed_mode == "paper" ? image::to_uint8_truncated(decoded) : image::to_uint8(decoded)).cpu();
+    sync(device);
+    out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    out.step_ms = call_timer->finish_batch();
+    out.is_full = log->is_full;
+    return out;
+  };
   // 4. Batches: those committed to the run's journal by an earlier, interrupted process are
   // replayed (their accumulator inputs, times, images), the others made and committed one by one.
   std::vector<torch::Tensor> images;  // kept only to store them or draw the grid
@@ -458,7 +518,6 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   if (progress) on_call = [&](int call) { progress({done, total, r.resumed_samples, call + 1, calls}); };
   for (; done < total;) {
     const int64_t b = std::min<int64_t>(spec.samples.batch, total - done);
-    batch_now = b;
     const bool tap_this = want_sim && done == 0;
     if (tap_this) {
       sim_rows = std::min<int64_t>(b, spec.similarity.samples);
@@ -469,52 +528,14 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     rec.index = (first + done) / spec.samples.batch;
     rec.first = first + done;
     rec.rows = b;
-    call_timer->start_batch(calls);
-    sync(device);
-    const auto t0 = std::chrono::steady_clock::now();
-    sampling::NoiseFn noise;
-    torch::Tensor x_T;
-    torch::Tensor cond, uncond;  // undefined for unconditional families: one plain call
-    if (released) {  // batches are whole and aligned: shards start at a multiple of the batch
-      auto rb = released->batch((first + done) / spec.samples.batch, b);
-      noise = rb.step_noise;
-      x_T = rb.x_T;
-      rec.labels = rb.labels.to(torch::kCPU, torch::kInt64).clone();
-      cond = rb.labels.to(device);
-    } else {
-      // paper: the released SD script's manual_seed(seed) before every batch (the same noise for
-      // every batch); per_sample: sample i's own generator.
-      noise = spec.samples.seed_mode == "paper" ? sampling::paper_batch_noise(spec.samples.seed, device)
-                                                : sampling::per_sample_noise(spec.samples.seed, first + done);
-      x_T = noise(torch::empty(batch_shape(b), torch::TensorOptions().device(device)));
-      if (class_cond) {
-        cond = labels_for(first + done, b);
-        rec.labels = cond.to(torch::kCPU);
-      }
-    }
-    std::vector<std::string> batch_prompts;
-    if (text_cond) {  // the text encoder runs once per batch, inside the batch's time
-      batch_prompts = prompts_of(first + done, b);
-      cond = model.encode_text(batch_prompts);
-    }
-    log->is_full.clear();
-    if (class_cond && guidance != 1.0)
-      uncond = torch::full({b}, static_cast<int64_t>(plan.model.unconditional_class), cond.options());
-    if (text_cond && guidance != 1.0) uncond = negative_context.expand({b, -1, -1});
-    inner = sampling::classifier_free_guidance(cond_inner, cond, uncond, guidance);
-    const auto tr = sampling::sample(x_T, schedule, timed, noise, false);
-    if (released) released->end_batch();
-    log->trace = nullptr;
-    // uint8 as torchvision's save_image rounds, or (paper mode) as generate.py truncates.
-    const torch::Tensor decoded = model.to_images(tr.final);
-    const torch::Tensor batch_images =
-        (spec.samples.seed_mode == "paper" ? image::to_uint8_truncated(decoded) : image::to_uint8(decoded)).cpu();
-    sync(device);
+    Sampled sampled = sample_batch(first + done, b, released ? &*released : nullptr);
     const auto t1 = std::chrono::steady_clock::now();
-    rec.seconds = std::chrono::duration<double>(t1 - t0).count();
-    rec.step_time_ms = call_timer->finish_batch();
-    rec.is_full = log->is_full;
-    rec.quality = quality.measure(batch_images, batch_prompts);
+    const torch::Tensor& batch_images = sampled.images;
+    rec.seconds = sampled.seconds;
+    rec.step_time_ms = std::move(sampled.step_ms);
+    rec.is_full = std::move(sampled.is_full);
+    rec.labels = sampled.labels;
+    rec.quality = quality.measure(batch_images, sampled.prompts);
     quality.apply(rec.quality, rec.first);  // the networks and the accumulators: metric_seconds
     rec.metric_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
     if (keep_images()) rec.images = batch_images;
@@ -539,6 +560,38 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
       throw RunInterrupted(fmt::format("stopped by {} after sample {} of {} (batches up to there are kept; the same command resumes)",
                                        stop_signal_name(), first + done, first + total));
   }
+  // timing.repeats: the slice's first batch sampled again, timed as above (the same noise: a fresh
+  // released stream; images discarded). After the committed batches: a stop request ends the
+  // repeats and keeps the run.
+  if (spec.timing.repeats > 1 && total > 0) {
+    const int64_t b = std::min<int64_t>(spec.samples.batch, total);
+    const int repeats = spec.timing.repeats - 1;
+    for (int i = 1; i <= repeats; ++i) {
+      if (stop_requested()) {
+        r.notes.push_back(fmt::format("timing.repeats: stopped by {} after {} of {} repeats (the run's batches are all kept)",
+                                      stop_signal_name(), i - 1, repeats));
+        break;
+      }
+      std::optional<sampling::ReleasedStream> fresh;
+      if (released) fresh.emplace(rc);
+      if (progress) {
+        progress({done, total, r.resumed_samples, -1, calls, i, repeats});
+        on_call = [&, i](int call) { progress({done, total, r.resumed_samples, call + 1, calls, i, repeats}); };
+      }
+      const Sampled again = sample_batch(first, b, fresh ? &*fresh : nullptr);
+      r.repeat_seconds.push_back(again.seconds);
+      r.repeat_rows.push_back(b);
+    }
+    on_call = nullptr;
+    std::vector<double> secs = r.batch_seconds, rows(r.batch_rows.begin(), r.batch_rows.end());
+    secs.insert(secs.end(), r.repeat_seconds.begin(), r.repeat_seconds.end());
+    rows.insert(rows.end(), r.repeat_rows.begin(), r.repeat_rows.end());
+    const TimingSpread sp = timing_spread(secs, rows);
+    if (sp.relative >= 0)
+      r.notes.push_back(fmt::format("timing.repeats: {:.4g} s/image (mean), spread +/-{:.1f}% over {} timings of a full batch "
+                                    "(the run's batches and {} repeats of its first)",
+                                    sp.mean, 100 * sp.relative, sp.count, r.repeat_seconds.size()));
+  }
   r.samples = total;
   r.first_sample = first;
   r.timesteps = schedule.timesteps();
@@ -560,6 +613,21 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   }
   r.finished_at = now_iso();
   return r;
+}
+
+std::string journal_identity(const RunSpec& spec) {
+  // timing.repeats changes no batch: a run resumed with other repeats keeps its batches.
+  nlohmann::json settings = spec.resolved;
+  settings.erase("timing");
+  std::string identity = settings.dump();
+  if (!spec.conditioning.prompts.empty()) {
+    try {
+      identity += "\nprompts sha256 " + metrics::sha256_file(expand_env(spec.conditioning.prompts, "conditioning.prompts"));
+    } catch (const Error&) {
+      // unreadable or unset: execute_run reports it, naming the file
+    }
+  }
+  return identity;
 }
 
 std::string default_results_path(const ExperimentSpec& e, const RunOptions& o) {
@@ -629,6 +697,17 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
     std::chrono::steady_clock::time_point last_line{};
     for (const auto& w : spec.plan.warnings) log << head << ": warning: " << w << "\n";
     ProgressFn progress = [&](const Progress& p) {
+      if (p.repeat > 0) {  // timing.repeats: a line per repeat; a terminal also shows its calls
+        if (p.call >= 0 && !tty) return;
+        const auto now = std::chrono::steady_clock::now();
+        if (p.call >= 0 && now - last_line < std::chrono::milliseconds(200)) return;
+        last_line = now;
+        std::string line = fmt::format("{}: timing repeat {}/{} of the first batch (timing.repeats)", head, p.repeat, p.repeats);
+        if (p.call >= 0) line += fmt::format(", model call {}/{}", p.call, p.calls);
+        if (tty) log << "\r" << line << "\x1b[K" << std::flush;
+        else log << line << "\n";
+        return;
+      }
       if (p.call < 0 && p.done == p.resumed) {
         log << fmt::format("{}: resuming after sample {} of {} (the journal of an interrupted run)\n", head, p.done, p.total);
         return;
@@ -651,16 +730,7 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
       break;
     }
     const std::string key = result_key(spec.run_id, o.shard_index, o.shard_count);
-    // The journal's identity: the resolved settings, and the prompt file's content (a file edited
-    // between an interruption and the resume must not mix its batches with the old prompts').
-    std::string identity = spec.resolved.dump();
-    if (!spec.conditioning.prompts.empty()) {
-      try {
-        identity += "\nprompts sha256 " + metrics::sha256_file(expand_env(spec.conditioning.prompts, "conditioning.prompts"));
-      } catch (const Error&) {
-        // unreadable or unset: execute_run reports it, naming the file
-      }
-    }
+    const std::string identity = journal_identity(spec);
     const RunJournal journal(journal_folder(s.results_path, key), identity, spec.samples.batch);
     RunResult result;
     try {

@@ -22,6 +22,7 @@ namespace dc::harness {
 struct Progress {
   int64_t done = 0, total = 0, resumed = 0;
   int call = -1, calls = 0;
+  int repeat = 0, repeats = 0;  // timing.repeats: repeat i of `repeats` (0: the run's own batches)
 };
 using ProgressFn = std::function<void(const Progress&)>;
 
@@ -77,6 +78,11 @@ struct RunSummary {
 
 // Progress on `log` (a bar when it is a terminal, plain lines otherwise).
 RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& options, std::ostream& log, bool log_is_tty);
+
+// The identity of a run's journal (harness/journal.h): its resolved settings (timing.repeats left
+// out: it changes no batch) and the content of its prompt file (a file edited between an
+// interruption and the resume must not mix its batches with the old prompts').
+std::string journal_identity(const RunSpec& spec);
 
 std::string default_results_path(const ExperimentSpec& e, const RunOptions& options);
 

@@ -144,6 +144,8 @@ std::vector<BadInput> table() {
        kYamlHead + "  sampler: {name: ddim, steps: 10}\n  cache: {enabled: true, k: 1, interval: 2, schedule: nonuniform, center: 5, power: inf}\n",
        {"{dir}/e.yaml", "cache.power"});
   yaml("too few bootstrap resamples", kYamlHead + "  metrics: {bootstrap: 5}\n", {"{dir}/e.yaml", "base.metrics.bootstrap"});
+  yaml("timing repeats of 0", kYamlHead + "  timing: {repeats: 0}\n", {"{dir}/e.yaml:4", "base.timing.repeats", "1 (no repeat) to 100"});
+  yaml("a misspelled timing key", kYamlHead + "  timing: {repeat: 3}\n", {"{dir}/e.yaml", "repeat", "repeats"});
   yaml("include of a device, not a file", "experiment: bad\ninclude: /dev/zero\n", {"/dev/zero", "regular file"});
   yaml("include of a directory", "experiment: bad\ninclude: .\n", {"regular file"});
   // pytorch-fid statistics (.npz), through `fid A.npz B.npz`.

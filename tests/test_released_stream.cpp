@@ -94,6 +94,17 @@ TEST(ReleasedStream, GlobalBatchesInterleaveRanksAndSkippedOnesAreDrawnWhole) {
   const auto again = run_batch(seq, 7, c.batch, 6);
   EXPECT_TRUE(torch::equal(again.labels, b7.labels));
   EXPECT_TRUE(torch::equal(again.x_T, b7.x_T));
+  // prepare(7) (what the runner does before a batch's clock starts) draws the skipped batches
+  // ahead: batch 7 is the same; a batch before it is then refused, and so is prepare mid-batch.
+  ReleasedStream ahead(c);
+  ahead.prepare(7);
+  ahead.prepare(7);  // twice: nothing more drawn
+  const auto prepared = run_batch(ahead, 7, c.batch, 6);
+  EXPECT_TRUE(torch::equal(prepared.labels, b7.labels));
+  EXPECT_TRUE(torch::equal(prepared.x_T, b7.x_T));
+  EXPECT_THROW(ahead.prepare(1), dc::Error);  // rank 1's first: already past
+  ahead.batch(9, c.batch);
+  EXPECT_THROW(ahead.prepare(11), dc::Error);  // before end_batch()
 }
 
 TEST(ReleasedStream, AShortLastBatchIsDrawnWholeAndCut) {

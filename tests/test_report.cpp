@@ -176,6 +176,20 @@ TEST(ReportParts, CompactRangesInterpolationAndBase64) {
 
 // The bootstrap interval: reproducible from the same features and seed, another seed draws other
 // resamples, and more samples narrow it.
+// The timing spread: seconds per image of the full-size timings only (a short last batch runs at
+// another throughput), their relative sample standard deviation, "-" (< 0) with fewer than two.
+TEST(ReportParts, TimingSpreadUsesTheFullBatchesOnly) {
+  const auto sp = timing_spread({2.0, 4.0, 0.5, 3.0}, {2, 2, 1, 2});  // 1, 2 and 1.5 s/image; the 1-image batch left out
+  EXPECT_EQ(sp.count, 3);
+  EXPECT_DOUBLE_EQ(sp.mean, 1.5);
+  EXPECT_NEAR(sp.relative, 0.5 / 1.5, 1e-12);  // sd of {1, 2, 1.5} is 0.5
+  const auto one = timing_spread({2.0, 0.5}, {2, 1});
+  EXPECT_EQ(one.count, 1);
+  EXPECT_LT(one.relative, 0);
+  EXPECT_LT(timing_spread({}, {}).relative, 0);
+  EXPECT_LT(timing_spread({1.0}, {1, 2}).relative, 0);  // unpaired: nothing
+}
+
 TEST(ReportParts, FrechetBootstrapIsReproducibleAndNarrowsWithMoreSamples) {
   torch::manual_seed(3);
   const torch::Tensor all = torch::randn({800, 4}, torch::kFloat64);

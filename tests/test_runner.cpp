@@ -994,6 +994,7 @@ base:
   model: {{family: ddpm, preset: fmnist, weights: random}}
   sampler: {{name: ddim, steps: 3, spacing: quad}}
   samples: {{n: 10, batch: {}, seed: 4, save_images: true, grid: 4}}
+  timing: {{repeats: 2}}
   metrics:
     fid_fmnist: {{classifier: weights/fmnist/classifier.safetensors, reference: weights/fmnist/test_stats.npz}}
 baseline: false
@@ -1051,6 +1052,10 @@ TEST(Merge, ShardsMergeIntoTheOneProcessRunBitForBit) {
   EXPECT_EQ(dc::h5::read_scalar(a.id(), g + "/metrics/fid_fmnist"), dc::h5::read_scalar(b.id(), g + "/metrics/fid_fmnist"));
   EXPECT_EQ(dc::h5::read_scalar(a.id(), g + "/metrics/confident_fraction"), dc::h5::read_scalar(b.id(), g + "/metrics/confident_fraction"));
   EXPECT_EQ(dc::h5::read_scalar(b.id(), g + "/metrics/samples"), 10);
+  // Timing: each shard's batches and its repeat (of its own first batch), shard after shard.
+  EXPECT_EQ(dc::h5::to_doubles(dc::h5::read_array(b.id(), g + "/timing/batch_rows")), (std::vector<double>{2, 2, 2, 2, 2}));
+  EXPECT_EQ(dc::h5::to_doubles(dc::h5::read_array(b.id(), g + "/timing/repeat_rows")), (std::vector<double>{2, 2, 2, 2}));
+  EXPECT_EQ(dc::h5::to_doubles(dc::h5::read_array(b.id(), g + "/timing/repeat_seconds")).size(), 4u);
   EXPECT_TRUE(torch::equal(dc::h5::read_tensor(a.id(), g + "/quality/fmnist_classes"), dc::h5::read_tensor(b.id(), g + "/quality/fmnist_classes")));
   // Merging again gives the same file content (idempotent).
   merge_results(mo, mlog);
@@ -1227,6 +1232,67 @@ TEST(Runner, CtrlCSaysWhichRunStopsAndThatTheSameCommandResumes) {
                       "are kept, and the same command resumes from them"),
             std::string::npos) << err2;
   EXPECT_GE(journal_records(results), 1);
+}
+
+// timing.repeats: the run's first batch sampled again R - 1 times after its batches, each timed:
+// stored as timing/repeat_seconds (not part of s/image), in report's spread and in the log. The run
+// id, the journal's identity and the images are those of the same run without repeats.
+TEST(Runner, TimingRepeatsRetimeTheFirstBatchAndChangeNothingElse) {
+  const std::string dir = dc::test::temp_dir() + "/timing_repeats";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto yaml = [](const std::string& timing) {
+    return "experiment: repeats\nbase:\n  model: {family: ddpm, preset: fmnist, weights: random}\n"
+           "  sampler: {name: ddim, steps: 4, spacing: quad}\n  samples: {n: 2, batch: 2, seed: 1, save_images: true, grid: 0}\n" +
+           timing + "baseline: false\nruns:\n  - {cache.k: 1, cache.interval: 2}\n";
+  };
+  const auto plain = parse_experiment(yaml(""), dir + "/plain.yaml", ".");
+  const auto timed = parse_experiment(yaml("  timing: {repeats: 3}\n"), dir + "/timed.yaml", ".");
+  const RunSpec& p = plain.runs.at(0);
+  const RunSpec& t = timed.runs.at(0);
+  EXPECT_EQ(p.run_id, t.run_id);
+  EXPECT_EQ(t.timing.repeats, 3);
+  EXPECT_EQ(t.resolved.at("timing").at("repeats"), 3);  // recorded in the stored config
+  EXPECT_FALSE(p.resolved.contains("timing"));
+  EXPECT_EQ(journal_identity(p), journal_identity(t));  // a resume with other repeats keeps its batches
+  std::ostringstream plain_log, timed_log;
+  RunOptions o;
+  o.results_path = dir + "/plain.h5";
+  ASSERT_EQ(run_experiment(plain, o, plain_log, false).complete, 1) << plain_log.str();
+  o.results_path = dir + "/timed.h5";
+  ASSERT_EQ(run_experiment(timed, o, timed_log, false).complete, 1) << timed_log.str();
+  const std::string log = timed_log.str();
+  EXPECT_NE(log.find(": timing repeat 1/2 of the first batch (timing.repeats)"), std::string::npos) << log;
+  EXPECT_NE(log.find(": timing repeat 2/2 of the first batch (timing.repeats)"), std::string::npos) << log;
+  EXPECT_NE(log.find("note: timing.repeats: "), std::string::npos) << log;
+  EXPECT_NE(log.find("over 3 timings of a full batch (the run's batches and 2 repeats of its first)"), std::string::npos) << log;
+  EXPECT_EQ(plain_log.str().find("timing repeat"), std::string::npos) << plain_log.str();
+
+  auto a = dc::h5::open_file(dir + "/plain.h5");
+  auto b = dc::h5::open_file(dir + "/timed.h5");
+  const std::string g = "runs/" + t.run_id;
+  EXPECT_TRUE(torch::equal(dc::h5::read_tensor(a.id(), g + "/images"), dc::h5::read_tensor(b.id(), g + "/images")));
+  EXPECT_FALSE(dc::h5::exists(a.id(), g + "/timing/repeat_seconds"));
+  const auto reps = dc::h5::to_doubles(dc::h5::read_array(b.id(), g + "/timing/repeat_seconds"));
+  const auto rows = dc::h5::to_doubles(dc::h5::read_array(b.id(), g + "/timing/repeat_rows"));
+  ASSERT_EQ(reps.size(), 2u);
+  EXPECT_EQ(rows, (std::vector<double>{2, 2}));
+  for (double v : reps) EXPECT_GT(v, 0.0);
+  // s/image is the run's own batches: the repeats are not added to it.
+  const auto batches = dc::h5::to_doubles(dc::h5::read_array(b.id(), g + "/timing/batch_seconds"));
+  ASSERT_EQ(batches.size(), 1u);
+  EXPECT_DOUBLE_EQ(dc::h5::read_scalar(b.id(), g + "/metrics/seconds"), batches[0]);
+  EXPECT_DOUBLE_EQ(dc::h5::read_scalar(b.id(), g + "/metrics/seconds_per_image"), batches[0] / 2);
+  // The report's spread: over the one batch and the two repeats; "-" for the one batch alone.
+  ReportOptions ro;
+  ro.results = dir + "/timed.h5";
+  ro.figures = false;
+  const std::string with = render_report(ro);
+  EXPECT_NE(with.find("% (3) |"), std::string::npos) << with;
+  EXPECT_NE(with.find("over the run's full batches and its timing.repeats"), std::string::npos) << with;
+  ro.results = dir + "/plain.h5";
+  const std::string without = render_report(ro);
+  EXPECT_EQ(without.find("% ("), std::string::npos) << without;
 }
 
 // Issue 17: a relative path that is not found says which directory it was read from (the working

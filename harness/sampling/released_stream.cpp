@@ -59,17 +59,23 @@ void ReleasedStream::finish_batch(Rank& k) {
   ++k.next_batch;
 }
 
-ReleasedStream::Batch ReleasedStream::batch(int64_t g, int64_t rows) {
-  if (current_) throw Error("seed_mode released: batch() called before end_batch() of the previous batch");
-  if (rows < 1 || rows > c_.batch) throw Error(fmt::format("seed_mode released: {} rows of a batch of {}", rows, c_.batch));
+ReleasedStream::Rank& ReleasedStream::advance(int64_t g, const char* who) {
+  if (current_) throw Error(fmt::format("seed_mode released: {}() called before end_batch() of the previous batch", who));
   Rank& k = rank(static_cast<int>(g % c_.ranks));
   const int64_t local = g / c_.ranks;
-  if (local < k.next_batch)
-    throw Error(fmt::format("seed_mode released: batch {} asked after a later batch of its rank", g));
+  if (local < k.next_batch) throw Error(fmt::format("seed_mode released: batch {} asked after a later batch of its rank", g));
   while (k.next_batch < local) {  // skipped batches: drawn and dropped
     labels(k);
     finish_batch(k);
   }
+  return k;
+}
+
+void ReleasedStream::prepare(int64_t g) { advance(g, "prepare"); }
+
+ReleasedStream::Batch ReleasedStream::batch(int64_t g, int64_t rows) {
+  if (rows < 1 || rows > c_.batch) throw Error(fmt::format("seed_mode released: {} rows of a batch of {}", rows, c_.batch));
+  Rank& k = advance(g, "batch");
   Batch b;
   b.labels = labels(k).slice(0, 0, rows);
   b.x_T = device_draw(k).slice(0, 0, rows);
