@@ -138,6 +138,16 @@ QualityInputs resolve_inputs(const RunSpec& spec, const torch::Device& device = 
 
 }  // namespace
 
+int bootstrap_resamples(const MetricsSpec& m, int64_t dims) { return m.bootstrap >= 0 ? m.bootstrap : dims <= 256 ? 100 : 0; }
+
+namespace {
+// Samples behind a Frechet metric's stored state (fid_fmnist, fid, sfid).
+int64_t metric_samples(const RunResult& r, const std::string& name) {
+  const auto& st = r.metric_states.at(name);
+  return name == "fid_fmnist" ? metrics::fmnist_eval_from_state(st, name).n : metrics::feature_stats_from_state(st, name).count();
+}
+}  // namespace
+
 struct RunQuality::Impl {
   const RunSpec& spec;
   QualityInputs in;
@@ -150,12 +160,12 @@ struct RunQuality::Impl {
   metrics::SampleFeatures pr_features;  // per-sample pool features (float16) for precision/recall
   std::optional<metrics::ClipScorer> clip;
   metrics::ClipScoreAccumulator clip_score;
-  // Per-sample features of the Frechet metrics with a bootstrap interval, in sample order.
-  std::map<std::string, std::vector<torch::Tensor>> boot;
+  // Per-sample features (float32, with their sample indices) of the Frechet metrics with a
+  // bootstrap interval: metric -> its features.
+  std::map<std::string, metrics::SampleFeatures> boot;
   torch::Device device;
   Impl(const RunSpec& s, const torch::Device& d) : spec(s), device(d) {}
-  // Resamples of a Frechet metric's interval (metrics.bootstrap; -1: 100 up to 256 features).
-  int resamples(int64_t dims) const { return spec.metrics.bootstrap >= 0 ? spec.metrics.bootstrap : dims <= 256 ? 100 : 0; }
+  int resamples(int64_t dims) const { return bootstrap_resamples(spec.metrics, dims); }
 };
 
 RunQuality::RunQuality(const RunSpec& spec, const torch::Device& device, const std::string& prompts_file)
@@ -239,12 +249,17 @@ void RunQuality::apply(const std::map<std::string, torch::Tensor>& inputs, int64
     metrics::merge_into(q.fmnist, metrics::fmnist_eval_from_state(st, "fid_fmnist batch state"));
   }
   if (q.is) q.is->add(need("inception_score/logits"), first);
+  auto keep = [&](const std::string& metric, const torch::Tensor& f) {
+    auto it = q.boot.find(metric);
+    if (it == q.boot.end()) it = q.boot.emplace(metric, metrics::SampleFeatures(f.size(1), torch::kFloat32)).first;
+    it->second.add(f, first);
+  };
   if (q.classifier && q.resamples(models::FmnistClassifierImpl::kFeatures) > 0) {
     auto it = inputs.find("bootstrap/fid_fmnist");  // absent in a journal written before the interval existed
-    if (it != inputs.end()) q.boot["fid_fmnist"].push_back(it->second);
+    if (it != inputs.end()) keep("fid_fmnist", it->second);
   }
-  if (q.spec.metrics.fid && q.resamples(q.spec.metrics.fid_dims) > 0) q.boot["fid"].push_back(need("fid/features"));
-  if (q.spec.metrics.sfid && q.resamples(2023) > 0) q.boot["sfid"].push_back(need("sfid/features"));
+  if (q.spec.metrics.fid && q.resamples(q.spec.metrics.fid_dims) > 0) keep("fid", need("fid/features"));
+  if (q.spec.metrics.sfid && q.resamples(2023) > 0) keep("sfid", need("sfid/features"));
   if (q.clip) {
     const torch::Tensor& sc = need("clip_score/scores");
     if (sc.dim() != 1) throw Error(fmt::format("run {}: CLIP scores of the batch from {} have shape {}, expected [B]", q.spec.run_id, first, c10::str(sc.sizes())));
@@ -278,29 +293,15 @@ void RunQuality::finish(RunResult& r, bool complete) const {
   if (q.spec.metrics.sfid) r.metric_states["sfid"] = metrics::to_state(q.sfid);
   if (q.spec.metrics.precision_recall) r.metric_states["precision_recall"] = q.pr_features.state();
   if (q.clip) r.metric_states["clip_score"] = q.clip_score.state();
+  // The per-sample features behind the bootstrap intervals: kept in a shard's result, so that
+  // `merge` computes the interval of the whole run (a whole run's result keeps the interval only).
+  for (const auto& [name, feats] : q.boot) {
+    if (feats.count() == metric_samples(r, name)) r.metric_states[name + "_features"] = feats.state();
+    else r.notes.push_back(fmt::format("{}: no bootstrap interval (the journal replayed batches without per-sample features)", name));
+  }
   if (!complete) return;
   quality_from_states(q.spec, r, q.device);
-  // Bootstrap intervals from the per-sample features (only here: a merged run has states only).
-  for (const auto& [name, parts] : q.boot) {
-    if (!r.quality.count(name) || parts.empty()) continue;
-    const torch::Tensor f = torch::cat(parts);
-    const int64_t dims = f.size(1);
-    const int64_t count = name == "fid_fmnist" ? metrics::fmnist_eval_from_state(r.metric_states.at("fid_fmnist"), "fid_fmnist").n
-                                               : metrics::feature_stats_from_state(r.metric_states.at(name), name).count();
-    if (f.size(0) != count) {
-      r.notes.push_back(fmt::format("{}: no bootstrap interval (the journal replayed batches without per-sample features)", name));
-      continue;
-    }
-    const auto ref = name == "fid_fmnist" ? metrics::read_fid_stats(q.in.fmnist_reference)
-                     : name == "fid"      ? metrics::read_fid_stats(q.in.fid_reference)
-                                          : read_sfid_stats(q.in.sfid_reference);
-    const auto ci = metrics::frechet_bootstrap(f, r.quality.at(name), metrics::to_eigen_vector(ref.first),
-                                               metrics::to_eigen_matrix(ref.second), q.resamples(dims), 0);
-    r.quality[name + "_ci_low"] = ci.low;
-    r.quality[name + "_ci_high"] = ci.high;
-    r.notes.push_back(fmt::format("{} {:.4g}, 95% bootstrap interval [{:.4g}, {:.4g}] (+/- 1.96 sd of {} resamples of the {} samples)",
-                                  name, r.quality.at(name), ci.low, ci.high, ci.resamples, count));
-  }
+  for (const auto& [name, feats] : q.boot) r.metric_states.erase(name + "_features");
 }
 
 void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device& device) {
@@ -383,6 +384,29 @@ void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device&
       r.provenance["precision_recall"] =
           metrics::inception_provenance("precision_recall", in.inception_weights, 2048, in.pr_reference, pr.samples, uint8_rule(spec));
     }
+  }
+  // Bootstrap intervals of the Frechet metrics from their per-sample features (a whole run's, or
+  // its shards' concatenated by `merge`): the same features and seed give the same interval.
+  for (const char* name : {"fid_fmnist", "fid", "sfid"}) {
+    const auto st = r.metric_states.find(std::string(name) + "_features");
+    if (st == r.metric_states.end() || !r.quality.count(name)) continue;
+    const auto samples = metrics::SampleFeatures::from_state(st->second, std::string(name) + "_features");
+    const int resamples = bootstrap_resamples(m, samples.features().size(1));
+    if (resamples <= 0) continue;
+    const int64_t count = metric_samples(r, name);
+    if (samples.count() != count) {
+      r.notes.push_back(fmt::format("{}: no bootstrap interval ({} per-sample features for {} samples)", name, samples.count(), count));
+      continue;
+    }
+    const auto ref = std::string(name) == "fid_fmnist" ? metrics::read_fid_stats(in.fmnist_reference)
+                     : std::string(name) == "fid"      ? metrics::read_fid_stats(in.fid_reference)
+                                                       : read_sfid_stats(in.sfid_reference);
+    const auto ci = metrics::frechet_bootstrap(samples.features(), r.quality.at(name), metrics::to_eigen_vector(ref.first),
+                                               metrics::to_eigen_matrix(ref.second), resamples, 0);
+    r.quality[std::string(name) + "_ci_low"] = ci.low;
+    r.quality[std::string(name) + "_ci_high"] = ci.high;
+    r.notes.push_back(fmt::format("{} {:.4g}, 95% bootstrap interval [{:.4g}, {:.4g}] (+/- 1.96 sd of {} resamples of the {} samples)",
+                                  name, r.quality.at(name), ci.low, ci.high, ci.resamples, count));
   }
 }
 

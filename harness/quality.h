@@ -41,8 +41,13 @@ class RunQuality {
   std::unique_ptr<Impl> impl_;
 };
 
-// The metric values of complete states (a merged run's): what finish() computes, from stored states.
-// Precision/recall's distances run on `device`.
+// The metric values of complete states (a merged run's): what finish() computes, from stored states,
+// and the Frechet metrics' bootstrap intervals where <metric>_features states (the per-sample
+// features shards keep) are present. Precision/recall's distances run on `device`.
 void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device& device = torch::kCPU);
+
+// Resamples of a Frechet metric's bootstrap interval at `dims` features: metrics.bootstrap, or (-1)
+// 100 up to 256 features and none above (one Frechet distance per resample: seconds at 2048 dims).
+int bootstrap_resamples(const MetricsSpec& m, int64_t dims);
 
 }  // namespace dc::harness

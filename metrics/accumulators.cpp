@@ -185,9 +185,9 @@ ClipScoreAccumulator ClipScoreAccumulator::from_state(const MetricState& s, cons
 
 void SampleFeatures::add(const torch::Tensor& features, int64_t first) {
   if (features.dim() != 2 || features.size(1) != dims_)
-    throw Error(fmt::format("precision/recall features of samples from {} have shape {}, expected [B, {}]", first, c10::str(features.sizes()), dims_));
-  if (first < 0) throw Error(fmt::format("precision/recall features: negative first sample index {}", first));
-  features_.push_back(features.detach().to(torch::kCPU, torch::kFloat16).contiguous());
+    throw Error(fmt::format("per-sample features of samples from {} have shape {}, expected [B, {}]", first, c10::str(features.sizes()), dims_));
+  if (first < 0) throw Error(fmt::format("per-sample features: negative first sample index {}", first));
+  features_.push_back(features.detach().to(torch::kCPU, dtype_).contiguous());
   index_.push_back(torch::arange(first, first + features.size(0), torch::kInt64));
 }
 
@@ -201,7 +201,10 @@ void SampleFeatures::settle() const {
 }
 
 void SampleFeatures::merge(const SampleFeatures& o, const std::string& what) {
-  if (o.dims_ != dims_) throw Error(fmt::format("{}: precision/recall features of {} and {} dimensions do not merge", what, dims_, o.dims_));
+  if (o.dims_ != dims_ || (o.count() > 0 && count() > 0 && o.dtype_ != dtype_))
+    throw Error(fmt::format("{}: per-sample features of {} ({}) and {} ({}) dimensions do not merge", what, dims_, c10::toString(dtype_), o.dims_,
+                            c10::toString(o.dtype_)));
+  if (count() == 0) dtype_ = o.dtype_;
   for (std::size_t i = 0; i < o.features_.size(); ++i) {
     features_.push_back(o.features_[i]);
     index_.push_back(o.index_[i]);
@@ -211,7 +214,7 @@ void SampleFeatures::merge(const SampleFeatures& o, const std::string& what) {
     const torch::Tensor i = index_[0];
     const torch::Tensor same = i.slice(0, 1).eq(i.slice(0, 0, -1));
     if (same.any().item<bool>())
-      throw Error(fmt::format("{}: precision/recall features of sample {} are held twice (overlapping slices)",
+      throw Error(fmt::format("{}: per-sample features of sample {} are held twice (overlapping slices)",
                               what, i.slice(0, 1).masked_select(same)[0].item<int64_t>()));
   }
 }
@@ -234,7 +237,7 @@ torch::Tensor SampleFeatures::indices() const {
 
 MetricState SampleFeatures::state() const {
   settle();
-  return {{"features", features_.empty() ? torch::empty({0, dims_}, torch::kFloat16) : features_[0]}, {"index", indices()}};
+  return {{"features", features_.empty() ? torch::empty({0, dims_}, dtype_) : features_[0]}, {"index", indices()}};
 }
 
 SampleFeatures SampleFeatures::from_state(const MetricState& s, const std::string& what) {
@@ -242,16 +245,16 @@ SampleFeatures SampleFeatures::from_state(const MetricState& s, const std::strin
   auto it = s.find("features");
   if (it == s.end() || !it->second.defined()) throw Error(fmt::format("{}: metric state has no 'features'", what));
   const torch::Tensor& f = it->second;
-  if (f.scalar_type() != torch::kFloat16 || f.dim() != 2 || idx.dim() != 1 || f.size(0) != idx.size(0))
-    throw Error(fmt::format("{}: precision/recall state must be features [n, D] float16 and index [n] int64, is {} {} and {}", what,
+  if ((f.scalar_type() != torch::kFloat16 && f.scalar_type() != torch::kFloat32) || f.dim() != 2 || idx.dim() != 1 || f.size(0) != idx.size(0))
+    throw Error(fmt::format("{}: per-sample features state must be features [n, D] float16 or float32 and index [n] int64, is {} {} and {}", what,
                             c10::toString(f.scalar_type()), c10::str(f.sizes()), c10::str(idx.sizes())));
-  if (idx.numel() > 0 && idx.min().item<int64_t>() < 0) throw Error(fmt::format("{}: precision/recall state holds a negative sample index", what));
-  SampleFeatures out(f.size(1));
+  if (idx.numel() > 0 && idx.min().item<int64_t>() < 0) throw Error(fmt::format("{}: per-sample features state holds a negative sample index", what));
+  SampleFeatures out(f.size(1), f.scalar_type());
   if (f.size(0) > 0) {
     out.features_ = {f.contiguous()};
     out.index_ = {idx.contiguous()};
     out.sorted_ = false;
-    out.merge(SampleFeatures(f.size(1)), what);  // sorts and refuses duplicates
+    out.merge(SampleFeatures(f.size(1), f.scalar_type()), what);  // sorts and refuses duplicates
   }
   return out;
 }
@@ -277,12 +280,12 @@ MetricState merge_states(const std::string& name, const MetricState& a, const Me
     s.merge(ClipScoreAccumulator::from_state(b, what));
     return s.state();
   }
-  if (name == "precision_recall") {
+  if (name == "precision_recall" || (name.size() > 9 && name.compare(name.size() - 9, 9, "_features") == 0)) {
     auto s = SampleFeatures::from_state(a, what);
     s.merge(SampleFeatures::from_state(b, what), what);
     return s.state();
   }
-  throw Error(fmt::format("{}: unknown metric state '{}' (known: fid, sfid, fid_fmnist, inception_score, clip_score, precision_recall)", what, name));
+  throw Error(fmt::format("{}: unknown metric state '{}' (known: fid, sfid, fid_fmnist, inception_score, clip_score, precision_recall, <metric>_features)", what, name));
 }
 
 }  // namespace dc::metrics

@@ -72,13 +72,15 @@ class ClipScoreAccumulator {
   ExactSum sum_{1};
 };
 
-// Per-sample features kept for precision and recall (metrics/precision_recall.h), which need the
-// k-nearest-neighbour manifold of the whole sample set: float16 (the ADM evaluator's first try; a
-// 2048-d pool feature is 4 KiB) with each sample's global index, so shards concatenate in sample
-// order. State {features [n, D] float16, index [n] int64}.
+// Per-sample features with each sample's global index, so that shards concatenate in sample order.
+// Precision and recall (metrics/precision_recall.h) need the k-nearest-neighbour manifold of the
+// whole sample set: float16 (the ADM evaluator's first try; a 2048-d pool feature is 4 KiB). The
+// bootstrap interval of a sharded run's Frechet metric (`<metric>_features`) resamples them:
+// float32, the features the metric's statistics were summed from. State {features [n, D] float16
+// or float32, index [n] int64}.
 class SampleFeatures {
  public:
-  explicit SampleFeatures(int64_t dims = 2048) : dims_(dims) {}
+  explicit SampleFeatures(int64_t dims = 2048, torch::ScalarType dtype = torch::kFloat16) : dims_(dims), dtype_(dtype) {}
   // features [B, D] of samples [first, first + B).
   void add(const torch::Tensor& features, int64_t first);
   // dc::Error naming `what` when dims differ or a sample index is held twice (overlapping slices).
@@ -93,12 +95,13 @@ class SampleFeatures {
  private:
   void settle() const;  // concatenates the parts in sample order
   int64_t dims_;
+  torch::ScalarType dtype_;
   mutable std::vector<torch::Tensor> features_, index_;  // parts; one after settle()
   mutable bool sorted_ = true;                            // false: one part, not known to be in order
 };
 
-// Adds two states of metric `name` (fid, sfid, inception_score, fid_fmnist, clip_score, precision_recall) exactly; dc::Error (naming
-// `what`) for an unknown metric or states that do not fit together.
+// Adds two states of metric `name` (fid, sfid, inception_score, fid_fmnist, clip_score, precision_recall, and the per-sample
+// features <metric>_features) exactly; dc::Error (naming `what`) for an unknown metric or states that do not fit together.
 MetricState merge_states(const std::string& name, const MetricState& a, const MetricState& b, const std::string& what);
 
 }  // namespace dc::metrics

@@ -235,8 +235,18 @@ TEST(SampleFeatures, ShardsConcatenateInSampleOrderAndOverlapsAreRefused) {
   }
   EXPECT_THROW(s0.add(torch::randn({2, 5}), 4), dc::Error);
   auto bad = s0.state();
-  bad["features"] = bad["features"].to(torch::kFloat32);
+  bad["features"] = bad["features"].to(torch::kFloat64);
   EXPECT_THROW(dc::metrics::SampleFeatures::from_state(bad, "test"), dc::Error);
+  // float32 (the bootstrap's <metric>_features) is a state of its own kind: it does not merge with float16.
+  dc::metrics::SampleFeatures f32(6, torch::kFloat32);
+  f32.add(f.slice(0, 4, 6), 4);
+  EXPECT_EQ(f32.state().at("features").scalar_type(), torch::kFloat32);
+  EXPECT_TRUE(torch::equal(f32.features(), f.slice(0, 4, 6)));  // float32 kept exactly
+  EXPECT_THROW(dc::metrics::merge_states("fid_features", s0.state(), f32.state(), "test"), dc::Error);
+  dc::metrics::SampleFeatures f32a(6, torch::kFloat32);
+  f32a.add(f.slice(0, 0, 4), 0);
+  const auto joined = dc::metrics::merge_states("fid_fmnist_features", f32.state(), f32a.state(), "test");
+  EXPECT_TRUE(torch::equal(joined.at("features"), f.slice(0, 0, 6)));
   bad = s0.state();
   bad["index"] = bad["index"].slice(0, 0, 3);
   EXPECT_THROW(dc::metrics::SampleFeatures::from_state(bad, "test"), dc::Error);

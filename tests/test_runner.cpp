@@ -1052,6 +1052,15 @@ TEST(Merge, ShardsMergeIntoTheOneProcessRunBitForBit) {
   EXPECT_EQ(dc::h5::read_scalar(a.id(), g + "/metrics/fid_fmnist"), dc::h5::read_scalar(b.id(), g + "/metrics/fid_fmnist"));
   EXPECT_EQ(dc::h5::read_scalar(a.id(), g + "/metrics/confident_fraction"), dc::h5::read_scalar(b.id(), g + "/metrics/confident_fraction"));
   EXPECT_EQ(dc::h5::read_scalar(b.id(), g + "/metrics/samples"), 10);
+  // FID-FMNIST's bootstrap interval: the shards keep their per-sample features, merge concatenates
+  // them and resamples as the whole run did (same features bit for bit, same seed: same interval).
+  EXPECT_TRUE(dc::h5::exists(dc::h5::open_file(dir + "/shards.h5").id(), "runs/" + id + ".shard-0-of-4/state/fid_fmnist_features/features"));
+  EXPECT_FALSE(dc::h5::exists(a.id(), g + "/state/fid_fmnist_features"));
+  EXPECT_FALSE(dc::h5::exists(b.id(), g + "/state/fid_fmnist_features"));
+  for (const char* k : {"/metrics/fid_fmnist_ci_low", "/metrics/fid_fmnist_ci_high"}) {
+    ASSERT_TRUE(dc::h5::exists(b.id(), g + k)) << k;
+    EXPECT_EQ(dc::h5::read_scalar(a.id(), g + k), dc::h5::read_scalar(b.id(), g + k)) << k;
+  }
   // Timing: each shard's batches and its repeat (of its own first batch), shard after shard.
   EXPECT_EQ(dc::h5::to_doubles(dc::h5::read_array(b.id(), g + "/timing/batch_rows")), (std::vector<double>{2, 2, 2, 2, 2}));
   EXPECT_EQ(dc::h5::to_doubles(dc::h5::read_array(b.id(), g + "/timing/repeat_rows")), (std::vector<double>{2, 2, 2, 2}));
