@@ -1269,8 +1269,11 @@ TEST(Runner, TimingRepeatsRetimeTheFirstBatchAndChangeNothingElse) {
   o.results_path = dir + "/plain.h5";
   ASSERT_EQ(run_experiment(plain, o, plain_log, false).complete, 1) << plain_log.str();
   o.results_path = dir + "/timed.h5";
-  ASSERT_EQ(run_experiment(timed, o, timed_log, false).complete, 1) << timed_log.str();
+  ASSERT_EQ(run_experiment(timed, o, timed_log, /*tty: progress per model call*/ true).complete, 1) << timed_log.str();
   const std::string log = timed_log.str();
+  EXPECT_NE(log.find("\r[run 1/1] " + t.run_id), std::string::npos) << log;  // a status line, redrawn
+  EXPECT_NE(log.find(", batch: model call 1/4"), std::string::npos) << log;   // within the batch
+  EXPECT_NE(log.find("images/s"), std::string::npos) << log;
   EXPECT_NE(log.find(": timing repeat 1/2 of the first batch (timing.repeats)"), std::string::npos) << log;
   EXPECT_NE(log.find(": timing repeat 2/2 of the first batch (timing.repeats)"), std::string::npos) << log;
   EXPECT_NE(log.find("note: timing.repeats: "), std::string::npos) << log;
