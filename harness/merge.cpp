@@ -211,7 +211,7 @@ RunResult join(std::vector<std::pair<Found, RunResult>>& shards, bool partial_ok
     quality_from_states(m.spec, m);
     // As a whole run's result: the intervals, not the per-sample features behind them.
     for (auto it = m.metric_states.begin(); it != m.metric_states.end();)
-      it = it->first.size() > 9 && it->first.compare(it->first.size() - 9, 9, "_features") == 0 ? m.metric_states.erase(it) : std::next(it);
+      it = metrics::is_features_state(it->first) ? m.metric_states.erase(it) : std::next(it);
   }
   return m;
 }

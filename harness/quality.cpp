@@ -296,12 +296,12 @@ void RunQuality::finish(RunResult& r, bool complete) const {
   // The per-sample features behind the bootstrap intervals: kept in a shard's result, so that
   // `merge` computes the interval of the whole run (a whole run's result keeps the interval only).
   for (const auto& [name, feats] : q.boot) {
-    if (feats.count() == metric_samples(r, name)) r.metric_states[name + "_features"] = feats.state();
+    if (feats.count() == metric_samples(r, name)) r.metric_states[metrics::features_state(name)] = feats.state();
     else r.notes.push_back(fmt::format("{}: no bootstrap interval (the journal replayed batches without per-sample features)", name));
   }
   if (!complete) return;
   quality_from_states(q.spec, r, q.device);
-  for (const auto& [name, feats] : q.boot) r.metric_states.erase(name + "_features");
+  for (const auto& [name, feats] : q.boot) r.metric_states.erase(metrics::features_state(name));
 }
 
 void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device& device) {
@@ -387,24 +387,24 @@ void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device&
   }
   // Bootstrap intervals of the Frechet metrics from their per-sample features (a whole run's, or
   // its shards' concatenated by `merge`): the same features and seed give the same interval.
-  for (const char* name : {"fid_fmnist", "fid", "sfid"}) {
-    const auto st = r.metric_states.find(std::string(name) + "_features");
+  for (const std::string name : {"fid_fmnist", "fid", "sfid"}) {
+    const auto st = r.metric_states.find(metrics::features_state(name));
     if (st == r.metric_states.end() || !r.quality.count(name)) continue;
-    const auto samples = metrics::SampleFeatures::from_state(st->second, std::string(name) + "_features");
-    const int resamples = bootstrap_resamples(m, samples.features().size(1));
+    const torch::Tensor f = metrics::SampleFeatures::from_state(st->second, st->first).features();
+    const int resamples = bootstrap_resamples(m, f.size(1));
     if (resamples <= 0) continue;
     const int64_t count = metric_samples(r, name);
-    if (samples.count() != count) {
-      r.notes.push_back(fmt::format("{}: no bootstrap interval ({} per-sample features for {} samples)", name, samples.count(), count));
+    if (f.size(0) != count) {
+      r.notes.push_back(fmt::format("{}: no bootstrap interval ({} per-sample features for {} samples)", name, f.size(0), count));
       continue;
     }
-    const auto ref = std::string(name) == "fid_fmnist" ? metrics::read_fid_stats(in.fmnist_reference)
-                     : std::string(name) == "fid"      ? metrics::read_fid_stats(in.fid_reference)
-                                                       : read_sfid_stats(in.sfid_reference);
-    const auto ci = metrics::frechet_bootstrap(samples.features(), r.quality.at(name), metrics::to_eigen_vector(ref.first),
+    const auto ref = name == "fid_fmnist" ? metrics::read_fid_stats(in.fmnist_reference)
+                     : name == "fid"      ? metrics::read_fid_stats(in.fid_reference)
+                                          : read_sfid_stats(in.sfid_reference);
+    const auto ci = metrics::frechet_bootstrap(f, r.quality.at(name), metrics::to_eigen_vector(ref.first),
                                                metrics::to_eigen_matrix(ref.second), resamples, 0);
-    r.quality[std::string(name) + "_ci_low"] = ci.low;
-    r.quality[std::string(name) + "_ci_high"] = ci.high;
+    r.quality[name + "_ci_low"] = ci.low;
+    r.quality[name + "_ci_high"] = ci.high;
     r.notes.push_back(fmt::format("{} {:.4g}, 95% bootstrap interval [{:.4g}, {:.4g}] (+/- 1.96 sd of {} resamples of the {} samples)",
                                   name, r.quality.at(name), ci.low, ci.high, ci.resamples, count));
   }

@@ -23,9 +23,18 @@ namespace fs = std::filesystem;
 
 namespace dc::harness {
 
-TimingSpread timing_spread(const std::vector<double>& seconds, const std::vector<double>& rows) {
+TimingSpread timing_spread(const std::vector<double>& batch_seconds, const std::vector<double>& batch_rows,
+                           const std::vector<double>& repeat_seconds, const std::vector<double>& repeat_rows) {
   TimingSpread out;
-  if (seconds.size() != rows.size() || seconds.empty()) return out;
+  std::vector<double> seconds, rows;
+  auto add = [&](const std::vector<double>& s, const std::vector<double>& r) {
+    if (s.size() != r.size()) return;
+    seconds.insert(seconds.end(), s.begin(), s.end());
+    rows.insert(rows.end(), r.begin(), r.end());
+  };
+  add(batch_seconds, batch_rows);
+  add(repeat_seconds, repeat_rows);
+  if (seconds.empty()) return out;
   const double full = *std::max_element(rows.begin(), rows.end());
   if (!(full > 0)) return out;
   std::vector<double> per_image;
@@ -320,18 +329,10 @@ Report build_report(const ReportOptions& o) {
     for (auto& row : rows) {
       const std::string t = "runs/" + row.run->key + "/timing/";
       if (!row.complete || !h5::exists(f, t + "batch_seconds") || !h5::exists(f, t + "batch_rows")) continue;
-      auto secs = h5::to_doubles(h5::read_array(f, t + "batch_seconds"));
-      auto rws = h5::to_doubles(h5::read_array(f, t + "batch_rows"));
-      if (secs.size() != rws.size()) continue;
-      if (h5::exists(f, t + "repeat_seconds") && h5::exists(f, t + "repeat_rows")) {
-        const auto rs = h5::to_doubles(h5::read_array(f, t + "repeat_seconds"));
-        const auto rr = h5::to_doubles(h5::read_array(f, t + "repeat_rows"));
-        if (rs.size() == rr.size()) {
-          secs.insert(secs.end(), rs.begin(), rs.end());
-          rws.insert(rws.end(), rr.begin(), rr.end());
-        }
-      }
-      const TimingSpread sp = timing_spread(secs, rws);
+      auto read = [&](const std::string& name) {
+        return h5::exists(f, t + name) ? h5::to_doubles(h5::read_array(f, t + name)) : std::vector<double>{};
+      };
+      const TimingSpread sp = timing_spread(read("batch_seconds"), read("batch_rows"), read("repeat_seconds"), read("repeat_rows"));
       row.spread = sp.relative;
       row.spread_batches = sp.count;
     }

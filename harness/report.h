@@ -9,14 +9,16 @@
 
 namespace dc::harness {
 
-// How much a run's time per image varies: the timings of its full batch size (the largest: its
-// batches, then its timing.repeats), their mean seconds per image, relative standard deviation
-// (< 0 with fewer than two) and number. `seconds` and `rows` pair up (a batch's time, its images).
+// How much a run's time per image varies: the timings of its full batch size (the largest) among
+// its batches and its timing.repeats, their mean seconds per image, relative standard deviation
+// (< 0 with fewer than two) and number. Seconds and rows pair up (a batch's time, its images);
+// unpaired lists count for nothing.
 struct TimingSpread {
   double mean = 0, relative = -1;
   int count = 0;
 };
-TimingSpread timing_spread(const std::vector<double>& seconds, const std::vector<double>& rows);
+TimingSpread timing_spread(const std::vector<double>& batch_seconds, const std::vector<double>& batch_rows,
+                           const std::vector<double>& repeat_seconds = {}, const std::vector<double>& repeat_rows = {});
 
 struct ReportOptions {
   std::string results;        // .h5

@@ -583,10 +583,8 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
       r.repeat_rows.push_back(b);
     }
     on_call = nullptr;
-    std::vector<double> secs = r.batch_seconds, rows(r.batch_rows.begin(), r.batch_rows.end());
-    secs.insert(secs.end(), r.repeat_seconds.begin(), r.repeat_seconds.end());
-    rows.insert(rows.end(), r.repeat_rows.begin(), r.repeat_rows.end());
-    const TimingSpread sp = timing_spread(secs, rows);
+    const TimingSpread sp = timing_spread(r.batch_seconds, {r.batch_rows.begin(), r.batch_rows.end()}, r.repeat_seconds,
+                                          {r.repeat_rows.begin(), r.repeat_rows.end()});
     if (sp.relative >= 0)
       r.notes.push_back(fmt::format("timing.repeats: {:.4g} s/image (mean), spread +/-{:.1f}% over {} timings of a full batch "
                                     "(the run's batches and {} repeats of its first)",
@@ -697,18 +695,7 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
     std::chrono::steady_clock::time_point last_line{};
     for (const auto& w : spec.plan.warnings) log << head << ": warning: " << w << "\n";
     ProgressFn progress = [&](const Progress& p) {
-      if (p.repeat > 0) {  // timing.repeats: a line per repeat; a terminal also shows its calls
-        if (p.call >= 0 && !tty) return;
-        const auto now = std::chrono::steady_clock::now();
-        if (p.call >= 0 && now - last_line < std::chrono::milliseconds(200)) return;
-        last_line = now;
-        std::string line = fmt::format("{}: timing repeat {}/{} of the first batch (timing.repeats)", head, p.repeat, p.repeats);
-        if (p.call >= 0) line += fmt::format(", model call {}/{}", p.call, p.calls);
-        if (tty) log << "\r" << line << "\x1b[K" << std::flush;
-        else log << line << "\n";
-        return;
-      }
-      if (p.call < 0 && p.done == p.resumed) {
+      if (p.repeat == 0 && p.call < 0 && p.done == p.resumed) {
         log << fmt::format("{}: resuming after sample {} of {} (the journal of an interrupted run)\n", head, p.done, p.total);
         return;
       }
@@ -716,11 +703,17 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
       const auto now = std::chrono::steady_clock::now();
       if (p.call >= 0 && now - last_line < std::chrono::milliseconds(200)) return;
       last_line = now;
-      const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const double rate = el > 0 ? (p.done - p.resumed) / el : 0.0;
-      std::string line = fmt::format("{}: samples {}/{}", head, p.done, p.total);
-      if (p.call >= 0) line += fmt::format(", batch: model call {}/{}", p.call, p.calls);
-      if (rate > 0) line += fmt::format(", {:.2f} images/s, ETA {:.0f} s", rate, (p.total - p.done) / rate);
+      std::string line;
+      if (p.repeat > 0) {  // timing.repeats: a line per repeat (and its calls on a terminal)
+        line = fmt::format("{}: timing repeat {}/{} of the first batch (timing.repeats)", head, p.repeat, p.repeats);
+        if (p.call >= 0) line += fmt::format(", model call {}/{}", p.call, p.calls);
+      } else {
+        const double el = std::chrono::duration<double>(now - t0).count();
+        const double rate = el > 0 ? (p.done - p.resumed) / el : 0.0;
+        line = fmt::format("{}: samples {}/{}", head, p.done, p.total);
+        if (p.call >= 0) line += fmt::format(", batch: model call {}/{}", p.call, p.calls);
+        if (rate > 0) line += fmt::format(", {:.2f} images/s, ETA {:.0f} s", rate, (p.total - p.done) / rate);
+      }
       if (tty) log << "\r" << line << "\x1b[K" << std::flush;
       else log << line << "\n";
     };

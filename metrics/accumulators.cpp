@@ -259,6 +259,13 @@ SampleFeatures SampleFeatures::from_state(const MetricState& s, const std::strin
   return out;
 }
 
+std::string features_state(const std::string& metric) { return metric + "_features"; }
+
+bool is_features_state(const std::string& name) {
+  static const std::string suffix = "_features";
+  return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 MetricState merge_states(const std::string& name, const MetricState& a, const MetricState& b, const std::string& what) {
   if (name == "fid" || name == "sfid") {
     FeatureStats s = feature_stats_from_state(a, what);
@@ -280,7 +287,7 @@ MetricState merge_states(const std::string& name, const MetricState& a, const Me
     s.merge(ClipScoreAccumulator::from_state(b, what));
     return s.state();
   }
-  if (name == "precision_recall" || (name.size() > 9 && name.compare(name.size() - 9, 9, "_features") == 0)) {
+  if (name == "precision_recall" || is_features_state(name)) {
     auto s = SampleFeatures::from_state(a, what);
     s.merge(SampleFeatures::from_state(b, what), what);
     return s.state();

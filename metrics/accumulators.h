@@ -100,6 +100,11 @@ class SampleFeatures {
   mutable bool sorted_ = true;                            // false: one part, not known to be in order
 };
 
+// The state name of a metric's per-sample features ("fid" -> "fid_features"), and whether a state
+// name is one.
+std::string features_state(const std::string& metric);
+bool is_features_state(const std::string& name);
+
 // Adds two states of metric `name` (fid, sfid, inception_score, fid_fmnist, clip_score, precision_recall, and the per-sample
 // features <metric>_features) exactly; dc::Error (naming `what`) for an unknown metric or states that do not fit together.
 MetricState merge_states(const std::string& name, const MetricState& a, const MetricState& b, const std::string& what);

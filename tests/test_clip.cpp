@@ -60,13 +60,6 @@ torch::Tensor ids_tensor(const std::vector<std::vector<int64_t>>& rows) {
   return torch::tensor(flat, torch::kInt64).view({static_cast<int64_t>(rows.size()), -1});
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 // ---- tokenizer ------------------------------------------------------------------------------------
@@ -346,7 +339,7 @@ TEST(ClipScore, CommandScoresAFolderLikeTheReference) {
                                                    dc::test::shell_quote(dir + "/model.json"), dc::test::shell_quote(*c.weights_path()),
                                                    dc::test::shell_quote(tokdir), dc::test::shell_quote(dir + "/out.json")));
     ASSERT_EQ(run.code, 0) << run.out << run.err;
-    const auto j = nlohmann::json::parse(slurp(dir + "/out.json"));
+    const auto j = nlohmann::json::parse(dc::test::read_text(dir + "/out.json"));
     const double expected = c.io_tensor("clip_score").to(torch::kDouble).mean().item<double>();
     EXPECT_NEAR(j["value"].get<double>(), expected, 1e-3) << run.out << run.err;
     EXPECT_EQ(j["provenance"]["samples"].get<int64_t>(), static_cast<int64_t>(prompts.size()));

@@ -17,16 +17,10 @@ int sh(const std::string& cmd) {
   const int s = std::system(cmd.c_str());
   return WIFEXITED(s) ? WEXITSTATUS(s) : -1;
 }
-// A Python that has torch: the one on PATH, else Debian's.
-std::string python_with_torch() {
-  for (const char* py : {"python3", "/usr/bin/python3"})
-    if (sh(std::string(py) + " -c 'import torch' >/dev/null 2>&1") == 0) return py;
-  return "";
-}
 }  // namespace
 
 TEST(ConvertScript, LightningCheckpointBecomesAnEqualSafetensorsFile) {
-  const std::string py = python_with_torch();
+  const std::string py = dc::test::python_with("torch");
   if (py.empty()) GTEST_SKIP() << "no Python with torch (Debian: apt-get install python3-torch)";
   const std::string dir = dc::test::temp_dir();
   std::ofstream(dir + "/make.py") << R"(import torch, sys

@@ -20,19 +20,10 @@
 namespace fs = std::filesystem;
 using namespace dc::harness;
 
-namespace {
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-}  // namespace
-
 // Issue 17: every preset of every family has its row, with S and each tap name, in the table of
 // docs/experiments.md ("Presets and similarity taps").
 TEST(Docs, ExperimentsListsEveryPresetWithItsSAndTaps) {
-  const std::string doc = read_text("docs/experiments.md");
+  const std::string doc = dc::test::read_text("docs/experiments.md");
   ASSERT_NE(doc.find("## Presets and similarity taps"), std::string::npos);
   int rows = 0;
   for (const auto& f : dc::models::family_names())
@@ -55,12 +46,7 @@ TEST(Docs, ExperimentsListsEveryPresetWithItsSAndTaps) {
 // does not name.
 TEST(Docs, ResultsReadmeNamesEverythingRunAndMergeWrite) {
   if (!fs::exists("weights/fmnist/classifier.safetensors")) GTEST_SKIP() << "the Fashion-MNIST classifier is absent";
-  std::string py;
-  for (const char* c : {"python3", "/usr/bin/python3"})
-    if (std::system((std::string(c) + " -c 'import h5py' >/dev/null 2>&1").c_str()) == 0) {
-      py = c;
-      break;
-    }
+  const std::string py = dc::test::python_with("h5py");
   if (py.empty()) GTEST_SKIP() << "no Python with h5py (Debian: python3-h5py)";
   const std::string dir = dc::test::temp_dir() + "/results_readme";
   fs::remove_all(dir);
@@ -98,9 +84,9 @@ runs:
                           dc::test::shell_quote(dir + "/shards.h5") + " " + dc::test::shell_quote(mo.out) + " >" +
                           dc::test::shell_quote(dir + "/missing.txt") + " 2>&1";
   const int status = std::system(cmd.c_str());
-  EXPECT_EQ(status, 0) << "results/README.md does not name:\n" << read_text(dir + "/missing.txt");
+  EXPECT_EQ(status, 0) << "results/README.md does not name:\n" << dc::test::read_text(dir + "/missing.txt");
   // The check itself: a name the README lacks is reported.
-  std::ofstream(dir + "/README.md") << read_text("results/README.md").substr(0, 200);
+  std::ofstream(dir + "/README.md") << dc::test::read_text("results/README.md").substr(0, 200);
   EXPECT_NE(std::system((py + " tests/docs/results_readme_check.py " + dc::test::shell_quote(dir + "/README.md") + " " +
                          dc::test::shell_quote(whole.results_path) + " >/dev/null 2>&1")
                             .c_str()),

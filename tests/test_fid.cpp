@@ -174,12 +174,7 @@ TEST(Npz, RoundTripEveryDtypeAndFidStats) {
 }
 
 TEST(Npz, InteroperatesWithNumpy) {
-  std::string py;
-  for (const char* c : {"python3", "/usr/bin/python3"})
-    if (std::system((std::string(c) + " -c 'import numpy' >/dev/null 2>&1").c_str()) == 0) {
-      py = c;
-      break;
-    }
+  const std::string py = dc::test::python_with("numpy");
   if (py.empty()) GTEST_SKIP() << "no Python with numpy";
   const std::string dir = dc::test::temp_dir();
   std::ofstream(dir + "/w.py") << R"(import numpy as np, sys

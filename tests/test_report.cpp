@@ -133,13 +133,6 @@ std::vector<std::vector<std::string>> csv_records(const std::string& text) {
   return out;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 // The tests on the study need the Fashion-MNIST classifier the repository ships.
@@ -188,6 +181,12 @@ TEST(ReportParts, TimingSpreadUsesTheFullBatchesOnly) {
   EXPECT_LT(one.relative, 0);
   EXPECT_LT(timing_spread({}, {}).relative, 0);
   EXPECT_LT(timing_spread({1.0}, {1, 2}).relative, 0);  // unpaired: nothing
+  // The repeats join the batches (one 2-image batch, two repeats: 1, 1.5 and 2 s/image); unpaired
+  // repeats count for nothing.
+  const auto rep = timing_spread({2.0, 0.5}, {2, 1}, {3.0, 4.0}, {2, 2});
+  EXPECT_EQ(rep.count, 3);
+  EXPECT_DOUBLE_EQ(rep.mean, 1.5);
+  EXPECT_EQ(timing_spread({2.0}, {2}, {3.0}, {}).count, 1);
 }
 
 TEST(ReportParts, FrechetBootstrapIsReproducibleAndNarrowsWithMoreSamples) {
@@ -370,7 +369,7 @@ TEST_F(ReportStudy, StdoutHoldsTheTableOnly) {
   r = dc::test::run_cli("report " + dc::test::shell_quote(s.h5) + " --out " + dc::test::shell_quote(out) + " --heatmaps " + figs);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out, "");
-  EXPECT_EQ(read_text(out).rfind("run_id,role,model,", 0), 0u) << read_text(out);
+  EXPECT_EQ(dc::test::read_text(out).rfind("run_id,role,model,", 0), 0u) << dc::test::read_text(out);
   EXPECT_NE(r.err.find("table       " + out), std::string::npos) << r.err;
 }
 
@@ -389,7 +388,7 @@ TEST_F(ReportStudy, HeatmapsAreLabelledAndCanShareAScale) {
   for (const auto& h : own.heatmaps) {
     ASSERT_TRUE(fs::exists(h.png)) << h.png;
     ASSERT_TRUE(fs::exists(h.svg)) << h.svg;
-    const std::string svg = read_text(h.svg);
+    const std::string svg = dc::test::read_text(h.svg);
     EXPECT_EQ(svg, h.svg_text);
     EXPECT_NE(svg.find("run " + h.run_key), std::string::npos) << svg.substr(0, 300);
     EXPECT_NE(svg.find(", tap up."), std::string::npos);
@@ -419,7 +418,7 @@ TEST_F(ReportHtml, RendersInHeadlessChromium) {
                              dc::test::shell_quote(s.dir + "/html_figs"));
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("html        " + page), std::string::npos) << r.err;
-  const std::string html = read_text(page);
+  const std::string html = dc::test::read_text(page);
   EXPECT_EQ(html.find("src=\"http"), std::string::npos) << "self-contained";
   EXPECT_EQ(html.find("<script"), std::string::npos);
   // A probe copy: a script that records what the browser laid out into the DOM.
@@ -448,8 +447,8 @@ window.addEventListener('load', () => {
   const std::string dom_file = s.dir + "/dom.html";
   int rc = std::system((chromium + " " + flags + "--dump-dom file://" + probe_path + " > " + dc::test::shell_quote(dom_file) +
                         " 2>" + dc::test::shell_quote(s.dir + "/chromium.log")).c_str());
-  ASSERT_EQ(rc, 0) << read_text(s.dir + "/chromium.log");
-  const std::string dom = read_text(dom_file);
+  ASSERT_EQ(rc, 0) << dc::test::read_text(s.dir + "/chromium.log");
+  const std::string dom = dc::test::read_text(dom_file);
   const auto at = dom.find("<pre id=\"probe\">");
   ASSERT_NE(at, std::string::npos) << dom.substr(0, 2000);
   const auto j = nlohmann::json::parse(dom.substr(at + 16, dom.find("</pre>", at) - at - 16));
@@ -465,7 +464,7 @@ window.addEventListener('load', () => {
   const std::string shot = s.dir + "/shot.png";
   rc = std::system((chromium + " " + flags + "--window-size=1600," + std::to_string(height) + " --screenshot=" + dc::test::shell_quote(shot) +
                     " file://" + probe_path + " >/dev/null 2>>" + dc::test::shell_quote(s.dir + "/chromium.log")).c_str());
-  ASSERT_EQ(rc, 0) << read_text(s.dir + "/chromium.log");
+  ASSERT_EQ(rc, 0) << dc::test::read_text(s.dir + "/chromium.log");
   const torch::Tensor img = dc::image::read_png(shot).to(torch::kInt32);  // [C, H, W]
   auto not_blank = [&](const nlohmann::json& box, const std::string& what) {
     const int x = box[0].get<double>(), y = box[1].get<double>(), w = box[2].get<double>(), h = box[3].get<double>();

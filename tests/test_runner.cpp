@@ -729,12 +729,7 @@ TEST(Report, BaselinePerSamplerSettingAndReferenceRun) {
 }
 
 TEST(PlotScript, DrawsPublicationHeatmapsFromTheResults) {
-  std::string py;
-  for (const char* c : {"python3", "/usr/bin/python3"})
-    if (std::system((std::string(c) + " -c 'import h5py, matplotlib' >/dev/null 2>&1").c_str()) == 0) {
-      py = c;
-      break;
-    }
+  const std::string py = dc::test::python_with("h5py, matplotlib");
   if (py.empty()) GTEST_SKIP() << "no Python with h5py and matplotlib (Debian: python3-h5py python3-matplotlib)";
   const std::string dir = dc::test::temp_dir();
   std::string yaml = kTiny;
@@ -749,19 +744,16 @@ TEST(PlotScript, DrawsPublicationHeatmapsFromTheResults) {
   ASSERT_EQ(std::system((py + " " + script + " " + o.results_path + " --out " + dir + "/plots >" + dir + "/stdout.txt").c_str()), 0);
   EXPECT_TRUE(fs::exists(dir + "/plots/" + stem + ".png"));
   EXPECT_TRUE(fs::exists(dir + "/plots/" + stem + ".pdf"));
-  std::ostringstream out;
-  out << std::ifstream(dir + "/stdout.txt").rdbuf();
-  EXPECT_NE(out.str().find(stem + ".png"), std::string::npos) << out.str();
-  EXPECT_EQ(out.str().find("b'"), std::string::npos) << "bytes printed as b'...': " << out.str();
+  const std::string out = dc::test::read_text(dir + "/stdout.txt");
+  EXPECT_NE(out.find(stem + ".png"), std::string::npos) << out;
+  EXPECT_EQ(out.find("b'"), std::string::npos) << "bytes printed as b'...': " << out;
   // By default next to the results, where `report` writes similarity_<run>_<tap>.png: that file stays `report`'s.
   const std::string report_png = dir + "/similarity_" + e.runs[0].run_id + "_up.0.block.2.png";
   std::ofstream(report_png) << "report's heatmap";
   ASSERT_EQ(std::system((py + " " + script + " " + o.results_path + " >/dev/null").c_str()), 0);
   EXPECT_TRUE(fs::exists(dir + "/" + stem + ".png"));
   EXPECT_TRUE(fs::exists(dir + "/" + stem + ".pdf"));
-  std::ostringstream kept;
-  kept << std::ifstream(report_png).rdbuf();
-  EXPECT_EQ(kept.str(), "report's heatmap");
+  EXPECT_EQ(dc::test::read_text(report_png), "report's heatmap");
 }
 
 // FID and Inception Score computed inside `run` by accumulators fed batch by batch equal the
@@ -1211,7 +1203,7 @@ TEST(Runner, CtrlCSaysWhichRunStopsAndThatTheSameCommandResumes) {
   std::ofstream(yaml) << "experiment: ctrlc\nbase:\n  model: {family: ddpm, preset: fmnist, weights: random}\n"
                          "  sampler: {name: ddim, steps: 40}\n  samples: {n: 64, batch: 16, seed: 1}\nbaseline: false\n"
                          "sweep: {cache.k: [1], cache.interval: [2]}\n";
-  auto text = [](const std::string& p) { std::ifstream in(p); std::stringstream ss; ss << in.rdbuf(); return ss.str(); };
+  const auto text = dc::test::read_text;
   const auto id = dc::harness::load_experiment(yaml).runs.at(0).run_id;
   const pid_t pid = spawn_cli({"run", yaml, "--results", results}, dir + "/err1.txt");
   wait_for([&] { return journal_records(results) >= 1; }, "the first batch record");

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -275,6 +276,19 @@ std::vector<Case> cases_where(const std::string& family, CaseFilter filter) {
 const std::vector<std::string>& families_without_suite() {
   static const std::vector<std::string> f = {};  // every family has its parity suites
   return f;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string python_with(const std::string& modules) {
+  for (const char* c : {"python3", "/usr/bin/python3"})
+    if (std::system((std::string(c) + " -c 'import " + modules + "' >/dev/null 2>&1").c_str()) == 0) return c;
+  return "";
 }
 
 std::string error_text(const std::function<void()>& f) {

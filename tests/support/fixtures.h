@@ -92,6 +92,13 @@ const std::vector<std::string>& families_without_suite();
 
 std::string temp_dir();
 
+// A file's whole content ("" when it cannot be read).
+std::string read_text(const std::string& path);
+
+// The first of python3 (PATH) and /usr/bin/python3 that imports every module of `modules` (e.g.
+// "h5py, matplotlib"), or "" when neither does (the test then skips, naming the Debian packages).
+std::string python_with(const std::string& modules);
+
 // The message of the dc::Error that `f` throws, or "" when it throws none (other exceptions pass).
 std::string error_text(const std::function<void()>& f);
 
