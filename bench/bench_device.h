@@ -33,6 +33,14 @@ inline std::string dtype_name(torch::ScalarType t) {
   return t == torch::kHalf ? "fp16" : t == torch::kBFloat16 ? "bf16" : "fp32";
 }
 
+// DEEPCACHE_BENCH_GRAPHS=1: the UNet's calls replayed from CUDA graphs (model.cuda_graphs; cuda only).
+inline bool bench_graphs(const torch::Device& d) {
+  const char* v = std::getenv("DEEPCACHE_BENCH_GRAPHS");
+  if (!v || std::string(v) == "0" || std::string(v).empty()) return false;
+  if (!d.is_cuda()) throw std::runtime_error("DEEPCACHE_BENCH_GRAPHS=1 needs DEEPCACHE_BENCH_DEVICE=cuda");
+  return true;
+}
+
 inline void sync(const torch::Device& d) {
   if (d.is_cuda()) torch::cuda::synchronize();
 }

@@ -7,7 +7,9 @@
 // reports PLMS-50's UNet seconds per image, plain and at N = 5, from the measured means.
 // Models come from the registry (models/model.h); DEEPCACHE_BENCH_MODELS=family/preset,... selects
 // some of the table. DEEPCACHE_BENCH_DEVICE=cuda runs them on the GPU (every timed call is
-// followed by a device synchronisation, so the times are the calls' real durations).
+// followed by a device synchronisation, so the times are the calls' real durations);
+// DEEPCACHE_BENCH_GRAPHS=1 (with cuda) replays each kind of call from a CUDA graph
+// (models/unet_graphs.h, captured before the timed loop).
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -20,6 +22,7 @@
 #include "metrics/macs.h"
 #include "models/deepcache_io.h"
 #include "models/model.h"
+#include "models/unet_graphs.h"
 
 namespace {
 
@@ -46,7 +49,13 @@ struct Loaded {
   dc::metrics::MacsTable macs;
   torch::Device device{torch::kCPU};
   torch::ScalarType dtype = torch::kFloat;
+  std::unique_ptr<dc::models::UNetGraphs> graphs;  // DEEPCACHE_BENCH_GRAPHS=1
   std::string label;
+  // One call of the UNet: replayed from its graph, or eager.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond,
+                        const dc::deepcache::CacheRequest* req, dc::deepcache::FeatureCache* cache) {
+    return graphs ? graphs->forward(x, t, cond, req, cache) : model.unet->forward(x, t, cond, req, cache, nullptr);
+  }
 };
 
 Loaded& loaded(const std::string& family, const std::string& preset) {
@@ -61,6 +70,10 @@ Loaded& loaded(const std::string& family, const std::string& preset) {
     slot->dtype = dc::bench::bench_dtype(slot->device);
     slot->model.unet->to(slot->device, slot->dtype);
     slot->label = dc::bench::device_label(slot->device) + " " + dc::bench::dtype_name(slot->dtype);
+    if (dc::bench::bench_graphs(slot->device)) {
+      slot->graphs = std::make_unique<dc::models::UNetGraphs>(slot->model.unet);
+      slot->label += " graphs";
+    }
   }
   return *slot;
 }
@@ -80,14 +93,15 @@ Inputs inputs(const Loaded& f, int64_t batch) {
 void call(benchmark::State& state, const BenchModel& m, int64_t batch, int k) {
   torch::NoGradGuard ng;
   auto& f = loaded(m.family, m.preset);
-  auto& net = *f.model.unet;
   const Inputs in = inputs(f, batch);
   dc::deepcache::FeatureCache cache;
   const dc::deepcache::CacheRequest fill{std::max(k, 0), false}, partial{std::max(k, 0), true};
-  if (k >= 0) net.forward(in.x, in.t, in.cond, &fill, &cache, nullptr);
+  const dc::deepcache::CacheRequest* req = k < 0 ? nullptr : &partial;
+  if (k >= 0) f.forward(in.x, in.t, in.cond, &fill, &cache);
+  f.forward(in.x, in.t, in.cond, req, &cache);  // untimed: a graph is captured here
+  dc::bench::sync(f.device);
   for (auto _ : state) {
-    torch::Tensor y = k < 0 ? net.forward(in.x, in.t, in.cond, nullptr, nullptr, nullptr)
-                            : net.forward(in.x, in.t, in.cond, &partial, &cache, nullptr);
+    torch::Tensor y = f.forward(in.x, in.t, in.cond, req, &cache);
     benchmark::DoNotOptimize(y.data_ptr());
     dc::bench::sync(f.device);
   }
@@ -103,18 +117,20 @@ void call(benchmark::State& state, const BenchModel& m, int64_t batch, int k) {
 void full_over_partial(benchmark::State& state, const BenchModel& m, int64_t batch, int k) {
   torch::NoGradGuard ng;
   auto& f = loaded(m.family, m.preset);
-  auto& net = *f.model.unet;
   const Inputs in = inputs(f, batch);
   dc::deepcache::FeatureCache cache;
   const dc::deepcache::CacheRequest fill{k, false}, partial{k, true};
-  net.forward(in.x, in.t, in.cond, &fill, &cache, nullptr);
+  f.forward(in.x, in.t, in.cond, &fill, &cache);
+  f.forward(in.x, in.t, in.cond, nullptr, &cache);  // untimed: graphs are captured here
+  f.forward(in.x, in.t, in.cond, &partial, &cache);
+  dc::bench::sync(f.device);
   double full_s = 0, part_s = 0;
   for (auto _ : state) {
     auto t0 = std::chrono::steady_clock::now();
-    benchmark::DoNotOptimize(net.forward(in.x, in.t, in.cond, nullptr, nullptr, nullptr).data_ptr());
+    benchmark::DoNotOptimize(f.forward(in.x, in.t, in.cond, nullptr, &cache).data_ptr());
     dc::bench::sync(f.device);
     auto t1 = std::chrono::steady_clock::now();
-    benchmark::DoNotOptimize(net.forward(in.x, in.t, in.cond, &partial, &cache, nullptr).data_ptr());
+    benchmark::DoNotOptimize(f.forward(in.x, in.t, in.cond, &partial, &cache).data_ptr());
     dc::bench::sync(f.device);
     auto t2 = std::chrono::steady_clock::now();
     full_s += std::chrono::duration<double>(t1 - t0).count();

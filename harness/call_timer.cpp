@@ -23,16 +23,19 @@ namespace {
 
 class SteadyTimer : public CallTimer {
  public:
-  explicit SteadyTimer(const c10::Device& d) : device_(d) {}
+  SteadyTimer(const c10::Device& d, std::function<double()> now_ms) : device_(d), now_ms_(std::move(now_ms)) {
+    if (!now_ms_)
+      now_ms_ = [] { return 1e3 * std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); };
+  }
   void start_batch(int calls) override { ms_.assign(static_cast<size_t>(calls), 0.0); }
   void begin(int) override {
     sync();
-    t0_ = std::chrono::steady_clock::now();
+    t0_ = now_ms_();
   }
   void end(int call) override {
     sync();
     if (call >= static_cast<int>(ms_.size())) ms_.resize(static_cast<size_t>(call) + 1, 0.0);
-    ms_[static_cast<size_t>(call)] += 1e3 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+    ms_[static_cast<size_t>(call)] += now_ms_() - t0_;
   }
   std::vector<double> finish_batch() override { return ms_; }
   std::string clock() const override {
@@ -44,8 +47,9 @@ class SteadyTimer : public CallTimer {
     if (device_.is_cuda()) torch::cuda::synchronize();
   }
   c10::Device device_;
+  std::function<double()> now_ms_;
   std::vector<double> ms_;
-  std::chrono::steady_clock::time_point t0_;
+  double t0_ = 0.0;
 };
 
 #if DC_CUDA_EVENTS
@@ -87,11 +91,11 @@ class CudaEventTimer : public CallTimer {
 
 }  // namespace
 
-std::unique_ptr<CallTimer> make_call_timer(const c10::Device& device) {
+std::unique_ptr<CallTimer> make_call_timer(const c10::Device& device, std::function<double()> now_ms) {
 #if DC_CUDA_EVENTS
-  if (device.is_cuda()) return std::make_unique<CudaEventTimer>();
+  if (device.is_cuda() && !now_ms) return std::make_unique<CudaEventTimer>();
 #endif
-  return std::make_unique<SteadyTimer>(device);
+  return std::make_unique<SteadyTimer>(device, std::move(now_ms));
 }
 
 }  // namespace dc::harness

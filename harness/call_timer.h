@@ -8,6 +8,7 @@
 //          fallback synchronises before and after each call and uses steady_clock.
 // clock() names the clock for the results (provenance attribute `timing_clock`) and the report.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +29,7 @@ class CallTimer {
   virtual std::string clock() const = 0;
 };
 
-std::unique_ptr<CallTimer> make_call_timer(const c10::Device& device);
+// `now_ms` (tests): the host clock the CPU timer reads, in milliseconds; default steady_clock.
+std::unique_ptr<CallTimer> make_call_timer(const c10::Device& device, std::function<double()> now_ms = nullptr);
 
 }  // namespace dc::harness

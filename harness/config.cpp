@@ -287,8 +287,9 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context, c
   }
   if (j.contains("model")) {
     const auto& m = j["model"];
-    r.only(m, "model", {"family", "preset", "weights", "first_stage_weights", "tokenizer", "image_size", "dtype"});
+    r.only(m, "model", {"family", "preset", "weights", "first_stage_weights", "tokenizer", "image_size", "dtype", "cuda_graphs"});
     r.get(m, "model", "dtype", s.model.dtype);
+    r.get(m, "model", "cuda_graphs", s.model.cuda_graphs);
     r.one_of("model.dtype", s.model.dtype, {"fp32", "fp16", "bf16"});
     r.get(m, "model", "first_stage_weights", s.model.first_stage_weights);
     r.get(m, "model", "tokenizer", s.model.tokenizer);
@@ -299,6 +300,8 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context, c
   }
   if (s.model.dtype == "fp16" && j.contains("device") && s.device == "cpu")  // no device: `run --device` may give cuda (the runner checks)
     r.fail("model.dtype", "fp16 needs device: cuda (LibTorch has no half-precision convolution on the CPU); on the CPU use fp32 or bf16");
+  if (s.model.cuda_graphs && j.contains("device") && s.device == "cpu")
+    r.fail("model.cuda_graphs", "true needs device: cuda (CUDA graphs replay GPU work); on the CPU leave it false");
   r.one_of("model.family", s.model.family, models::family_names());
   try {
     s.plan.model = models::model_info(s.model.family, s.model.preset);
@@ -582,6 +585,7 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context, c
   if (!s.model.tokenizer.empty()) s.resolved["model"]["tokenizer"] = s.model.tokenizer;
   if (s.model.image_size != 0) s.resolved["model"]["image_size"] = s.model.image_size;
   if (s.model.dtype != "fp32") s.resolved["model"]["dtype"] = s.model.dtype;  // fp32 run ids stay as they were
+  if (s.model.cuda_graphs) s.resolved["model"]["cuda_graphs"] = true;          // as do eager ones
   if (text) {
     s.resolved["conditioning"] = {{"guidance", s.conditioning.guidance}, {"negative_prompt", s.conditioning.negative_prompt}};
     if (s.conditioning.prompts.empty()) s.resolved["conditioning"]["prompt"] = s.conditioning.prompt;

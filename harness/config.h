@@ -26,6 +26,9 @@ struct ModelSpec {
   // runs bfloat16 convolutions). Weights cast once; the sampler's arithmetic, the first stage and
   // the text encoder stay fp32; GroupNorm/LayerNorm and softmax run in fp32 (models/trace.h).
   std::string dtype = "fp32";
+  // CUDA graphs of the UNet's calls (models/unet_graphs.h): each kind of call (batch, dtype, full or
+  // partial at k) captured once, then replayed. Needs device cuda and a LibTorch with CUDA.
+  bool cuda_graphs = false;
 };
 
 struct SamplerSpec {

@@ -13,6 +13,7 @@
 #include "harness/sampling/samplers.h"
 #include "models/deepcache_io.h"
 #include "models/unet.h"
+#include "models/unet_graphs.h"
 
 namespace dc::harness {
 
@@ -24,9 +25,10 @@ struct DenoiserLog {
 };
 
 // plan == nullptr: the plain network at every call. The cache is reset when call 0 comes, so one
-// denoiser serves many generations.
+// denoiser serves many generations. `graphs` (model.cuda_graphs; models/unet_graphs.h): the calls
+// replay CUDA graphs of `net`, except those with a trace (taps, MAC counting), which run eagerly.
 sampling::CondEpsFn cond_denoiser(std::shared_ptr<models::UNet> net, std::shared_ptr<const deepcache::CachePlan> plan,
-                                  std::shared_ptr<DenoiserLog> log = nullptr);
+                                  std::shared_ptr<DenoiserLog> log = nullptr, std::shared_ptr<models::UNetGraphs> graphs = nullptr);
 // An unconditional model (no conditioning tensor).
 sampling::EpsFn denoiser(std::shared_ptr<models::UNet> net, std::shared_ptr<const deepcache::CachePlan> plan,
                          std::shared_ptr<DenoiserLog> log = nullptr);

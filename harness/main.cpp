@@ -120,6 +120,7 @@ int main(int argc, char** argv) {
   cmd_sample->add_option("--image-size", so.image_size, "sd: image side in pixels, a multiple of 64 (default: the preset's 512)");
   cmd_sample->add_option("--dtype", so.dtype, "the UNet's precision: fp32 (default), fp16 (cuda only) or bf16 (cuda; CPUs with AVX-512)")
       ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+  cmd_sample->add_flag("--cuda-graphs", so.cuda_graphs, "replay the UNet's calls from CUDA graphs (model.cuda_graphs; cuda, LibTorch with CUDA)");
   cmd_sample->add_option("--seed-mode", so.seed_mode, "per_sample (default) or paper (sd: the released script's manual_seed(seed) per batch)")
       ->check(CLI::IsMember({"per_sample", "paper"}));
   cmd_sample->add_option("--cache-k", cache_k, k_help);

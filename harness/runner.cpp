@@ -34,6 +34,7 @@
 #include "metrics/sha256.h"
 #include "models/deepcache_io.h"
 #include "models/model.h"
+#include "models/unet_graphs.h"
 
 namespace fs = std::filesystem;
 
@@ -78,6 +79,48 @@ torch::ScalarType unet_dtype_for(const std::string& dtype, const torch::Device& 
     return torch::kBFloat16;
   }
   throw Error(fmt::format("model.dtype: '{}': expected fp32, fp16 or bf16", dtype));
+}
+
+// model.cuda_graphs on `device`: one dc::Error naming the key when this device or build cannot.
+void check_cuda_graphs(bool wanted, const torch::Device& device) {
+  if (!wanted) return;
+  if (!device.is_cuda()) throw Error("model.cuda_graphs: true needs device cuda (CUDA graphs replay GPU work); on the CPU set it false");
+  const std::string missing = models::cuda_graphs_missing();
+  if (!missing.empty()) throw Error(missing);
+}
+
+// Untimed warm-up before a run's first batch: the first calls on a device pay one-time costs (CUDA
+// context and kernel loading, cuDNN algorithm choice, allocator growth; first-touch pages on the
+// CPU) that would otherwise be charged to whichever run of an experiment comes first, usually the
+// baseline (on an H200 that made the quick start's baseline ~5x slower than it is). One full and
+// one partial call (DeepCache), or one plain call, per batch size in `batches` (the UNet's batch:
+// doubled under classifier-free guidance). With `graphs` (model.cuda_graphs) the calls go through
+// them, which captures the graph of each kind of call the run makes, so no capture is timed.
+void warm_up(models::UNet& net, models::UNetGraphs* graphs, const deepcache::CachePlan* cache_plan,
+             const std::vector<int64_t>& batches, const std::vector<int64_t>& sample_shape, torch::ScalarType dtype,
+             const torch::Device& device) {
+  const auto opts = torch::TensorOptions().device(device);
+  for (const int64_t b : batches) {
+    std::vector<int64_t> shape = sample_shape;
+    shape.insert(shape.begin(), b);
+    const torch::Tensor x = torch::zeros(shape, opts.dtype(dtype));
+    const torch::Tensor t = torch::full({b}, 500.0f, opts);
+    torch::Tensor cond = net.example_conditioning(b, opts);
+    if (cond.defined() && cond.is_floating_point()) cond = cond.to(dtype);
+    deepcache::FeatureCache cache;
+    const auto call = [&](const deepcache::CacheRequest* req) {
+      if (graphs) graphs->forward(x, t, cond, req, &cache);
+      else net.forward(x, t, cond, req, &cache, nullptr);
+    };
+    if (cache_plan) {
+      deepcache::CacheRequest fill{cache_plan->skip_index, false}, partial{cache_plan->skip_index, true};
+      fill.ldm_released = partial.ldm_released = cache_plan->ldm_released;
+      call(&fill);
+      call(&partial);
+    } else {
+      call(nullptr);
+    }
+  }
 }
 
 // Cosine similarity between the features of every pair of calls, averaged over samples.
@@ -210,6 +253,7 @@ void preflight(const std::vector<RunSpec>& pending, ModelCache& mc, const std::s
     checked(spec, [&] {
       const torch::Device device = parse_device(spec.device);
       unet_dtype_for(spec.model.dtype, device);
+      check_cuda_graphs(spec.model.cuda_graphs, device);
       std::string prompts_file;
       if (spec.plan.model.conditioning == "text" && seen.insert("prompts " + spec.conditioning.prompts + " " + std::to_string(spec.samples.n)).second)
         run_prompts(spec, &prompts_file);
@@ -264,6 +308,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   const torch::Device device = parse_device(spec.device);
   r.device = device.is_cuda() ? "cuda" : "cpu";
   const torch::ScalarType unet_dtype = unet_dtype_for(spec.model.dtype, device);  // unsupported: one error, nothing runs
+  check_cuda_graphs(spec.model.cuda_graphs, device);
   // Text-to-image: the prompts of the run's samples, read and checked before anything is loaded.
   const bool text_cond = plan.model.conditioning == "text";
   std::string prompts_file;
@@ -340,7 +385,8 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   torch::Tensor negative_context;
   if (text_cond) negative_context = model.encode_text({spec.conditioning.negative_prompt});
   if (text_cond && !model.tokenizer_path.empty()) r.notes.push_back("tokenizer " + model.tokenizer_path);
-  const auto cond_inner = cond_denoiser(model.unet, cache_plan, log);
+  const auto graphs = spec.model.cuda_graphs ? std::make_shared<models::UNetGraphs>(model.unet) : nullptr;
+  const auto cond_inner = cond_denoiser(model.unet, cache_plan, log, graphs);
   std::vector<int64_t> labels;
   auto labels_for = [&](int64_t first_sample, int64_t b) {
     std::vector<int64_t> v(b);
@@ -395,28 +441,18 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     shape.insert(shape.begin(), b);
     return shape;
   };
-  // Untimed warm-up: the first calls on a device pay one-time costs (CUDA context and kernel
-  // loading, cuDNN algorithm choice, allocator growth; first-touch pages on the CPU) that would
-  // otherwise be charged to whichever run of an experiment comes first, usually the baseline. On an
-  // H200 that made the quick start's baseline ~5x slower than it is.
-  const int64_t warm_batch = std::min<int64_t>(spec.samples.batch, total) * ((class_cond || text_cond) && guidance != 1.0 ? 2 : 1);
-  const std::string warm_key = fmt::format("{} b={} k={}", r.device, warm_batch, cache_plan ? cache_plan->skip_index : -1);
-  if (total > 0 && mc.warmed != warm_key) {
+  const int64_t guided = (class_cond || text_cond) && guidance != 1.0 ? 2 : 1;  // the UNet's batch: doubled by guidance
+  const int64_t first_rows = std::min<int64_t>(spec.samples.batch, total);
+  const std::string warm_key = fmt::format("{} b={} k={}", r.device, first_rows * guided, cache_plan ? cache_plan->skip_index : -1);
+  if (graphs && total > 0) {  // a last, smaller batch has graphs of its own
+    std::vector<int64_t> sizes{first_rows * guided};
+    if (total > spec.samples.batch && total % spec.samples.batch != 0) sizes.push_back(total % spec.samples.batch * guided);
+    warm_up(net, graphs.get(), cache_plan.get(), sizes, plan.model.sample_shape, unet_dtype, device);
     mc.warmed = warm_key;
-    const int64_t b = warm_batch;
-    const auto opts = torch::TensorOptions().device(device);
-    const torch::Tensor xw = torch::zeros(batch_shape(b), opts.dtype(unet_dtype));
-    const torch::Tensor tw = torch::full({b}, 500.0f, opts);
-    torch::Tensor cw = net.example_conditioning(b, opts);
-    if (cw.defined() && cw.is_floating_point()) cw = cw.to(unet_dtype);
-    deepcache::FeatureCache warm;
-    if (cache_plan) {
-      const deepcache::CacheRequest fill{cache_plan->skip_index, false}, partial{cache_plan->skip_index, true};
-      net.forward(xw, tw, cw, &fill, &warm, nullptr);
-      net.forward(xw, tw, cw, &partial, &warm, nullptr);
-    } else {
-      net.forward(xw, tw, cw, nullptr, nullptr, nullptr);
-    }
+    r.notes.push_back(fmt::format("CUDA graphs: {} captured before the first batch", graphs->captures()));
+  } else if (total > 0 && mc.warmed != warm_key) {
+    mc.warmed = warm_key;
+    warm_up(net, nullptr, cache_plan.get(), {first_rows * guided}, plan.model.sample_shape, unet_dtype, device);
   }
   // One batch sampled and timed: samples [start, start + b) from their noise to uint8 images, the
   // clock running from the noise draw (the text encoder included) to the images on the host. The
@@ -590,6 +626,9 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
                                     "(the run's batches and {} repeats of its first)",
                                     sp.mean, 100 * sp.relative, sp.count, r.repeat_seconds.size()));
   }
+  if (graphs)
+    r.notes.push_back(fmt::format("CUDA graphs: {} captured in all, {} calls replayed; {} calls of the released LDM pass ran eagerly "
+                                  "(as do the calls with similarity taps)", graphs->captures(), graphs->replays(), graphs->eager()));
   r.samples = total;
   r.first_sample = first;
   r.timesteps = schedule.timesteps();

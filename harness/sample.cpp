@@ -39,6 +39,7 @@ SampleResult sample_images(const SampleOptions& o) {
   if (!o.tokenizer.empty()) settings["model"]["tokenizer"] = o.tokenizer;
   if (o.image_size != 0) settings["model"]["image_size"] = o.image_size;
   if (o.dtype != "fp32") settings["model"]["dtype"] = o.dtype;
+  if (o.cuda_graphs) settings["model"]["cuda_graphs"] = true;
   if (o.seed_mode != "per_sample") settings["samples"]["seed_mode"] = o.seed_mode;
   if (o.cache_k) {
     settings["cache"] = {{"enabled", true}, {"k", *o.cache_k}, {"interval", o.interval}};

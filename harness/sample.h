@@ -27,6 +27,7 @@ struct SampleOptions {
   std::string tokenizer;           // text families: vocab.json + merges.txt folder ("" = the default search)
   int image_size = 0;              // pixels, 0 = the preset's
   std::string dtype = "fp32";      // the UNet's precision: fp32 | fp16 (cuda) | bf16 (model.dtype)
+  bool cuda_graphs = false;         // model.cuda_graphs: the UNet's calls replayed from CUDA graphs (cuda)
   std::string seed_mode = "per_sample";
   std::optional<int> cache_k;      // DeepCache skip index; none = no caching
   int interval = 1;                // N

@@ -59,7 +59,7 @@ FmnistEval fmnist_eval_from_state(const MetricState& s, const std::string& what)
   e.stats = feature_stats_from_state(s, what);
   e.n = scalar_from(s, "n", what);
   e.confident = scalar_from(s, "confident", what);
-  const torch::Tensor& c = need(s, "classes", what);
+  const torch::Tensor c = need(s, "classes", what);
   if (c.numel() != 10) throw Error(fmt::format("{}: metric state 'classes' must hold 10 counts", what));
   for (int i = 0; i < 10; ++i) e.classes[i] = c[i].item<int64_t>();
   if (e.stats.count() != e.n || e.confident > e.n)
@@ -124,7 +124,7 @@ InceptionScoreAccumulator InceptionScoreAccumulator::from_state(const MetricStat
     throw Error(fmt::format("{}: inconsistent Inception Score state ({} splits, {} p log p sums, {} softmax sums)", what, splits,
                             plogp.size(), p.size()));
   InceptionScoreAccumulator a(static_cast<int>(splits), total, static_cast<int64_t>(p.size()) / splits);
-  const torch::Tensor& c = need(s, "count", what);
+  const torch::Tensor c = need(s, "count", what);
   if (c.numel() != splits) throw Error(fmt::format("{}: Inception Score state has {} counts for {} splits", what, c.numel(), splits));
   for (int64_t i = 0; i < splits; ++i) a.count_[i] = c[i].item<int64_t>();
   a.plogp_ = std::move(plogp);
@@ -241,7 +241,7 @@ MetricState SampleFeatures::state() const {
 }
 
 SampleFeatures SampleFeatures::from_state(const MetricState& s, const std::string& what) {
-  const torch::Tensor& idx = need(s, "index", what);
+  const torch::Tensor idx = need(s, "index", what);
   auto it = s.find("features");
   if (it == s.end() || !it->second.defined()) throw Error(fmt::format("{}: metric state has no 'features'", what));
   const torch::Tensor& f = it->second;

@@ -309,11 +309,13 @@ std::vector<uint8_t> make_npy(const std::string& descr, const std::vector<int64_
   while ((10 + header.size() + 1) % 64 != 0) header += ' ';
   header += '\n';
   if (header.size() > 0xffff) throw Error(".npy: header too long for version 1.0");
-  std::vector<uint8_t> out = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, static_cast<uint8_t>(header.size() & 0xff),
+  const uint8_t prefix[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, static_cast<uint8_t>(header.size() & 0xff),
                               static_cast<uint8_t>(header.size() >> 8)};
-  out.insert(out.end(), header.begin(), header.end());
-  const auto* p = static_cast<const uint8_t*>(data);
-  if (nbytes) out.insert(out.end(), p, p + nbytes);
+  // One allocation, three copies (growing a vector by insert made GCC 12 see a bogus -Warray-bounds).
+  std::vector<uint8_t> out(sizeof prefix + header.size() + nbytes);
+  std::memcpy(out.data(), prefix, sizeof prefix);
+  std::memcpy(out.data() + sizeof prefix, header.data(), header.size());
+  if (nbytes) std::memcpy(out.data() + sizeof prefix + header.size(), data, nbytes);
   return out;
 }
 

@@ -114,6 +114,24 @@ size_t budget_bytes() {
 // Transformed weights held now (each shared memory once); callers hold g_mutex.
 size_t held_bytes();
 
+// The Winograd inference convolution (stride 1, padding 1) for these layouts; throws dnnl::error
+// where oneDNN has no kernel for it. oneDNN 3 (Debian 13's, which LibTorch 2.6 links) builds the
+// primitive descriptor directly; oneDNN 2 (Debian 12's, LibTorch 1.13's) through an op descriptor.
+dnnl::convolution_forward::primitive_desc winograd_desc(const dnnl::engine& eng, const md& src, const md& wei, const md& bias,
+                                                        const md& dst) {
+  const dnnl::memory::dims one{1, 1};
+  constexpr auto prop = dnnl::prop_kind::forward_inference;
+  constexpr auto alg = dnnl::algorithm::convolution_winograd;
+#if DNNL_VERSION_MAJOR >= 3
+  return !bias.is_zero() ? dnnl::convolution_forward::primitive_desc(eng, prop, alg, src, wei, bias, dst, one, one, one)
+              : dnnl::convolution_forward::primitive_desc(eng, prop, alg, src, wei, dst, one, one, one);
+#else
+  const auto d = !bias.is_zero() ? dnnl::convolution_forward::desc(prop, alg, src, wei, bias, dst, one, one, one)
+                      : dnnl::convolution_forward::desc(prop, alg, src, wei, dst, one, one, one);
+  return dnnl::convolution_forward::primitive_desc(d, eng);
+#endif
+}
+
 // `weight` [oc, ic, 3, 3] float32; `has_bias`: the convolution adds a bias.
 std::shared_ptr<Prepared> prepare(const torch::Tensor& weight_in, bool has_bias, int64_t n, int64_t h, int64_t w,
                                   const std::vector<std::shared_ptr<Prepared>>* siblings = nullptr, bool budgeted = false) {
@@ -127,13 +145,7 @@ std::shared_ptr<Prepared> prepare(const torch::Tensor& weight_in, bool has_bias,
     auto& e = engine();
     const md any_src(src, dt::f32, tag::any), any_wei(wei, dt::f32, tag::any), any_dst(dst, dt::f32, tag::any);
     p->bias = has_bias ? md({oc}, dt::f32, tag::x) : md();
-    auto d = has_bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                         dnnl::algorithm::convolution_winograd, any_src, any_wei,
-                                                         p->bias, any_dst, {1, 1}, {1, 1}, {1, 1})
-                      : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
-                                                         dnnl::algorithm::convolution_winograd, any_src, any_wei,
-                                                         any_dst, {1, 1}, {1, 1}, {1, 1});
-    dnnl::convolution_forward::primitive_desc pd(d, e.eng);
+    const auto pd = winograd_desc(e.eng, any_src, any_wei, p->bias, any_dst);
     p->prim = dnnl::convolution_forward(pd);
     p->impl = pd.impl_info_str();
     p->user_src = md(src, dt::f32, tag::nchw);

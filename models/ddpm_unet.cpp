@@ -77,12 +77,14 @@ std::vector<std::string> DdpmConfig::up_block_names() const {
   return names;
 }
 
-torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim) {
-  TORCH_CHECK(t.dim() == 1, "timestep_embedding: t must be 1-D, got ", t.sizes());
+torch::Tensor timestep_frequencies(int64_t dim) {
   const int64_t half = dim / 2;
   const double step = std::log(10000.0) / static_cast<double>(half - 1);
-  torch::Tensor freqs = torch::exp(torch::arange(half, torch::TensorOptions().dtype(torch::kFloat32)) * -step);
-  freqs = freqs.to(t.device());
+  return torch::exp(torch::arange(half, torch::TensorOptions().dtype(torch::kFloat32)) * -step);
+}
+
+torch::Tensor timestep_embedding(const torch::Tensor& t, const torch::Tensor& freqs, int64_t dim) {
+  TORCH_CHECK(t.dim() == 1, "timestep_embedding: t must be 1-D, got ", t.sizes());
   torch::Tensor args = t.to(torch::kFloat32).unsqueeze(1) * freqs.unsqueeze(0);  // [B, half]
   torch::Tensor emb = torch::cat({torch::sin(args), torch::cos(args)}, 1);       // [B, 2*half]
   if (dim % 2 == 1) emb = torch::constant_pad_nd(emb, {0, 1, 0, 0});
@@ -311,7 +313,7 @@ torch::Tensor DdpmUNetImpl::forward(const torch::Tensor& x, const torch::Tensor&
     TORCH_CHECK(cache != nullptr, "DDPM UNet: a cache request needs a FeatureCache");
   }
   // 1. temb = dense1(swish(dense0(sinusoidal(t)))); the blocks take swish(temb).
-  torch::Tensor temb = tr::linear(temb0_, timestep_embedding(t, config_.ch).to(x.dtype()), trace, "temb.dense.0");
+  torch::Tensor temb = tr::linear(temb0_, timestep_embedding(t, temb_freqs_.on(t.device()), config_.ch).to(x.dtype()), trace, "temb.dense.0");
   tr::done(trace, "temb.dense.0", temb);
   temb = tr::linear(temb1_, torch::silu(temb), trace, "temb.dense.1");
   tr::done(trace, "temb.dense.1", temb);

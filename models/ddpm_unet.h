@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "models/deepcache_io.h"
+#include "models/device_constant.h"
 #include "models/trace.h"
 #include "models/unet.h"
 
@@ -41,8 +42,13 @@ struct DdpmConfig {
 };
 
 // Sinusoidal timestep embedding [sin, cos] (sin first), frequencies exp(-i*ln(1e4)/(half-1)),
-// computed in float32 as the reference does. t: [B] (any dtype). Returns [B, dim].
-torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim);
+// computed in float32 on the CPU as the reference does. t: [B] (any dtype). Returns [B, dim].
+torch::Tensor timestep_frequencies(int64_t dim);  // [dim / 2] float32, CPU
+// freqs: timestep_frequencies(dim) on t's device.
+torch::Tensor timestep_embedding(const torch::Tensor& t, const torch::Tensor& freqs, int64_t dim);
+inline torch::Tensor timestep_embedding(const torch::Tensor& t, int64_t dim) {
+  return timestep_embedding(t, timestep_frequencies(dim).to(t.device()), dim);
+}
 
 // The ddim repo's (and taming-transformers' / ldm's autoencoder) building blocks: ResnetBlock
 // (temb_ch = 0: no timestep projection, as in the VQ/KL autoencoders), AttnBlock, and
@@ -127,6 +133,7 @@ class DdpmUNetImpl : public UNet {
                         Trace* t, const deepcache::CacheRequest* store_at, deepcache::FeatureCache* cache);
 
   DdpmConfig config_;
+  DeviceConstant temb_freqs_{[ch = config_.ch] { return timestep_frequencies(ch); }};  // after config_
   std::shared_ptr<torch::nn::Module> temb_;
   torch::nn::ModuleList temb_dense_{nullptr};
   torch::nn::Linear temb0_{nullptr}, temb1_{nullptr};

@@ -91,13 +91,14 @@ std::string OpenAIUNetConfig::describe() const {
                      context_dim, legacy, in_channels, image_size, image_size);
 }
 
-torch::Tensor compvis_timestep_embedding(const torch::Tensor& t, int64_t dim) {
-  TORCH_CHECK(t.dim() == 1, "timestep_embedding: t must be 1-D, got ", t.sizes());
+torch::Tensor compvis_timestep_frequencies(int64_t dim) {
   const int64_t half = dim / 2;
   // exp(-math.log(max_period) * arange(half, float32) / half): the product, then the division, in float32.
-  torch::Tensor freqs =
-      torch::exp(torch::arange(half, torch::TensorOptions().dtype(torch::kFloat32)) * -std::log(10000.0) / static_cast<double>(half));
-  freqs = freqs.to(t.device());
+  return torch::exp(torch::arange(half, torch::TensorOptions().dtype(torch::kFloat32)) * -std::log(10000.0) / static_cast<double>(half));
+}
+
+torch::Tensor compvis_timestep_embedding(const torch::Tensor& t, const torch::Tensor& freqs, int64_t dim) {
+  TORCH_CHECK(t.dim() == 1, "timestep_embedding: t must be 1-D, got ", t.sizes());
   const torch::Tensor args = t.to(torch::kFloat32).unsqueeze(1) * freqs.unsqueeze(0);  // [B, half]
   torch::Tensor emb = torch::cat({torch::cos(args), torch::sin(args)}, 1);           // [B, 2*half]
   if (dim % 2 == 1) emb = torch::constant_pad_nd(emb, {0, 1, 0, 0});
@@ -324,7 +325,7 @@ torch::Tensor OpenAIUNetImpl::forward(const torch::Tensor& x, const torch::Tenso
     TORCH_CHECK(cache != nullptr, "CompVis UNet: a cache request needs a FeatureCache");
   }
   // 1. emb = time_embed(timestep_embedding(t)).
-  torch::Tensor emb = tr::linear(time_embed0_, compvis_timestep_embedding(t, config_.model_channels).to(x.dtype()), trace, "time_embed");
+  torch::Tensor emb = tr::linear(time_embed0_, compvis_timestep_embedding(t, time_freqs_.on(t.device()), config_.model_channels).to(x.dtype()), trace, "time_embed");
   emb = tr::linear(time_embed2_, torch::silu(emb), trace, "time_embed");
 
   // 2. Input blocks: hs[j] = input_blocks[j](hs[j-1]); a partial call stops at hs[k].

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "models/deepcache_io.h"
+#include "models/device_constant.h"
 #include "models/trace.h"
 #include "models/unet.h"
 
@@ -51,8 +52,13 @@ struct OpenAIUNetConfig {
 };
 
 // ldm timestep_embedding: [cos(t f), sin(t f)] (cos first), f_i = exp(-ln(1e4) * i / half) in
-// float32. t: [B]. Returns [B, dim].
-torch::Tensor compvis_timestep_embedding(const torch::Tensor& t, int64_t dim);
+// float32 (on the CPU, as the reference computes them). t: [B]. Returns [B, dim].
+torch::Tensor compvis_timestep_frequencies(int64_t dim);  // [dim / 2] float32, CPU
+// freqs: compvis_timestep_frequencies(dim) on t's device.
+torch::Tensor compvis_timestep_embedding(const torch::Tensor& t, const torch::Tensor& freqs, int64_t dim);
+inline torch::Tensor compvis_timestep_embedding(const torch::Tensor& t, int64_t dim) {
+  return compvis_timestep_embedding(t, compvis_timestep_frequencies(dim).to(t.device()), dim);
+}
 
 // ResBlock (use_scale_shift_norm = False): skip(x) + out_layers(in_layers(x) + emb_layers(emb)).
 struct CvResBlockImpl : torch::nn::Module {
@@ -138,6 +144,7 @@ class OpenAIUNetImpl : public UNet {
  private:
   torch::Tensor head(const torch::Tensor& h, Trace* trace);
   OpenAIUNetConfig config_;
+  DeviceConstant time_freqs_{[mc = config_.model_channels] { return compvis_timestep_frequencies(mc); }};  // after config_
   torch::nn::Linear time_embed0_{nullptr}, time_embed2_{nullptr};
   std::vector<CvBlock> input_blocks_, output_blocks_;
   CvBlock middle_block_{nullptr};

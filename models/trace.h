@@ -100,10 +100,19 @@ inline torch::Tensor layer_norm(const torch::nn::LayerNorm& n, const torch::Tens
 
 // softmax(q k^T / sqrt(d)) v for q [N, Lq, d], k and v [N, Lk, d] (attention matmuls are not
 // counted as MACs, as the paper counts). LibTorch 2.x: at::scaled_dot_product_attention (flash /
-// memory-efficient kernels on CUDA, fp32 accumulation). 1.13: two bmm and a softmax computed in
-// fp32 (model.dtype fp16/bf16), as the references' explicit paths do.
+// memory-efficient kernels on CUDA, fp32 accumulation); on the CPU in fp32 also for fp16/bf16
+// inputs (cast back after). Why: on an AMD EPYC (AVX512_BF16), Debian 13's LibTorch 2.6 gave a bf16
+// run 25 uint8 levels off fp32 (issue 30), where an Intel Xeon without AVX512_BF16 stays within
+// 0.7. Not reproducible here; the suspect is LibTorch 2.5+'s reduced-precision CPU attention, the
+// one kernel of these calls that switches to oneDNN's BRGEMM micro-kernels on CPUs with
+// AVX512_BF16 or AMX (a micro-kernel API that changed between the oneDNN PyTorch pins and the
+// oneDNN 3.7 Debian builds it against). Attention is a few percent of a CPU call, so fp32 costs
+// little. 1.13: two bmm and a softmax computed in fp32 (model.dtype fp16/bf16), as the
+// references' explicit paths do.
 inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
 #if TORCH_VERSION_MAJOR >= 2
+  if (q.is_cpu() && reduced(q))
+    return at::scaled_dot_product_attention(q.to(torch::kFloat), k.to(torch::kFloat), v.to(torch::kFloat)).to(q.scalar_type());
   return at::scaled_dot_product_attention(q, k, v);
 #else
   const torch::Tensor sim = torch::bmm(q, k.transpose(1, 2)) * std::pow(static_cast<double>(q.size(-1)), -0.5);

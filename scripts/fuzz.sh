@@ -17,7 +17,7 @@ shift || true
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(safetensors prompts tokenizer_encode tokenizer_load idx npz png experiment hdf5)
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
-CXX=${FUZZ_CXX:-clang++-14}
+CXX=${FUZZ_CXX:-$(command -v clang++-14 || echo clang++)}  # Debian 12: clang-14; Debian 13: clang (19)
 command -v "$CXX" >/dev/null || { echo "fuzz.sh: $CXX not found (apt-get install clang-14 libclang-rt-14-dev)" >&2; exit 2; }
 GEN=""; command -v ninja >/dev/null && GEN="-G Ninja"
 mkdir -p "$BUILD"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One-call GPU check for a machine with PyTorch 2.x (CUDA) for python3 and no apt: builds against
 # PyTorch's LibTorch (stopping at once if that fails), runs the CUDA tests, then the benchmarks in
-# priority order (UNet full/partial ratios fp32/fp16, end-to-end speedups of the three families at
-# the paper's settings, the quick start's FID-FMNIST fp32/fp16), writes OUT/table.md
-# (scripts/gpu_table.py), and last runs every test.
+# priority order (UNet full/partial ratios and end-to-end speedups of the three families at the
+# paper's settings, fp32 then fp16, each eager and with CUDA graphs; the quick start's FID-FMNIST
+# fp32/fp16), writes OUT/table.md (scripts/gpu_table.py) after every step, and last runs every test.
 #
 # Prepare here (Debian, has apt):
 #   mkdir -p .devdeps && cp ../shared/tools/bundle-debs.sh .devdeps/ && \
@@ -63,33 +63,42 @@ BIN=./build-gpu
 step "Cuda.* tests"
 timeout 300 $BIN/dc_tests --gtest_filter='Cuda.*' > "$OUT/cuda_tests.log" 2>&1 || true
 tail -12 "$OUT/cuda_tests.log"
-# 3. Benchmarks in priority order, each a short run after its warm-up (one batch per setting).
-#    a. full/partial time ratio next to the MAC ratio, batch 1 and the paper's batch, fp32 then fp16.
-for dt in fp32 fp16; do
-  step "UNet full/partial, $dt"
-  DEEPCACHE_BENCH_DEVICE=cuda DEEPCACHE_BENCH_DTYPE=$dt DEEPCACHE_BENCH_BATCHES=paper timeout 420 $BIN/dc_bench \
+# 3. Benchmarks in priority order, each a short run after its warm-up (one batch per setting); the
+#    table is rewritten after every step, so a run cut short still leaves what it measured. A
+#    label is the dtype, with "-graphs" when the UNet's calls replay CUDA graphs (model.cuda_graphs).
+table() { python3 scripts/gpu_table.py "$OUT" > "$OUT/table.md" 2>/dev/null || true; }
+unet() {  # dtype graphs(0|1): full/partial time ratio next to the MAC ratio, batch 1 and the paper's batch
+  local dt=$1 g=$2 label=$1; [ "$g" = 1 ] && label=$1-graphs
+  step "UNet full/partial, $label"
+  DEEPCACHE_BENCH_DEVICE=cuda DEEPCACHE_BENCH_DTYPE=$dt DEEPCACHE_BENCH_GRAPHS=$g DEEPCACHE_BENCH_BATCHES=paper timeout 420 $BIN/dc_bench \
     --benchmark_filter='BM_UNetFullOverPartial/(ddpm/cifar10/.*/k2|ldm/cin256_v2/.*/k0|sd/sd15/.*/k1)$' --benchmark_min_time=0.3 \
-    --benchmark_out="$OUT/bench_unet_$dt.json" --benchmark_out_format=json > "$OUT/bench_unet_$dt.txt" 2>&1 || true
-  tail -8 "$OUT/bench_unet_$dt.txt"
-done
-#    b. end to end at the paper's settings (random weights, full size, uniform N = 5), plain and DeepCache.
-e2e() {  # name dtype args...
-  local name=$1 dt=$2; shift 2
-  timeout 300 $BIN/deepcache-bench sample "$@" --dtype "$dt" --device cuda --weights random --out "$OUT/$name.$dt.png" \
-    > "$OUT/e2e_$name.$dt.log" 2>&1 || echo "e2e $name $dt failed (exit $?)" >> "$OUT/e2e_$name.$dt.log"
-  grep -E "^time|^deepcache|failed" "$OUT/e2e_$name.$dt.log" || true
+    --benchmark_out="$OUT/bench_unet_$label.json" --benchmark_out_format=json > "$OUT/bench_unet_$label.txt" 2>&1 || true
+  tail -8 "$OUT/bench_unet_$label.txt"; table
+}
+e2e() {  # name label args...: one `sample` at full size with random weights
+  local name=$1 label=$2; shift 2
+  timeout 300 $BIN/deepcache-bench sample "$@" --device cuda --weights random --out "$OUT/$name.$label.png" \
+    > "$OUT/e2e_$name.$label.log" 2>&1 || echo "e2e $name $label failed (exit $?)" >> "$OUT/e2e_$name.$label.log"
+  grep -E "^time|^deepcache|failed" "$OUT/e2e_$name.$label.log" || true
 }
 export DEEPCACHE_CLIP_TOKENIZER=${DEEPCACHE_CLIP_TOKENIZER:-$PWD/tests/fixtures/clip/tokenizer}
+ends() {  # dtype graphs(0|1): end to end at the paper's settings, plain and uniform N = 5
+  local dt=$1 g=$2 label=$1 flags=(--dtype "$1"); [ "$g" = 1 ] && { label=$1-graphs; flags+=(--cuda-graphs); }
+  step "end to end, $label"
+  e2e ddpm_plain_b1 "$label" "${flags[@]}" --model ddpm --preset cifar10 --sampler ddim --steps 100 --spacing quad --n 1 --batch 1
+  e2e ddpm_n5_b1 "$label" "${flags[@]}" --model ddpm --preset cifar10 --sampler ddim --steps 100 --spacing quad --n 1 --batch 1 --cache-k 2 --interval 5
+  e2e ddpm_plain "$label" "${flags[@]}" --model ddpm --preset cifar10 --sampler ddim --steps 100 --spacing quad --n 200 --batch 200
+  e2e ddpm_n5 "$label" "${flags[@]}" --model ddpm --preset cifar10 --sampler ddim --steps 100 --spacing quad --n 200 --batch 200 --cache-k 2 --interval 5
+  e2e ldm_plain "$label" "${flags[@]}" --model ldm --preset cin256_v2 --sampler ldm_ddim --steps 250 --n 16 --batch 16
+  e2e ldm_n5 "$label" "${flags[@]}" --model ldm --preset cin256_v2 --sampler ldm_ddim --steps 250 --n 16 --batch 16 --cache-k 0 --interval 5
+  e2e sd_plain "$label" "${flags[@]}" --model sd --preset sd15 --sampler pndm --steps 50 --n 4 --batch 4 --prompt "a photograph of an astronaut riding a horse"
+  e2e sd_n5 "$label" "${flags[@]}" --model sd --preset sd15 --sampler pndm --steps 50 --n 4 --batch 4 --prompt "a photograph of an astronaut riding a horse" --cache-k 1 --interval 5
+  table
+}
+#    a. fp32, eager then graphs; b. the same in fp16.
 for dt in fp32 fp16; do
-  step "end to end, $dt"
-  e2e ddpm_plain $dt --model ddpm --preset cifar10 --sampler ddim --steps 100 --spacing quad --n 200 --batch 200
-  e2e ddpm_n5 $dt --model ddpm --preset cifar10 --sampler ddim --steps 100 --spacing quad --n 200 --batch 200 --cache-k 2 --interval 5
-  e2e ldm_plain $dt --model ldm --preset cin256_v2 --sampler ldm_ddim --steps 250 --n 16 --batch 16
-  e2e ldm_n5 $dt --model ldm --preset cin256_v2 --sampler ldm_ddim --steps 250 --n 16 --batch 16 --cache-k 0 --interval 5
-  e2e sd_plain $dt --model sd --preset sd15 --sampler pndm --steps 50 --n 4 --batch 4 --prompt "a photograph of an astronaut riding a horse"
-  e2e sd_n5 $dt --model sd --preset sd15 --sampler pndm --steps 50 --n 4 --batch 4 --prompt "a photograph of an astronaut riding a horse" --cache-k 1 --interval 5
-  e2e ddpm_plain_b1 $dt --model ddpm --preset cifar10 --sampler ddim --steps 100 --spacing quad --n 1 --batch 1
-  e2e ddpm_n5_b1 $dt --model ddpm --preset cifar10 --sampler ddim --steps 100 --spacing quad --n 1 --batch 1 --cache-k 2 --interval 5
+  unet "$dt" 0; unet "$dt" 1
+  ends "$dt" 0; ends "$dt" 1
 done
 #    c. the quick start's FID-FMNIST (a real model) in fp32 and fp16.
 for dt in fp32 fp16; do
@@ -100,7 +109,7 @@ for dt in fp32 fp16; do
 done
 # 4. One table of everything above.
 step "table"
-python3 scripts/gpu_table.py "$OUT" | tee "$OUT/table.md" || true
+table; cat "$OUT/table.md"
 # 5. Every test of the 2.x build. Two threads per test process: 8 processes x all cores each
 # oversubscribed the node ~8x.
 step "ctest"

@@ -28,16 +28,6 @@ using dc::models::OpenAIUNetConfig;
 
 namespace {
 
-ClassConditionedUNet load_case_model(const dc::test::Case& c) {
-  const auto& cfg = c.json.at("config");
-  ClassConditionedUNet net(dc::test::openai_unet_config(cfg.at("unet")), cfg.at("cond_stage").at("n_classes").get<int64_t>());
-  dc::weights::LoadOptions opt;
-  opt.module_name = "LDM UNet (" + c.id() + ")";
-  dc::weights::load_strict(*net, dc::st::SafetensorsFile::open(*c.weights_path()), opt);
-  net->eval();
-  return net;
-}
-
 bool is_ldm_unet_case(const dc::test::Case& c) {
   return c.family == "ldm" && c.json.contains("config") && c.json["config"].contains("unet");
 }
@@ -51,7 +41,7 @@ class LdmUNetCase : public ::testing::TestWithParam<dc::test::Case> {};
 TEST_P(LdmUNetCase, EqualsTheReference) {
   const auto& c = GetParam();
   torch::NoGradGuard ng;
-  auto net = load_case_model(c);
+  auto net = dc::test::load_ldm_case_unet(c);
   const auto labels = c.io_tensor("class_label");
   EXPECT_TRUE(dc::test::matches_reference(c, "context", net->embedder()->forward(labels), c.io_tensor("context")));
   dc::models::Trace trace;
@@ -111,7 +101,7 @@ TEST(LdmUNet, PartialCallAtEverySkipIndexEqualsTheFullCall) {
   const auto cases = ldm_unet_cases();
   if (cases.empty()) GTEST_SKIP() << "no ldm UNet case under " << dc::test::fixtures_root();
   torch::NoGradGuard ng;
-  auto net = load_case_model(cases.front());
+  auto net = dc::test::load_ldm_case_unet(cases.front());
   const auto& cfg = net->unet()->config();
   torch::manual_seed(5);
   const auto x = torch::randn({2, cfg.in_channels, cfg.image_size, cfg.image_size});

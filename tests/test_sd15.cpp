@@ -28,6 +28,7 @@
 #include "models/weights/manifest.h"
 #include "models/weights/strict_loader.h"
 #include "support/fixtures.h"
+#include "support/ldm.h"
 
 namespace fs = std::filesystem;
 using dc::models::OpenAIUNet;
@@ -40,18 +41,6 @@ bool is_sd15_unet_case(const dc::test::Case& c) {
 }
 const bool kSd15UNetSuite = dc::test::register_fixture_suite("Sd15UNetCase", is_sd15_unet_case);
 std::vector<dc::test::Case> sd15_unet_cases() { return dc::test::cases_where("sd15", is_sd15_unet_case); }
-
-// The tiny fixture networks, loaded from their diffusers-named files through the computed renaming.
-OpenAIUNet load_unet(const dc::test::Case& c) {
-  const OpenAIUNetConfig cfg = dc::models::unet_config_from_diffusers(c.json.at("unet_config"), c.id() + ": unet_config");
-  OpenAIUNet net(cfg);
-  dc::weights::LoadOptions lo;
-  lo.mapping = dc::models::diffusers_unet_mapping(*net, cfg);
-  lo.module_name = "SD UNet (" + c.id() + ")";
-  dc::weights::load_strict(*net, dc::st::SafetensorsFile::open(*c.weights_path()), lo);
-  net->eval();
-  return net;
-}
 
 dc::models::KLModel load_vae(const dc::test::Case& c) {
   const auto cfg = dc::models::kl_config_from_diffusers(c.json.at("vae_config"), c.id() + ": vae_config");
@@ -87,7 +76,7 @@ class Sd15UNetCase : public ::testing::TestWithParam<dc::test::Case> {};
 TEST_P(Sd15UNetCase, EqualsTheReference) {
   const auto& c = GetParam();
   torch::NoGradGuard ng;
-  auto net = load_unet(c);
+  auto net = dc::test::load_sd15_case_unet(c);
   const auto& cfg = net->config();
   const torch::Tensor ehs = c.io_tensor("encoder_hidden_states");
   if (c.json.contains("deepcache")) {
@@ -201,7 +190,7 @@ TEST_P(Sd15PipelineCase, TrajectoriesEqualTheReference) {
   torch::NoGradGuard ng;
   const auto& pl = c.json.at("pipeline");
   ASSERT_EQ(pl.at("scheduler").get<std::string>(), "PNDMScheduler") << "the pipeline suite runs PNDM";
-  const auto unet = load_unet(c).ptr();
+  const auto unet = dc::test::load_sd15_case_unet(c).ptr();
   dc::models::KLModel vae = load_vae(c);
   dc::sampling::SamplerOptions o;
   o.name = "pndm";

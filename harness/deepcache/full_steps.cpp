@@ -173,7 +173,7 @@ NonUniformResult sample_from_quad_center(int total_numbers, int n_samples, int c
     if (s < 0 || s >= total_numbers)
       throw Error(fmt::format("impossible non-uniform schedule: center {} with power {} puts a full step at {}, "
                               "outside [0, {})", center, p, s, total_numbers));
-  return {indices, p};
+  return {indices, p, {}};
 }
 
 NonUniformResult nonuniform_full_steps(int num_steps, int interval, int center, double power) {

@@ -1,12 +1,23 @@
 #include "harness/sampling/released_stream.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/detail/CUDAHooksInterface.h>
+#include <ATen/Context.h>
 #include <fmt/format.h>
 
 #include "common/error.h"
 
 namespace dc::sampling {
+
+namespace {
+// A new CUDA generator seeded `seed`: a clone of the device's default generator (its type), so the
+// process's default stream is left alone. Context::defaultGenerator is the API LibTorch 1.13 and
+// 2.x share (CUDAHooksInterface's getDefaultCUDAGenerator became getDefaultGenerator in 2.x).
+at::Generator cuda_generator(const c10::Device& device, uint64_t seed) {
+  at::Generator g = at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, device.has_index() ? device.index() : 0)).clone();
+  g.set_current_seed(seed);
+  return g;
+}
+}  // namespace
 
 ReleasedStream::ReleasedStream(ReleasedStreamConfig c) : c_(std::move(c)) {
   if (c_.ranks < 1) throw Error(fmt::format("samples.ranks: {} must be at least 1", c_.ranks));
@@ -30,8 +41,7 @@ ReleasedStream::Rank& ReleasedStream::rank(int r) {
   }
   at::Generator device;
   if (c_.device.is_cuda()) {
-    device = at::detail::getCUDAHooks().getDefaultCUDAGenerator(c_.device.has_index() ? c_.device.index() : 0).clone();
-    device.set_current_seed(seed);
+    device = cuda_generator(c_.device, seed);
   } else {
     device = at::detail::createCPUGenerator(seed);
   }
@@ -97,8 +107,7 @@ void ReleasedStream::end_batch() {
 NoiseFn paper_batch_noise(uint64_t seed, const torch::Device& device) {
   at::Generator gen;
   if (device.is_cuda()) {
-    gen = at::detail::getCUDAHooks().getDefaultCUDAGenerator(device.has_index() ? device.index() : 0).clone();
-    gen.set_current_seed(seed);
+    gen = cuda_generator(device, seed);
   } else {
     gen = at::detail::createCPUGenerator(seed);
   }

@@ -1,5 +1,6 @@
-// LDM fixture helpers: the CompVis UNet and the VQ autoencoder configs a case json describes
-// (the reference's own parameter names: openaimodel.UNetModel, VQModelInterface ddconfig).
+// LDM and SD1.5 fixture helpers: the CompVis UNet and the VQ autoencoder configs a case json
+// describes (the reference's own parameter names: openaimodel.UNetModel, VQModelInterface
+// ddconfig), and the UNets of an ldm or sd15 case loaded from its weights.
 #pragma once
 #include <stdexcept>
 
@@ -7,6 +8,10 @@
 
 #include "models/autoencoder.h"
 #include "models/openai_unet.h"
+#include "models/sd_diffusers.h"
+#include "models/weights/safetensors.h"
+#include "models/weights/strict_loader.h"
+#include "support/fixtures.h"
 
 namespace dc::test {
 
@@ -44,6 +49,29 @@ inline models::AutoencoderConfig autoencoder_config(const nlohmann::json& p) {
   cfg.num_res_blocks = d.at("num_res_blocks").get<int64_t>();
   cfg.attn_resolutions = d.at("attn_resolutions").get<std::vector<int64_t>>();
   return cfg;
+}
+
+// An ldm UNet case's class-conditional UNet (config.unet, config.cond_stage), strictly loaded, eval mode.
+inline models::ClassConditionedUNet load_ldm_case_unet(const Case& c) {
+  const auto& cfg = c.json.at("config");
+  models::ClassConditionedUNet net(openai_unet_config(cfg.at("unet")), cfg.at("cond_stage").at("n_classes").get<int64_t>());
+  weights::LoadOptions opt;
+  opt.module_name = "LDM UNet (" + c.id() + ")";
+  weights::load_strict(*net, st::SafetensorsFile::open(*c.weights_path()), opt);
+  net->eval();
+  return net;
+}
+
+// An sd15 case's UNet (diffusers unet_config, diffusers key names), strictly loaded, eval mode.
+inline models::OpenAIUNet load_sd15_case_unet(const Case& c) {
+  const models::OpenAIUNetConfig cfg = models::unet_config_from_diffusers(c.json.at("unet_config"), c.id() + ": unet_config");
+  models::OpenAIUNet net(cfg);
+  weights::LoadOptions lo;
+  lo.mapping = models::diffusers_unet_mapping(*net, cfg);
+  lo.module_name = "SD UNet (" + c.id() + ")";
+  weights::load_strict(*net, st::SafetensorsFile::open(*c.weights_path()), lo);
+  net->eval();
+  return net;
 }
 
 }  // namespace dc::test
