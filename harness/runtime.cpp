@@ -113,7 +113,7 @@ std::string cpu_description() {
 
 std::string cpu_kernels() {
   return fmt::format("ATen={}, oneDNN={}, OpenBLAS={}, conv3x3={}", aten_capability(), onednn_isa(), openblas_core(),
-                     dc::models::cpu_conv::winograd_in_use() ? "winograd" : "direct");
+                     dc::models::cpu_conv::kernel_name());
 }
 
 c10::Device parse_device(const std::string& name) {

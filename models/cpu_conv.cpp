@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "dc/build_info.h"
+#include "models/winograd_gemm.h"
 
 #if DC_HAVE_DNNL
 #include <dnnl.hpp>
@@ -24,7 +25,8 @@ Algorithm parse_algorithm(const std::string& text, const std::string& what) {
   if (text == "auto") return Algorithm::Auto;
   if (text == "direct") return Algorithm::Direct;
   if (text == "winograd") return Algorithm::Winograd;
-  throw Error(what + ": '" + text + "' is not a convolution algorithm (auto, direct or winograd)");
+  if (text == "winograd_gemm") return Algorithm::WinogradGemm;
+  throw Error(what + ": '" + text + "' is not a convolution algorithm (auto, direct, winograd or winograd_gemm)");
 }
 
 const char* algorithm_name(Algorithm a) {
@@ -32,6 +34,7 @@ const char* algorithm_name(Algorithm a) {
     case Algorithm::Auto: return "auto";
     case Algorithm::Direct: return "direct";
     case Algorithm::Winograd: return "winograd";
+    case Algorithm::WinogradGemm: return "winograd_gemm";
   }
   return "?";
 }
@@ -86,7 +89,9 @@ struct Entry {
   const c10::TensorImpl* weight_impl = nullptr;
   const void* weight_data = nullptr;
   uint32_t weight_version = 0;
-  std::vector<std::shared_ptr<Prepared>> shapes;  // newest last; at most kShapes
+  std::vector<std::shared_ptr<Prepared>> shapes;  // oneDNN's kernel: newest last; at most kShapes
+  torch::Tensor gemm_weights;                     // the GEMM path: winograd::transform_weights (any shape)
+  bool gemm_over_budget = false;                  // the GEMM path found no room for them
 };
 constexpr size_t kShapes = 4;
 
@@ -174,8 +179,9 @@ std::shared_ptr<Prepared> prepare(const torch::Tensor& weight_in, bool has_bias,
   return p;
 }
 
-std::shared_ptr<Prepared> lookup(const torch::nn::Conv2dImpl& conv, int64_t n, int64_t h, int64_t w) {
-  std::lock_guard<std::mutex> lock(g_mutex);
+// The cache entry of `conv`, made afresh when its weight tensor changed (another tensor, other
+// data, or an in-place update: its version counter). Callers hold g_mutex.
+Entry& entry_for(const torch::nn::Conv2dImpl& conv) {
   const torch::Tensor& weight = conv.weight;
   auto it = g_cache.find(&conv);
   const bool stale = it != g_cache.end() &&
@@ -191,13 +197,31 @@ std::shared_ptr<Prepared> lookup(const torch::nn::Conv2dImpl& conv, int64_t n, i
     fresh.weight_version = version_of(weight);
     it = g_cache.insert_or_assign(&conv, std::move(fresh)).first;
   }
-  auto& shapes = it->second.shapes;
+  return it->second;
+}
+
+// oneDNN's Winograd kernel for `conv` at this input shape.
+std::shared_ptr<Prepared> lookup(const torch::nn::Conv2dImpl& conv, int64_t n, int64_t h, int64_t w) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  auto& shapes = entry_for(conv).shapes;
   for (const auto& p : shapes)
     if (p->n == n && p->h == h && p->w == w) return p;
   auto p = prepare(conv.weight, conv.bias.defined(), n, h, w, &shapes, /*budgeted=*/true);
   if (shapes.size() >= kShapes) shapes.erase(shapes.begin());
   shapes.push_back(p);
   return p;
+}
+
+// The GEMM path's transformed weights of `conv` (undefined: over the budget).
+torch::Tensor gemm_weights(const torch::nn::Conv2dImpl& conv) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  Entry& e = entry_for(conv);
+  if (!e.gemm_weights.defined() && !e.gemm_over_budget) {
+    const size_t bytes = winograd::transformed_bytes(conv.options.out_channels(), conv.options.in_channels());
+    if (held_bytes() + bytes > budget_bytes()) e.gemm_over_budget = true;
+    else e.gemm_weights = winograd::transform_weights(conv.weight);
+  }
+  return e.gemm_weights;
 }
 
 size_t held_bytes() {
@@ -207,6 +231,7 @@ size_t held_bytes() {
     if (entry.weight.expired()) continue;
     for (const auto& p : entry.shapes)
       if (p->ok && seen.insert(p->weights.get_data_handle()).second) bytes += p->weights.get_desc().get_size();
+    if (entry.gemm_weights.defined()) bytes += entry.gemm_weights.numel() * sizeof(float);
   }
   return bytes;
 }
@@ -227,6 +252,15 @@ bool applies(const torch::nn::Conv2dImpl& conv, const torch::Tensor& x) {
   return o.in_channels() >= 16 && x.size(1) == o.in_channels();
 }
 
+// The GEMM path pays its transforms and layout changes per call: it wins where the GEMMs are large.
+// Measured here (2 threads, AVX-512 Xeon, LibTorch 2.6; docs/performance.md): 1.2-2.2x LibTorch's
+// convolution from 128 channels in and out and C K pixels >= 2^24 (256 -> 256 over 8 x 8 x 8
+// pixels: 1.38x), 0.4-0.9x below (128 -> 128 over 16 x 17: 0.84x; 64 channels: 0.8-0.9x).
+bool gemm_path_wins(const torch::nn::Conv2dImpl& conv, const torch::Tensor& x) {
+  const int64_t c = conv.options.in_channels(), k = conv.options.out_channels();
+  return c >= 128 && k >= 128 && c * k * x.size(0) * x.size(2) * x.size(3) >= (int64_t{1} << 24);
+}
+
 }  // namespace
 
 // oneDNN's kernel for a probe convolution ("jit_wino_4x3:avx512_core"), or "" when this CPU has none.
@@ -244,18 +278,32 @@ const std::string& probe_impl() {
   return impl;
 }
 
-bool winograd_available() { return !probe_impl().empty(); }
+// oneDNN's own kernel runs (rather than the GEMM path).
+bool onednn_kernel() { return !probe_impl().empty() && algorithm() != Algorithm::WinogradGemm; }
+
+// With oneDNN in the build, a Winograd path always exists: oneDNN's own kernel where it has one
+// for this CPU (oneDNN 2.x on AVX-512; oneDNN 3.x dropped its x64 Winograd), else the GEMM path.
+bool winograd_available() { return true; }
 
 void check_budget() { (void)budget_bytes(); }
 
 std::string description() {
   if (algorithm() == Algorithm::Direct) return "direct (LibTorch; DEEPCACHE_CONV=direct)";
-  if (!winograd_available()) return "direct (LibTorch; oneDNN has no Winograd kernel for this CPU: it needs AVX-512)";
-  return "winograd (oneDNN " + probe_impl() + ", 3x3 convolutions)";
+  if (onednn_kernel()) return "winograd (oneDNN " + probe_impl() + ", 3x3 convolutions)";
+  return std::string("winograd (F(4x4, 3x3) through oneDNN's sgemm, 3x3 convolutions of 128+ channels in and out, C K pixels >= 2^24") +
+         (algorithm() == Algorithm::WinogradGemm ? "; DEEPCACHE_CONV=winograd_gemm)" : ")");
+}
+
+bool takes_winograd(const torch::nn::Conv2dImpl& conv, const torch::Tensor& x) {
+  return winograd_in_use() && applies(conv, x) && (onednn_kernel() || gemm_path_wins(conv, x));
 }
 
 torch::Tensor forward(torch::nn::Conv2dImpl& conv, const torch::Tensor& x) {
-  if (!winograd_in_use() || !applies(conv, x)) return conv.forward(x);
+  if (!takes_winograd(conv, x)) return conv.forward(x);
+  if (!onednn_kernel()) {  // the GEMM path
+    const torch::Tensor u = gemm_weights(conv);
+    return u.defined() ? winograd::conv3x3(x, u, conv.bias) : conv.forward(x);
+  }
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
   const auto p = lookup(conv, n, h, w);
   if (!p->ok) return conv.forward(x);
@@ -288,6 +336,8 @@ void clear_cache() {
 
 bool winograd_available() { return false; }
 
+bool takes_winograd(const torch::nn::Conv2dImpl&, const torch::Tensor&) { return false; }
+
 void check_budget() {}
 
 std::string description() {
@@ -303,9 +353,16 @@ void clear_cache() {}
 
 bool winograd_in_use() { return algorithm() != Algorithm::Direct && winograd_available(); }
 
+const char* kernel_name() {
+#if DC_HAVE_DNNL
+  if (winograd_in_use()) return onednn_kernel() ? "winograd" : "winograd_gemm";
+#endif
+  return "direct";
+}
+
 void check_environment() {
   check_budget();
-  if (algorithm() == Algorithm::Winograd && !winograd_available())  // asked for by name: say so, do not fall back
+  if ((algorithm() == Algorithm::Winograd || algorithm() == Algorithm::WinogradGemm) && !winograd_available())  // asked for by name: say so
     throw Error("DEEPCACHE_CONV=winograd: " + description() + "; use auto or direct");
 }
 

@@ -1,6 +1,7 @@
-// The CPU convolution path (models/cpu_conv.h): oneDNN's Winograd kernel for 3x3 convolutions
-// agrees with LibTorch's convolution within float rounding, takes over only where it applies,
-// follows weight updates, and DEEPCACHE_CONV=direct restores LibTorch's convolution exactly.
+// The CPU convolution path (models/cpu_conv.h): Winograd for 3x3 convolutions (oneDNN's kernel,
+// or the GEMM path of models/winograd_gemm.h where oneDNN has none) agrees with LibTorch's
+// convolution within float rounding, takes over only where it applies, follows weight updates,
+// and DEEPCACHE_CONV=direct restores LibTorch's convolution exactly.
 // Also the per-call timer (harness/call_timer.h) and model.dtype's checks.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -38,23 +39,34 @@ double relative_gap(const torch::Tensor& a, const torch::Tensor& b) {
 
 }  // namespace
 
-TEST(CpuConv, WinogradAgreesWithLibTorchWithinRounding) {
+// Both Winograd paths where the build has them: `auto` (oneDNN's kernel where oneDNN has one for
+// this CPU, else the GEMM path) and `winograd_gemm` (the GEMM path everywhere).
+class CpuConvPath : public ::testing::TestWithParam<cc::Algorithm> {};
+
+TEST_P(CpuConvPath, WinogradAgreesWithLibTorchWithinRounding) {
   if (!cc::winograd_available()) GTEST_SKIP() << "no Winograd kernel here: " << cc::description();
   AlgorithmGuard g;
-  cc::set_algorithm(cc::Algorithm::Auto);
+  cc::set_algorithm(GetParam());
   torch::NoGradGuard ng;
   torch::manual_seed(3);
   struct Shape {
     int64_t ic, oc, n, h, w;
     bool bias;
   };
-  for (const Shape s : {Shape{128, 128, 8, 32, 32, true}, Shape{256, 128, 2, 16, 16, true}, Shape{64, 3, 3, 8, 8, false},
-                        Shape{32, 64, 1, 7, 5, true}}) {
+  int took = 0;
+  // Odd sizes (17, 7x5): partial tiles at the edges.
+  for (const Shape s : {Shape{128, 128, 8, 32, 32, true}, Shape{256, 128, 4, 16, 17, true}, Shape{128, 256, 2, 33, 17, false},
+                        Shape{64, 3, 3, 8, 8, false}, Shape{32, 64, 1, 7, 5, true}}) {
     torch::nn::Conv2d c(torch::nn::Conv2dOptions(s.ic, s.oc, 3).padding(1).bias(s.bias));
     const torch::Tensor x = torch::randn({s.n, s.ic, s.h, s.w});
     const torch::Tensor want = direct(c, x);
     const torch::Tensor got = cc::forward(*c, x);
     ASSERT_EQ(got.sizes(), want.sizes());
+    if (!cc::takes_winograd(*c, x)) {  // the GEMM path leaves small convolutions to LibTorch
+      EXPECT_TRUE(torch::equal(got, want)) << s.ic << "->" << s.oc;
+      continue;
+    }
+    ++took;
     EXPECT_FALSE(torch::equal(got, want)) << "the Winograd path did not run for " << s.ic << "->" << s.oc;
     EXPECT_LT(relative_gap(got, want), 1e-4) << s.ic << "->" << s.oc << " at " << s.h << "x" << s.w;
     // A non-contiguous input (a channels slice) gives the same result as its contiguous copy.
@@ -62,7 +74,11 @@ TEST(CpuConv, WinogradAgreesWithLibTorchWithinRounding) {
     const torch::Tensor view = wide.slice(1, 2, 2 + s.ic);
     EXPECT_TRUE(torch::equal(cc::forward(*c, view), cc::forward(*c, view.contiguous())));
   }
+  EXPECT_GE(took, 3) << cc::description();
 }
+
+INSTANTIATE_TEST_SUITE_P(Paths, CpuConvPath, ::testing::Values(cc::Algorithm::Auto, cc::Algorithm::WinogradGemm),
+                         [](const auto& info) { return std::string(cc::algorithm_name(info.param)); });
 
 TEST(CpuConv, OnlyWhereItAppliesAndFollowsWeightUpdates) {
   AlgorithmGuard g;
@@ -79,9 +95,10 @@ TEST(CpuConv, OnlyWhereItAppliesAndFollowsWeightUpdates) {
     const torch::Tensor x = torch::randn({2, 32, 8, 8});
     for (auto* c : {&strided, &one, &unpadded}) EXPECT_TRUE(torch::equal(cc::forward(**c, x), direct(*c, x)));
   }
-  // Autograd on (training): LibTorch's convolution, gradients flow.
-  torch::nn::Conv2d c(torch::nn::Conv2dOptions(32, 32, 3).padding(1));
-  const torch::Tensor x = torch::randn({2, 32, 8, 8});
+  // Autograd on (training): LibTorch's convolution, gradients flow. (128 channels over 2 x 32 x 32
+  // pixels: large enough for either Winograd path.)
+  torch::nn::Conv2d c(torch::nn::Conv2dOptions(128, 128, 3).padding(1));
+  const torch::Tensor x = torch::randn({2, 128, 32, 32});
   const torch::Tensor y = cc::forward(*c, x);
   EXPECT_TRUE(y.requires_grad());
   EXPECT_TRUE(torch::equal(y, direct(c, x)));
@@ -90,6 +107,7 @@ TEST(CpuConv, OnlyWhereItAppliesAndFollowsWeightUpdates) {
   if (!cc::winograd_available()) GTEST_SKIP() << "the rest needs the Winograd kernel: " << cc::description();
   // Inference after an in-place weight update (an optimiser step): the transformed weights follow.
   torch::NoGradGuard ng;
+  ASSERT_TRUE(cc::takes_winograd(*c, x)) << cc::description();
   const torch::Tensor before = cc::forward(*c, x);
   c->weight.mul_(-2.0);
   const torch::Tensor after = cc::forward(*c, x);
@@ -98,6 +116,13 @@ TEST(CpuConv, OnlyWhereItAppliesAndFollowsWeightUpdates) {
   // A weight replaced by another tensor (a checkpoint load that assigns) is followed too.
   c->weight.set_data(torch::randn_like(c->weight));
   EXPECT_LT(relative_gap(cc::forward(*c, x), direct(c, x)), 1e-4);
+  // The GEMM path keeps its own transform of the same module, and follows updates as well.
+  cc::set_algorithm(cc::Algorithm::WinogradGemm);
+  ASSERT_TRUE(cc::takes_winograd(*c, x)) << cc::description();
+  EXPECT_LT(relative_gap(cc::forward(*c, x), direct(c, x)), 1e-4);
+  c->weight.mul_(0.5);
+  EXPECT_LT(relative_gap(cc::forward(*c, x), direct(c, x)), 1e-4);
+  EXPECT_FALSE(torch::equal(cc::forward(*c, x), direct(c, x))) << "the GEMM path did not run";
   // DEEPCACHE_CONV=direct: LibTorch's convolution everywhere, bit for bit.
   cc::set_algorithm(cc::Algorithm::Direct);
   EXPECT_TRUE(torch::equal(cc::forward(*c, x), direct(c, x)));
@@ -107,6 +132,7 @@ TEST(CpuConv, OnlyWhereItAppliesAndFollowsWeightUpdates) {
 TEST(CpuConv, AlgorithmNamesAndTheEnvironmentCheck) {
   EXPECT_EQ(cc::parse_algorithm("winograd", "x"), cc::Algorithm::Winograd);
   EXPECT_EQ(cc::parse_algorithm("direct", "x"), cc::Algorithm::Direct);
+  EXPECT_EQ(cc::parse_algorithm("winograd_gemm", "x"), cc::Algorithm::WinogradGemm);
   try {
     cc::parse_algorithm("fast", "DEEPCACHE_CONV");
     FAIL() << "accepted 'fast'";
