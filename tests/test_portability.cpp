@@ -102,7 +102,9 @@ TEST(Portability, CappedKernelsChangeTheArithmeticNotTheImages) {
     const std::string got = kernel_of(capped.cpu_kernels, lib), free = kernel_of(plain.cpu_kernels, lib);
     if (free == "n/a" || free.empty()) continue;  // this LibTorch does not expose the library (e.g. a static oneDNN)
     EXPECT_EQ(got, want) << lib << " under the caps: " << capped.cpu_kernels;
-    if (__builtin_cpu_supports("avx2")) {
+    // Where the library's own detection already picked the capped level (Debian 12's OpenBLAS takes
+    // some VMs' AVX-512 Xeons for a Prescott), the caps cannot change it.
+    if (__builtin_cpu_supports("avx2") && free != want) {
       EXPECT_NE(got, free) << lib << ": the caps did not change its kernels";
     }
   }
