@@ -13,7 +13,7 @@
 #   ... -R REGEX                          build, then only the tests ctest -R REGEX selects
 #
 # The roots are cached in $DC_LIBTORCH2_DIR (default /var/tmp/dc-libtorch2/{cpu,cuda}): the first
-# run makes the root (about a minute, then the packages: 1-2 minutes for the CPU root, more for
+# run makes the root (about a minute, then the packages: 2-3 minutes for the CPU root, 5 with
 # the CUDA toolkit) and builds everything; a later run copies the working tree in (tracked and
 # untracked files git does not ignore; unchanged files keep their times) and rebuilds only what
 # changed. ../shared is mounted read-only at the same place relative to the project, as here.
@@ -25,7 +25,6 @@
 main() {
 set -euo pipefail
 cd "$(dirname "$0")/.."
-proj=$PWD
 MODE=cpu RUN=all REGEX=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -48,12 +47,22 @@ fail() { echo "check_libtorch2.sh: $1 failed; log: $2" >&2; tail -n 40 "$2" >&2;
 
 # ---- 1. the root: Debian 13, the project's packages (scripts/setup.sh's own list) ----------------
 for tool in debootstrap rsync; do
-  command -v $tool >/dev/null || { phase "installing $tool"; apt-get install -y -qq $tool >/dev/null; }
+  command -v $tool >/dev/null || { phase "installing $tool"; apt-get update -qq && apt-get install -y -qq $tool >/dev/null; }
 done
+# Nothing of this machine may stay mounted in the root when it is removed (rm -rf through a bind
+# mount of /dev would delete the host's device nodes): unmount, and refuse if anything is left.
+unmount_root() {
+  local m
+  for m in work/shared dev/pts dev sys proc; do umount -l "$root/$m" 2>/dev/null || true; done
+  if grep -q " $root/" /proc/mounts; then
+    echo "check_libtorch2.sh: something is still mounted under $root; unmount it first" >&2; exit 2
+  fi
+}
 MIRROR=${MIRROR:-$(grep -h -o -E '^(URIs:|deb) +[^ ]+' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | grep -v security | head -1 | awk '{print $2}' || true)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 if [ ! -f "$root/.dc-debootstrap-done" ]; then
   phase "making a Debian 13 root in $root (debootstrap from $MIRROR)"
+  [ -d "$root" ] && unmount_root
   rm -rf "$root"
   debootstrap --variant=minbase --components=main,contrib,non-free trixie "$root" "$MIRROR" >"$logs/debootstrap.log" 2>&1 \
     || { echo "check_libtorch2.sh: debootstrap failed ($logs/debootstrap.log)" >&2; tail -5 "$logs/debootstrap.log" >&2; exit 2; }
