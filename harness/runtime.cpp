@@ -81,9 +81,29 @@ void configure_threads(int torch_threads) {
 std::string thread_settings() {
   const char* omp = std::getenv("OMP_NUM_THREADS");
   auto get = openblas_get();
-  return fmt::format("torch intra-op threads={}, inter-op={}, OpenBLAS threads={}, OMP_NUM_THREADS={}",
+  return fmt::format("torch intra-op threads={}, inter-op={}, OpenBLAS threads={}, OMP_NUM_THREADS={}, malloc={}",
                      torch::get_num_threads(), torch::get_num_interop_threads(),
-                     get ? std::to_string(get()) : std::string("n/a"), omp ? omp : "unset");
+                     get ? std::to_string(get()) : std::string("n/a"), omp ? omp : "unset", malloc_description());
+}
+
+std::string malloc_description() {
+  using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
+  if (const auto mallctl = reinterpret_cast<Mallctl>(::dlsym(RTLD_DEFAULT, "mallctl"))) {
+    const char* version = nullptr;
+    size_t len = sizeof(version);
+    ssize_t dirty = 0, muzzy = 0;
+    size_t dlen = sizeof(dirty), mlen = sizeof(muzzy);
+    const bool ok = mallctl("version", &version, &len, nullptr, 0) == 0 && version &&
+                    mallctl("opt.dirty_decay_ms", &dirty, &dlen, nullptr, 0) == 0 &&
+                    mallctl("opt.muzzy_decay_ms", &muzzy, &mlen, nullptr, 0) == 0;
+    if (ok) {
+      const std::string v(version);
+      return fmt::format("jemalloc {} (decay dirty {} ms, muzzy {} ms)", v.substr(0, v.find('-')), dirty, muzzy);
+    }
+    return "jemalloc (settings unreadable)";
+  }
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  return tunables && *tunables ? fmt::format("glibc (GLIBC_TUNABLES={})", tunables) : "glibc (defaults)";
 }
 
 std::string cpu_description() {

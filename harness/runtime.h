@@ -14,8 +14,14 @@ void configure_threads(int torch_threads = 0);
 // CPUs this process may run on (its affinity mask).
 int usable_cpus();
 
-// "torch intra-op threads=2, inter-op=2, OpenBLAS threads=1, OMP_NUM_THREADS=unset"
+// "torch intra-op threads=2, inter-op=2, OpenBLAS threads=1, OMP_NUM_THREADS=unset, malloc=..."
 std::string thread_settings();
+
+// The process's memory allocator, which decides whether large blocks are page-faulted in again at
+// every model call (common/malloc_config.cpp): "jemalloc 5.3.0 (decay dirty -1 ms, muzzy -1 ms)"
+// when jemalloc is the process's malloc (linked in, or preloaded), else "glibc (defaults)" or
+// "glibc (GLIBC_TUNABLES=...)".
+std::string malloc_description();
 
 // The CPU this process runs on: "AMD EPYC (x86-64, AVX-512, AVX2, FMA)" (the model name from
 // /proc/cpuinfo and the vector extensions the kernels below may use).

@@ -11,8 +11,10 @@
 #     bash .devdeps/bundle-debs.sh download .devdeps/debs zlib1g-dev zlib1g libbz2-1.0 libcurl4 libssl3 \
 #       libbrotli1 libldap-2.5-0 libnghttp2-14 libpsl5 librtmp1 libsasl2-2 libsasl2-modules-db libssh2-1 \
 #       libgnutls30 libnettle8 libhogweed6 libgmp10 libidn2-0 libunistring2 libtasn1-6 libp11-kit0 libffi8 \
-#       libgssapi-krb5-2 libkrb5-3 libk5crypto3 libkrb5support0 libkeyutils1 libcom-err2 libzstd1
-#   (the second list: what libhdf5 (libcurl, libcrypto) and libzip (libbz2) link to, for a node that lacks them)
+#       libgssapi-krb5-2 libkrb5-3 libk5crypto3 libkrb5support0 libkeyutils1 libcom-err2 libzstd1 \
+#       libjemalloc-dev libjemalloc2
+#   (the second list: what libhdf5 (libcurl, libcrypto) and libzip (libbz2) link to, for a node that lacks them,
+#   and jemalloc, the executables' malloc: common/malloc_config.cpp)
 #   (.devdeps/ is git-ignored; pass it to the device tool with carry: [".devdeps"])
 # There:
 #   bash scripts/gpu_check.sh [OUT_DIR]

@@ -31,6 +31,7 @@ PKGS=(
   libeigen3-dev libhdf5-dev hdf5-tools libyaml-cpp-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libpng-dev libzip-dev libutf8proc-dev libstb-dev
+  libjemalloc-dev     # the process's malloc: glibc's page-faulted every activation in again (common/malloc_config.cpp)
 )
 [ "$MODE" = build-packages ] || PKGS+=(
   "${FUZZ_PKGS[@]}"  # scripts/fuzz.sh: libFuzzer targets of the parsers (docs/reliability.md)
