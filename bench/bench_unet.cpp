@@ -1,8 +1,11 @@
 // Full vs partial UNet call of every model in the table below (random init, full size), at each
 // batch and skip index k listed: the time ratio full/partial is reported next to the MAC ratio in
 // the same run. BM_UNetFullOverPartial/<family>/<preset>/batch/k times a full and a partial call
-// alternately in one loop and reports time_ratio = full/partial, mac_ratio and their quotient
-// (time_over_mac; 1 would be a partial call as fast as its MACs promise). BM_UNetCall times one
+// alternately in one loop and reports time_ratio = full/partial, mac_ratio (the MACs as the paper
+// counts them), bound (every multiply-accumulate, attention matmuls included: metrics/macs.h) and
+// of_bound = time_ratio / bound, the fraction of the bound a partial call reaches (1: as fast as
+// its multiply-accumulates allow; above 1: cheaper than direct arithmetic, e.g. Winograd in the
+// layers a partial call keeps; docs/performance.md). BM_UNetCall times one
 // kind of call alone (k = -1: a full call). For SD at batch 2 (one image with guidance) it also
 // reports PLMS-50's UNet seconds per image, plain and at N = 5, from the measured means.
 // Models come from the registry (models/model.h); DEEPCACHE_BENCH_MODELS=family/preset,... selects
@@ -37,7 +40,8 @@ struct BenchModel {
 // (SD code layer 0, block 0) on 64x64 latents, batch 2 being one image with classifier-free guidance.
 const std::vector<BenchModel>& table() {
   static const std::vector<BenchModel> t = {
-      {"ddpm", "cifar10", {1, 64}, {0, 2, 5, 11}, 200},
+      {"ddpm", "fmnist", {1, 8, 128}, {1, 3}, 128},  // the quick start's model, k and batch
+      {"ddpm", "cifar10", {1, 8, 64}, {0, 2, 5, 11}, 200},
       {"ldm", "cin256_v2", {1, 8}, {0, 2, 5}, 16},
       {"sd", "sd15", {1, 2}, {0, 1, 3}, 8},
   };
@@ -140,7 +144,8 @@ void full_over_partial(benchmark::State& state, const BenchModel& m, int64_t bat
   state.counters["partial_ms"] = 1e3 * part_s / state.iterations();
   state.counters["time_ratio"] = full_s / part_s;
   state.counters["mac_ratio"] = f.macs.full / f.macs.partial[k];
-  state.counters["time_over_mac"] = (full_s / part_s) / (f.macs.full / f.macs.partial[k]);
+  state.counters["bound"] = f.macs.full_all / f.macs.partial_all[k];
+  state.counters["of_bound"] = (full_s / part_s) / (f.macs.full_all / f.macs.partial_all[k]);
   if (m.family == "sd" && batch % 2 == 0) {
     // PLMS-50 (51 UNet calls) per image with CFG (two rows per image), from the per-call means:
     // plain, and DeepCache N = 5 as the SD reference indexes it (10 full calls, 41 partial). The

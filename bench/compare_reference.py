@@ -177,10 +177,23 @@ def reference_worker(args):
                       "torch": torch.__version__, "threads": torch.get_num_threads()}))
 
 
-def child_env(threads):
+JEMALLOC_CONF = "dirty_decay_ms:-1,muzzy_decay_ms:-1"  # the configuration common/malloc_config.cpp compiles in
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+
+
+def child_env(threads, allocator="shipped", python=False):
+    """--allocator shipped: each side with the allocator it ships with (the reference: Python's,
+    i.e. glibc's malloc with its defaults; this project: jemalloc, linked in). jemalloc: both
+    sides under Debian's jemalloc with the same settings (the reference preloads it)."""
     env = dict(os.environ)
     env["OPENBLAS_NUM_THREADS"] = "1"
     env["OMP_NUM_THREADS"] = str(threads)
+    for k in ("LD_PRELOAD", "MALLOC_CONF", "GLIBC_TUNABLES"):
+        env.pop(k, None)
+    if allocator == "jemalloc":
+        env["MALLOC_CONF"] = JEMALLOC_CONF
+        if python:
+            env["LD_PRELOAD"] = JEMALLOC
     return env
 
 
@@ -193,7 +206,7 @@ def run_reference(args, cache):
         cmd += ["--interval", str(args.interval), "--k", str(args.k)]
     else:
         cmd += ["--interval", "1"]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=child_env(args.threads))
+    p = subprocess.run(cmd, capture_output=True, text=True, env=child_env(args.threads, args.allocator, python=True))
     lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
     if p.returncode != 0 or not lines:
         fail(f"the reference failed (exit {p.returncode}): {p.stderr.strip().splitlines()[-1:] or p.stdout[-300:]}")
@@ -207,11 +220,24 @@ def run_cli(args, cache):
            "--out", os.path.join(args.tmp, "grid.png")]
     if cache:
         cmd += ["--cache-k", str(args.k), "--interval", str(args.interval)]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=child_env(args.threads))
+    p = subprocess.run(cmd, capture_output=True, text=True, env=child_env(args.threads, args.allocator))
     m = re.search(r"^time\s+([0-9.]+) s for (\d+) images", p.stdout, re.M)
     if p.returncode != 0 or not m:
         fail(f"{args.cli} sample failed (exit {p.returncode}): {(p.stderr or p.stdout).strip()[-400:]}")
     return {"seconds": float(m.group(1)), "images": int(m.group(2))}
+
+
+def mac_bounds(args):
+    """(paper-counted MAC speedup, every-MAC bound) of N = --interval, k = --k over --steps calls,
+    as `deepcache-bench macs` prints them (uniform full steps, as `sample` uses)."""
+    cmd = [args.cli, "macs", "--model", "ddpm", "--preset", "cifar10", "--steps", str(args.steps),
+           "--interval", str(args.interval)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    for line in p.stdout.splitlines():
+        f = line.split()
+        if len(f) == 7 and f[0] == str(args.k) and f[4].endswith("x") and f[6].endswith("x"):
+            return float(f[4][:-1]), float(f[6][:-1])
+    fail(f"{' '.join(cmd)}: no row for k = {args.k} in its output")
 
 
 def main():
@@ -229,6 +255,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--allocator", choices=["shipped", "jemalloc"], default="shipped",
+                    help="shipped: each side's own (the reference: glibc malloc; ours: jemalloc, linked in); "
+                         "jemalloc: both under Debian's jemalloc, decays off (the reference preloads it)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -237,6 +266,8 @@ def main():
         fail(f"--reference {args.reference}: no ddpm/models folder (give DeepCache's experiments/ddpm)")
     if not (os.path.isfile(args.cli) and os.access(args.cli, os.X_OK)):
         fail(f"--cli {args.cli}: not an executable (build the project first)")
+    if args.allocator == "jemalloc" and not os.path.isfile(JEMALLOC):
+        fail(f"--allocator jemalloc: {JEMALLOC} not found (Debian: libjemalloc2)")
     if args.k < 1:
         fail(f"--k {args.k}: the reference's branch is k-1, so k >= 1")
     if args.n < 1 or args.batch < 1 or args.steps < 1 or args.repeats < 1 or args.interval < 2:
@@ -259,7 +290,9 @@ def main():
         print(f"settings    DDIM eta 0, {args.steps} steps ({args.spacing}), {args.n} images in batches of "
               f"{args.batch}, DeepCache N={args.interval} k={args.k} (reference --branch {args.k - 1}), "
               f"device {args.device}, torch threads {args.threads}, OpenBLAS 1 thread, "
-              f"median of {args.repeats} fresh processes")
+              f"median of {args.repeats} fresh processes; allocator: "
+              + ("each side's own (reference: glibc malloc, defaults; deepcache-bench: jemalloc, linked in)"
+                 if args.allocator == "shipped" else f"jemalloc on both sides ({JEMALLOC_CONF})"))
         rows = []
         notes = set()
         for cache in (False, True):
@@ -283,8 +316,10 @@ def main():
             print(f"| {name} | {cell(ref)} | {cell(ours)} | {ratio:.2f}x |")
         plain_ref, plain_ours = (statistics.median(v) for v in rows[0][1:])
         dc_ref, dc_ours = (statistics.median(v) for v in rows[1][1:])
+        bound = mac_bounds(args)
         print(f"\nDeepCache speed-up within each: reference {dc_ref / plain_ref:.2f}x, "
-              f"deepcache-bench {dc_ours / plain_ours:.2f}x")
+              f"deepcache-bench {dc_ours / plain_ours:.2f}x; MACs allow {bound[0]:.2f}x as the paper counts them, "
+              f"{bound[1]:.2f}x counting every multiply-accumulate (the bound a compute-bound timing stays under)")
     return 0
 
 

@@ -82,6 +82,18 @@ RunResult load_result(hid_t file, const std::string& key, const std::string& pat
   r.macs_full = h5::read_scalar(id, "macs/full");
   r.macs_partial = h5::read_scalar(id, "macs/partial");
   r.macs_step_average = h5::read_scalar(id, "macs/step_average");
+  auto scalar_or = [&](const std::string& name, double fallback) { return h5::exists(id, name) ? h5::read_scalar(id, name) : fallback; };
+  r.macs_full_all = scalar_or("macs/full_all", 0.0);  // files before issue 31 have the paper's count only
+  r.macs_partial_all = scalar_or("macs/partial_all", 0.0);
+  r.macs_step_average_all = scalar_or("macs/step_average_all", 0.0);
+  r.usage_seconds = scalar_or("usage/sampled_seconds", 0.0);
+  r.usage.user_seconds = scalar_or("usage/user_seconds", 0.0);
+  r.usage.system_seconds = scalar_or("usage/system_seconds", 0.0);
+  r.usage.minor_faults = static_cast<int64_t>(scalar_or("usage/minor_faults", 0.0));
+  r.usage.major_faults = static_cast<int64_t>(scalar_or("usage/major_faults", 0.0));
+  r.load_start = scalar_or("usage/load_start", -1.0);
+  r.load_end = scalar_or("usage/load_end", -1.0);
+  r.cores = static_cast<int>(scalar_or("usage/cores", 0.0));
   r.seconds = h5::read_scalar(id, "metrics/seconds");
   if (h5::exists(id, "metrics/metric_seconds")) r.metric_seconds = h5::read_scalar(id, "metrics/metric_seconds");
   r.resumed_samples = static_cast<int64_t>(h5::get_attr_double(id, "resumed_samples"));
@@ -157,6 +169,8 @@ RunResult join(std::vector<std::pair<Found, RunResult>>& shards, bool partial_ok
   m.seconds = 0;
   m.metric_seconds = 0;
   m.resumed_samples = 0;
+  m.usage = {};
+  m.usage_seconds = 0;
   m.batch_seconds.clear();
   m.batch_rows.clear();
   m.repeat_seconds.clear();
@@ -173,6 +187,12 @@ RunResult join(std::vector<std::pair<Found, RunResult>>& shards, bool partial_ok
     m.seconds += r.seconds;
     m.metric_seconds += r.metric_seconds;
     m.resumed_samples += r.resumed_samples;
+    // The OS's account adds up over shards; the busiest machine's load and the fewest cores stand for the run.
+    m.usage += r.usage;
+    m.usage_seconds += r.usage_seconds;
+    m.load_start = std::max(m.load_start, r.load_start);
+    m.load_end = std::max(m.load_end, r.load_end);
+    if (r.cores > 0) m.cores = m.cores > 0 ? std::min(m.cores, r.cores) : r.cores;
     // Timing per batch and the repeats, shard after shard (each shard timed on its own machine).
     m.batch_seconds.insert(m.batch_seconds.end(), r.batch_seconds.begin(), r.batch_seconds.end());
     m.batch_rows.insert(m.batch_rows.end(), r.batch_rows.begin(), r.batch_rows.end());

@@ -17,6 +17,7 @@
 #include "common/image_io.h"
 #include "harness/hdf5.h"
 #include "harness/results_store.h"
+#include "harness/timing_check.h"
 #include "models/registry.h"
 
 namespace fs = std::filesystem;
@@ -40,10 +41,15 @@ TimingSpread timing_spread(const std::vector<double>& batch_seconds, const std::
   std::vector<double> per_image;
   for (std::size_t i = 0; i < seconds.size(); ++i)
     if (rows[i] == full) per_image.push_back(seconds[i] / full);
+  if (!batch_seconds.empty() && batch_seconds.size() == batch_rows.size() && batch_rows[0] == full) out.first = batch_seconds[0] / full;
   double mean = 0, var = 0;
   for (double v : per_image) mean += v / per_image.size();
   out.mean = mean;
   out.count = static_cast<int>(per_image.size());
+  std::vector<double> sorted = per_image;
+  std::sort(sorted.begin(), sorted.end());
+  const std::size_t n = sorted.size();
+  out.median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
   if (per_image.size() < 2 || !(mean > 0)) return out;
   for (double v : per_image) var += (v - mean) * (v - mean) / (per_image.size() - 1);
   out.relative = std::sqrt(var) / mean;
@@ -85,6 +91,9 @@ struct Row {
   double macs = 0, macs_per_image = 0, s_per_image = 0, speedup = 0, mac_speedup = 0;
   double spread = -1;  // relative standard deviation of s/image over the run's full batches (-1: fewer than 2)
   int spread_batches = 0;
+  double median = 0, first = -1;  // median s/image over the full batches and repeats; the first batch's
+  double macs_all_per_image = 0, mac_bound = 0;  // every multiply-accumulate (0: a file before issue 31)
+  std::vector<std::string> flags;  // harness/timing_check.h
   std::string group;    // baseline matching key: the configuration less cache and name
   std::string matched;  // matched-cost key: also less sampler.steps and samples.batch
   std::map<std::string, double> metrics;  // quality metrics (metrics/* beyond timings)
@@ -96,7 +105,36 @@ struct Row {
 bool is_timing(const std::string& k) {
   return k == "metrics/seconds" || k == "metrics/samples" || k == "metrics/seconds_per_image" ||
          k == "metrics/samples_per_second" || k == "metrics/full_call_ms" || k == "metrics/partial_call_ms" ||
-         k == "metrics/metric_seconds";
+         k == "metrics/metric_seconds" || k == "metrics/partial_over_full_time";
+}
+
+// What harness/timing_check.h checks of a row, against its baseline `b` (or none).
+TimingFacts timing_facts(const Row& row, const Row* b) {
+  TimingFacts f;
+  const auto& sc = row.run->scalars;
+  auto get = [&](const char* k, double fallback) { auto it = sc.find(k); return it == sc.end() ? fallback : it->second; };
+  f.is_baseline = b == &row;
+  f.spread = row.spread;
+  if (b && !f.is_baseline && row.speedup > 0 && row.mac_bound > 0) {
+    f.speedup = row.speedup;
+    f.mac_bound = row.mac_bound;
+    f.spread = std::max(row.spread, b->spread);
+  }
+  const double full_ms = get("metrics/full_call_ms", 0), part_ms = get("metrics/partial_call_ms", 0);
+  const double full_all = get("macs/full_all", 0), part_all = get("macs/partial_all", 0);
+  if (full_ms > 0 && part_ms > 0 && full_all > 0 && part_all > 0) {
+    f.call_speedup = full_ms / part_ms;
+    f.call_mac_bound = full_all / part_all;
+  }
+  if (get("usage/sampled_seconds", 0) > 0) {
+    f.sampled_seconds = get("usage/sampled_seconds", 0);
+    f.system_seconds = get("usage/system_seconds", -1);
+    f.minor_faults = static_cast<int64_t>(get("usage/minor_faults", 0));
+  }
+  f.load_start = get("usage/load_start", -1);
+  f.load_end = get("usage/load_end", -1);
+  f.cores = static_cast<int>(get("usage/cores", 0));
+  return f;
 }
 
 // A number as CSV holds it: shortest round-trip form.
@@ -309,6 +347,7 @@ Report build_report(const ReportOptions& o) {
     row.full = static_cast<int>(r.full_steps.size());
     row.macs = get("macs/step_average");
     row.macs_per_image = row.macs * std::max(r.model_calls, 1);
+    row.macs_all_per_image = get("macs/step_average_all") * std::max(r.model_calls, 1);
     row.s_per_image = get("metrics/seconds_per_image");
     row.n = static_cast<int64_t>(get("metrics/samples", c.value("/samples/n"_json_pointer, 0.0)));
     for (const auto& [k, v] : r.scalars) {
@@ -335,6 +374,8 @@ Report build_report(const ReportOptions& o) {
       const TimingSpread sp = timing_spread(read("batch_seconds"), read("batch_rows"), read("repeat_seconds"), read("repeat_rows"));
       row.spread = sp.relative;
       row.spread_batches = sp.count;
+      row.median = sp.median;
+      row.first = sp.first;
     }
     for (auto& row : rows)
       for (const char* metric : kFrechetMetrics) {
@@ -373,7 +414,10 @@ Report build_report(const ReportOptions& o) {
     const Row* b = base_of(row);
     if (b && row.s_per_image > 0) row.speedup = b->s_per_image / row.s_per_image;
     if (b && row.macs_per_image > 0) row.mac_speedup = b->macs_per_image / row.macs_per_image;
+    if (b && row.macs_all_per_image > 0 && b->macs_all_per_image > 0) row.mac_bound = b->macs_all_per_image / row.macs_all_per_image;
   }
+  for (auto& row : rows)
+    if (row.complete) row.flags = timing_flags(timing_facts(row, base_of(row)));
   std::set<std::string> metric_names, with_ci;
   for (const auto& row : rows) {
     for (const auto& [k, v] : row.metrics) metric_names.insert(k);
@@ -398,7 +442,8 @@ Report build_report(const ReportOptions& o) {
 
   // The table.
   rep.head = {"run_id", "role", "model", "weights", "sampler", "steps", "calls", "full calls", "k", "m", "N", "schedule", "n", "seed",
-              "GMACs/call", "GMACs/image", "s/image", "spread", "speedup", "MACs speedup"};
+              "GMACs/call", "GMACs/image", "s/image", "median s/image", "first batch s/image", "spread", "speedup", "MACs speedup",
+              "bound (all MACs)", "timing check"};
   for (const auto& m : metric_names) {
     rep.head.push_back(m);
     if (with_ci.count(m)) {
@@ -427,9 +472,13 @@ Report build_report(const ReportOptions& o) {
         c ? number(row.macs / 1e9, fmt::format("{:.3f}", row.macs / 1e9)) : cell("-"),
         c ? number(row.macs_per_image / 1e9, fmt::format("{:.2f}", row.macs_per_image / 1e9)) : cell("-"),
         c ? number(row.s_per_image, fmt::format("{:.4f}", row.s_per_image)) : cell("-"),
+        c && row.median > 0 ? number(row.median, fmt::format("{:.4f}", row.median)) : cell("-"),
+        c && row.first > 0 ? number(row.first, fmt::format("{:.4f}", row.first)) : cell("-"),
         row.spread >= 0 ? number(row.spread, fmt::format("±{:.1f}% ({})", 100 * row.spread, row.spread_batches)) : cell("-"),
         row.speedup > 0 ? number(row.speedup, fmt::format("{:.2f}x", row.speedup)) : cell("-"),
-        row.mac_speedup > 0 ? number(row.mac_speedup, fmt::format("{:.2f}x", row.mac_speedup)) : cell("-")};
+        row.mac_speedup > 0 ? number(row.mac_speedup, fmt::format("{:.2f}x", row.mac_speedup)) : cell("-"),
+        row.mac_bound > 0 ? number(row.mac_bound, fmt::format("{:.2f}x", row.mac_bound)) : cell("-"),
+        !c ? cell("-") : row.flags.empty() ? cell("ok") : cell(fmt::format("{} warning{} (notes)", row.flags.size(), row.flags.size() == 1 ? "" : "s"))};
     const Row* b = base_of(row);
     for (const auto& m : metric_names) {
       auto it = row.metrics.find(m);
@@ -463,6 +512,8 @@ Report build_report(const ReportOptions& o) {
     rep.row_keys.push_back(r.key);
     rep.row_status.push_back(r.status);
   }
+  for (const auto& row : rows)
+    for (const auto& flag : row.flags) rep.notes.push_back(fmt::format("Run {} ({}): {}.", row.run->key, row.run->name, flag));
   // Notes (Markdown and HTML show failed runs' errors here instead of the error column).
   for (const auto& row : rows)
     if (row.run->status == "failed")
@@ -507,7 +558,13 @@ Report build_report(const ReportOptions& o) {
                           "(step_time_ms): " + joined + ". calls: model calls per image; GMACs/call: their average; GMACs/image = "
                           "GMACs/call x calls. spread: the relative standard deviation of s/image over the run's full batches and its "
                           "timing.repeats (their number in brackets), i.e. how much a repeat of the same run varies; compare "
-                          "speedups only beyond it; '-' with fewer than two timings (set timing.repeats).");
+                          "speedups only beyond it; '-' with fewer than two timings (set timing.repeats). median s/image: the "
+                          "median over the same timings, which one slow timing does not move; first batch s/image: the first "
+                          "batch alone (it may pay for a cold cache or a busy machine). MACs speedup: as the paper counts MACs; "
+                          "bound (all MACs): counting every multiply-accumulate (attention matmuls too), the most a compute-bound "
+                          "timing can show. timing check: 'ok', or warnings (listed above) when the speedup exceeds the bound by "
+                          "more than the spread, the system time exceeds 10% of the sampling time, the load exceeded the cores "
+                          "or the spread exceeds the effect (docs/performance.md, 'Timings checked against the MACs').");
     }
   }
   // Provenance.
@@ -523,6 +580,16 @@ Report build_report(const ReportOptions& o) {
     for (const char* k : {"cpu", "cpu_kernels", "thread_settings", "torch_version", "git_revision", "started_at", "finished_at"})
       add(k, r.provenance.count(k) ? r.provenance.at(k) : "");
     add("timing_clock", r.timing_clock);
+    if (r.scalars.count("usage/sampled_seconds")) {
+      auto u = [&](const char* k) {
+        auto it = r.scalars.find(std::string("usage/") + k);
+        return it == r.scalars.end() ? std::nan("") : it->second;
+      };
+      add("sampling usage", fmt::format("{:.2f} s user, {:.2f} s system, {:.0f} minor and {:.0f} major page faults over {:.2f} s of "
+                                        "sampling (getrusage); load average {:.2f} at the start, {:.2f} at the end, {:.0f} cores",
+                                        u("user_seconds"), u("system_seconds"), u("minor_faults"), u("major_faults"),
+                                        u("sampled_seconds"), u("load_start"), u("load_end"), u("cores")));
+    }
     if (!r.error.empty()) add("error", r.error);
     rep.provenance.emplace_back(r.key + " " + r.name, lines);
   }

@@ -12,9 +12,11 @@ namespace dc::harness {
 // How much a run's time per image varies: the timings of its full batch size (the largest) among
 // its batches and its timing.repeats, their mean seconds per image, relative standard deviation
 // (< 0 with fewer than two) and number. Seconds and rows pair up (a batch's time, its images);
-// unpaired lists count for nothing.
+// unpaired lists count for nothing. `median`: their median seconds per image, which one slow
+// timing (a cold first batch, a burst of load) does not move; `first`: the first batch's seconds
+// per image, shown apart (< 0 when the first batch is not of the full size).
 struct TimingSpread {
-  double mean = 0, relative = -1;
+  double mean = 0, relative = -1, median = 0, first = -1;
   int count = 0;
 };
 TimingSpread timing_spread(const std::vector<double>& batch_seconds, const std::vector<double>& batch_rows,

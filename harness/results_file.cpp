@@ -39,7 +39,7 @@ StoredRunFile read_stored_run(hid_t runs, const std::string& id) {
   for (const char* k : {"description", "weights", "thread_settings", "cpu", "cpu_kernels", "torch_version", "git_revision", "started_at",
                         "finished_at"})
     s.provenance[k] = h5::get_attr_string(g.id(), k);
-  for (const char* grp : {"macs", "metrics"}) {
+  for (const char* grp : {"macs", "metrics", "usage"}) {
     if (!h5::exists(g.id(), grp)) continue;
     auto m = h5::open_group(g.id(), grp);
     for (const auto& c : h5::children(m.id())) s.scalars[std::string(grp) + "/" + c] = h5::read_scalar(m.id(), c);

@@ -21,7 +21,7 @@ struct StoredRunFields {
   int shard_index = 0, shard_count = 1;
   bool baseline = false;
   int order = 0;
-  std::map<std::string, double> scalars;  // macs/*, metrics/*
+  std::map<std::string, double> scalars;  // macs/*, metrics/*, usage/*
   std::vector<int> full_steps;
   int model_calls = 0;
   double final_power = 0.0;  // the non-uniform search's final power (0 when none)

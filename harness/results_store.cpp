@@ -59,6 +59,21 @@ void write_run(hid_t file, const RunResult& r) {
   h5::write_scalar(macs.id(), "full", r.macs_full);
   h5::write_scalar(macs.id(), "partial", r.macs_partial);
   h5::write_scalar(macs.id(), "step_average", r.macs_step_average);
+  h5::write_scalar(macs.id(), "full_all", r.macs_full_all);
+  h5::write_scalar(macs.id(), "partial_all", r.macs_partial_all);
+  h5::write_scalar(macs.id(), "step_average_all", r.macs_step_average_all);
+  if (r.macs_partial_all > 0) h5::write_scalar(macs.id(), "partial_over_full_all", r.macs_partial_all / r.macs_full_all);
+  {  // getrusage over the sampling, the load average around it (harness/process_usage.h)
+    auto u = h5::create_group(g.id(), "usage");
+    h5::write_scalar(u.id(), "sampled_seconds", r.usage_seconds);
+    h5::write_scalar(u.id(), "user_seconds", r.usage.user_seconds);
+    h5::write_scalar(u.id(), "system_seconds", r.usage.system_seconds);
+    h5::write_scalar(u.id(), "minor_faults", static_cast<double>(r.usage.minor_faults));
+    h5::write_scalar(u.id(), "major_faults", static_cast<double>(r.usage.major_faults));
+    h5::write_scalar(u.id(), "load_start", r.load_start);
+    h5::write_scalar(u.id(), "load_end", r.load_end);
+    h5::write_scalar(u.id(), "cores", static_cast<double>(r.cores));
+  }
   auto metrics = h5::create_group(g.id(), "metrics");
   h5::write_scalar(metrics.id(), "seconds", r.seconds);
   h5::write_scalar(metrics.id(), "samples", static_cast<double>(r.samples));
@@ -84,6 +99,8 @@ void write_run(hid_t file, const RunResult& r) {
   }
   h5::write_scalar(metrics.id(), "full_call_ms", n_full ? full_ms / n_full : 0.0);
   h5::write_scalar(metrics.id(), "partial_call_ms", n_part ? part_ms / n_part : 0.0);
+  // The measured partial/full call time ratio, beside macs/partial_over_full_all.
+  if (n_part && n_full && full_ms > 0) h5::write_scalar(metrics.id(), "partial_over_full_time", (part_ms / n_part) / (full_ms / n_full));
   for (const auto& [name, v] : r.quality) h5::write_scalar(metrics.id(), name, v);
   if (!r.provenance.empty()) {
     auto prov = h5::create_group(g.id(), "provenance");

@@ -24,7 +24,9 @@
 #include "harness/denoiser.h"
 #include "harness/quality.h"
 #include "harness/call_timer.h"
+#include "harness/process_usage.h"
 #include "harness/runtime.h"
+#include "harness/timing_check.h"
 #include "harness/report.h"
 #include "harness/sampling/released_stream.h"
 #include "harness/sampling/samplers.h"
@@ -269,6 +271,51 @@ void preflight(const std::vector<RunSpec>& pending, ModelCache& mc, const std::s
   for (auto it = models_to_load.rbegin(); it != models_to_load.rend(); ++it) checked(**it, [&] { model_for(**it, mc); });
 }
 
+// A baseline made earlier in this process: what a later run of its settings is timed against.
+struct BaselineTiming {
+  double s_per_image = 0.0, macs_per_image = 0.0, spread = -1.0;
+};
+
+double macs_per_image_all(const RunResult& r) { return r.macs_step_average_all * static_cast<double>(r.step_time_ms.size()); }
+
+BaselineTiming baseline_timing(const RunResult& r) {
+  const TimingSpread sp = timing_spread(r.batch_seconds, {r.batch_rows.begin(), r.batch_rows.end()}, r.repeat_seconds,
+                                        {r.repeat_rows.begin(), r.repeat_rows.end()});
+  return {r.samples ? r.seconds / static_cast<double>(r.samples) : 0.0, macs_per_image_all(r), sp.relative};
+}
+
+// What harness/timing_check.h checks of a run just made, against `base` when there is one.
+TimingFacts timing_facts(const RunResult& r, const BaselineTiming* base) {
+  TimingFacts f;
+  const BaselineTiming own = baseline_timing(r);
+  f.spread = own.spread;
+  f.is_baseline = r.spec.baseline;
+  double full_ms = 0, part_ms = 0;
+  int n_full = 0, n_part = 0;
+  for (std::size_t i = 0; i < r.step_time_ms.size() && i < r.is_full.size(); ++i) {
+    if (r.is_full[i]) full_ms += r.step_time_ms[i], ++n_full;
+    else part_ms += r.step_time_ms[i], ++n_part;
+  }
+  if (n_full > 0 && n_part > 0 && part_ms > 0 && r.macs_partial_all > 0) {
+    f.call_speedup = (full_ms / n_full) / (part_ms / n_part);
+    f.call_mac_bound = r.macs_full_all / r.macs_partial_all;
+  }
+  if (base && base->s_per_image > 0 && own.s_per_image > 0 && own.macs_per_image > 0) {
+    f.speedup = base->s_per_image / own.s_per_image;
+    f.mac_bound = base->macs_per_image / own.macs_per_image;
+    f.spread = std::max(f.spread, base->spread);
+  }
+  if (r.usage_seconds > 0) {
+    f.sampled_seconds = r.usage_seconds;
+    f.system_seconds = r.usage.system_seconds;
+    f.minor_faults = r.usage.minor_faults;
+  }
+  f.load_start = r.load_start;
+  f.load_end = r.load_end;
+  f.cores = r.cores;
+  return f;
+}
+
 }  // namespace
 
 void install_stop_handlers() {
@@ -348,14 +395,20 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     auto it = mc.macs.find(k);
     if (it == mc.macs.end()) {
       net.to(torch::kCPU, torch::kFloat);  // counted in fp32 (a count does not depend on the dtype)
-      it = mc.macs.emplace(k, metrics::call_macs(net, k).total).first;
+      it = mc.macs.emplace(k, metrics::call_macs(net, k)).first;
     }
     return it->second;
   };
-  r.macs_full = macs_of(-1);
-  r.macs_partial = cache_plan ? macs_of(cache_plan->skip_index) : 0.0;
-  r.macs_step_average =
-      cache_plan ? metrics::step_average_macs(r.macs_full, r.macs_partial, cache_plan->full_steps, calls) : r.macs_full;
+  const metrics::CallMacs full_macs = macs_of(-1);
+  const metrics::CallMacs partial_macs = cache_plan ? macs_of(cache_plan->skip_index) : metrics::CallMacs{};
+  r.macs_full = full_macs.total;
+  r.macs_partial = partial_macs.total;
+  r.macs_full_all = full_macs.all;
+  r.macs_partial_all = partial_macs.all;
+  const std::vector<int> no_full_steps;
+  const std::vector<int>& full_steps = cache_plan ? cache_plan->full_steps : no_full_steps;
+  r.macs_step_average = cache_plan ? metrics::step_average_macs(r.macs_full, r.macs_partial, full_steps, calls) : r.macs_full;
+  r.macs_step_average_all = cache_plan ? metrics::step_average_macs(r.macs_full_all, r.macs_partial_all, full_steps, calls) : r.macs_full_all;
   net.to(device, unet_dtype);  // the UNet in model.dtype; samplers, first stage and text encoder stay fp32
   if (model.first_stage) model.first_stage->to(device);
   if (model.cond_stage) model.cond_stage->to(device);
@@ -418,12 +471,17 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   r.timing_clock = call_timer->clock();
   int64_t batch_now = 0;
   std::function<void(int)> on_call;  // progress within a batch (set per batch; none in the warm-up)
+  // The similarity taps' feature copies (first batch only) are measurement, not sampling: their
+  // time is taken out of the batch's (after a device synchronise, so no model time goes with it).
+  double tap_seconds = 0.0;
   const sampling::EpsFn timed = [&](const torch::Tensor& x, const torch::Tensor& t, int call) {
     call_timer->begin(call);
     torch::Tensor eps = inner(x, t, call);
     call_timer->end(call);
     if (on_call) on_call(call);
     if (log->trace) {
+      sync(device);
+      const auto tap_start = std::chrono::steady_clock::now();
       for (const auto& tap : taps) {
         auto it = trace.taps.find(tap);
         if (it == trace.taps.end()) continue;
@@ -433,6 +491,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
         feats[tap].push_back(f / f.norm(2, {1}, true).clamp_min(1e-12));  // F.normalize(f, dim=1)
       }
       trace.taps.clear();
+      tap_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - tap_start).count();
     }
     return eps;
   };
@@ -470,6 +529,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     batch_now = b;
     if (stream) stream->prepare(start / spec.samples.batch);  // batches are whole and aligned
     call_timer->start_batch(calls);
+    tap_seconds = 0.0;
     sync(device);
     const auto t0 = std::chrono::steady_clock::now();
     sampling::NoiseFn noise;
@@ -508,7 +568,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     const torch::Tensor decoded = model.to_images(tr.final);
     out.images = (spec.samples.seed_mode == "paper" ? image::to_uint8_truncated(decoded) : image::to_uint8(decoded)).cpu();
     sync(device);
-    out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() - tap_seconds;
     out.step_ms = call_timer->finish_batch();
     out.is_full = log->is_full;
     return out;
@@ -552,6 +612,8 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     if (done > 0 && progress) progress({done, total, done});
   }
   if (progress) on_call = [&](int call) { progress({done, total, r.resumed_samples, call + 1, calls}); };
+  r.cores = online_cores();
+  r.load_start = load_average();
   for (; done < total;) {
     const int64_t b = std::min<int64_t>(spec.samples.batch, total - done);
     const bool tap_this = want_sim && done == 0;
@@ -564,7 +626,10 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     rec.index = (first + done) / spec.samples.batch;
     rec.first = first + done;
     rec.rows = b;
+    const ProcessUsage before = process_usage();
     Sampled sampled = sample_batch(first + done, b, released ? &*released : nullptr);
+    r.usage += process_usage() - before;
+    r.usage_seconds += sampled.seconds;
     const auto t1 = std::chrono::steady_clock::now();
     const torch::Tensor& batch_images = sampled.images;
     rec.seconds = sampled.seconds;
@@ -596,6 +661,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
       throw RunInterrupted(fmt::format("stopped by {} after sample {} of {} (batches up to there are kept; the same command resumes)",
                                        stop_signal_name(), first + done, first + total));
   }
+  r.load_end = load_average();
   // timing.repeats: the slice's first batch sampled again, timed as above (the same noise: a fresh
   // released stream; images discarded). After the committed batches: a stop request ends the
   // repeats and keeps the run.
@@ -701,6 +767,7 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
   const auto status = store.statuses();
   ModelCache own_models;
   ModelCache& models = o.models ? *o.models : own_models;
+  std::map<std::string, BaselineTiming> baselines;  // baseline_key -> the baseline made in this process
   std::vector<RunSpec> specs, pending;
   for (const RunSpec* r : selected) {
     RunSpec spec = *r;
@@ -773,6 +840,14 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
       log << fmt::format("{}: done in {:.1f}s ({:.3f} s/image, {:.2f} G MACs/call)\n", head, result.seconds,
                          result.samples ? result.seconds / result.samples : 0.0, result.macs_step_average / 1e9);
       for (const auto& note : result.notes) log << head << ": note: " << note << "\n";
+      const std::string group = baseline_key(spec.resolved.dump());
+      if (spec.baseline) baselines[group] = baseline_timing(result);
+      const auto base = baselines.find(group);
+      const TimingFacts facts = timing_facts(result, base == baselines.end() || spec.baseline ? nullptr : &base->second);
+      if (facts.speedup > 0)
+        log << fmt::format("{}: speedup {:.2f}x over the baseline; every multiply-accumulate allows {:.2f}x\n", head, facts.speedup,
+                           facts.mac_bound);
+      for (const auto& flag : timing_flags(facts)) log << head << ": warning: " << flag << "\n";
       store.commit(result);
       journal.remove();
       if (result.grid.defined()) {

@@ -12,6 +12,7 @@
 #include "harness/config.h"
 #include "harness/journal.h"
 #include "harness/results_store.h"
+#include "metrics/macs.h"
 #include "models/model.h"
 
 namespace dc::harness {
@@ -32,7 +33,7 @@ using ProgressFn = std::function<void(const Progress&)>;
 struct ModelCache {
   std::string key;                     // family/preset/weights/first-stage weights
   std::optional<models::Model> model;
-  std::map<int, double> macs;          // -1: full call, k: partial call at k
+  std::map<int, metrics::CallMacs> macs;  // -1: full call, k: partial call at k
   std::string warmed;                  // device, batch and k the warm-up ran for
 };
 

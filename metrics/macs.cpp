@@ -24,13 +24,19 @@ CallMacs call_macs(models::UNet& net, int partial_k) {
     net.forward(x, t, cond, &full, &cache, nullptr);
     net.forward(x, t, cond, &partial, &cache, &trace);
   }
-  return {trace.macs, trace.macs_by_block};
+  return {trace.macs, trace.macs_all, trace.macs_by_block};
 }
 
 MacsTable macs_table(models::UNet& net) {
   MacsTable m;
-  m.full = call_macs(net).total;
-  for (int k = 0; k < net.num_skips(); ++k) m.partial.push_back(call_macs(net, k).total);
+  const CallMacs full = call_macs(net);
+  m.full = full.total;
+  m.full_all = full.all;
+  for (int k = 0; k < net.num_skips(); ++k) {
+    const CallMacs part = call_macs(net, k);
+    m.partial.push_back(part.total);
+    m.partial_all.push_back(part.all);
+  }
   return m;
 }
 

@@ -4,6 +4,9 @@
 // average over the model calls of a sampling run. Counted by running the model once at batch 1
 // with a MAC-counting trace, so the count follows exactly what the forward executes. Works for
 // every family through models::UNet (one image; classifier-free guidance is not doubled).
+// Beside the paper's count, `all`: every multiply-accumulate of the call (the paper's count plus
+// the attention matmuls), the physical bound a measured speedup is checked against (a partial
+// call skips the deep attention blocks, so the paper's count understates a full call's cost).
 #pragma once
 #include <map>
 #include <string>
@@ -14,7 +17,8 @@
 namespace dc::metrics {
 
 struct CallMacs {
-  double total = 0.0;
+  double total = 0.0;  // as the paper counts
+  double all = 0.0;    // every multiply-accumulate (total + attention matmuls)
   std::map<std::string, double> by_block;
 };
 
@@ -25,6 +29,8 @@ CallMacs call_macs(models::UNet& net, int partial_k = -1);
 struct MacsTable {
   double full = 0.0;
   std::vector<double> partial;  // indexed by k
+  double full_all = 0.0;        // every multiply-accumulate
+  std::vector<double> partial_all;
 };
 MacsTable macs_table(models::UNet& net);
 

@@ -130,7 +130,7 @@ torch::Tensor DdpmAttnBlockImpl::forward(const torch::Tensor& x, Trace* t, const
   torch::Tensor kk = tr::conv(k, h_, t, name).reshape({b, c, hh * ww});                     // [B, C, HW]
   torch::Tensor vv = tr::conv(v, h_, t, name).reshape({b, c, hh * ww});                     // [B, C, HW]
   // softmax(q k^T / sqrt(C)) v as one head of width C (models/trace.h: attention).
-  torch::Tensor out = tr::attention(qq, kk.transpose(1, 2), vv.transpose(1, 2)).transpose(1, 2).reshape({b, c, hh, ww});  // [B, C, H, W]
+  torch::Tensor out = tr::attention(qq, kk.transpose(1, 2), vv.transpose(1, 2), b, t).transpose(1, 2).reshape({b, c, hh, ww});  // [B, C, H, W]
   out = x + tr::conv(proj_out, out, t, name);
   tr::done(t, name, out);
   return out;

@@ -144,7 +144,7 @@ torch::Tensor CrossAttentionImpl::forward(const torch::Tensor& x, const torch::T
   const torch::Tensor q = split(tr::linear(to_q, x, t, name));
   const torch::Tensor k = split(tr::linear(to_k, ctx, t, name));
   const torch::Tensor v = split(tr::linear(to_v, ctx, t, name));
-  torch::Tensor out = tr::attention(q, k, v);                                                                  // [(b h), n, d]
+  torch::Tensor out = tr::attention(q, k, v, b, t);                                                               // [(b h), n, d]
   out = out.view({b, heads, n, dim_head}).permute({0, 2, 1, 3}).reshape({b, n, heads * dim_head});          // '(b h) n d -> b n (h d)'
   return tr::linear(to_out, out, t, name);
 }

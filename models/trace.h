@@ -2,7 +2,8 @@
 // outputs of chosen blocks (named taps), and the multiply-accumulates it spent, counted the way
 // the paper counts (DeepCache/flops.py: conv and linear with their biases, GroupNorm/LayerNorm
 // as 2 per element when affine; SiLU, attention matmuls, interpolation and padding not counted),
-// per image.
+// per image, and every multiply-accumulate the call performs (the paper's count plus the
+// attention matmuls q k^T and softmax(.) v): the bound a timing is checked against (issue 31).
 #pragma once
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -28,14 +29,16 @@ struct Trace {
   // Outputs.
   std::vector<std::string> calls;
   std::map<std::string, torch::Tensor> taps;
-  double macs = 0.0;  // per image
-  std::map<std::string, double> macs_by_block;
+  double macs = 0.0;      // per image, as the paper counts
+  double macs_all = 0.0;  // per image, every multiply-accumulate (macs + attention matmuls)
+  std::map<std::string, double> macs_by_block;  // as the paper counts
 
   bool wants_tap(const std::string& name) const { return tap_all || tap_names.count(name) > 0; }
   void clear() {
     calls.clear();
     taps.clear();
     macs = 0.0;
+    macs_all = 0.0;
     macs_by_block.clear();
   }
 };
@@ -46,7 +49,13 @@ namespace trace {
 inline void add_macs(Trace* t, const std::string& block, double macs) {
   if (!t || !t->count_macs) return;
   t->macs += macs;
+  t->macs_all += macs;
   t->macs_by_block[block] += macs;
+}
+
+// Multiply-accumulates the paper leaves out (attention matmuls): in macs_all only.
+inline void add_uncounted_macs(Trace* t, double macs) {
+  if (t && t->count_macs) t->macs_all += macs;
 }
 
 // conv: k_h*k_w*C_in/groups*C_out per output position, + C_out per position for the bias.
@@ -118,6 +127,15 @@ inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, c
   const torch::Tensor sim = torch::bmm(q, k.transpose(1, 2)) * std::pow(static_cast<double>(q.size(-1)), -0.5);
   return torch::bmm(sim.softmax(-1, torch::kFloat).to(v.scalar_type()), v);
 #endif
+}
+
+// attention() with its matmuls counted in macs_all: q k^T and softmax(.) v, Lq*Lk*d each per
+// head; `images`: the batch the N = images x heads rows of q belong to (per image, as every count).
+inline torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, int64_t images, Trace* t) {
+  if (t && t->count_macs && images > 0)
+    add_uncounted_macs(t, 2.0 * static_cast<double>(q.size(0) / images) * static_cast<double>(q.size(1)) *
+                              static_cast<double>(k.size(1)) * static_cast<double>(q.size(2)));
+  return attention(q, k, v);
 }
 
 inline void done(Trace* t, const std::string& block, const torch::Tensor& out) {

@@ -35,6 +35,25 @@ TEST(Macs, Cifar10FullAndStepAveragedPartialCallsMatchThePaper) {
   }
 }
 
+// Every multiply-accumulate (issue 31's bound): the paper's count plus the attention matmuls. The
+// CIFAR-10 DDPM attends at 16x16 (L = 256 positions) over 256 channels, one head, in 5 blocks
+// (2 down, 3 up), and in the middle at 4x4 (L = 16): q k^T and softmax(.) v add 2 L^2 C each. A
+// partial call at k = 0 runs no attention block: both counts agree.
+TEST(Macs, EveryMultiplyAccumulateAddsTheAttentionMatmuls) {
+  DdpmUNet net(DdpmConfig::preset("cifar10"));
+  net->eval();
+  const auto full = dc::metrics::call_macs(*net);
+  const double attention = 5 * 2.0 * 256 * 256 * 256 + 2.0 * 16 * 16 * 256;
+  EXPECT_DOUBLE_EQ(full.all - full.total, attention);
+  const auto part = dc::metrics::call_macs(*net, 0);
+  EXPECT_DOUBLE_EQ(part.all, part.total);
+  const auto table = dc::metrics::macs_table(*net);
+  ASSERT_EQ(table.partial_all.size(), table.partial.size());
+  EXPECT_DOUBLE_EQ(table.full_all, full.all);
+  for (std::size_t k = 0; k < table.partial.size(); ++k) EXPECT_GE(table.partial_all[k], table.partial[k]) << k;
+  EXPECT_GT(table.partial_all.back(), table.partial.back()) << "the deepest partial call runs the up path's attention";
+}
+
 TEST(Macs, LsunFullCallMatchesThePaper) {
   DdpmUNet net(DdpmConfig::preset("lsun_church"));
   net->eval();

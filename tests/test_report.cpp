@@ -53,7 +53,7 @@ runs:
 )";
 
 struct Study {
-  std::string dir, h5;
+  std::string dir, h5, log;
   ExperimentSpec e;
 };
 
@@ -72,6 +72,7 @@ const Study& study() {
     o.results_path = st.h5;
     const auto sum = run_experiment(st.e, o, log, false);
     if (sum.complete != static_cast<int>(st.e.runs.size())) throw std::runtime_error("study failed: " + log.str());
+    st.log = log.str();
     return st;
   }();
   return s;
@@ -250,6 +251,36 @@ TEST_F(ReportStudy, ColumnsAStudyNeeds) {
     }
   }
   ASSERT_EQ(plain.size(), 3u) << "DDIM-3, -4 and the DDIM-6 baseline";
+  // Issue 31: the timing columns and the checks. The bound counts every multiply-accumulate, per
+  // image, against the baseline of the same settings.
+  const StoredRun* base = plain.at(6);
+  auto all_per_image = [](const StoredRun& r) { return r.scalars.at("macs/step_average_all") * r.model_calls; };
+  for (const auto& r : stored) {
+    const auto& row = t.at(r.key);
+    const auto c = nlohmann::json::parse(r.config_json);
+    EXPECT_TRUE(std::regex_match(row.at("median s/image"), std::regex("[0-9]+\\.[0-9]{4}"))) << row.at("median s/image");
+    EXPECT_TRUE(std::regex_match(row.at("first batch s/image"), std::regex("[0-9]+\\.[0-9]{4}"))) << row.at("first batch s/image");
+    EXPECT_TRUE(std::regex_match(row.at("timing check"), std::regex("ok|[0-9]+ warnings? \\(notes\\)"))) << row.at("timing check");
+    EXPECT_GE(r.scalars.at("macs/full_all"), r.scalars.at("macs/full"));
+    if (c["cache"]["enabled"].get<bool>()) {
+      EXPECT_EQ(row.at("bound (all MACs)"), fmt::format("{:.2f}x", all_per_image(*base) / all_per_image(r))) << md;
+    } else {
+      EXPECT_EQ(row.at("bound (all MACs)"), "1.00x") << "each plain run is the baseline of its settings: " << md;
+    }
+    // getrusage and the load average of its sampling.
+    EXPECT_GT(r.scalars.at("usage/sampled_seconds"), 0.0);
+    EXPECT_GT(r.scalars.at("usage/user_seconds") + r.scalars.at("usage/system_seconds"), 0.0);
+    EXPECT_GE(r.scalars.at("usage/minor_faults"), 0.0);
+    EXPECT_GE(r.scalars.at("usage/cores"), 1.0);
+    EXPECT_GE(r.scalars.at("usage/load_start"), 0.0);
+    // The log compares each cached run with the baseline made before it in the same process.
+    if (c["cache"]["enabled"].get<bool>()) {
+      EXPECT_TRUE(std::regex_search(s.log, std::regex(r.run_id + ".*: speedup [0-9.]+x over the baseline; every multiply-accumulate "
+                                                                 "allows [0-9.]+x")))
+          << s.log;
+    }
+  }
+  EXPECT_NE(md.find("bound (all MACs): counting every multiply-accumulate"), std::string::npos) << md;
   // The plain sampler at equal MACs: interpolated between the plain runs around each cached run's cost.
   for (const auto& r : stored) {
     const auto c = nlohmann::json::parse(r.config_json);
@@ -284,7 +315,8 @@ TEST_F(ReportStudy, ColumnsAStudyNeeds) {
     ++rows;
     const auto& cells = records[i];
     ASSERT_EQ(cells.size(), head.size()) << csv;
-    for (const char* numeric : {"speedup", "MACs speedup", "fid_fmnist", "fid_fmnist ci low", "GMACs/image", "s/image", "spread", "n", "seed"}) {
+    for (const char* numeric : {"speedup", "MACs speedup", "fid_fmnist", "fid_fmnist ci low", "GMACs/image", "s/image", "median s/image",
+                                "first batch s/image", "spread", "n", "seed"}) {
       const std::string& v = cells[col(numeric)];
       std::size_t used = 0;
       ASSERT_NO_THROW(std::stod(v, &used)) << numeric << " '" << v << "' in " << csv;
