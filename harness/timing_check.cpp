@@ -16,25 +16,27 @@ std::string spread_text(double spread) {
 std::vector<std::string> timing_flags(const TimingFacts& f) {
   std::vector<std::string> out;
   const double tolerance = 1.0 + std::max(f.spread, 0.0);
-  if (f.speedup > 0 && f.mac_bound > 0 && f.speedup > f.mac_bound * tolerance)
-    out.push_back(fmt::format("timing not compute-bound: speedup {:.2f}x over the baseline, above the {:.2f}x that every "
-                              "multiply-accumulate allows by more than the spread ({}): something besides the model's arithmetic was timed, or the "
-                              "layers a partial call keeps run faster per multiply-accumulate (larger images, Winograd: bench_unet's "
-                              "of_bound shows it); see docs/performance.md",
-                              f.speedup, f.mac_bound, spread_text(f.spread)));
-  if (f.call_speedup > 0 && f.call_mac_bound > 0 && f.call_speedup > f.call_mac_bound * tolerance)
-    out.push_back(fmt::format("timing not compute-bound: a partial model call ran {:.2f}x faster than a full one, where every "
-                              "multiply-accumulate allows {:.2f}x (spread {}): something besides the model's arithmetic was timed, or the layers a "
-                              "partial call keeps run faster per multiply-accumulate (larger images, Winograd: bench_unet's of_bound "
-                              "shows it); see docs/performance.md",
-                              f.call_speedup, f.call_mac_bound, spread_text(f.spread)));
+  // A measured ratio above what every multiply-accumulate allows, beyond the spread.
+  auto above_bound = [&](double measured, double bound, const std::string& what) {
+    if (measured > 0 && bound > 0 && measured > bound * tolerance)
+      out.push_back(fmt::format("timing not compute-bound: {} (spread {}): something besides the model's arithmetic was timed, or "
+                                "the layers a partial call keeps run faster per multiply-accumulate (larger images, Winograd: "
+                                "bench_unet's of_bound shows it); see docs/performance.md",
+                                what, spread_text(f.spread)));
+  };
+  above_bound(f.speedup, f.mac_bound,
+              fmt::format("speedup {:.2f}x over the baseline, above the {:.2f}x that every multiply-accumulate allows beyond the "
+                          "spread", f.speedup, f.mac_bound));
+  above_bound(f.call_speedup, f.call_mac_bound,
+              fmt::format("a partial model call ran {:.2f}x faster than a full one, where every multiply-accumulate allows {:.2f}x",
+                          f.call_speedup, f.call_mac_bound));
   if (f.system_seconds >= 0 && f.sampled_seconds > 0 && f.system_seconds > kSystemTimeLimit * f.sampled_seconds)
     out.push_back(fmt::format("system time {:.0f}% of the sampling time ({:.2f} s of {:.2f} s, {} minor page faults): the kernel, "
                               "not the model, took that share (allocator or paging; see docs/performance.md, 'Memory')",
                               100 * f.system_seconds / f.sampled_seconds, f.system_seconds, f.sampled_seconds, f.minor_faults));
-  if (f.cores > 0 && std::max(f.load_start, f.load_end) > f.cores)
-    out.push_back(fmt::format("load average {:.2f} at the start and {:.2f} at the end of the sampling, above the machine's {} cores: "
-                              "other processes shared the CPUs, the times are not the model's alone",
+  if (f.cores > 0 && std::max(f.load_start, f.load_end) > kLoadLimit * f.cores)
+    out.push_back(fmt::format("load average {:.2f} at the start and {:.2f} at the end of the sampling, above the machine's {} cores "
+                              "by more than a quarter: other processes shared the CPUs, the times are not the model's alone",
                               f.load_start, f.load_end, f.cores));
   if (!f.is_baseline && f.speedup > 0 && f.spread > std::abs(f.speedup - 1.0))
     out.push_back(fmt::format("spread +/-{:.1f}% larger than the effect shown (speedup {:.2f}x): time it again (timing.repeats) "

@@ -35,5 +35,9 @@ std::vector<std::string> timing_flags(const TimingFacts& f);
 
 // The fraction of sampling time spent in the kernel above which a timing is flagged.
 constexpr double kSystemTimeLimit = 0.10;
+// The load average, per core, above which a timing is flagged. A run that uses every core makes a
+// load of about the cores by itself (the 1-minute average counts its own threads, and lags), so the
+// flag needs a margin: a quarter of the cores more, i.e. some other process took a real share.
+constexpr double kLoadLimit = 1.25;
 
 }  // namespace dc::harness
