@@ -89,11 +89,12 @@ RunResult load_result(hid_t file, const std::string& key, const std::string& pat
   r.usage_seconds = scalar_or("usage/sampled_seconds", 0.0);
   r.usage.user_seconds = scalar_or("usage/user_seconds", 0.0);
   r.usage.system_seconds = scalar_or("usage/system_seconds", 0.0);
-  r.usage.minor_faults = static_cast<int64_t>(scalar_or("usage/minor_faults", 0.0));
-  r.usage.major_faults = static_cast<int64_t>(scalar_or("usage/major_faults", 0.0));
+  auto count_or_zero = [](double v) { return v >= 0 && v < 1e15 ? static_cast<int64_t>(v) : int64_t{0}; };  // a damaged value counts nothing
+  r.usage.minor_faults = count_or_zero(scalar_or("usage/minor_faults", 0.0));
+  r.usage.major_faults = count_or_zero(scalar_or("usage/major_faults", 0.0));
   r.load_start = scalar_or("usage/load_start", -1.0);
   r.load_end = scalar_or("usage/load_end", -1.0);
-  r.cores = static_cast<int>(scalar_or("usage/cores", 0.0));
+  r.cores = static_cast<int>(std::min<int64_t>(count_or_zero(scalar_or("usage/cores", 0.0)), 1 << 20));
   r.seconds = h5::read_scalar(id, "metrics/seconds");
   if (h5::exists(id, "metrics/metric_seconds")) r.metric_seconds = h5::read_scalar(id, "metrics/metric_seconds");
   r.resumed_samples = static_cast<int64_t>(h5::get_attr_double(id, "resumed_samples"));

@@ -129,11 +129,13 @@ TimingFacts timing_facts(const Row& row, const Row* b) {
   if (get("usage/sampled_seconds", 0) > 0) {
     f.sampled_seconds = get("usage/sampled_seconds", 0);
     f.system_seconds = get("usage/system_seconds", -1);
-    f.minor_faults = static_cast<int64_t>(get("usage/minor_faults", 0));
+    const double faults = get("usage/minor_faults", 0);
+    f.minor_faults = faults >= 0 && faults < 1e15 ? static_cast<int64_t>(faults) : 0;  // a damaged file: nothing
   }
   f.load_start = get("usage/load_start", -1);
   f.load_end = get("usage/load_end", -1);
-  f.cores = static_cast<int>(get("usage/cores", 0));
+  const double cores = get("usage/cores", 0);
+  f.cores = cores >= 1 && cores < (1 << 20) ? static_cast<int>(cores) : 0;
   return f;
 }
 
