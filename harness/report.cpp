@@ -108,6 +108,32 @@ bool is_timing(const std::string& k) {
          k == "metrics/metric_seconds" || k == "metrics/partial_over_full_time";
 }
 
+// A run's provenance lines ("device: cpu", ...), as the report lists them.
+std::vector<std::string> provenance_lines(const StoredRun& r) {
+  std::vector<std::string> lines = {fmt::format("status: {}", r.status)};
+  auto add = [&](const std::string& label, const std::string& v) {
+    if (!v.empty()) lines.push_back(label + ": " + v);
+  };
+  add("description", r.provenance.count("description") ? r.provenance.at("description") : "");
+  add("weights", r.provenance.count("weights") ? r.provenance.at("weights") : "");
+  add("device", r.device);
+  for (const char* k : {"cpu", "cpu_kernels", "thread_settings", "torch_version", "git_revision", "started_at", "finished_at"})
+    add(k, r.provenance.count(k) ? r.provenance.at(k) : "");
+  add("timing_clock", r.timing_clock);
+  if (r.scalars.count("usage/sampled_seconds")) {
+    auto u = [&](const char* k) {
+      auto it = r.scalars.find(std::string("usage/") + k);
+      return it == r.scalars.end() ? std::nan("") : it->second;
+    };
+    add("sampling usage", fmt::format("{:.2f} s user, {:.2f} s system, {:.0f} minor and {:.0f} major page faults over {:.2f} s of "
+                                      "sampling (getrusage); load average {:.2f} at the start, {:.2f} at the end, {:.0f} cores",
+                                      u("user_seconds"), u("system_seconds"), u("minor_faults"), u("major_faults"),
+                                      u("sampled_seconds"), u("load_start"), u("load_end"), u("cores")));
+  }
+  if (!r.error.empty()) add("error", r.error);
+  return lines;
+}
+
 // What harness/timing_check.h checks of a row, against its baseline `b` (or none).
 TimingFacts timing_facts(const Row& row, const Row* b) {
   TimingFacts f;
@@ -570,31 +596,7 @@ Report build_report(const ReportOptions& o) {
     }
   }
   // Provenance.
-  for (const auto& row : rows) {
-    const StoredRun& r = *row.run;
-    std::vector<std::string> lines = {fmt::format("status: {}", r.status)};
-    auto add = [&](const std::string& label, const std::string& v) {
-      if (!v.empty()) lines.push_back(label + ": " + v);
-    };
-    add("description", r.provenance.count("description") ? r.provenance.at("description") : "");
-    add("weights", r.provenance.count("weights") ? r.provenance.at("weights") : "");
-    add("device", r.device);
-    for (const char* k : {"cpu", "cpu_kernels", "thread_settings", "torch_version", "git_revision", "started_at", "finished_at"})
-      add(k, r.provenance.count(k) ? r.provenance.at(k) : "");
-    add("timing_clock", r.timing_clock);
-    if (r.scalars.count("usage/sampled_seconds")) {
-      auto u = [&](const char* k) {
-        auto it = r.scalars.find(std::string("usage/") + k);
-        return it == r.scalars.end() ? std::nan("") : it->second;
-      };
-      add("sampling usage", fmt::format("{:.2f} s user, {:.2f} s system, {:.0f} minor and {:.0f} major page faults over {:.2f} s of "
-                                        "sampling (getrusage); load average {:.2f} at the start, {:.2f} at the end, {:.0f} cores",
-                                        u("user_seconds"), u("system_seconds"), u("minor_faults"), u("major_faults"),
-                                        u("sampled_seconds"), u("load_start"), u("load_end"), u("cores")));
-    }
-    if (!r.error.empty()) add("error", r.error);
-    rep.provenance.emplace_back(r.key + " " + r.name, lines);
-  }
+  for (const auto& row : rows) rep.provenance.emplace_back(row.run->key + " " + row.run->name, provenance_lines(*row.run));
   // Similarity heatmaps (PNG: one colour per cell; SVG: the labelled figure) and sample grids.
   double common_lo = 1.0;
   for (const auto& row : rows)

@@ -91,16 +91,11 @@ void write_run(hid_t file, const RunResult& r) {
     }
   }
   // Per-call wall time split by kind (ms per call for the whole batch set of this process).
-  double full_ms = 0, part_ms = 0;
-  int n_full = 0, n_part = 0;
-  for (std::size_t i = 0; i < r.step_time_ms.size() && i < r.is_full.size(); ++i) {
-    if (r.is_full[i]) full_ms += r.step_time_ms[i], ++n_full;
-    else part_ms += r.step_time_ms[i], ++n_part;
-  }
-  h5::write_scalar(metrics.id(), "full_call_ms", n_full ? full_ms / n_full : 0.0);
-  h5::write_scalar(metrics.id(), "partial_call_ms", n_part ? part_ms / n_part : 0.0);
+  const CallMeans calls = mean_call_ms(r);
+  h5::write_scalar(metrics.id(), "full_call_ms", calls.full_ms);
+  h5::write_scalar(metrics.id(), "partial_call_ms", calls.partial_ms);
   // The measured partial/full call time ratio, beside macs/partial_over_full_all.
-  if (n_part && n_full && full_ms > 0) h5::write_scalar(metrics.id(), "partial_over_full_time", (part_ms / n_part) / (full_ms / n_full));
+  if (calls.partial_ms > 0 && calls.full_ms > 0) h5::write_scalar(metrics.id(), "partial_over_full_time", calls.partial_ms / calls.full_ms);
   for (const auto& [name, v] : r.quality) h5::write_scalar(metrics.id(), name, v);
   if (!r.provenance.empty()) {
     auto prov = h5::create_group(g.id(), "provenance");
@@ -224,6 +219,16 @@ std::vector<StoredRun> read_results(const std::string& path) {
     out.push_back(std::move(s));
   }
   return out;
+}
+
+CallMeans mean_call_ms(const RunResult& r) {
+  double full = 0, part = 0;
+  int n_full = 0, n_part = 0;
+  for (std::size_t i = 0; i < r.step_time_ms.size() && i < r.is_full.size(); ++i) {
+    if (r.is_full[i]) full += r.step_time_ms[i], ++n_full;
+    else part += r.step_time_ms[i], ++n_part;
+  }
+  return {n_full ? full / n_full : 0.0, n_part ? part / n_part : 0.0};
 }
 
 }  // namespace dc::harness

@@ -66,6 +66,13 @@ struct RunResult {
   std::string timing_clock;  // how step_time_ms was measured (harness/call_timer.h)
 };
 
+// Mean time of a run's full calls and of its partial calls (step_time_ms split by is_full; 0 for
+// a kind with no call): what metrics/full_call_ms and partial_call_ms store.
+struct CallMeans {
+  double full_ms = 0.0, partial_ms = 0.0;
+};
+CallMeans mean_call_ms(const RunResult& r);
+
 struct StoredRun : StoredRunFields {
   std::map<std::string, torch::Tensor> similarity;  // tap (and tap.fraction) -> the stored matrix
 };

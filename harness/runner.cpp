@@ -271,6 +271,30 @@ void preflight(const std::vector<RunSpec>& pending, ModelCache& mc, const std::s
   for (auto it = models_to_load.rbegin(); it != models_to_load.rend(); ++it) checked(**it, [&] { model_for(**it, mc); });
 }
 
+// The run's MACs, both counts, per call and averaged over its calls; counted on the CPU in fp32 (a
+// count does not depend on the dtype) before the model moves to the run's device, once per model
+// and skip index (ModelCache).
+void count_run_macs(models::UNet& net, ModelCache& mc, const deepcache::CachePlan* cache_plan, int calls, RunResult& r) {
+  auto macs_of = [&](int k) {
+    auto it = mc.macs.find(k);
+    if (it == mc.macs.end()) {
+      net.to(torch::kCPU, torch::kFloat);
+      it = mc.macs.emplace(k, metrics::call_macs(net, k)).first;
+    }
+    return it->second;
+  };
+  const metrics::CallMacs full = macs_of(-1);
+  const metrics::CallMacs partial = cache_plan ? macs_of(cache_plan->skip_index) : metrics::CallMacs{};
+  r.macs_full = full.total;
+  r.macs_partial = partial.total;
+  r.macs_full_all = full.all;
+  r.macs_partial_all = partial.all;
+  const std::vector<int> none;
+  const std::vector<int>& full_steps = cache_plan ? cache_plan->full_steps : none;
+  r.macs_step_average = cache_plan ? metrics::step_average_macs(r.macs_full, r.macs_partial, full_steps, calls) : r.macs_full;
+  r.macs_step_average_all = cache_plan ? metrics::step_average_macs(r.macs_full_all, r.macs_partial_all, full_steps, calls) : r.macs_full_all;
+}
+
 // A baseline made earlier in this process: what a later run of its settings is timed against.
 struct BaselineTiming {
   double s_per_image = 0.0, macs_per_image = 0.0, spread = -1.0;
@@ -290,14 +314,9 @@ TimingFacts timing_facts(const RunResult& r, const BaselineTiming* base) {
   const BaselineTiming own = baseline_timing(r);
   f.spread = own.spread;
   f.is_baseline = r.spec.baseline;
-  double full_ms = 0, part_ms = 0;
-  int n_full = 0, n_part = 0;
-  for (std::size_t i = 0; i < r.step_time_ms.size() && i < r.is_full.size(); ++i) {
-    if (r.is_full[i]) full_ms += r.step_time_ms[i], ++n_full;
-    else part_ms += r.step_time_ms[i], ++n_part;
-  }
-  if (n_full > 0 && n_part > 0 && part_ms > 0 && r.macs_partial_all > 0) {
-    f.call_speedup = (full_ms / n_full) / (part_ms / n_part);
+  const CallMeans calls = mean_call_ms(r);
+  if (calls.full_ms > 0 && calls.partial_ms > 0 && r.macs_partial_all > 0) {
+    f.call_speedup = calls.full_ms / calls.partial_ms;
     f.call_mac_bound = r.macs_full_all / r.macs_partial_all;
   }
   if (base && base->s_per_image > 0 && own.s_per_image > 0 && own.macs_per_image > 0) {
@@ -391,24 +410,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   models::UNet& net = *model.unet;
   if (cache_plan) deepcache::check_skip_index(cache_plan->skip_index, net.num_skips(), "this UNet");
   r.weights_note = model.weights_note;
-  auto macs_of = [&](int k) {  // counted on the CPU, before the model moves to the run's device
-    auto it = mc.macs.find(k);
-    if (it == mc.macs.end()) {
-      net.to(torch::kCPU, torch::kFloat);  // counted in fp32 (a count does not depend on the dtype)
-      it = mc.macs.emplace(k, metrics::call_macs(net, k)).first;
-    }
-    return it->second;
-  };
-  const metrics::CallMacs full_macs = macs_of(-1);
-  const metrics::CallMacs partial_macs = cache_plan ? macs_of(cache_plan->skip_index) : metrics::CallMacs{};
-  r.macs_full = full_macs.total;
-  r.macs_partial = partial_macs.total;
-  r.macs_full_all = full_macs.all;
-  r.macs_partial_all = partial_macs.all;
-  const std::vector<int> no_full_steps;
-  const std::vector<int>& full_steps = cache_plan ? cache_plan->full_steps : no_full_steps;
-  r.macs_step_average = cache_plan ? metrics::step_average_macs(r.macs_full, r.macs_partial, full_steps, calls) : r.macs_full;
-  r.macs_step_average_all = cache_plan ? metrics::step_average_macs(r.macs_full_all, r.macs_partial_all, full_steps, calls) : r.macs_full_all;
+  count_run_macs(net, mc, cache_plan.get(), calls, r);
   net.to(device, unet_dtype);  // the UNet in model.dtype; samplers, first stage and text encoder stay fp32
   if (model.first_stage) model.first_stage->to(device);
   if (model.cond_stage) model.cond_stage->to(device);
