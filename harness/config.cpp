@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <limits>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -226,6 +227,10 @@ class Reader {
       out = v.get<uint64_t>();
     } else if constexpr (std::is_same_v<T, int>) {
       if (!v.is_number_integer()) fail(p, fmt::format("expected an integer, got {} ({})", type_name(v), v.dump()));
+      if ((v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int>::max())) ||
+          (!v.is_number_unsigned() && (v.get<int64_t>() > std::numeric_limits<int>::max() || v.get<int64_t>() < std::numeric_limits<int>::min())))
+        fail(p, fmt::format("{} is beyond the integers this setting takes ({} to {})", v.dump(), std::numeric_limits<int>::min(),
+                            std::numeric_limits<int>::max()));
       out = v.get<int>();
     } else if constexpr (std::is_same_v<T, std::vector<int>>) {
       if (!v.is_array()) fail(p, fmt::format("expected a list of integers, got {}", type_name(v)));

@@ -8,6 +8,7 @@
 #include <fmt/ranges.h>
 #include <torch/torch.h>
 
+#include "common/io_ops.h"
 #include "common/error.h"
 #include "common/image_io.h"
 #include "harness/hdf5.h"
@@ -52,7 +53,7 @@ ExportSummary export_images(const ExportOptions& o, std::ostream& log) {
   const auto first = static_cast<int64_t>(h5::get_attr_double(h5::open_group(f.id(), g).id(), "first_sample"));
   ExportSummary s{hit->key, n};
   if (!o.png_dir.empty()) {
-    fs::create_directories(o.png_dir);
+    dc::io::make_folders(o.png_dir);
     const int width = std::max<int>(6, static_cast<int>(std::to_string(std::max<int64_t>(first + n - 1, 0)).size()));
     for (int64_t i = 0; i < n; ++i) image::write_png(fmt::format("{}/{:0{}d}.png", o.png_dir, first + i, width), images[i]);
     log << fmt::format("png         {} ({} images, {:0{}d}.png to {:0{}d}.png)\n", o.png_dir, n, first, width, first + n - 1, width);

@@ -181,6 +181,83 @@ Handle create_file(const std::string& path) {
   return Handle(f, H5Fclose);
 }
 
+Handle create_memory_file(const std::string& name, std::size_t size_hint) {
+  quiet();
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose), fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
+  // The core driver grows its buffer by `increment` bytes at a time (realloc): one step of the
+  // expected size, so that a large file is not copied at each of many small steps.
+  const std::size_t increment = std::clamp<std::size_t>(size_hint, std::size_t{1} << 20, std::size_t{1} << 40);
+  if (!fapl.valid() || !fcpl.valid() || H5Pset_libver_bounds(fapl.id(), H5F_LIBVER_V110, H5F_LIBVER_V110) < 0 ||
+      H5Pset_fapl_core(fapl.id(), increment, /*backing_store=*/0) < 0)
+    throw Error(fmt::format("{}: cannot set up an HDF5 file in memory", name));
+  compact_storage(fcpl.id(), true);
+  const hid_t f = H5Fcreate(name.c_str(), H5F_ACC_TRUNC, fcpl.id(), fapl.id());
+  if (f < 0) throw Error(fmt::format("{}: cannot create an HDF5 file in memory ({} bytes expected)", name, size_hint));
+  return Handle(f, H5Fclose);
+}
+
+namespace {
+
+uint32_t word_of(const unsigned char* k, std::size_t i) {
+  return static_cast<uint32_t>(k[i]) | static_cast<uint32_t>(k[i + 1]) << 8 | static_cast<uint32_t>(k[i + 2]) << 16 |
+         static_cast<uint32_t>(k[i + 3]) << 24;
+}
+
+// Bob Jenkins' lookup3 hashlittle (public domain), the checksum of HDF5's metadata
+// (H5_checksum_lookup3 with initval 0), little-endian byte order as HDF5 reads it.
+uint32_t lookup3(const unsigned char* k, std::size_t length) {
+  auto rot = [](uint32_t x, int r) { return (x << r) | (x >> (32 - r)); };
+  uint32_t a, b, c;
+  a = b = c = 0xdeadbeef + static_cast<uint32_t>(length);
+  auto word = [&](std::size_t i) { return word_of(k, i); };
+  std::size_t i = 0;
+  while (length > 12) {
+    a += word(i), b += word(i + 4), c += word(i + 8);
+    a -= c, a ^= rot(c, 4), c += b;
+    b -= a, b ^= rot(a, 6), a += c;
+    c -= b, c ^= rot(b, 8), b += a;
+    a -= c, a ^= rot(c, 16), c += b;
+    b -= a, b ^= rot(a, 19), a += c;
+    c -= b, c ^= rot(b, 4), b += a;
+    length -= 12, i += 12;
+  }
+  if (length == 0) return c;
+  unsigned char t[12] = {0};
+  std::memcpy(t, k + i, length);
+  a += word_of(t, 0), b += word_of(t, 4), c += word_of(t, 8);
+  c ^= b, c -= rot(b, 14);
+  a ^= c, a -= rot(c, 11);
+  b ^= a, b -= rot(a, 25);
+  c ^= b, c -= rot(b, 16);
+  a ^= c, a -= rot(c, 4);
+  b ^= a, b -= rot(a, 14);
+  c ^= b, c -= rot(b, 24);
+  return c;
+}
+
+}  // namespace
+
+std::string file_image(hid_t f, const std::string& name) {
+  if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) throw Error(fmt::format("{}: HDF5 error: flushing the file in memory", name));
+  const ssize_t size = H5Fget_file_image(f, nullptr, 0);
+  if (size <= 0) throw Error(fmt::format("{}: HDF5 error: the size of the file's image", name));
+  std::string bytes(static_cast<std::size_t>(size), '\0');
+  if (H5Fget_file_image(f, bytes.data(), bytes.size()) != size) throw Error(fmt::format("{}: HDF5 error: copying the file's image", name));
+  // libhdf5 1.10 clears the superblock's "open for writing" flags in the image but keeps the
+  // checksum it computed with them set, so the image would not open ("incorrect metadata
+  // checksum"). The superblock (version 2 or 3 at byte 0: signature, version, offset and length
+  // sizes, flags, four addresses) gets its checksum again.
+  auto* u = reinterpret_cast<unsigned char*>(bytes.data());
+  if (bytes.size() >= 12 && (u[8] == 2 || u[8] == 3) && (u[9] == 2 || u[9] == 4 || u[9] == 8)) {
+    const std::size_t n = 12 + 4 * static_cast<std::size_t>(u[9]);
+    if (bytes.size() >= n + 4) {
+      const uint32_t sum = lookup3(u, n);
+      for (int i = 0; i < 4; ++i) u[n + i] = static_cast<unsigned char>(sum >> (8 * i));
+    }
+  }
+  return bytes;
+}
+
 Handle open_file(const std::string& path, bool write) {
   quiet();
   check_file(path);

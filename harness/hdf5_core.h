@@ -49,6 +49,13 @@ int superblock_version(const std::string& path);
 
 Handle create_file(const std::string& path);       // truncates
 Handle open_file(const std::string& path, bool write = false);  // check_file first
+// An HDF5 file held in memory (the core driver without a backing store): libhdf5 never writes to
+// the disk, so a full disk or an I/O error cannot reach it (libhdf5 1.10 crashed with a segmentation
+// fault on a failed write: issue 32). Its bytes (file_image) are written with
+// write_file_atomically (common/atomic_file.h), every step checked. `size_hint`: the bytes expected.
+Handle create_memory_file(const std::string& name, std::size_t size_hint);
+// The file's bytes, flushed first; `name` for messages.
+std::string file_image(hid_t f, const std::string& name);
 Handle create_group(hid_t parent, const std::string& name);
 Handle open_group(hid_t parent, const std::string& name);
 bool exists(hid_t parent, const std::string& path);

@@ -8,7 +8,9 @@
 
 #include <fmt/format.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/io_ops.h"
 #include "harness/hdf5.h"
 #include "harness/results_store.h"
 
@@ -77,7 +79,15 @@ std::vector<BatchRecord> RunJournal::load(int64_t first_index, int* discarded) c
   int dropped = 0;
   if (discarded) *discarded = 0;
   if (!fs::is_directory(folder_)) return out;
-  remove_stale_temporaries(folder_, "tmp.");
+  // Under the results file's lock: every temporary record is a dead writer's.
+  remove_temporaries(folder_, "tmp.");
+  for (const auto& e : fs::directory_iterator(folder_)) {
+    const std::string name = e.path().filename().string();
+    if (index_of(name) < 0 && name.find(".tmp.") != std::string::npos) {
+      std::error_code ec;
+      fs::remove(e.path(), ec);
+    }
+  }
   std::vector<std::pair<int64_t, fs::path>> files;
   for (const auto& e : fs::directory_iterator(folder_)) {
     const int64_t i = index_of(e.path().filename().string());
@@ -122,11 +132,17 @@ std::vector<BatchRecord> RunJournal::load(int64_t first_index, int* discarded) c
 }
 
 void RunJournal::append(const BatchRecord& r) const {
-  fs::create_directories(folder_);
+  io::make_folders(folder_);
   const std::string path = (fs::path(folder_) / record_name(r.index)).string();
-  const std::string tmp = (fs::path(folder_) / fmt::format("tmp.{}", ::getpid())).string();
+  // Made in memory and written whole with checked writes (common/atomic_file.h): a full disk
+  // leaves the records before it as they were, and the run resumes from them.
+  std::string image;
   {
-    auto f = h5::create_file(tmp);
+    auto bytes = [](const torch::Tensor& t) { return t.defined() ? static_cast<std::size_t>(t.numel()) * t.element_size() : 0; };
+    std::size_t hint = 64 * 1024 + bytes(r.images) + bytes(r.labels);
+    for (const auto& [k, t] : r.quality) hint += bytes(t);
+    for (const auto& [k, t] : r.similarity) hint += bytes(t);
+    auto f = h5::create_memory_file(path, hint);
     h5::set_attr(f.id(), "config", config_);
     h5::set_attr(f.id(), "batch", batch_);
     h5::set_attr(f.id(), "first", r.first);
@@ -139,14 +155,9 @@ void RunJournal::append(const BatchRecord& r) const {
     if (r.labels.defined()) h5::write_tensor(f.id(), "labels", r.labels.contiguous().cpu());
     write_group(f.id(), "quality", r.quality);
     write_group(f.id(), "similarity", r.similarity);
-    H5Fflush(f.id(), H5F_SCOPE_GLOBAL);
+    image = h5::file_image(f.id(), path);
   }
-  fsync_path(tmp);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(fmt::format("{}: cannot commit the batch record", path));
-  }
-  fsync_path(folder_);
+  write_file_atomically(path, image);
 }
 
 void RunJournal::remove() const {

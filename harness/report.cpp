@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/io_ops.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/image_io.h"
@@ -604,7 +605,7 @@ Report build_report(const ReportOptions& o) {
       if (m.dim() == 2 && m.numel() > 0) common_lo = std::min(common_lo, m.min().item<double>());
   const fs::path dir = o.heatmap_dir.empty() ? fs::path(o.results).parent_path() : fs::path(o.heatmap_dir);
   const fs::path out_dir = dir.empty() ? fs::path(".") : dir;
-  if (o.figures) fs::create_directories(out_dir);
+  if (o.figures) dc::io::make_folders(out_dir);
   std::map<std::pair<int, std::string>, std::vector<std::string>> taps_missing;  // (k, taps) -> runs
   std::vector<std::string> shard_without_maps;
   for (const auto& row : rows) {

@@ -4,6 +4,7 @@
 #include <cerrno>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,7 +12,9 @@
 
 #include <fmt/format.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
+#include "common/io_ops.h"
 #include "harness/hdf5.h"
 
 namespace fs = std::filesystem;
@@ -138,32 +141,33 @@ void write_run(hid_t file, const RunResult& r) {
 ResultsStore::ResultsStore(std::string path, std::string experiment, std::string description)
     : path_(std::move(path)), experiment_(std::move(experiment)), description_(std::move(description)) {
   const fs::path p(path_);
-  if (p.has_parent_path()) fs::create_directories(p.parent_path());
-  remove_stale_temporaries(p.has_parent_path() ? p.parent_path().string() : ".", p.filename().string() + ".tmp.");
+  if (p.has_parent_path()) io::make_folders(p.parent_path().string());
+  // Under the writer lock every temporary file of this results file is a dead writer's (a crash,
+  // a kill -9, a failed commit that could not remove it), whichever host it ran on.
+  remove_temporaries(p.has_parent_path() ? p.parent_path().string() : ".", p.filename().string() + ".tmp.");
+  seen_ = identify(path_);
 }
 
-void remove_stale_temporaries(const std::string& folder, const std::string& stem) {
+void remove_temporaries(const std::string& folder, const std::string& stem) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(folder, ec)) {
     const std::string name = e.path().filename().string();
-    if (name.rfind(stem, 0) != 0) continue;
-    // <stem><pid>: another writer's file while that process lives (then its commit renames it).
-    const std::string pid = name.substr(stem.size());
-    if (!pid.empty() && pid.find_first_not_of("0123456789") == std::string::npos && pid.size() < 10 &&
-        (::kill(static_cast<pid_t>(std::stol(pid)), 0) == 0 || errno == EPERM))
-      continue;
-    fs::remove(e.path(), ec);
+    const std::string pid = name.rfind(stem, 0) == 0 ? name.substr(stem.size()) : "";
+    if (!pid.empty() && pid.find_first_not_of("0123456789") == std::string::npos) fs::remove(e.path(), ec);
   }
 }
 
-void fsync_path(const std::string& p) {
-  const int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
+FileIdentity identify(const std::string& path) {
+  FileIdentity id;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return id;
+  id.exists = true;
+  id.device = static_cast<uint64_t>(st.st_dev);
+  id.inode = static_cast<uint64_t>(st.st_ino);
+  id.size = static_cast<int64_t>(st.st_size);
+  id.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  return id;
 }
-
 
 std::map<std::string, std::string> ResultsStore::statuses() const {
   std::map<std::string, std::string> out;
@@ -178,15 +182,46 @@ void ResultsStore::commit(const RunResult& result) {
 
 void ResultsStore::forget(const std::set<std::string>& keys) { rewrite(keys, nullptr); }
 
+namespace {
+
+// The bytes a run adds to a results file, uncompressed (an upper bound): what the in-memory file
+// is sized for.
+std::size_t run_bytes(const RunResult& r) {
+  auto bytes = [](const torch::Tensor& t) { return t.defined() ? static_cast<std::size_t>(t.numel()) * t.element_size() : 0; };
+  std::size_t n = 64 * 1024 + (r.timesteps.size() + r.step_time_ms.size() + r.batch_seconds.size()) * 16 + r.spec.resolved.dump().size();
+  n += bytes(r.images) + bytes(r.grid);
+  for (const auto& [k, t] : r.similarity) n += bytes(t) + bytes(r.similarity_fraction.count(k) ? r.similarity_fraction.at(k) : torch::Tensor());
+  for (const auto& [k, t] : r.quality_arrays) n += bytes(t);
+  for (const auto& [m, ts] : r.metric_states)
+    for (const auto& [k, t] : ts) n += bytes(t);
+  return n;
+}
+
+std::string describe_identity(const FileIdentity& id) {
+  return id.exists ? fmt::format("inode {}, {} bytes", id.inode, id.size) : "no file";
+}
+
+}  // namespace
+
 void ResultsStore::rewrite(const std::set<std::string>& drop, const RunResult* add) {
-  const std::string tmp = fmt::format("{}.tmp.{}", path_, ::getpid());
+  // Nothing but this process writes the file while it holds the lock: a change is another
+  // program's (a copy over it, a restore, a removal), and writing would lose it or merge into it.
+  const FileIdentity now = identify(path_);
+  if (now != seen_)
+    throw StorageError(fmt::format("{}: the results file was replaced, changed or removed by another program while this process held "
+                                   "its lock ({} when read, {} now); nothing was written over it: look at it, then run the same command "
+                                   "again (a run's finished batches stay in its journal)",
+                                   path_, describe_identity(seen_), describe_identity(now)));
+  // The new file is made in memory (libhdf5 never writes to the disk) and written whole with
+  // checked writes: a failure leaves the previous file as it was (common/atomic_file.h).
+  std::string image;
   {
-    auto out = h5::create_file(tmp);
+    auto out = h5::create_memory_file(path_, static_cast<std::size_t>(std::max<int64_t>(now.size, 0)) + (add ? run_bytes(*add) : 0));
     h5::set_attr(out.id(), "experiment", experiment_);
     h5::set_attr(out.id(), "description", description_);
     h5::set_attr(out.id(), "schema", std::string("deepcache-bench results v1 (results/README.md)"));
     h5::create_group(out.id(), "runs");
-    if (fs::exists(path_)) {
+    if (now.exists) {
       auto in = h5::open_file(path_);
       check_results_schema(in.id(), path_);  // never replace someone else's HDF5 file
       if (h5::exists(in.id(), "runs")) {
@@ -196,15 +231,10 @@ void ResultsStore::rewrite(const std::set<std::string>& drop, const RunResult* a
       }
     }
     if (add) write_run(out.id(), *add);
-    H5Fflush(out.id(), H5F_SCOPE_GLOBAL);
+    image = h5::file_image(out.id(), path_);
   }
-  fsync_path(tmp);
-  if (std::rename(tmp.c_str(), path_.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(fmt::format("{}: cannot replace the results file", path_));
-  }
-  const fs::path dir = fs::path(path_).has_parent_path() ? fs::path(path_).parent_path() : fs::path(".");
-  fsync_path(dir.string());
+  write_file_atomically(path_, image);
+  seen_ = identify(path_);
 }
 
 std::vector<StoredRun> ResultsStore::read_all() const { return fs::exists(path_) ? read_results(path_) : std::vector<StoredRun>{}; }

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <tuple>
 #include <set>
 #include <ostream>
 
@@ -18,10 +19,15 @@
 
 #include "common/error.h"
 #include "common/image_io.h"
+#include "common/io_ops.h"
+#include "common/memory_peak.h"
 #include "common/prompts.h"
 #include "dc/build_info.h"
 #include "dc/git_describe.h"
 #include "harness/denoiser.h"
+#include "harness/footprint.h"
+#include "harness/hdf5_core.h"
+#include "harness/resources.h"
 #include "harness/quality.h"
 #include "harness/call_timer.h"
 #include "harness/process_usage.h"
@@ -229,46 +235,144 @@ const models::Model& model_for(const RunSpec& spec, ModelCache& mc) {
   return *mc.model;
 }
 
-// Every input the pending runs of a sweep will need, checked before the first sample: a bad one
-// is one dc::Error naming the experiment, the run, the key and the file, and nothing runs (exit 2).
-// What fails later, while a run samples, is recorded with the run and the sweep goes on (exit 1).
-// Each distinct input is checked once: the device and dtype, prompt files (read, counted), an
-// explicit tokenizer folder, the metrics' networks and reference statistics (RunQuality's own
-// checks, on the run's device), and every weights file, loaded as its run will load it (strictly:
-// a truncated file, another model's keys or shapes fail here). The models load last, the first
-// pending run's last, so that it stays in the cache for that run: a sweep over one checkpoint
-// loads it once, as before; each further checkpoint is loaded once more when its run comes.
-void preflight(const std::vector<RunSpec>& pending, ModelCache& mc, const std::string& experiment_path) {
+// Samples [first, last) of a run that shard `index` of `count` makes: a contiguous run of whole
+// batches of the unsharded run, so that every sample is made in the same batch layout as without
+// sharding and the shards together equal the unsharded run bit for bit on one machine
+// (docs/experiments.md, "What is reproducible").
+std::pair<int64_t, int64_t> shard_range(const RunSpec& spec, int index, int count) {
+  const int64_t n = spec.samples.n, batch = spec.samples.batch;
+  const int64_t batches = (n + batch - 1) / batch;
+  return {std::min(n, batches * index / count * batch), std::min(n, batches * (index + 1) / count * batch)};
+}
+
+// Every input the pending runs of a sweep will need, checked before the first sample, and what
+// they will need of the machine: a bad input or a run that cannot fit is one dc::Error listing
+// every problem of every run (each distinct input once, with the runs that need it), and nothing
+// runs (exit 2); nothing is written either (the caller takes the lock and makes the results
+// folder after this). What fails later, while a run samples, is recorded with the run and the
+// sweep goes on (exit 1). Each distinct input is checked once: the device and dtype, prompt files
+// (read, counted), an explicit tokenizer folder, the metrics' networks and reference statistics
+// (RunQuality's own checks, on the run's device, measured on blank images), and every model,
+// built and its weights loaded as its run will load them (strictly), and measured
+// (harness/footprint.h). The models load last, the first pending run's last, so that it stays in
+// the cache for that run: a sweep over one checkpoint loads it once; each further checkpoint is
+// loaded once more when its run comes.
+// Returns, per pending run id, what it needs of the machine (for the run's log).
+std::map<std::string, std::string> preflight(const std::vector<RunSpec>& pending, ModelCache& mc, const std::string& experiment_path,
+                                             const RunOptions& o, const std::string& results_path) {
+  struct Problem {
+    std::string message;
+    std::vector<std::string> runs;
+  };
+  configure_threads();  // the models run here as in the runs (harness/runtime.h; models/cpu_conv.cpp)
+  std::vector<Problem> problems;
+  std::map<std::string, std::string> needs;
+  std::map<std::string, int> failed;  // input key -> its problem
   std::set<std::string> seen;
-  std::vector<const RunSpec*> models_to_load;
-  auto checked = [&](const RunSpec& spec, const std::function<void()>& check) {
+  auto label = [](const RunSpec& spec) { return fmt::format("run {} ({})", spec.run_id, spec.name); };
+  // Runs `check` for the first run that needs input `key`; later runs of a failed input are added
+  // to its problem. A key "" is checked for every run.
+  auto check_once = [&](const std::string& key, const RunSpec& spec, const std::function<void()>& check) {
+    if (!key.empty() && !seen.insert(key).second) {
+      if (auto it = failed.find(key); it != failed.end()) problems[it->second].runs.push_back(label(spec));
+      return false;
+    }
+    std::string message;
     try {
       check();
+      return true;
     } catch (const c10::Error& ex) {
       const std::string m = ex.what_without_backtrace();
-      throw Error(fmt::format("{}: run {} ({}): {}", experiment_path, spec.run_id, spec.name, m.substr(0, m.find('\n'))));
+      message = m.substr(0, m.find('\n'));
     } catch (const Error& ex) {
-      throw Error(fmt::format("{}: run {} ({}): {}", experiment_path, spec.run_id, spec.name, ex.what()));
+      message = ex.what();
     }
+    if (!key.empty()) failed[key] = static_cast<int>(problems.size());
+    problems.push_back({message, {label(spec)}});
+    return false;
   };
+  std::vector<const RunSpec*> models_to_load;
+  std::map<std::string, std::vector<const RunSpec*>> model_runs;  // model key -> the runs of that model
+  std::map<std::string, MetricMemory> metric_memory;  // metrics key -> measured
+  std::map<std::string, ModelMemory> model_memory;    // model key -> measured
   for (const RunSpec& spec : pending) {
-    checked(spec, [&] {
-      const torch::Device device = parse_device(spec.device);
-      unet_dtype_for(spec.model.dtype, device);
-      check_cuda_graphs(spec.model.cuda_graphs, device);
-      std::string prompts_file;
-      if (spec.plan.model.conditioning == "text" && seen.insert("prompts " + spec.conditioning.prompts + " " + std::to_string(spec.samples.n)).second)
-        run_prompts(spec, &prompts_file);
-      const ModelRequest q = model_request(spec);
-      if ((q.weights != "random" || !q.first_stage_weights.empty()) && seen.insert("model " + q.key).second) models_to_load.push_back(&spec);
-      if (!q.options.tokenizer.empty() && seen.insert("tokenizer " + q.options.tokenizer).second)
-        models::ClipTokenizer::from_dir(q.options.tokenizer);
-      const std::string metrics = spec.resolved.contains("metrics") ? spec.resolved["metrics"].dump() : "";
-      if (!metrics.empty() && seen.insert(fmt::format("metrics {} {} {}", metrics, fmt::join(spec.plan.model.image_shape, "x"), device.str())).second)
-        RunQuality(spec, device, prompts_file);
-    });
+    std::string prompts_file;
+    torch::Device device(torch::kCPU);
+    if (!check_once("", spec, [&] {
+          device = parse_device(spec.device);
+          unet_dtype_for(spec.model.dtype, device);
+          check_cuda_graphs(spec.model.cuda_graphs, device);
+        }))
+      continue;
+    if (spec.plan.model.conditioning == "text")
+      check_once("prompts " + spec.conditioning.prompts + " " + std::to_string(spec.samples.n), spec, [&] { run_prompts(spec, &prompts_file); });
+    if (spec.plan.model.conditioning == "text" && !spec.conditioning.prompts.empty())
+      prompts_file = expand_env(spec.conditioning.prompts, "conditioning.prompts");
+    ModelRequest q;
+    if (!check_once("", spec, [&] { q = model_request(spec); })) continue;
+    if (model_runs[q.key].empty()) models_to_load.push_back(&spec);
+    model_runs[q.key].push_back(&spec);
+    if (!q.options.tokenizer.empty())
+      check_once("tokenizer " + q.options.tokenizer, spec, [&] { models::ClipTokenizer::from_dir(q.options.tokenizer); });
+    const std::string metrics = spec.resolved.contains("metrics") ? spec.resolved["metrics"].dump() : "";
+    const std::string mkey = fmt::format("metrics {} {} {}", metrics, fmt::join(spec.plan.model.image_shape, "x"), device.str());
+    check_once(mkey, spec, [&] { metric_memory[mkey] = measure_metric_memory(spec, device, prompts_file); });
   }
-  for (auto it = models_to_load.rbegin(); it != models_to_load.rend(); ++it) checked(**it, [&] { model_for(**it, mc); });
+  for (auto it = models_to_load.rbegin(); it != models_to_load.rend(); ++it) {
+    const RunSpec& spec = **it;
+    const std::string key = model_request(spec).key;
+    int64_t largest = 1;
+    for (const RunSpec* r : model_runs[key]) {
+      const auto [first, last] = shard_range(*r, o.shard_index, o.shard_count);
+      largest = std::max<int64_t>(largest, std::min<int64_t>(r->samples.batch, last - first));
+    }
+    if (!check_once("model " + key, spec, [&] { model_memory[key] = measure_model_memory(model_for(spec, mc), mc.macs, largest); }))
+      for (std::size_t i = 1; i < model_runs[key].size(); ++i) problems.back().runs.push_back(label(*model_runs[key][i]));
+  }
+  if (problems.empty()) {  // what the runs need of the machine, once every input is good
+    std::vector<RunFootprint> footprints;
+    for (const RunSpec& spec : pending) {
+      RunFootprint f;
+      f.run = label(spec);
+      const auto [first, last] = shard_range(spec, o.shard_index, o.shard_count);
+      f.samples = last - first;
+      f.batch = spec.samples.batch;
+      const ModelMemory& mm = model_memory[model_request(spec).key];
+      const double scale = spec.model.dtype == "fp32" ? 1.0 : 0.5;  // fp16 / bf16 halve the UNet's tensors
+      f.model_bytes = mm.model_bytes * scale;
+      f.call_bytes_per_image = mm.call_bytes_per_image * scale;
+      f.call_fixed_bytes = mm.call_fixed_bytes * scale;
+      f.host_only = parse_device(spec.device).is_cuda();
+      const std::string metrics = spec.resolved.contains("metrics") ? spec.resolved["metrics"].dump() : "";
+      const MetricMemory& qm =
+          metric_memory[fmt::format("metrics {} {} {}", metrics, fmt::join(spec.plan.model.image_shape, "x"), parse_device(spec.device).str())];
+      f.metric_model_bytes = qm.model_bytes;
+      f.metric_bytes_per_image = qm.bytes_per_image;
+      f.record_bytes_per_sample = qm.record_bytes_per_sample;
+      f.image_bytes = 1.0;
+      for (int64_t d : spec.plan.model.image_shape) f.image_bytes *= static_cast<double>(d);
+      f.kept_images = spec.samples.save_images ? f.samples : std::min<int64_t>(f.samples, spec.samples.grid);
+      f.method = MemoryPeak::method();
+      footprints.push_back(f);
+    }
+    Machine m;
+    m.memory_usable = static_cast<double>(memory_usable());
+    const fs::path folder = fs::path(results_path).has_parent_path() ? fs::path(results_path).parent_path() : fs::path(".");
+    m.disk_free = disk_free(folder.string());
+    std::error_code ec;
+    m.results_size = fs::exists(results_path, ec) ? static_cast<double>(fs::file_size(results_path, ec)) : 0.0;
+    for (const auto& msg : check_resources(footprints, m, results_path)) problems.push_back({msg, {}});
+    for (std::size_t i = 0; i < footprints.size(); ++i) needs[pending[i].run_id] = memory_note(footprints[i], m);
+  }
+  if (problems.empty()) return needs;
+  std::string line;
+  for (const auto& pr : problems) {
+    std::string who;
+    if (!pr.runs.empty()) who = pr.runs.size() == 1 ? pr.runs[0] : fmt::format("{} and {} more run(s)", pr.runs[0], pr.runs.size() - 1);
+    line += (line.empty() ? "" : " | ") + (who.empty() ? pr.message : who + ": " + pr.message);
+  }
+  if (problems.size() > 1) line = fmt::format("{} problems before the first sample, nothing ran: {}", problems.size(), line);
+  throw Error(fmt::format("{}: {}", experiment_path, line));
 }
 
 // The run's MACs, both counts, per call and averaged over its calls; counted on the CPU in fp32 (a
@@ -764,22 +868,51 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
   }
   RunSummary s;
   s.results_path = default_results_path(e, o);
-  const WriterLock lock(s.results_path, "run");  // one writer per results file (exit 2 for a second)
-  ResultsStore store(s.results_path, e.name, e.description);
-  const auto status = store.statuses();
+  // Everything is checked before anything is written: a sweep refused here leaves no folder, lock
+  // or file behind. The statuses are read again under the lock (another process may have
+  // committed runs in between); runs that became pending then are checked too.
+  std::map<std::string, std::string> status;
+  if (fs::exists(s.results_path)) {
+    auto f = h5::open_file(s.results_path);
+    check_results_schema(f.id(), s.results_path);  // never replace someone else's HDF5 file
+    f.reset();
+    for (const auto& r : read_results(s.results_path)) status[r.key] = r.status;
+  }
   ModelCache own_models;
   ModelCache& models = o.models ? *o.models : own_models;
   std::map<std::string, BaselineTiming> baselines;  // baseline_key -> the baseline made in this process
+  auto pending_of = [&](const std::map<std::string, std::string>& st) {
+    std::vector<RunSpec> specs, pending;
+    for (const RunSpec* r : selected) {
+      RunSpec spec = *r;
+      if (!o.device.empty()) spec.device = o.device;
+      spec.results_path = s.results_path;
+      auto it = st.find(result_key(spec.run_id, o.shard_index, o.shard_count));
+      if (it == st.end() || it->second != "complete") pending.push_back(spec);
+      specs.push_back(std::move(spec));
+    }
+    return std::make_pair(specs, pending);
+  };
   std::vector<RunSpec> specs, pending;
-  for (const RunSpec* r : selected) {
-    RunSpec spec = *r;
-    if (!o.device.empty()) spec.device = o.device;
-    spec.results_path = s.results_path;
-    auto it = status.find(result_key(spec.run_id, o.shard_index, o.shard_count));
-    if (it == status.end() || it->second != "complete") pending.push_back(spec);
-    specs.push_back(std::move(spec));
+  std::tie(specs, pending) = pending_of(status);
+  std::map<std::string, std::string> needs = preflight(pending, models, e.path, o, s.results_path);
+  const WriterLock lock(s.results_path, "run");  // one writer per results file (exit 2 for a second)
+  ResultsStore store(s.results_path, e.name, e.description);
+  {  // a killed writer's grid PNGs half-written (under the lock: no live writer has one of these keys)
+    const fs::path folder = fs::path(s.results_path).has_parent_path() ? fs::path(s.results_path).parent_path() : fs::path(".");
+    for (const RunSpec* r : selected)
+      remove_temporaries(folder.string(), fmt::format("grid_{}.png.tmp.", result_key(r->run_id, o.shard_index, o.shard_count)));
   }
-  preflight(pending, models, e.path);
+  if (auto now = store.statuses(); now != status) {
+    std::set<std::string> checked;
+    for (const auto& p : pending) checked.insert(p.run_id);
+    status = now;
+    std::tie(specs, pending) = pending_of(status);
+    std::vector<RunSpec> unchecked;
+    for (const auto& p : pending)
+      if (!checked.count(p.run_id)) unchecked.push_back(p);
+    for (auto& [id, note] : preflight(unchecked, models, e.path, o, s.results_path)) needs[id] = note;
+  }
   for (std::size_t i = 0; i < specs.size(); ++i) {
     const RunSpec& spec = specs[i];
     const std::string head = fmt::format("[run {}/{}] {} {}", i + 1, specs.size(), spec.run_id, describe_run(spec));
@@ -791,17 +924,12 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
       ++s.skipped;
       continue;
     }
-    // Shard: a contiguous run of whole batches of the unsharded run, so that every sample is made
-    // in the same batch layout as without sharding and the shards together equal the unsharded
-    // run bit for bit on one machine (docs/experiments.md, "What is reproducible").
-    const int64_t n = spec.samples.n, batch = spec.samples.batch;
-    const int64_t batches = (n + batch - 1) / batch;
-    const int64_t first = std::min(n, batches * o.shard_index / o.shard_count * batch);
-    const int64_t last = std::min(n, batches * (o.shard_index + 1) / o.shard_count * batch);
+    const auto [first, last] = shard_range(spec, o.shard_index, o.shard_count);
     const auto t0 = std::chrono::steady_clock::now();
     set_current_run(head);
     std::chrono::steady_clock::time_point last_line{};
     for (const auto& w : spec.plan.warnings) log << head << ": warning: " << w << "\n";
+    if (auto it = needs.find(spec.run_id); it != needs.end()) log << head << ": " << it->second << "\n";
     ProgressFn progress = [&](const Progress& p) {
       if (p.repeat == 0 && p.call < 0 && p.done == p.resumed) {
         log << fmt::format("{}: resuming after sample {} of {} (the journal of an interrupted run)\n", head, p.done, p.total);
@@ -853,10 +981,16 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
       store.commit(result);
       journal.remove();
       if (result.grid.defined()) {
-        const std::string png = (fs::path(s.results_path).parent_path() / fmt::format("grid_{}.png", spec.run_id)).string();
+        const std::string png = (fs::path(s.results_path).parent_path() / fmt::format("grid_{}.png", key)).string();
         image::write_png(png, result.grid);
       }
       ++s.complete;
+    } catch (const StorageError& ex) {
+      // The disk refused a write (full, an I/O error, read-only) or the results file was replaced:
+      // the sweep stops (exit 2). The results file is as the last commit left it and this run's
+      // finished batches stay in its journal: the same command goes on from there.
+      if (tty) log << "\n";
+      throw StorageError(fmt::format("run {} ({}): {}; the run's finished batches stay in its journal", spec.run_id, spec.name, ex.what()));
     } catch (const RunInterrupted& ex) {
       if (tty) log << "\n";
       log << head << ": interrupted: " << ex.what() << "\n";

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "common/io_ops.h"
 #include "common/error.h"
 
 namespace fs = std::filesystem;
@@ -55,7 +56,7 @@ std::string write_slurm_script(const ExperimentSpec& e, const SlurmOptions& o, s
   const std::string experiment = absolute(e.path);
   const std::string cwd = fs::current_path().string();
   const std::string logs = shard_dir + "/logs";
-  fs::create_directories(logs);  // sbatch does not create the --output folder
+  dc::io::make_folders(logs);  // sbatch does not create the --output folder
 
   std::ostringstream s;
   s << "#!/bin/bash\n";
@@ -141,7 +142,7 @@ exit "$rc"
   const auto name_at = text.find("${SLURM_MERGE_NAME:-dc-merge}");
   text.replace(name_at, 29, "dc-" + e.name + "-merge");
 
-  fs::create_directories(fs::path(script).parent_path());
+  dc::io::make_folders(fs::path(script).parent_path().string());
   const std::string tmp = script + ".tmp";
   {
     std::ofstream f(tmp);

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "common/io_ops.h"
 
 namespace dc::harness {
 
@@ -33,9 +34,9 @@ std::string read_holder(int fd) {
 
 WriterLock::WriterLock(const std::string& results_path, const std::string& what) : lock_path_(results_path + ".lock") {
   const auto parent = std::filesystem::path(lock_path_).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent);
-  fd_ = ::open(lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw Error(fmt::format("{}: cannot open the results file's lock: {}", lock_path_, std::strerror(errno)));
+  if (!parent.empty()) io::make_folders(parent.string());
+  fd_ = io::open_lock(lock_path_);
+  if (fd_ < 0) throw StorageError(fmt::format("{}: cannot open the results file's lock: {}", lock_path_, std::strerror(errno)));
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
     const std::string holder = err == EWOULDBLOCK ? read_holder(fd_) : "";

@@ -75,6 +75,10 @@ using dt = dnnl::memory::data_type;
 // One (input shape) of one convolution: the primitive, its layouts and the transformed weights.
 struct Prepared {
   int64_t n = 0, h = 0, w = 0;
+  // The threads it was made for: oneDNN fixes a primitive's work split (and so the order of its
+  // sums) when it is made, so one made under another thread count gives other bits (a model
+  // measured before `run` set its threads made a sweep differ from the same sweep in a fresh process).
+  int threads = 0;
   bool ok = false;  // false: oneDNN has no Winograd kernel for this shape (LibTorch's path)
   dnnl::convolution_forward prim;
   md user_src, user_dst, src, dst, bias;
@@ -144,6 +148,7 @@ std::shared_ptr<Prepared> prepare(const torch::Tensor& weight_in, bool has_bias,
   p->n = n;
   p->h = h;
   p->w = w;
+  p->threads = at::get_num_threads();
   const int64_t oc = weight_in.size(0), ic = weight_in.size(1);
   const dnnl::memory::dims src{n, ic, h, w}, wei{oc, ic, 3, 3}, dst{n, oc, h, w};
   try {
@@ -205,7 +210,7 @@ std::shared_ptr<Prepared> lookup(const torch::nn::Conv2dImpl& conv, int64_t n, i
   std::lock_guard<std::mutex> lock(g_mutex);
   auto& shapes = entry_for(conv).shapes;
   for (const auto& p : shapes)
-    if (p->n == n && p->h == h && p->w == w) return p;
+    if (p->n == n && p->h == h && p->w == w && p->threads == at::get_num_threads()) return p;
   auto p = prepare(conv.weight, conv.bias.defined(), n, h, w, &shapes, /*budgeted=*/true);
   if (shapes.size() >= kShapes) shapes.erase(shapes.begin());
   shapes.push_back(p);

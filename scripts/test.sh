@@ -47,7 +47,8 @@ if [ "$MODE" = sanitize ]; then
   # `numeric` ones the fixture parity suites that walk our index logic (samplers, trajectories,
   # DeepCache at every branch). The rest of `numeric` spends its time inside LibTorch, which is not
   # instrumented, and runs in the plain and capped passes (CI's time limit). The slowest
-  # non-numeric tests repeat covered work (the kill -9 tests spawn the CLI dozens of times; the
+  # non-numeric tests repeat covered work (the kill -9 tests and the fault-injection sweep spawn the
+  # CLI dozens of times (the faults code runs here in the other Faults.* tests); the
   # journal code runs under the sanitizers in Journal.* and every resume/merge test; shard-invariant
   # sampling; a full-size LDM-4-G `sample`, SD1.5's MAC count and its text-to-image runs that spend their time in LibTorch, ...), and the local
   # Slurm cluster runs in the plain pass. The CLI's bad-input tables (BadInputs.*, the damaged
@@ -57,7 +58,7 @@ if [ "$MODE" = sanitize ]; then
   # and in LibTorch's forward passes; Report.BaselinePerSamplerSetting... samples three sweeps (the
   # report code runs here in Report.TableWithSpeedupsAndHeatmaps).
   # SANITIZE_ALL=1 runs everything.
-  SANITIZE_SKIP=${SANITIZE_SKIP-SlurmCluster|frechet_d2048|SoakKills|KillNineOnObservedCommits|SamplesDoNotDependOnBatchSizeOrShards|FloatImagesAgreeAcrossBatchSizes|CliSampleLdm|CliSampleSd|SdRun.PromptsNegative|SdRun.ClipScoreInRun|Macs\.|BadInputs\.|Cli.EachDamagedFile|Cli.Inspect|Report.BaselinePerSampler}
+  SANITIZE_SKIP=${SANITIZE_SKIP-SlurmCluster|Faults.EveryFileOperation|frechet_d2048|SoakKills|KillNineOnObservedCommits|SamplesDoNotDependOnBatchSizeOrShards|FloatImagesAgreeAcrossBatchSizes|CliSampleLdm|CliSampleSd|SdRun.PromptsNegative|SdRun.ClipScoreInRun|Macs\.|BadInputs\.|Cli.EachDamagedFile|Cli.Inspect|Report.BaselinePerSampler}
   SANITIZE_NUMERIC='SamplerCase|SchedulerCase|DdpmTrajectory|LdmTrajectory|LdmUNetCase|Sd15UNetCase|Sd15PipelineCase|VqCase|Samplers\.|Schedules\.|DdpmUNet\.DeepCacheAtEveryReferenceBranch'
   if [ "${SANITIZE_ALL:-}" = 1 ]; then SANITIZE_SKIP=""; fi
 else

@@ -12,6 +12,8 @@
 
 #include <fmt/format.h>
 
+#include "common/io_ops.h"
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "dc/git_describe.h"
 #include "harness/data/idx.h"
@@ -108,9 +110,9 @@ int64_t meta_int(const st::SafetensorsFile& f, const std::string& key, const std
 }
 
 void write_log(const std::string& path, const TrainSpec& spec, const std::vector<double>& losses, double seconds, double accuracy) {
-  const std::string tmp = path + ".tmp";
+  std::string image;  // made in memory, written with checked writes (common/atomic_file.h)
   {
-    auto f = h5::create_file(tmp);
+    auto f = h5::create_memory_file(path, 1 << 20);
     h5::set_attr(f.id(), "spec", spec.resolved.dump());
     h5::set_attr(f.id(), "kind", spec.kind);
     h5::set_attr(f.id(), "git_revision", std::string(DC_GIT_DESCRIBE));
@@ -119,10 +121,9 @@ void write_log(const std::string& path, const TrainSpec& spec, const std::vector
     h5::write_scalar(f.id(), "step", static_cast<double>(losses.size()));
     h5::write_scalar(f.id(), "seconds", seconds);
     if (accuracy >= 0) h5::write_scalar(f.id(), "test_accuracy", accuracy);
+    image = h5::file_image(f.id(), path);
   }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) throw Error(fmt::format("{}: cannot be renamed to {}: {}", tmp, path, ec.message()));
+  write_file_atomically(path, image);
 }
 
 }  // namespace
@@ -296,7 +297,7 @@ void export_module(const TrainSpec& spec, const torch::nn::Module& m, int64_t st
   st::NamedTensors out;
   for (const auto& p : m.named_parameters()) out.emplace_back(p.key(), p.value().detach());
   const auto parent = fs::path(spec.export_path).parent_path();
-  if (!parent.empty()) fs::create_directories(parent);
+  if (!parent.empty()) dc::io::make_folders(parent);
   meta.insert({{"format", "pt"}, {"train_spec", spec.resolved.dump()}, {"steps", std::to_string(step)}, {"git_revision", DC_GIT_DESCRIBE}});
   st::save_tensors(spec.export_path, out, meta);
 }
@@ -447,7 +448,7 @@ double ClassifierTrainer::export_weights(int64_t step) {
 
 TrainResult train(const TrainSpec& spec, const TrainOptions& options) {
   harness::configure_threads();
-  fs::create_directories(spec.out);
+  dc::io::make_folders(spec.out);
   const std::string ckpt = spec.out + "/checkpoint.safetensors";
   const std::string log = spec.out + "/train.h5";
   auto data = data::read_fashion_mnist(spec.data_dir, "train");
