@@ -208,6 +208,12 @@ class Reader {
     }
   }
 
+  // A JSON integer that an int holds (nlohmann's get<int> would wrap 10^11 around silently).
+  static bool fits_int(const json& v) {
+    if (v.is_number_unsigned()) return v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int>::max());
+    return v.get<int64_t>() <= std::numeric_limits<int>::max() && v.get<int64_t>() >= std::numeric_limits<int>::min();
+  }
+
   template <typename T>
   void get(const json& obj, const std::string& path, const std::string& key, T& out) const {
     if (!obj.contains(key)) return;
@@ -227,8 +233,7 @@ class Reader {
       out = v.get<uint64_t>();
     } else if constexpr (std::is_same_v<T, int>) {
       if (!v.is_number_integer()) fail(p, fmt::format("expected an integer, got {} ({})", type_name(v), v.dump()));
-      if ((v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int>::max())) ||
-          (!v.is_number_unsigned() && (v.get<int64_t>() > std::numeric_limits<int>::max() || v.get<int64_t>() < std::numeric_limits<int>::min())))
+      if (!fits_int(v))
         fail(p, fmt::format("{} is beyond the integers this setting takes ({} to {})", v.dump(), std::numeric_limits<int>::min(),
                             std::numeric_limits<int>::max()));
       out = v.get<int>();
@@ -237,6 +242,7 @@ class Reader {
       out.clear();
       for (const auto& e : v) {
         if (!e.is_number_integer()) fail(p, fmt::format("expected a list of integers, found {}", e.dump()));
+        if (!fits_int(e)) fail(p, fmt::format("{} is beyond the integers this setting takes", e.dump()));
         out.push_back(e.get<int>());
       }
     } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {

@@ -245,6 +245,63 @@ std::pair<int64_t, int64_t> shard_range(const RunSpec& spec, int index, int coun
   return {std::min(n, batches * index / count * batch), std::min(n, batches * (index + 1) / count * batch)};
 }
 
+// A problem found before the first sample, with the runs it stops.
+struct Problem {
+  std::string message;
+  std::vector<std::string> runs;
+};
+
+// One line for them all: "run a (name): message", or "N problems ...: run a and 2 more run(s): m1 | m2".
+std::string problems_line(const std::vector<Problem>& problems) {
+  std::string line;
+  for (const auto& pr : problems) {
+    std::string who;
+    if (!pr.runs.empty()) who = pr.runs.size() == 1 ? pr.runs[0] : fmt::format("{} and {} more run(s)", pr.runs[0], pr.runs.size() - 1);
+    line += (line.empty() ? "" : " | ") + (who.empty() ? pr.message : who + ": " + pr.message);
+  }
+  if (problems.size() > 1) line = fmt::format("{} problems before the first sample, nothing ran: {}", problems.size(), line);
+  return line;
+}
+
+// The key of a run's metric set (what RunQuality measures once per distinct set).
+std::string metrics_key(const RunSpec& spec) {
+  const std::string metrics = spec.resolved.contains("metrics") ? spec.resolved["metrics"].dump() : "";
+  return fmt::format("metrics {} {} {}", metrics, fmt::join(spec.plan.model.image_shape, "x"), parse_device(spec.device).str());
+}
+
+// What a pending run needs of the machine, from its model's and its metrics' measurements.
+RunFootprint footprint_of(const RunSpec& spec, const ModelMemory& mm, const MetricMemory& qm, const RunOptions& o, const std::string& label) {
+  RunFootprint f;
+  f.run = label;
+  const auto [first, last] = shard_range(spec, o.shard_index, o.shard_count);
+  f.samples = last - first;
+  f.batch = spec.samples.batch;
+  const double scale = spec.model.dtype == "fp32" ? 1.0 : 0.5;  // fp16 / bf16 halve the UNet's tensors
+  f.model_bytes = mm.model_bytes * scale;
+  f.call_bytes_per_image = mm.call_bytes_per_image * scale;
+  f.call_fixed_bytes = mm.call_fixed_bytes * scale;
+  f.host_only = parse_device(spec.device).is_cuda();
+  f.metric_model_bytes = qm.model_bytes;
+  f.metric_bytes_per_image = qm.bytes_per_image;
+  f.record_bytes_per_sample = qm.record_bytes_per_sample;
+  f.image_bytes = 1.0;
+  for (int64_t d : spec.plan.model.image_shape) f.image_bytes *= static_cast<double>(d);
+  f.kept_images = spec.samples.save_images ? f.samples : std::min<int64_t>(f.samples, spec.samples.grid);
+  f.method = MemoryPeak::method();
+  return f;
+}
+
+// What the machine can give: memory, the results folder's free space, the results file's size.
+Machine machine_for(const std::string& results_path) {
+  Machine m;
+  m.memory_usable = static_cast<double>(memory_usable());
+  const fs::path folder = fs::path(results_path).has_parent_path() ? fs::path(results_path).parent_path() : fs::path(".");
+  m.disk_free = disk_free(folder.string());
+  std::error_code ec;
+  m.results_size = fs::exists(results_path, ec) ? static_cast<double>(fs::file_size(results_path, ec)) : 0.0;
+  return m;
+}
+
 // Every input the pending runs of a sweep will need, checked before the first sample, and what
 // they will need of the machine: a bad input or a run that cannot fit is one dc::Error listing
 // every problem of every run (each distinct input once, with the runs that need it), and nothing
@@ -260,10 +317,6 @@ std::pair<int64_t, int64_t> shard_range(const RunSpec& spec, int index, int coun
 // Returns, per pending run id, what it needs of the machine (for the run's log).
 std::map<std::string, std::string> preflight(const std::vector<RunSpec>& pending, ModelCache& mc, const std::string& experiment_path,
                                              const RunOptions& o, const std::string& results_path) {
-  struct Problem {
-    std::string message;
-    std::vector<std::string> runs;
-  };
   configure_threads();  // the models run here as in the runs (harness/runtime.h; models/cpu_conv.cpp)
   std::vector<Problem> problems;
   std::map<std::string, std::string> needs;
@@ -314,8 +367,7 @@ std::map<std::string, std::string> preflight(const std::vector<RunSpec>& pending
     model_runs[q.key].push_back(&spec);
     if (!q.options.tokenizer.empty())
       check_once("tokenizer " + q.options.tokenizer, spec, [&] { models::ClipTokenizer::from_dir(q.options.tokenizer); });
-    const std::string metrics = spec.resolved.contains("metrics") ? spec.resolved["metrics"].dump() : "";
-    const std::string mkey = fmt::format("metrics {} {} {}", metrics, fmt::join(spec.plan.model.image_shape, "x"), device.str());
+    const std::string mkey = metrics_key(spec);
     check_once(mkey, spec, [&] { metric_memory[mkey] = measure_metric_memory(spec, device, prompts_file); });
   }
   for (auto it = models_to_load.rbegin(); it != models_to_load.rend(); ++it) {
@@ -331,48 +383,14 @@ std::map<std::string, std::string> preflight(const std::vector<RunSpec>& pending
   }
   if (problems.empty()) {  // what the runs need of the machine, once every input is good
     std::vector<RunFootprint> footprints;
-    for (const RunSpec& spec : pending) {
-      RunFootprint f;
-      f.run = label(spec);
-      const auto [first, last] = shard_range(spec, o.shard_index, o.shard_count);
-      f.samples = last - first;
-      f.batch = spec.samples.batch;
-      const ModelMemory& mm = model_memory[model_request(spec).key];
-      const double scale = spec.model.dtype == "fp32" ? 1.0 : 0.5;  // fp16 / bf16 halve the UNet's tensors
-      f.model_bytes = mm.model_bytes * scale;
-      f.call_bytes_per_image = mm.call_bytes_per_image * scale;
-      f.call_fixed_bytes = mm.call_fixed_bytes * scale;
-      f.host_only = parse_device(spec.device).is_cuda();
-      const std::string metrics = spec.resolved.contains("metrics") ? spec.resolved["metrics"].dump() : "";
-      const MetricMemory& qm =
-          metric_memory[fmt::format("metrics {} {} {}", metrics, fmt::join(spec.plan.model.image_shape, "x"), parse_device(spec.device).str())];
-      f.metric_model_bytes = qm.model_bytes;
-      f.metric_bytes_per_image = qm.bytes_per_image;
-      f.record_bytes_per_sample = qm.record_bytes_per_sample;
-      f.image_bytes = 1.0;
-      for (int64_t d : spec.plan.model.image_shape) f.image_bytes *= static_cast<double>(d);
-      f.kept_images = spec.samples.save_images ? f.samples : std::min<int64_t>(f.samples, spec.samples.grid);
-      f.method = MemoryPeak::method();
-      footprints.push_back(f);
-    }
-    Machine m;
-    m.memory_usable = static_cast<double>(memory_usable());
-    const fs::path folder = fs::path(results_path).has_parent_path() ? fs::path(results_path).parent_path() : fs::path(".");
-    m.disk_free = disk_free(folder.string());
-    std::error_code ec;
-    m.results_size = fs::exists(results_path, ec) ? static_cast<double>(fs::file_size(results_path, ec)) : 0.0;
+    for (const RunSpec& spec : pending)
+      footprints.push_back(footprint_of(spec, model_memory[model_request(spec).key], metric_memory[metrics_key(spec)], o, label(spec)));
+    const Machine m = machine_for(results_path);
     for (const auto& msg : check_resources(footprints, m, results_path)) problems.push_back({msg, {}});
     for (std::size_t i = 0; i < footprints.size(); ++i) needs[pending[i].run_id] = memory_note(footprints[i], m);
   }
   if (problems.empty()) return needs;
-  std::string line;
-  for (const auto& pr : problems) {
-    std::string who;
-    if (!pr.runs.empty()) who = pr.runs.size() == 1 ? pr.runs[0] : fmt::format("{} and {} more run(s)", pr.runs[0], pr.runs.size() - 1);
-    line += (line.empty() ? "" : " | ") + (who.empty() ? pr.message : who + ": " + pr.message);
-  }
-  if (problems.size() > 1) line = fmt::format("{} problems before the first sample, nothing ran: {}", problems.size(), line);
-  throw Error(fmt::format("{}: {}", experiment_path, line));
+  throw Error(fmt::format("{}: {}", experiment_path, problems_line(problems)));
 }
 
 // The run's MACs, both counts, per call and averaged over its calls; counted on the CPU in fp32 (a

@@ -145,6 +145,8 @@ std::vector<BadInput> table() {
        {"{dir}/e.yaml", "cache.power"});
   yaml("too few bootstrap resamples", kYamlHead + "  metrics: {bootstrap: 5}\n", {"{dir}/e.yaml", "base.metrics.bootstrap"});
   yaml("timing repeats of 0", kYamlHead + "  timing: {repeats: 0}\n", {"{dir}/e.yaml:4", "base.timing.repeats", "1 (no repeat) to 100"});
+  yaml("a batch beyond 32 bits (was wrapped to 1215752192)", kYamlHead + "  samples: {n: 4, batch: 100000000000}\n",
+       {"{dir}/e.yaml:4", "base.samples.batch", "100000000000", "beyond"});
   yaml("a misspelled timing key", kYamlHead + "  timing: {repeat: 3}\n", {"{dir}/e.yaml", "repeat", "repeats"});
   yaml("include of a device, not a file", "experiment: bad\ninclude: /dev/zero\n", {"/dev/zero", "regular file"});
   yaml("include of a directory", "experiment: bad\ninclude: .\n", {"regular file"});
