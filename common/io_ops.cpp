@@ -165,7 +165,9 @@ void make_folders(const std::string& folder) {
   }
   if (missing.empty())
     throw StorageError(fmt::format("{}: cannot make this folder: {} exists and is not a folder", folder, p.string()));
-  if (missing.back().parent_path() == p.root_path())
+  // Only for a path given from the root: a relative one is under the working folder, which exists
+  // (run from "/" in a container, `results/` is a new top-level folder, and meant).
+  if (fs::path(folder).is_absolute() && missing.back().parent_path() == p.root_path())
     throw StorageError(fmt::format("{}: cannot make this folder: its top-level folder {} does not exist (a file system that is not "
                                    "mounted?); make it first if it is meant",
                                    folder, missing.back().string()));

@@ -40,8 +40,8 @@ int open_lock(const std::string& path);                   // open(O_RDWR|O_CREAT
 // Each returns -1 / false with errno set on failure (an injected one included).
 
 // `folder` and every missing parent, each through make_folder. StorageError naming the folder and
-// the reason; a missing top-level folder ("/scratch") is refused rather than made on the root file
-// system (a file system that is not mounted, most likely).
+// the reason; a missing top-level folder of an absolute path ("/scratch/me/...") is refused rather
+// than made on the root file system (a file system that is not mounted, most likely).
 void make_folders(const std::string& folder);
 
 // How many operations this process has done (for tests).
