@@ -13,7 +13,8 @@
 
 namespace dc {
 
-namespace {
+// Named (not in the anonymous namespace): MemoryPeak::Impl, a type with external linkage, holds it.
+namespace memory_peak_detail {
 
 // Both signatures of the hook (int64_t totals up to LibTorch 2.0, size_t after): the one the base
 // declares overrides it.
@@ -30,6 +31,10 @@ struct Reporter : c10::MemoryReportingInfoBase {
   void reportMemoryUsage(void*, int64_t alloc_size, size_t, size_t, c10::Device device) { add(alloc_size, device); }    // NOLINT
   bool memoryProfilingEnabled() const override { return true; }
 };
+
+}  // namespace memory_peak_detail
+
+namespace {
 
 // A "Key:   123 kB" line of /proc/<file>, in bytes (0 when absent).
 uint64_t proc_kb(const char* file, const std::string& key) {
@@ -48,7 +53,7 @@ uint64_t proc_kb(const char* file, const std::string& key) {
 }  // namespace
 
 struct MemoryPeak::Impl {
-  std::shared_ptr<Reporter> reporter = std::make_shared<Reporter>();
+  std::shared_ptr<memory_peak_detail::Reporter> reporter = std::make_shared<memory_peak_detail::Reporter>();
   c10::DebugInfoGuard guard{c10::DebugInfoKind::PROFILER_STATE, reporter};
 };
 
