@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstring>
@@ -864,26 +865,23 @@ std::string default_results_path(const ExperimentSpec& e, const RunOptions& o) {
   return p;
 }
 
-RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ostream& log, bool tty) {
+// The runs `--only` selects (all without it); dc::Error for an --only that matches none.
+std::vector<const RunSpec*> select_runs(const ExperimentSpec& e, const RunOptions& o) {
   if (o.shard_count < 1 || o.shard_index < 0 || o.shard_index >= o.shard_count)
     throw Error(fmt::format("--shard {}/{}: expected i/n with 0 <= i < n", o.shard_index, o.shard_count));
+  auto matches = [](const RunSpec& r, const std::string& id) { return r.run_id.rfind(id, 0) == 0 || r.name == id; };
   std::vector<const RunSpec*> selected;
-  for (const auto& r : e.runs) {
-    if (o.only.empty()) {
+  for (const auto& r : e.runs)
+    if (o.only.empty() || std::any_of(o.only.begin(), o.only.end(), [&](const std::string& id) { return matches(r, id); }))
       selected.push_back(&r);
-      continue;
-    }
-    for (const auto& id : o.only)
-      if (r.run_id.rfind(id, 0) == 0 || r.name == id) {
-        selected.push_back(&r);
-        break;
-      }
-  }
-  for (const auto& id : o.only) {
-    bool found = false;
-    for (const auto* r : selected) found = found || r->run_id.rfind(id, 0) == 0 || r->name == id;
-    if (!found) throw Error(fmt::format("{}: --only {}: no run has this id or name (see `deepcache-bench plan`)", e.path, id));
-  }
+  for (const auto& id : o.only)
+    if (std::none_of(selected.begin(), selected.end(), [&](const RunSpec* r) { return matches(*r, id); }))
+      throw Error(fmt::format("{}: --only {}: no run has this id or name (see `deepcache-bench plan`)", e.path, id));
+  return selected;
+}
+
+RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ostream& log, bool tty) {
+  const std::vector<const RunSpec*> selected = select_runs(e, o);
   RunSummary s;
   s.results_path = default_results_path(e, o);
   // Everything is checked before anything is written: a sweep refused here leaves no folder, lock
