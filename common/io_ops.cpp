@@ -77,11 +77,6 @@ bool injected(const char* op, const std::string& path) {
 
 }  // namespace
 
-long operations() {
-  std::lock_guard<std::mutex> lock(g_mutex);
-  return g_ops;
-}
-
 int create(const std::string& path) {
   if (injected("create", path)) return -1;
   return ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -44,8 +44,6 @@ int open_lock(const std::string& path);                   // open(O_RDWR|O_CREAT
 // than made on the root file system (a file system that is not mounted, most likely).
 void make_folders(const std::string& folder);
 
-// How many operations this process has done (for tests).
-long operations();
 
 }  // namespace io
 }  // namespace dc
