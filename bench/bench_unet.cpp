@@ -57,7 +57,7 @@ struct Loaded {
   std::string label;
   // One call of the UNet: replayed from its graph, or eager.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond,
-                        const dc::deepcache::CacheRequest* req, dc::deepcache::FeatureCache* cache) {
+                        const dc::models::CallRequest* req, dc::models::StageCache* cache) {
     return graphs ? graphs->forward(x, t, cond, req, cache) : model.unet->forward(x, t, cond, req, cache, nullptr);
   }
 };
@@ -98,9 +98,11 @@ void call(benchmark::State& state, const BenchModel& m, int64_t batch, int k) {
   torch::NoGradGuard ng;
   auto& f = loaded(m.family, m.preset);
   const Inputs in = inputs(f, batch);
-  dc::deepcache::FeatureCache cache;
-  const dc::deepcache::CacheRequest fill{std::max(k, 0), false}, partial{std::max(k, 0), true};
-  const dc::deepcache::CacheRequest* req = k < 0 ? nullptr : &partial;
+  dc::models::StageCache cache;
+  const int S = f.model.unet->num_skips();
+  const auto fill = dc::models::deepcache_request(S, std::max(k, 0), false);
+  const auto partial = dc::models::deepcache_request(S, std::max(k, 0), true);
+  const dc::models::CallRequest* req = k < 0 ? nullptr : &partial;
   if (k >= 0) f.forward(in.x, in.t, in.cond, &fill, &cache);
   f.forward(in.x, in.t, in.cond, req, &cache);  // untimed: a graph is captured here
   dc::bench::sync(f.device);
@@ -122,8 +124,9 @@ void full_over_partial(benchmark::State& state, const BenchModel& m, int64_t bat
   torch::NoGradGuard ng;
   auto& f = loaded(m.family, m.preset);
   const Inputs in = inputs(f, batch);
-  dc::deepcache::FeatureCache cache;
-  const dc::deepcache::CacheRequest fill{k, false}, partial{k, true};
+  dc::models::StageCache cache;
+  const int S = f.model.unet->num_skips();
+  const auto fill = dc::models::deepcache_request(S, k, false), partial = dc::models::deepcache_request(S, k, true);
   f.forward(in.x, in.t, in.cond, &fill, &cache);
   f.forward(in.x, in.t, in.cond, nullptr, &cache);  // untimed: graphs are captured here
   f.forward(in.x, in.t, in.cond, &partial, &cache);

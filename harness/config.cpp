@@ -14,7 +14,8 @@
 
 #include "common/error.h"
 #include "common/strings.h"
-#include "harness/deepcache/full_steps.h"
+#include "harness/config_reader.h"
+#include "harness/policies/policy.h"
 #include "harness/sampling/call_schedule.h"
 #include "models/registry.h"
 
@@ -25,16 +26,7 @@ namespace dc::harness {
 
 namespace {
 
-// ---- YAML -> JSON, remembering the line of every key path --------------------------------------
-struct Source {
-  std::string origin;
-  std::map<std::string, int> lines;  // "base.cache.k" -> 1-based line
-  std::string where(const std::string& path) const {
-    auto it = lines.find(path);
-    return it == lines.end() ? origin : fmt::format("{}:{}", origin, it->second);
-  }
-};
-
+// ---- YAML -> JSON, remembering the line of every key path (Source: harness/config_reader.h) -----
 json scalar_to_json(const YAML::Node& n) {
   const std::string s = n.Scalar();
   if (n.Tag() == "!") return s;  // quoted: always a string
@@ -140,151 +132,37 @@ void set_dotted(json& j, const std::string& dotted, const json& value) {
   }
 }
 
-std::string type_name(const json& v) {
-  if (v.is_boolean()) return "a boolean";
-  if (v.is_number_integer()) return "an integer";
-  if (v.is_number()) return "a number";
-  if (v.is_string()) return "a string";
-  if (v.is_array()) return "a list";
-  if (v.is_object()) return "a mapping";
-  return "null";
-}
-
-// ---- typed, strict reading of one run ------------------------------------------------------
-// Where each setting of one run was written, so an error points at the line to edit: a dotted key
-// set by a sweep axis, a zip group, a `runs:` entry or `--set`; every other key comes from `base:`
-// or an included block.
-struct Origins {
-  // dotted override key -> where it was written: "sweep.cache.k", "runs[0].cache.k", "--set KEY=VALUE"
-  std::vector<std::pair<std::string, std::string>> overrides;
-  std::map<std::string, std::string> base;  // "similarity.taps" -> "file:line" (base: or an include)
-};
-
-class Reader {
- public:
-  Reader(const Source& src, std::string context, const Origins* origins = nullptr)
-      : src_(src), context_(std::move(context)), origins_(origins) {}
-
-  // "file:line" and the key as written ("base.similarity.taps", "sweep.cache.k", ...) of `path`.
-  std::pair<std::string, std::string> locate(const std::string& path) const {
-    auto covers = [&](const std::string& key) { return path == key || path.rfind(key + ".", 0) == 0; };
-    if (origins_) {
-      const std::pair<std::string, std::string>* best = nullptr;
-      for (const auto& o : origins_->overrides)
-        if (covers(o.first) && (!best || o.first.size() >= best->first.size())) best = &o;  // later wins, as applied
-      if (best) {
-        if (best->second.rfind("--set", 0) == 0) return {best->second, path};
-        return {src_.where(best->second), best->second + path.substr(best->first.size())};
-      }
-      const std::pair<const std::string, std::string>* base = nullptr;
-      for (const auto& b : origins_->base)
-        if (covers(b.first) && (!base || b.first.size() > base->first.size())) base = &b;
-      if (base) return {base->second, "base." + path};
-      return {src_.origin, path};
-    }
-    const auto it = src_.lines.find("base." + path);
-    return it == src_.lines.end() ? std::make_pair(src_.origin, path) : std::make_pair(src_.where("base." + path), "base." + path);
-  }
-
-  // "file:line: key.as.written" of `path`, for warnings.
-  std::string at(const std::string& path) const {
-    const auto [where, shown] = locate(path);
-    return where + ": " + shown;
-  }
-
-  [[noreturn]] void fail(const std::string& path, const std::string& what) const {
-    const auto [where, shown] = locate(path);
-    throw Error(fmt::format("{}: {}: {}{}", where, shown, what, suffix()));
-  }
-
-  // Checks that `obj` (at `path`) has only `known` keys.
-  void only(const json& obj, const std::string& path, const std::vector<std::string>& known) const {
-    if (!obj.is_object()) fail(path, fmt::format("expected a mapping, got {}", type_name(obj)));
-    for (auto it = obj.begin(); it != obj.end(); ++it) {
-      if (std::find(known.begin(), known.end(), it.key()) != known.end()) continue;
-      std::string list;
-      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-      fail(path.empty() ? it.key() : path + "." + it.key(), fmt::format("unknown key (known here: {})", list));
-    }
-  }
-
-  // A JSON integer that an int holds (nlohmann's get<int> would wrap 10^11 around silently).
-  static bool fits_int(const json& v) {
-    if (v.is_number_unsigned()) return v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int>::max());
-    return v.get<int64_t>() <= std::numeric_limits<int>::max() && v.get<int64_t>() >= std::numeric_limits<int>::min();
-  }
-
-  template <typename T>
-  void get(const json& obj, const std::string& path, const std::string& key, T& out) const {
-    if (!obj.contains(key)) return;
-    const json& v = obj[key];
-    const std::string p = path + "." + key;
-    if constexpr (std::is_same_v<T, bool>) {
-      if (!v.is_boolean()) fail(p, fmt::format("expected true or false, got {} ({})", type_name(v), v.dump()));
-      out = v.get<bool>();
-    } else if constexpr (std::is_same_v<T, std::string>) {
-      if (!v.is_string()) fail(p, fmt::format("expected a string, got {} ({})", type_name(v), v.dump()));
-      out = v.get<std::string>();
-    } else if constexpr (std::is_same_v<T, double>) {
-      if (!v.is_number()) fail(p, fmt::format("expected a number, got {} ({})", type_name(v), v.dump()));
-      out = v.get<double>();
-    } else if constexpr (std::is_same_v<T, uint64_t>) {
-      if (!v.is_number_integer() || v.get<int64_t>() < 0) fail(p, fmt::format("expected a non-negative integer, got {}", v.dump()));
-      out = v.get<uint64_t>();
-    } else if constexpr (std::is_same_v<T, int>) {
-      if (!v.is_number_integer()) fail(p, fmt::format("expected an integer, got {} ({})", type_name(v), v.dump()));
-      if (!fits_int(v))
-        fail(p, fmt::format("{} is beyond the integers this setting takes ({} to {})", v.dump(), std::numeric_limits<int>::min(),
-                            std::numeric_limits<int>::max()));
-      out = v.get<int>();
-    } else if constexpr (std::is_same_v<T, std::vector<int>>) {
-      if (!v.is_array()) fail(p, fmt::format("expected a list of integers, got {}", type_name(v)));
-      out.clear();
-      for (const auto& e : v) {
-        if (!e.is_number_integer()) fail(p, fmt::format("expected a list of integers, found {}", e.dump()));
-        if (!fits_int(e)) fail(p, fmt::format("{} is beyond the integers this setting takes", e.dump()));
-        out.push_back(e.get<int>());
-      }
-    } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
-      if (!v.is_array()) fail(p, fmt::format("expected a list of strings, got {}", type_name(v)));
-      out.clear();
-      for (const auto& e : v) {
-        if (!e.is_string()) fail(p, fmt::format("expected a list of strings, found {}", e.dump()));
-        out.push_back(e.get<std::string>());
-      }
-    }
-  }
-
-  void one_of(const std::string& path, const std::string& v, const std::vector<std::string>& allowed) const {
-    if (std::find(allowed.begin(), allowed.end(), v) != allowed.end()) return;
+// The `cache:` block: `enabled`, `policy` (default deepcache) and the policy's own keys, which the
+// policy reads and checks (harness/policies). Read even when disabled (a sweep may enable it).
+void read_cache(const json& j, const Reader& r, RunSpec& s, int num_skips) {
+  const json none = json::object();
+  const json& m = j.contains("cache") ? j["cache"] : none;
+  r.get(m, "cache", "policy", s.cache.policy);
+  const policies::PolicyType* type = policies::find_policy(s.cache.policy);
+  if (!type) {
     std::string list;
-    for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-    fail(path, fmt::format("'{}' is not one of: {}", v, list));
+    for (const auto& n : policies::policy_names()) list += (list.empty() ? "" : ", ") + n;
+    r.fail("cache.policy", fmt::format("'{}' is not a caching policy (known: {})", s.cache.policy, list));
   }
-  // A message that already starts with its key (e.g. "sampler.eta: ..." from the sampler registry),
-  // located at `path`.
-  [[noreturn]] void fail_keyed(const std::string& path, const std::string& message) const {
-    // Locate the key the message names ("sampler.eta: ..." under "sampler") when it lies below `path`.
-    std::string key = path;
-    if (const auto colon = message.find(": "); colon != std::string::npos && message.compare(0, path.size() + 1, path + ".") == 0 &&
-                                                message.find(' ') > colon)
-      key = message.substr(0, colon);
-    const auto [where, shown] = locate(key);
-    const bool overridden = shown != path && shown.rfind("base.", 0) != 0;
-    throw Error(fmt::format("{}: {}{}{}", where, message, overridden ? " (set by " + shown + ")" : "", suffix()));
+  std::vector<std::string> known = {"enabled"};
+  known.insert(known.end(), type->keys.begin(), type->keys.end());
+  known.push_back("policy");
+  if (j.contains("cache")) r.only(m, "cache", known);
+  r.get(m, "cache", "enabled", s.cache.enabled);
+  const policies::ReadContext context{r,          m,          s.model.family,          s.model.preset,
+                                      num_skips,  s.sampler.name, s.plan.calls.num_calls(), s.plan.calls.num_steps(),
+                                      &s.plan.warnings, s.cache.enabled};
+  s.cache.settings = type->read(context);
+  // What the run computes, known before sampling where the policy can say: its full calls (every
+  // call without caching).
+  const auto schedule = s.cache.enabled ? s.cache.settings->schedule() : std::nullopt;
+  if (!s.cache.enabled) {
+    for (int i = 0; i < s.plan.calls.num_calls(); ++i) s.plan.full_steps.push_back(i);
+  } else if (schedule) {
+    s.plan.full_steps = policies::full_calls_of(*schedule);
   }
-  void at_least(const std::string& path, double v, double min, const std::string& what = "") const {
-    if (v < min) fail(path, fmt::format("{} must be at least {}{}", v, min, what.empty() ? "" : " (" + what + ")"));
-  }
-
- private:
-  // "; in run runs[0], cache.k=1": which run of the experiment was being read.
-  std::string suffix() const { return context_.empty() ? "" : "; in " + context_; }
-
-  const Source& src_;
-  std::string context_;
-  const Origins* origins_;
-};
+  s.plan.final_power = s.cache.enabled ? s.cache.settings->facts().value("final_power", 0.0) : 0.0;
+}
 
 RunSpec read_run(const json& j, const Source& src, const std::string& context, const Origins* origins = nullptr) {
   const Reader r(src, context, origins);
@@ -346,49 +224,7 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context, c
   } catch (const Error& e) {
     r.fail_keyed("sampler", e.what());
   }
-  if (j.contains("cache")) {
-    const auto& m = j["cache"];
-    r.only(m, "cache", {"enabled", "k", "interval", "schedule", "center", "power", "full_steps", "feature", "mode", "index"});
-    r.get(m, "cache", "index", s.cache.index);
-    r.get(m, "cache", "mode", s.cache.mode);
-    r.get(m, "cache", "feature", s.cache.feature);
-    r.get(m, "cache", "enabled", s.cache.enabled);
-    r.get(m, "cache", "k", s.cache.k);
-    r.get(m, "cache", "interval", s.cache.interval);
-    r.get(m, "cache", "schedule", s.cache.schedule);
-    r.get(m, "cache", "center", s.cache.center);
-    r.get(m, "cache", "power", s.cache.power);
-    r.get(m, "cache", "full_steps", s.cache.full_steps);
-  }
-  if (s.cache.k < 0 || s.cache.k >= num_skips)
-    r.fail("cache.k", fmt::format("skip index {} is out of range for the {} '{}' UNet: valid k are 0..{} (paper branch m = k+1)",
-                                  s.cache.k, s.model.family, s.model.preset, num_skips - 1));
-  r.at_least("cache.interval", s.cache.interval, 1, "N = 1 is no reuse");
-  r.one_of("cache.schedule", s.cache.schedule, {"uniform", "nonuniform", "ldm_nonuniform", "explicit"});
-  r.one_of("cache.feature", s.cache.feature, {"cached", "zero"});
-  r.one_of("cache.mode", s.cache.mode, {"chained", "ldm_released"});
-  if (s.cache.mode == "ldm_released" && s.model.family != "ldm")
-    r.fail("cache.mode", fmt::format("ldm_released is the released LDM code's pass; the {} family caches chained only", s.model.family));
-  // The full-step list, once: every call without caching.
-  const int calls = s.plan.calls.num_calls();
-  // cache.index: the set over all model calls, or over the steps read as call indices (the SD
-  // reference's indexing for PNDM, its default there).
-  if (s.cache.index.empty()) s.cache.index = s.sampler.name == "pndm" ? "steps" : "calls";
-  r.one_of("cache.index", s.cache.index, {"calls", "steps"});
-  if (s.cache.enabled) {
-    try {
-      const auto fc = deepcache::full_calls({s.cache.schedule, s.cache.interval, s.cache.center, s.cache.power, s.cache.full_steps,
-                                             s.cache.index},
-                                            calls, s.plan.calls.num_steps());
-      s.plan.full_steps = fc.steps;
-      s.plan.final_power = fc.final_power;
-      if (!fc.warning.empty()) s.plan.warnings.push_back(r.at("cache.center") + ": " + fc.warning);
-    } catch (const Error& e) {
-      r.fail(s.cache.schedule == "explicit" ? "cache.full_steps" : "cache.schedule", e.what());
-    }
-  } else {
-    for (int i = 0; i < calls; ++i) s.plan.full_steps.push_back(i);
-  }
+  read_cache(j, r, s, num_skips);
   if (j.contains("samples")) {
     const auto& m = j["samples"];
     r.only(m, "samples", {"n", "batch", "seed", "seed_mode", "ranks", "save_images", "grid"});
@@ -568,19 +404,9 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context, c
   // Resolved config: every setting, defaults included, in a fixed layout.
   json cache = {{"enabled", s.cache.enabled}};
   if (s.cache.enabled) {
-    cache["k"] = s.cache.k;
-    cache["interval"] = s.cache.interval;
-    cache["schedule"] = s.cache.schedule;
-    if (s.cache.schedule == "nonuniform") {
-      cache["center"] = s.cache.center;
-      cache["power"] = s.cache.power;
-    }
-    if (s.cache.schedule == "ldm_nonuniform") cache["power"] = s.cache.power;
-    if (s.cache.feature != "cached") cache["feature"] = s.cache.feature;  // only when set: existing run ids stay
-    if (s.cache.mode != "chained") cache["mode"] = s.cache.mode;
-    if (s.cache.schedule == "explicit") cache["full_steps"] = s.cache.full_steps;
-    // Only where calls and steps differ in count or the user chose: existing run ids stay.
-    if (s.sampler.name == "pndm" || s.cache.index != "calls") cache["index"] = s.cache.index;
+    // The default policy is not named: the run ids of every run made before policies existed stay.
+    if (s.cache.policy != policies::default_policy()) cache["policy"] = s.cache.policy;
+    cache.update(s.cache.settings->resolved());
   }
   s.resolved = {
       {"model", {{"family", s.model.family}, {"preset", s.model.preset}, {"weights", s.model.weights}}},
@@ -682,12 +508,8 @@ std::string describe_run(const RunSpec& r) {
   const std::string cfg = r.plan.model.conditioning != "none" && r.conditioning.guidance != 1.0
                               ? fmt::format(" cfg={}", r.conditioning.guidance) : "";
   if (!r.cache.enabled) return s + cfg + " baseline";
-  s += fmt::format(" k={} N={}", r.cache.k, r.cache.interval);
-  if (r.cache.schedule == "nonuniform") s += fmt::format(" nonuniform c={} p={}", r.cache.center, r.cache.power);
-  if (r.cache.schedule == "ldm_nonuniform") s += fmt::format(" ldm-nonuniform p={}", r.cache.power);
-  if (r.cache.schedule == "explicit") s += " explicit";
-  if (r.cache.feature == "zero") s += " zero-feature";
-  if (r.cache.mode == "ldm_released") s += " ldm-released";
+  if (r.cache.policy != policies::default_policy()) s += " " + r.cache.policy;
+  s += r.cache.settings->describe();
   return s + cfg;
 }
 

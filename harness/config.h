@@ -3,11 +3,13 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "harness/policies/policy.h"
 #include "harness/sampling/call_schedule.h"
 #include "models/registry.h"
 
@@ -38,20 +40,12 @@ struct SamplerSpec {
   double eta = 0.0;
 };
 
+// The `cache:` block: whether the run caches, with which policy (harness/policies; default
+// deepcache), and the policy's settings read from the block's other keys (shared by the run's copies).
 struct CacheSpec {
   bool enabled = false;
-  int k = 2;                         // skip index (docs/deepcache.md)
-  int interval = 5;                  // N
-  std::string schedule = "uniform";  // uniform | nonuniform | explicit
-  int center = 0;                    // nonuniform
-  double power = 1.4;                // nonuniform
-  std::vector<int> full_steps;       // explicit
-  std::string mode = "chained";      // chained | ldm_released (the released LDM code's pass, k = its replicate_layer)
-  std::string feature = "cached";    // cached | zero (the paper's Table 5 ablation: partial calls read zeros)
-  // calls | steps: the full-step set over all model calls, or over the denoising steps read as call
-  // indices (DeepCache's SD pipeline for PNDM: PLMS-50's 51st call is partial). "" = the
-  // sampler's reference: steps for pndm, calls otherwise.
-  std::string index;
+  std::string policy = "deepcache";
+  std::shared_ptr<const policies::PolicySettings> settings;  // read even when disabled
 };
 
 struct SamplesSpec {
@@ -133,8 +127,8 @@ struct MetricsSpec {
 struct RunPlan {
   models::ModelInfo model;        // the registry's description of model.family + preset
   sampling::CallSchedule calls;   // the model calls of one generation (timesteps; coefficients at run time)
-  std::vector<int> full_steps;    // call indices that run the whole UNet (every call without caching)
-  double final_power = 0.0;       // non-uniform: the power the search ended on
+  std::vector<int> full_steps;    // call indices that run the whole UNet, when the policy knows them ahead (every call without caching)
+  double final_power = 0.0;       // deepcache non-uniform: the power the search ended on (the policy's facts)
   std::vector<std::string> taps;  // similarity taps (the model's tap names when none are given)
   std::vector<std::string> warnings;  // "file:line: key: what" of settings accepted but probably not meant
 };

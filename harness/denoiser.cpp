@@ -2,51 +2,56 @@
 
 namespace dc::harness {
 
-sampling::CondEpsFn cond_denoiser(std::shared_ptr<models::UNet> net, std::shared_ptr<const deepcache::CachePlan> plan,
+sampling::CondEpsFn cond_denoiser(std::shared_ptr<models::UNet> net, std::shared_ptr<const policies::PolicySettings> settings,
                                   std::shared_ptr<DenoiserLog> log, std::shared_ptr<models::UNetGraphs> graphs) {
-  auto cache = std::make_shared<deepcache::FeatureCache>();
+  auto cache = std::make_shared<models::StageCache>();
+  std::shared_ptr<policies::Policy> policy = settings ? std::shared_ptr<policies::Policy>(settings->make()) : nullptr;
   // model.dtype: the UNet's inputs go in its parameters' dtype, eps comes back in the sampler's
   // (fp32); class labels and timesteps are left alone (the UNets embed t in fp32, then cast).
   const auto params = net->parameters();
   const torch::ScalarType dtype = params.empty() ? torch::kFloat : params.front().scalar_type();
-  return [net, plan, log, cache, dtype, graphs](const torch::Tensor& x_in, const torch::Tensor& t, const torch::Tensor& cond_in,
-                                                int call) {
+  const int S = net->num_skips();
+  return [net, settings, policy, log, cache, dtype, graphs, S](const torch::Tensor& x_in, const torch::Tensor& t,
+                                                               const torch::Tensor& cond_in, int call) {
     const auto in = [dtype](const torch::Tensor& v) {
       return v.defined() && v.is_floating_point() && v.scalar_type() != dtype ? v.to(dtype) : v;
     };
-    const auto out = [&x_in](const torch::Tensor& eps) {
-      return eps.scalar_type() != x_in.scalar_type() ? eps.to(x_in.scalar_type()) : eps;
-    };
     const torch::Tensor x = in(x_in), cond = in(cond_in);
-    if (call == 0) cache->reset();
-    models::Trace* trace = log ? log->trace : nullptr;
-    const bool graphed = graphs && !trace;
-    const auto forward = [&](const deepcache::CacheRequest* req) {
-      return graphed ? graphs->forward(x, t, cond, req, cache.get()) : net->forward(x, t, cond, req, cache.get(), trace);
-    };
-    if (!plan) {
-      if (log) log->is_full.push_back(1);
-      return out(forward(nullptr));
+    if (call == 0) {
+      cache->reset();
+      if (policy) policy->begin(x.size(0));
+      if (log) log->is_full.clear(), log->computed.clear(), log->kinds.clear(), log->cached.clear();
     }
-    const bool full = plan->is_full(call);
-    deepcache::CacheRequest req{plan->skip_index, !full};
-    req.ldm_released = plan->ldm_released;
-    torch::Tensor eps = out(forward(&req));
+    models::Trace* trace = log ? log->trace : nullptr;
+    const models::CallRequest request = policy ? policy->decide(call, t, x) : models::CallRequest();
+    const models::CallRequest* req = policy ? &request : nullptr;
+    models::CallRecord record;
+    torch::Tensor eps;
+    if (graphs && !trace) {
+      eps = graphs->forward(x, t, cond, req, cache.get());
+      record.network = !request.skip_all;
+      record.computed = models::computed_stages(req, S);
+    } else {
+      eps = net->forward(x, t, cond, req, cache.get(), trace, &record);
+    }
+    if (policy) policy->observe(call, record, *cache);
     if (log) {
+      const bool full = !req || request.computes_everything();
       log->is_full.push_back(full ? 1 : 0);
-      if (full && log->keep_cached) {  // a graph's feature buffer is rewritten by the next full call: a copy
-        const torch::Tensor& held = cache->get(plan->skip_index, x.size(0));
-        log->cached.push_back(graphed ? held.clone() : held);
+      log->computed.push_back(record.network ? record.computed : std::vector<uint8_t>{});
+      log->kinds.push_back(req ? request.kind() : "full");
+      if (full && log->keep_cached && !request.store.empty()) {  // a graph's feature buffer is rewritten by the next full call: a copy
+        const torch::Tensor& held = cache->peek(request.store.front());
+        log->cached.push_back(graphs && !trace ? held.clone() : held);
       }
     }
-    if (full && plan->zero_feature) cache->zero_out();
-    return eps;
+    return eps.scalar_type() != x_in.scalar_type() ? eps.to(x_in.scalar_type()) : eps;
   };
 }
 
-sampling::EpsFn denoiser(std::shared_ptr<models::UNet> net, std::shared_ptr<const deepcache::CachePlan> plan,
+sampling::EpsFn denoiser(std::shared_ptr<models::UNet> net, std::shared_ptr<const policies::PolicySettings> policy,
                          std::shared_ptr<DenoiserLog> log) {
-  auto inner = cond_denoiser(std::move(net), std::move(plan), std::move(log));
+  auto inner = cond_denoiser(std::move(net), std::move(policy), std::move(log));
   return [inner](const torch::Tensor& x, const torch::Tensor& t, int call) { return inner(x, t, torch::Tensor(), call); };
 }
 

@@ -42,7 +42,7 @@ std::pair<double, double> per_image_and_fixed(const std::function<void(int64_t)>
 }
 }  // namespace
 
-ModelMemory measure_model_memory(const models::Model& m, std::map<int, metrics::CallMacs>& macs, int64_t largest_batch) {
+ModelMemory measure_model_memory(const models::Model& m, std::optional<metrics::StageMacs>& macs, int64_t largest_batch) {
   ModelMemory out;
   out.model_bytes = module_bytes(m.unet.get()) + module_bytes(m.first_stage.get()) + module_bytes(m.cond_stage.get());
   torch::NoGradGuard no_grad;
@@ -51,7 +51,7 @@ ModelMemory measure_model_memory(const models::Model& m, std::map<int, metrics::
   shape.insert(shape.begin(), 1);
   auto call = [&](int64_t b) {
     if (b == 1) {
-      macs[-1] = metrics::call_macs(*m.unet, -1);  // the run's MAC count, made here once
+      macs = metrics::stage_macs(*m.unet);  // the run's MAC count, made here once
       return;
     }
     shape[0] = b;

@@ -2,6 +2,7 @@
 // peak of a full call and a decode at batch 1 and 2, and the metric networks' weights, peak and
 // per-sample inputs on one and two images. Part of `run`'s check before the first sample.
 #pragma once
+#include <optional>
 #include <torch/torch.h>
 
 #include <map>
@@ -18,10 +19,10 @@ struct ModelMemory {
   double call_bytes_per_image = 0.0;  // peak of a full call or a decode per image (batch 2 less batch 1), fp32
   double call_fixed_bytes = 0.0;      // and what does not grow with the batch
 };
-// Runs the full call at batch 1 and 2 on the CPU in fp32 with its MACs counted (the count stored in `macs[-1]`, as
-// the run's MAC count would make it: no call is spent twice) and, for latent families, a decode;
+// Runs the full call at batch 1 and 2 on the CPU in fp32 with its MACs counted (at batch 1: the per-stage
+// count stored in `macs`, as the run's MAC count would make it: no call is spent twice) and, for latent families, a decode;
 // at batch 1 only when no run of the model makes larger batches (`largest_batch` 1: the smoke runs).
-ModelMemory measure_model_memory(const models::Model& m, std::map<int, metrics::CallMacs>& macs, int64_t largest_batch);
+ModelMemory measure_model_memory(const models::Model& m, std::optional<metrics::StageMacs>& macs, int64_t largest_batch);
 
 struct MetricMemory {
   double model_bytes = 0.0, bytes_per_image = 0.0, record_bytes_per_sample = 0.0;

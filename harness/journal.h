@@ -23,6 +23,8 @@ struct BatchRecord {
   double metric_seconds = 0.0;       // the metric networks and accumulators on it
   std::vector<double> step_time_ms;  // per model call
   std::vector<int> is_full;          // per model call
+  std::vector<std::vector<uint8_t>> computed;  // per model call: the stages it computed (empty: skipped whole)
+  std::vector<double> call_macs, call_macs_all;  // per model call, per image (from computed; not stored)
   torch::Tensor images;              // uint8 [rows, C, H, W] when the run keeps them (save_images, grid)
   torch::Tensor labels;              // int64 [rows] for class-conditional families
   std::map<std::string, torch::Tensor> quality;     // the accumulators' inputs (harness/quality.h)

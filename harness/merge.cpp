@@ -75,6 +75,14 @@ RunResult load_result(hid_t file, const std::string& key, const std::string& pat
   r.full_steps = read_vec<int>(id, "full_steps");
   r.is_full = read_vec<int>(id, "is_full");
   r.step_time_ms = read_vec<double>(id, "step_time_ms");
+  if (h5::exists(id, "computed")) r.computed = read_computed(h5::read_tensor(id, "computed"), r.is_full.size());
+  try {
+    r.stage_names = nlohmann::json::parse(h5::get_attr_string(id, "stage_names", "[]")).get<std::vector<std::string>>();
+  } catch (const nlohmann::json::exception&) {
+    throw Error(fmt::format("{}: stage_names is not a JSON list of names (damaged file?)", where));
+  }
+  if (h5::exists(id, "call_macs")) r.call_macs = read_vec<double>(id, "call_macs");
+  if (h5::exists(id, "call_macs_all")) r.call_macs_all = read_vec<double>(id, "call_macs_all");
   r.batch_seconds = read_vec<double>(id, "timing/batch_seconds");
   r.batch_rows = read_vec<int64_t>(id, "timing/batch_rows");
   r.repeat_seconds = read_vec<double>(id, "timing/repeat_seconds");
@@ -138,7 +146,10 @@ RunResult join(std::vector<std::pair<Found, RunResult>>& shards, bool partial_ok
       throw Error(fmt::format("run {}: {} ({}) and {} ({}) hold shards of different configurations", id, h.first.path, h.first.key, f.path, f.key));
     if (r.shard_count != n)
       throw Error(fmt::format("run {}: {} is a shard of {} and {} of {}: one run is cut one way", id, h.first.path, n, f.path, r.shard_count));
-    if (r.timesteps != head.timesteps || r.full_steps != head.full_steps || r.is_full != head.is_full)
+    // Shards of one run made the same calls (the policies so far decide alike for every batch; their
+    // per-call MACs are then equal too, and the head's stand for the run).
+    if (r.timesteps != head.timesteps || r.full_steps != head.full_steps || r.is_full != head.is_full || r.computed != head.computed ||
+        r.call_macs != head.call_macs)
       throw Error(fmt::format("run {}: {} and {} record different model calls", id, h.first.path, f.path));
     if (i > 0) {
       const auto& [pf, pr] = shards[i - 1];

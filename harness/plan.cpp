@@ -6,18 +6,51 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
-#include "harness/deepcache/full_steps.h"
+#include "harness/policies/deepcache_schedules.h"
+#include "harness/policies/policy.h"
 #include "metrics/macs.h"
 #include "models/model.h"
 
 namespace dc::harness {
 
 namespace {
-metrics::MacsTable table_of(const std::string& family, const std::string& preset, int image_size = 0) {
+metrics::StageMacs stages_of(const std::string& family, const std::string& preset, int image_size = 0) {
   models::ModelOptions o;
   o.image_size = image_size;
   const models::Model m = models::build_model(family, preset, "random", "", o);
+  return metrics::stage_macs(*m.unet);
+}
+
+metrics::MacsTable table_of(const std::string& family, const std::string& preset) {
+  const models::Model m = models::build_model(family, preset, "random", "", models::ModelOptions{});
   return metrics::macs_table(*m.unet);
+}
+
+// What a run's calls compute, where its policy knows before sampling: ", 100 calls (20 full: 0,5,...)",
+// and with `stages` the MACs they will cost; "measured" where the policy decides while sampling.
+std::string calls_text(const RunSpec& r, const metrics::StageMacs* stages) {
+  const int calls = r.plan.calls.num_calls();
+  std::string text = fmt::format(", {} calls", calls);
+  const auto schedule = r.cache.enabled ? r.cache.settings->schedule() : std::nullopt;
+  if (r.cache.enabled && schedule) {
+    const std::vector<int> full = policies::full_calls_of(*schedule);
+    text += fmt::format(" ({} full: {})", full.size(), models::compact_ids(full));
+    text += r.cache.settings->plan_note();
+  } else if (r.cache.enabled) {
+    text += " (decided while sampling)";
+  }
+  if (!stages) return text;
+  const metrics::CallMacs full = stages->full();
+  if (!r.cache.enabled) return text + fmt::format("  {:.3f} G MACs/call (full)", full.total / 1e9);
+  if (!schedule) return text + fmt::format("  full {:.3f} G, MACs per call measured while sampling", full.total / 1e9);
+  double sum = 0.0, partial = -1.0;
+  for (const auto& req : *schedule) {
+    const double m = stages->of(&req).total;
+    sum += m;
+    if (m < full.total) partial = partial < 0 ? m : std::min(partial, m);
+  }
+  return text + fmt::format("  partial {:.3f} G, full {:.3f} G, {:.3f} G/call on average", std::max(partial, 0.0) / 1e9, full.total / 1e9,
+                            calls ? sum / calls / 1e9 : 0.0);
 }
 }  // namespace
 
@@ -25,30 +58,18 @@ void print_plan(const ExperimentSpec& e, bool macs, std::ostream& out) {
   out << fmt::format("experiment  {} ({} runs)\n", e.name, e.runs.size());
   if (!e.description.empty()) out << fmt::format("            {}\n", e.description);
   out << fmt::format("{:>3}  {:<16}  {:<8}  {}\n", "#", "run_id", "role", "settings");
-  std::map<std::string, metrics::MacsTable> tables;
+  std::map<std::string, metrics::StageMacs> tables;
   for (std::size_t i = 0; i < e.runs.size(); ++i) {
     const auto& r = e.runs[i];
-    const int calls = r.plan.calls.num_calls();
-    std::string extra = fmt::format(", {} calls", calls);
-    if (r.cache.enabled) {
-      extra += fmt::format(" ({} full)", r.plan.full_steps.size());
-      if (r.cache.schedule == "nonuniform") extra += fmt::format(", final p={:.2f}", r.plan.final_power);
-    }
+    const metrics::StageMacs* stages = nullptr;
     if (macs) {
       const std::string key = fmt::format("{}/{}/{}", r.model.family, r.model.preset, r.model.image_size);
-      if (!tables.count(key)) tables[key] = table_of(r.model.family, r.model.preset, r.model.image_size);
-      const auto& t = tables[key];
-      if (r.cache.enabled) {
-        const double avg = metrics::step_average_macs(t.full, t.partial[r.cache.k], r.plan.full_steps, calls);
-        extra += fmt::format("  partial {:.3f} G, full {:.3f} G, {:.3f} G/call on average", t.partial[r.cache.k] / 1e9,
-                             t.full / 1e9, avg / 1e9);
-      } else {
-        extra += fmt::format("  {:.3f} G MACs/call (full)", t.full / 1e9);
-      }
+      if (!tables.count(key)) tables[key] = stages_of(r.model.family, r.model.preset, r.model.image_size);
+      stages = &tables[key];
     }
     out << fmt::format("{:>3}  {}  {:<8}  {}, n={} seed={}{}\n", i + 1, r.run_id,
-                       r.baseline ? "baseline" : (r.cache.enabled ? "deepcache" : "no cache"), describe_run(r), r.samples.n,
-                       r.samples.seed, extra);
+                       r.baseline ? "baseline" : (r.cache.enabled ? r.cache.policy : "no cache"), describe_run(r), r.samples.n,
+                       r.samples.seed, calls_text(r, stages));
     for (const auto& w : r.plan.warnings) out << fmt::format("     warning: {}\n", w);
   }
   out << fmt::format("weights     {}\n", e.runs.empty() ? "" : e.runs.front().model.weights);

@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "common/atomic_file.h"
 #include "common/error.h"
@@ -55,6 +56,14 @@ void write_run(hid_t file, const RunResult& r) {
   h5::write_tensor(g.id(), "timesteps", vec_tensor(r.timesteps, torch::kInt64));
   h5::write_tensor(g.id(), "full_steps", vec_tensor(r.full_steps, torch::kInt32));
   h5::write_tensor(g.id(), "is_full", vec_tensor(r.is_full, torch::kUInt8));
+  if (!r.computed.empty()) {  // what each call computed, named by stage_names (models/unet_call.h)
+    h5::write_tensor(g.id(), "computed", computed_tensor(r.computed));
+    h5::set_attr(g.id(), "stage_names", nlohmann::json(r.stage_names).dump());
+  }
+  if (!r.call_macs.empty()) {  // per call, per image, from the stages it computed (macs/ holds scalars only)
+    h5::write_tensor(g.id(), "call_macs", vec_tensor(r.call_macs, torch::kFloat64));
+    h5::write_tensor(g.id(), "call_macs_all", vec_tensor(r.call_macs_all, torch::kFloat64));
+  }
   h5::write_tensor(g.id(), "step_time_ms", vec_tensor(r.step_time_ms, torch::kFloat64));
   h5::set_attr(g.id(), "final_power", r.final_power);
   h5::set_attr(g.id(), "first_sample", r.first_sample);
@@ -259,6 +268,28 @@ CallMeans mean_call_ms(const RunResult& r) {
     else part += r.step_time_ms[i], ++n_part;
   }
   return {n_full ? full / n_full : 0.0, n_part ? part / n_part : 0.0};
+}
+
+torch::Tensor computed_tensor(const std::vector<std::vector<uint8_t>>& rows) {
+  std::size_t width = 0;
+  for (const auto& row : rows) width = std::max(width, row.size());
+  torch::Tensor t = torch::zeros({static_cast<int64_t>(rows.size()), static_cast<int64_t>(width)}, torch::kUInt8);
+  for (std::size_t c = 0; c < rows.size(); ++c)
+    for (std::size_t s = 0; s < rows[c].size(); ++s) t[static_cast<int64_t>(c)][static_cast<int64_t>(s)] = rows[c][s];
+  return t;
+}
+
+std::vector<std::vector<uint8_t>> read_computed(const torch::Tensor& t_in, std::size_t calls) {
+  if (t_in.dim() != 2 || t_in.size(0) != static_cast<int64_t>(calls))
+    throw Error(fmt::format("computed: expected [{} calls, stages], got {}", calls, c10::str(t_in.sizes())));
+  const torch::Tensor t = t_in.to(torch::kUInt8).contiguous();
+  std::vector<std::vector<uint8_t>> rows(calls);
+  const uint8_t* p = t.data_ptr<uint8_t>();
+  for (std::size_t c = 0; c < calls; ++c) {
+    const uint8_t* row = p + c * static_cast<std::size_t>(t.size(1));
+    if (std::any_of(row, row + t.size(1), [](uint8_t v) { return v != 0; })) rows[c].assign(row, row + t.size(1));
+  }
+  return rows;
 }
 
 }  // namespace dc::harness

@@ -26,7 +26,12 @@ struct RunResult {
   std::string error;
   std::vector<int64_t> timesteps;   // t of each model call
   std::vector<int> full_steps;      // model calls that ran the full network
-  std::vector<int> is_full;         // per call
+  std::vector<int> is_full;         // per call (the last batch's)
+  // What each call computed (the last batch's; models/unet_call.h stage ids, named by stage_names;
+  // an empty row: the whole UNet skipped) and its MACs per image averaged over the run's images.
+  std::vector<std::vector<uint8_t>> computed;
+  std::vector<std::string> stage_names;
+  std::vector<double> call_macs, call_macs_all;
   std::vector<double> step_time_ms; // per call, summed over batches, device-synchronised
   double final_power = 0.0;
   double macs_full = 0.0, macs_partial = 0.0, macs_step_average = 0.0;  // as the paper counts
@@ -66,6 +71,11 @@ struct RunResult {
   std::string weights_note, device, thread_settings, cpu, cpu_kernels, torch_version, git_revision, started_at, finished_at;
   std::string timing_clock;  // how step_time_ms was measured (harness/call_timer.h)
 };
+
+// Per-call stage flags (RunResult::computed, BatchRecord::computed) as a [calls, stages] uint8 array,
+// a skipped call's row all zeros, and back (dc::Error for an array of another shape).
+torch::Tensor computed_tensor(const std::vector<std::vector<uint8_t>>& rows);
+std::vector<std::vector<uint8_t>> read_computed(const torch::Tensor& t, std::size_t calls);
 
 // Mean time of a run's full calls and of its partial calls (step_time_ms split by is_full; 0 for
 // a kind with no call): what metrics/full_call_ms and partial_call_ms store.

@@ -101,11 +101,12 @@ void check_cuda_graphs(bool wanted, const torch::Device& device) {
 // Untimed warm-up before a run's first batch: the first calls on a device pay one-time costs (CUDA
 // context and kernel loading, cuDNN algorithm choice, allocator growth; first-touch pages on the
 // CPU) that would otherwise be charged to whichever run of an experiment comes first, usually the
-// baseline (on an H200 that made the quick start's baseline ~5x slower than it is). One full and
-// one partial call (DeepCache), or one plain call, per batch size in `batches` (the UNet's batch:
-// doubled under classifier-free guidance). With `graphs` (model.cuda_graphs) the calls go through
-// them, which captures the graph of each kind of call the run makes, so no capture is timed.
-void warm_up(models::UNet& net, models::UNetGraphs* graphs, const deepcache::CachePlan* cache_plan,
+// baseline (on an H200 that made the quick start's baseline ~5x slower than it is). One call of
+// each kind the run's policy makes in a generation (deepcache: one full, one partial), or one plain
+// call, per batch size in `batches` (the UNet's batch: doubled under classifier-free guidance). With
+// `graphs` (model.cuda_graphs) the calls go through them, which captures the graph of each kind of
+// call the run makes, so no capture is timed.
+void warm_up(models::UNet& net, models::UNetGraphs* graphs, const policies::PolicySettings* policy_settings, int calls,
              const std::vector<int64_t>& batches, const std::vector<int64_t>& sample_shape, torch::ScalarType dtype,
              const torch::Device& device) {
   const auto opts = torch::TensorOptions().device(device);
@@ -116,18 +117,27 @@ void warm_up(models::UNet& net, models::UNetGraphs* graphs, const deepcache::Cac
     const torch::Tensor t = torch::full({b}, 500.0f, opts);
     torch::Tensor cond = net.example_conditioning(b, opts);
     if (cond.defined() && cond.is_floating_point()) cond = cond.to(dtype);
-    deepcache::FeatureCache cache;
-    const auto call = [&](const deepcache::CacheRequest* req) {
+    models::StageCache cache;
+    const auto call = [&](const models::CallRequest* req, models::CallRecord* record) {
       if (graphs) graphs->forward(x, t, cond, req, &cache);
-      else net.forward(x, t, cond, req, &cache, nullptr);
+      else net.forward(x, t, cond, req, &cache, nullptr, record);
     };
-    if (cache_plan) {
-      deepcache::CacheRequest fill{cache_plan->skip_index, false}, partial{cache_plan->skip_index, true};
-      fill.ldm_released = partial.ldm_released = cache_plan->ldm_released;
-      call(&fill);
-      call(&partial);
-    } else {
-      call(nullptr);
+    if (!policy_settings) {
+      call(nullptr, nullptr);
+      continue;
+    }
+    // The policy's own decisions over one generation; each new kind of call runs once (an adaptive
+    // policy sees only the calls that ran: its state is thrown away after).
+    const std::unique_ptr<policies::Policy> policy = policy_settings->make();
+    policy->begin(b);
+    std::set<std::string> seen;
+    for (int c = 0; c < calls; ++c) {
+      const models::CallRequest req = policy->decide(c, t, x);
+      if (!seen.insert(req.kind()).second) continue;
+      models::CallRecord record;
+      record.computed = models::computed_stages(&req, net.num_skips());
+      call(&req, &record);
+      policy->observe(c, record, cache);
     }
   }
 }
@@ -230,7 +240,7 @@ const models::Model& model_for(const RunSpec& spec, ModelCache& mc) {
     mc.key.clear();
     mc.model = models::build_model(spec.model.family, spec.model.preset, q.weights, q.first_stage_weights, q.options);
     mc.key = q.key;
-    mc.macs.clear();
+    mc.stage_macs.reset();
     mc.warmed.clear();
   }
   return *mc.model;
@@ -379,7 +389,7 @@ std::map<std::string, std::string> preflight(const std::vector<RunSpec>& pending
       const auto [first, last] = shard_range(*r, o.shard_index, o.shard_count);
       largest = std::max<int64_t>(largest, std::min<int64_t>(r->samples.batch, last - first));
     }
-    if (!check_once("model " + key, spec, [&] { model_memory[key] = measure_model_memory(model_for(spec, mc), mc.macs, largest); }))
+    if (!check_once("model " + key, spec, [&] { model_memory[key] = measure_model_memory(model_for(spec, mc), mc.stage_macs, largest); }))
       for (std::size_t i = 1; i < model_runs[key].size(); ++i) problems.back().runs.push_back(label(*model_runs[key][i]));
   }
   if (problems.empty()) {  // what the runs need of the machine, once every input is good
@@ -394,28 +404,68 @@ std::map<std::string, std::string> preflight(const std::vector<RunSpec>& pending
   throw Error(fmt::format("{}: {}", experiment_path, problems_line(problems)));
 }
 
-// The run's MACs, both counts, per call and averaged over its calls; counted on the CPU in fp32 (a
-// count does not depend on the dtype) before the model moves to the run's device, once per model
-// and skip index (ModelCache).
-void count_run_macs(models::UNet& net, ModelCache& mc, const deepcache::CachePlan* cache_plan, int calls, RunResult& r) {
-  auto macs_of = [&](int k) {
-    auto it = mc.macs.find(k);
-    if (it == mc.macs.end()) {
-      net.to(torch::kCPU, torch::kFloat);
-      it = mc.macs.emplace(k, metrics::call_macs(net, k)).first;
+// The cost of each stage of the run's UNet (metrics::StageMacs), counted on the CPU in fp32 (a count
+// does not depend on the dtype) before the model moves to the run's device, once per model
+// (ModelCache; the resource check may have made it).
+const metrics::StageMacs& stage_macs_of(models::UNet& net, ModelCache& mc) {
+  if (!mc.stage_macs) {
+    net.to(torch::kCPU, torch::kFloat);
+    mc.stage_macs = metrics::stage_macs(net);
+  }
+  return *mc.stage_macs;
+}
+
+// The MACs per image of each model call of one generation, both counts, from the stages it computed.
+void batch_call_macs(const metrics::StageMacs& m, BatchRecord& rec) {
+  rec.call_macs.clear();
+  rec.call_macs_all.clear();
+  for (const auto& computed : rec.computed) {
+    const metrics::CallMacs c = computed.empty() ? metrics::CallMacs{} : m.of(computed);
+    rec.call_macs.push_back(c.total);
+    rec.call_macs_all.push_back(c.all);
+  }
+}
+
+// The run's MACs from the calls it made: per call, averaged over its images (every count is an
+// integer; the sums are exact in long double, so a policy deciding alike for every batch gets its
+// per-call counts exactly), then the average over the calls, the full call's, and the mean of the
+// calls that computed less than everything ("partial"; 0 when none did).
+struct MacTotals {
+  std::vector<long double> paper, all;  // per call: sum over batches of rows x MACs
+  long double rows = 0;
+  void add(const BatchRecord& rec) {
+    if (paper.empty()) paper.assign(rec.call_macs.size(), 0), all.assign(rec.call_macs.size(), 0);
+    if (rec.call_macs.size() != paper.size()) throw Error("a batch record's model calls differ from the run's (damaged journal?)");
+    for (std::size_t c = 0; c < paper.size(); ++c) {
+      paper[c] += static_cast<long double>(rec.rows) * rec.call_macs[c];
+      all[c] += static_cast<long double>(rec.rows) * rec.call_macs_all[c];
     }
-    return it->second;
-  };
-  const metrics::CallMacs full = macs_of(-1);
-  const metrics::CallMacs partial = cache_plan ? macs_of(cache_plan->skip_index) : metrics::CallMacs{};
+    rows += rec.rows;
+  }
+};
+
+void finish_run_macs(const metrics::StageMacs& m, const MacTotals& totals, RunResult& r) {
+  const metrics::CallMacs full = m.full();
   r.macs_full = full.total;
-  r.macs_partial = partial.total;
   r.macs_full_all = full.all;
-  r.macs_partial_all = partial.all;
-  const std::vector<int> none;
-  const std::vector<int>& full_steps = cache_plan ? cache_plan->full_steps : none;
-  r.macs_step_average = cache_plan ? metrics::step_average_macs(r.macs_full, r.macs_partial, full_steps, calls) : r.macs_full;
-  r.macs_step_average_all = cache_plan ? metrics::step_average_macs(r.macs_full_all, r.macs_partial_all, full_steps, calls) : r.macs_full_all;
+  r.call_macs.clear();
+  r.call_macs_all.clear();
+  for (std::size_t c = 0; c < totals.paper.size() && totals.rows > 0; ++c) {
+    r.call_macs.push_back(static_cast<double>(totals.paper[c] / totals.rows));
+    r.call_macs_all.push_back(static_cast<double>(totals.all[c] / totals.rows));
+  }
+  const auto mean = [](const std::vector<double>& v, const std::function<bool(std::size_t)>& keep) {
+    double sum = 0;
+    int n = 0;
+    for (std::size_t c = 0; c < v.size(); ++c)
+      if (keep(c)) sum += v[c], ++n;
+    return n ? sum / n : 0.0;
+  };
+  const auto partial = [&](std::size_t c) { return r.call_macs[c] < r.macs_full; };
+  r.macs_partial = mean(r.call_macs, partial);
+  r.macs_partial_all = mean(r.call_macs_all, partial);
+  r.macs_step_average = r.call_macs.empty() ? r.macs_full : mean(r.call_macs, [](std::size_t) { return true; });
+  r.macs_step_average_all = r.call_macs.empty() ? r.macs_full_all : mean(r.call_macs_all, [](std::size_t) { return true; });
 }
 
 // A baseline made earlier in this process: what a later run of its settings is timed against.
@@ -513,17 +563,9 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   // not cost a whole run.
   RunQuality quality(spec, device, prompts_file);
 
-  // 1. Cache plan: the full-step list resolved when the experiment was read.
-  std::shared_ptr<deepcache::CachePlan> cache_plan;
-  if (spec.cache.enabled) {
-    cache_plan = std::make_shared<deepcache::CachePlan>();
-    cache_plan->skip_index = spec.cache.k;
-    cache_plan->full_steps = plan.full_steps;
-    cache_plan->final_power = plan.final_power;
-    cache_plan->zero_feature = spec.cache.feature == "zero";
-    cache_plan->ldm_released = spec.cache.mode == "ldm_released";
-  }
-  r.full_steps = plan.full_steps;
+  // 1. The caching policy read with the experiment (none: the plain network at every call); the
+  // full calls it knows ahead (the calls made say it otherwise, after sampling).
+  const std::shared_ptr<const policies::PolicySettings> policy = spec.cache.enabled ? spec.cache.settings : nullptr;
   r.final_power = plan.final_power;
 
   // 2. Model from the registry (random init is seeded, so shards and resumed runs see the same network).
@@ -531,9 +573,11 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   ModelCache& mc = models ? *models : local;
   const models::Model& model = model_for(spec, mc);
   models::UNet& net = *model.unet;
-  if (cache_plan) deepcache::check_skip_index(cache_plan->skip_index, net.num_skips(), "this UNet");
   r.weights_note = model.weights_note;
-  count_run_macs(net, mc, cache_plan.get(), calls, r);
+  const metrics::StageMacs& stage_macs = stage_macs_of(net, mc);
+  MacTotals mac_totals;
+  r.stage_names.clear();
+  for (int st = 0; st < models::num_stages(net.num_skips()); ++st) r.stage_names.push_back(net.stage_name(st));
   net.to(device, unet_dtype);  // the UNet in model.dtype; samplers, first stage and text encoder stay fp32
   if (model.first_stage) model.first_stage->to(device);
   if (model.cond_stage) model.cond_stage->to(device);
@@ -564,7 +608,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   if (text_cond) negative_context = model.encode_text({spec.conditioning.negative_prompt});
   if (text_cond && !model.tokenizer_path.empty()) r.notes.push_back("tokenizer " + model.tokenizer_path);
   const auto graphs = spec.model.cuda_graphs ? std::make_shared<models::UNetGraphs>(model.unet) : nullptr;
-  const auto cond_inner = cond_denoiser(model.unet, cache_plan, log, graphs);
+  const auto cond_inner = cond_denoiser(model.unet, policy, log, graphs);
   std::vector<int64_t> labels;
   auto labels_for = [&](int64_t first_sample, int64_t b) {
     std::vector<int64_t> v(b);
@@ -627,16 +671,16 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   };
   const int64_t guided = (class_cond || text_cond) && guidance != 1.0 ? 2 : 1;  // the UNet's batch: doubled by guidance
   const int64_t first_rows = std::min<int64_t>(spec.samples.batch, total);
-  const std::string warm_key = fmt::format("{} b={} k={}", r.device, first_rows * guided, cache_plan ? cache_plan->skip_index : -1);
+  const std::string warm_key = fmt::format("{} b={} cache={}", r.device, first_rows * guided, spec.resolved.value("cache", nlohmann::json()).dump());
   if (graphs && total > 0) {  // a last, smaller batch has graphs of its own
     std::vector<int64_t> sizes{first_rows * guided};
     if (total > spec.samples.batch && total % spec.samples.batch != 0) sizes.push_back(total % spec.samples.batch * guided);
-    warm_up(net, graphs.get(), cache_plan.get(), sizes, plan.model.sample_shape, unet_dtype, device);
+    warm_up(net, graphs.get(), policy.get(), calls, sizes, plan.model.sample_shape, unet_dtype, device);
     mc.warmed = warm_key;
     r.notes.push_back(fmt::format("CUDA graphs: {} captured before the first batch", graphs->captures()));
   } else if (total > 0 && mc.warmed != warm_key) {
     mc.warmed = warm_key;
-    warm_up(net, nullptr, cache_plan.get(), {first_rows * guided}, plan.model.sample_shape, unet_dtype, device);
+    warm_up(net, nullptr, policy.get(), calls, {first_rows * guided}, plan.model.sample_shape, unet_dtype, device);
   }
   // One batch sampled and timed: samples [start, start + b) from their noise to uint8 images, the
   // clock running from the noise draw (the text encoder included) to the images on the host. The
@@ -648,6 +692,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     double seconds = 0.0;
     std::vector<double> step_ms;
     std::vector<int> is_full;
+    std::vector<std::vector<uint8_t>> computed;
   };
   auto sample_batch = [&](int64_t start, int64_t b, sampling::ReleasedStream* stream) {
     Sampled out;
@@ -696,6 +741,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() - tap_seconds;
     out.step_ms = call_timer->finish_batch();
     out.is_full = log->is_full;
+    out.computed = log->computed;
     return out;
   };
   // 4. Batches: those committed to the run's journal by an earlier, interrupted process are
@@ -707,6 +753,9 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   auto take = [&](BatchRecord& rec) {  // what the run keeps of a finished batch
     for (int c = 0; c < calls && c < static_cast<int>(rec.step_time_ms.size()); ++c) r.step_time_ms[c] += rec.step_time_ms[c];
     r.is_full = rec.is_full;
+    r.computed = rec.computed;
+    batch_call_macs(stage_macs, rec);
+    mac_totals.add(rec);
     r.seconds += rec.seconds;
     r.batch_seconds.push_back(rec.seconds);
     r.batch_rows.push_back(rec.rows);
@@ -760,6 +809,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
     rec.seconds = sampled.seconds;
     rec.step_time_ms = std::move(sampled.step_ms);
     rec.is_full = std::move(sampled.is_full);
+    rec.computed = std::move(sampled.computed);
     rec.labels = sampled.labels;
     rec.quality = quality.measure(batch_images, sampled.prompts);
     quality.apply(rec.quality, rec.first);  // the networks and the accumulators: metric_seconds
@@ -773,9 +823,9 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
         else skipped += (skipped.empty() ? "" : ", ") + tap;
       }
       if (!skipped.empty())
-        r.notes.push_back(fmt::format("no similarity map for {}: these taps do not run at every model call (partial calls skip the "
-                                      "blocks below the cache branch k = {}); the uncached baseline has them",
-                                      skipped, cache_plan ? cache_plan->skip_index : -1));
+        r.notes.push_back(fmt::format("no similarity map for {}: these taps do not run at every model call (the caching policy "
+                                      "skips their blocks in some calls); the uncached baseline has them",
+                                      skipped));
     }
     feats.clear();
     if (journal) journal->append(rec);
@@ -787,6 +837,13 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
                                        stop_signal_name(), first + done, first + total));
   }
   r.load_end = load_average();
+  // The cost of the calls made, and the calls that computed everything (the last batch's; a policy
+  // that knows its calls ahead decides alike for every batch).
+  finish_run_macs(stage_macs, mac_totals, r);
+  r.full_steps.clear();
+  for (std::size_t c = 0; c < r.is_full.size(); ++c)
+    if (r.is_full[c]) r.full_steps.push_back(static_cast<int>(c));
+  if (r.is_full.empty()) r.full_steps = plan.full_steps;
   // timing.repeats: the slice's first batch sampled again, timed as above (the same noise: a fresh
   // released stream; images discarded). After the committed batches: a stop request ends the
   // repeats and keeps the run.

@@ -33,7 +33,7 @@ using ProgressFn = std::function<void(const Progress&)>;
 struct ModelCache {
   std::string key;                     // family/preset/weights/first-stage weights
   std::optional<models::Model> model;
-  std::map<int, metrics::CallMacs> macs;  // -1: full call, k: partial call at k
+  std::optional<metrics::StageMacs> stage_macs;  // what each stage of its UNet costs
   std::string warmed;                  // device, batch and k the warm-up ran for
 };
 

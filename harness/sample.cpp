@@ -52,14 +52,10 @@ SampleResult sample_images(const SampleOptions& o) {
   const RunResult run = execute_run(spec);
   SampleResult r;
   if (o.cache_k) {
-    deepcache::CachePlan plan;
-    plan.skip_index = *o.cache_k;
-    plan.full_steps = run.full_steps;
-    plan.final_power = run.final_power;
-    plan.schedule = o.nonuniform ? fmt::format("non-uniform N={} center={} power={} (final power {:.2f})", o.interval,
-                                               o.nonuniform->first, o.nonuniform->second, run.final_power)
-                                 : fmt::format("uniform N={}", o.interval);
-    r.plan = plan;
+    r.skip_index = *o.cache_k;
+    r.schedule = o.nonuniform ? fmt::format("non-uniform N={} center={} power={} (final power {:.2f})", o.interval,
+                                            o.nonuniform->first, o.nonuniform->second, run.final_power)
+                              : fmt::format("uniform N={}", o.interval);
   }
   r.sampler = spec.sampler.name;
   r.model = spec.plan.model.description;
@@ -84,14 +80,14 @@ void sample_command(const SampleOptions& so, const std::string& out_path, std::o
   out << fmt::format("sampler     {} ({} model calls{}{})\n", r.sampler, r.model_calls,
                      sampling::sampler_info(r.sampler).uses_spacing ? ", " + so.spacing + " spacing" : "",
                      sampling::sampler_info(r.sampler).uses_eta ? fmt::format(", eta {}", so.eta) : "");
-  if (r.plan)
-    out << fmt::format("deepcache   k={} (paper branch m={}), {}: {} full + {} partial calls\n", r.plan->skip_index,
-                       deepcache::paper_branch_from_k(r.plan->skip_index), r.plan->schedule, r.full_calls,
+  if (r.skip_index)
+    out << fmt::format("deepcache   k={} (paper branch m={}), {}: {} full + {} partial calls\n", *r.skip_index,
+                       deepcache::paper_branch_from_k(*r.skip_index), r.schedule, r.full_calls,
                        r.model_calls - r.full_calls);
   else
     out << "deepcache   off\n";
   out << fmt::format("MACs        {:.3f} G per call on average (full call {:.3f} G{})\n", r.macs_step_average / 1e9,
-                     r.macs_full / 1e9, r.plan ? fmt::format(", partial {:.3f} G", r.macs_partial / 1e9) : "");
+                     r.macs_full / 1e9, r.skip_index ? fmt::format(", partial {:.3f} G", r.macs_partial / 1e9) : "");
   out << fmt::format("time        {:.2f} s for {} images on {} ({:.3f} s/image; {})\n", r.seconds, so.n, so.device,
                      r.seconds / so.n, thread_settings());
   if (so.device == "cpu") out << fmt::format("cpu         {}; kernels {}\n", cpu_description(), cpu_kernels());

@@ -9,7 +9,6 @@
 #include <string>
 #include <vector>
 
-#include "harness/deepcache/full_steps.h"
 
 namespace dc::harness {
 
@@ -40,7 +39,8 @@ struct SampleOptions {
 
 struct SampleResult {
   torch::Tensor images;  // [n, C, H, W] uint8
-  std::optional<deepcache::CachePlan> plan;
+  std::optional<int> skip_index;  // DeepCache's k (none: no caching)
+  std::string schedule;           // "uniform N=5", "non-uniform N=5 center=... (final power 1.38)"
   std::string sampler;        // the sampler used (the family default when none was given)
   std::string model;          // the registry's description of the model
   int model_calls = 0;        // per generation

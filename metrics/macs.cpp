@@ -2,7 +2,10 @@
 
 #include <algorithm>
 
-#include "models/deepcache_io.h"
+#include <fmt/format.h>
+
+#include "common/error.h"
+#include "models/unet_call.h"
 
 namespace dc::metrics {
 
@@ -19,12 +22,44 @@ CallMacs call_macs(models::UNet& net, int partial_k) {
   if (partial_k < 0) {
     net.forward(x, t, cond, nullptr, nullptr, &trace);
   } else {
-    deepcache::FeatureCache cache;
-    const deepcache::CacheRequest full{partial_k, false}, partial{partial_k, true};
+    models::StageCache cache;
+    const models::CallRequest full = models::deepcache_request(net.num_skips(), partial_k, false);
+    const models::CallRequest partial = models::deepcache_request(net.num_skips(), partial_k, true);
     net.forward(x, t, cond, &full, &cache, nullptr);
     net.forward(x, t, cond, &partial, &cache, &trace);
   }
   return {trace.macs, trace.macs_all, trace.macs_by_block};
+}
+
+StageMacs stage_macs(models::UNet& net) {
+  torch::NoGradGuard no_grad;
+  const auto p = net.parameters().front();
+  std::vector<int64_t> shape = net.sample_shape();
+  shape.insert(shape.begin(), 1);
+  const torch::Tensor x = torch::zeros(shape, p.options());
+  const torch::Tensor t = torch::full({1}, 500.0f, p.options().dtype(torch::kFloat32));
+  models::Trace trace;
+  trace.count_macs = true;
+  models::CallRecord record;
+  net.forward(x, t, net.example_conditioning(1, p.options()), nullptr, nullptr, &trace, &record);
+  StageMacs m;
+  m.stage = record.stage_macs;
+  m.stage_all = record.stage_macs_all;
+  m.fixed = record.embed_macs + record.head_macs;
+  m.fixed_all = record.embed_macs_all + record.head_macs_all;
+  return m;
+}
+
+CallMacs StageMacs::of(const std::vector<uint8_t>& computed, bool network) const {
+  CallMacs c;
+  if (!network) return c;
+  if (computed.size() != stage.size())
+    throw Error(fmt::format("MACs of a call: {} stage flags for a UNet of {} stages", computed.size(), stage.size()));
+  c.total = fixed;
+  c.all = fixed_all;
+  for (std::size_t s = 0; s < stage.size(); ++s)
+    if (computed[s]) c.total += stage[s], c.all += stage_all[s];
+  return c;
 }
 
 MacsTable macs_table(models::UNet& net) {

@@ -8,6 +8,7 @@
 // the attention matmuls), the physical bound a measured speedup is checked against (a partial
 // call skips the deep attention blocks, so the paper's count understates a full call's cost).
 #pragma once
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -24,6 +25,24 @@ struct CallMacs {
 
 // partial_k < 0: a full call; else a partial call at skip index k.
 CallMacs call_macs(models::UNet& net, int partial_k = -1);
+
+// What each stage of a call costs (models/unet_call.h numbers the stages), from one traced full
+// call at batch 1: the MACs of any call are those of the stages its CallRecord says it computed,
+// plus the embedding's and head's, which every computed call runs. Exact: every count is an
+// integer below 2^53, so the sums do not depend on their order.
+struct StageMacs {
+  std::vector<double> stage, stage_all;  // by stage id
+  double fixed = 0.0, fixed_all = 0.0;   // embedding + head
+  // A call that computed the flagged stages (network == false: the whole UNet skipped, 0 MACs).
+  CallMacs of(const std::vector<uint8_t>& computed, bool network = true) const;
+  CallMacs full() const { return of(std::vector<uint8_t>(stage.size(), 1)); }
+  // A call under `request` (nullptr: the plain network).
+  CallMacs of(const models::CallRequest* request) const {
+    return of(models::computed_stages(request, num_skips()), !(request && request->skip_all));
+  }
+  int num_skips() const { return (static_cast<int>(stage.size()) - 1) / 2; }
+};
+StageMacs stage_macs(models::UNet& net);
 
 // Full-call MACs and the partial-call MACs for every k in [0, S-1].
 struct MacsTable {

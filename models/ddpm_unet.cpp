@@ -279,73 +279,60 @@ torch::Tensor DdpmUNetImpl::down_step(const DownStep& s, const torch::Tensor& h,
   return level->run_block(s.block, h, temb, t, down_names_[j], down_attn_names_[j]);
 }
 
-torch::Tensor DdpmUNetImpl::up_from(int position, torch::Tensor h, std::vector<torch::Tensor>& hs,
-                                    const torch::Tensor& temb, Trace* t, const deepcache::CacheRequest* store_at,
-                                    deepcache::FeatureCache* cache) {
-  const int nrb1 = static_cast<int>(config_.num_res_blocks) + 1;
-  const int L = static_cast<int>(config_.num_levels());
-  const int store_position = store_at ? num_skips() - 1 - store_at->skip_index : -1;
-  for (int p = position; p < num_skips(); ++p) {
-    const int level_index = L - 1 - p / nrb1, i = p % nrb1;
-    DdpmLevel level = up_levels_[level_index];
-    if (p == store_position) cache->store(store_at->skip_index, h);        // the tensor entering this block
-    torch::Tensor skip = std::move(hs.back());
-    hs.pop_back();
-    h = level->run_block(i, torch::cat({h, skip}, 1), temb, t, up_names_[p], up_attn_names_[p]);  // [B, C_out, H, W]
-    if (i == nrb1 - 1 && level_index != 0) h = level->resample->forward(h, t, up_resample_names_[p]);
-  }
-  return h;
-}
-
-torch::Tensor DdpmUNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond,
-                                    const deepcache::CacheRequest* req, deepcache::FeatureCache* cache, Trace* trace) {
+UNet::Embedding DdpmUNetImpl::embed(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond, Trace* trace) {
   if (cond.defined()) throw Error("the DDPM UNet is unconditional: it takes no class labels or text (model.family: ddpm)");
-  return forward(x, t, req, cache, trace);
-}
-
-torch::Tensor DdpmUNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t,
-                                    const deepcache::CacheRequest* req, deepcache::FeatureCache* cache, Trace* trace) {
   TORCH_CHECK(x.dim() == 4 && x.size(2) == config_.resolution && x.size(3) == config_.resolution,
               "DDPM UNet: input must be [B, C, ", config_.resolution, ", ", config_.resolution, "], got ", x.sizes());
-  if (req) {
-    if (req->ldm_released) throw Error("the released LDM code's cache pass (cache.mode: ldm_released) exists only for the CompVis UNet");
-    deepcache::check_skip_index(req->skip_index, num_skips(), "the DDPM UNet");
-    TORCH_CHECK(cache != nullptr, "DDPM UNet: a cache request needs a FeatureCache");
-  }
-  // 1. temb = dense1(swish(dense0(sinusoidal(t)))); the blocks take swish(temb).
+  // temb = dense1(swish(dense0(sinusoidal(t)))); the blocks take swish(temb).
   torch::Tensor temb = tr::linear(temb0_, timestep_embedding(t, temb_freqs_.on(t.device()), config_.ch).to(x.dtype()), trace, "temb.dense.0");
   tr::done(trace, "temb.dense.0", temb);
   temb = tr::linear(temb1_, torch::silu(temb), trace, "temb.dense.1");
   tr::done(trace, "temb.dense.1", temb);
-  const torch::Tensor temb_act = torch::silu(temb);
+  return {torch::silu(temb), torch::Tensor()};
+}
 
-  // 2. Down path: hs[0] = conv_in(x), hs[j] = down_steps_[j-1](hs[j-1]); a partial call stops at hs[k].
-  std::vector<torch::Tensor> hs;
-  hs.reserve(num_skips());
-  hs.push_back(tr::conv(conv_in_, x, trace, "conv_in"));
-  tr::done(trace, "conv_in", hs.back());
-  const bool partial = req && req->partial;
-  const int last = partial ? req->skip_index : num_skips() - 1;
-  for (int j = 1; j <= last; ++j) hs.push_back(down_step(down_steps_[j - 1], hs.back(), temb_act, trace));
-
-  torch::Tensor h;
-  if (partial) {
-    // 3'. Reuse the cached main-branch tensor; up path from the block consuming hs[k].
-    h = cache->get(req->skip_index, x.size(0));
-    h = up_from(num_skips() - 1 - req->skip_index, h, hs, temb_act, trace, nullptr, nullptr);
-  } else {
-    // 3. Middle, then the whole up path (a full call stores the tensor entering the block at k).
-    h = mid_block_1_->forward(hs.back(), temb_act, trace, "mid.block_1");
-    h = mid_attn_1_->forward(h, trace, "mid.attn_1");
-    h = mid_block_2_->forward(h, temb_act, trace, "mid.block_2");
-    h = up_from(0, h, hs, temb_act, trace, req, cache);
+// hs[0] = conv_in(x), hs[j] = down_steps_[j-1](hs[j-1]).
+torch::Tensor DdpmUNetImpl::input_block(int j, const torch::Tensor& h, const Embedding& e, Trace* trace) {
+  if (j == 0) {
+    torch::Tensor y = tr::conv(conv_in_, h, trace, "conv_in");
+    tr::done(trace, "conv_in", y);
+    return y;
   }
-  // 4. Head: conv_out(swish(norm_out(h))).
-  h = tr::group_norm(norm_out_, h, trace, "norm_out");
+  return down_step(down_steps_[j - 1], h, e.emb, trace);
+}
+
+torch::Tensor DdpmUNetImpl::middle(const torch::Tensor& h_in, const Embedding& e, Trace* trace) {
+  torch::Tensor h = mid_block_1_->forward(h_in, e.emb, trace, "mid.block_1");
+  h = mid_attn_1_->forward(h, trace, "mid.attn_1");
+  return mid_block_2_->forward(h, e.emb, trace, "mid.block_2");
+}
+
+// Up position p: block i of level L-1-p/(nrb+1) on cat(h, skip), then the level's upsampler after its last block.
+torch::Tensor DdpmUNetImpl::output_block(int p, const torch::Tensor& h, const torch::Tensor& skip, const Embedding& e, Trace* trace) {
+  const int nrb1 = static_cast<int>(config_.num_res_blocks) + 1;
+  const int level_index = static_cast<int>(config_.num_levels()) - 1 - p / nrb1, i = p % nrb1;
+  DdpmLevel level = up_levels_[level_index];
+  torch::Tensor y = level->run_block(i, torch::cat({h, skip}, 1), e.emb, trace, up_names_[p], up_attn_names_[p]);  // [B, C_out, H, W]
+  if (i == nrb1 - 1 && level_index != 0) y = level->resample->forward(y, trace, up_resample_names_[p]);
+  return y;
+}
+
+// conv_out(swish(norm_out(h))).
+torch::Tensor DdpmUNetImpl::head(const torch::Tensor& h_in, Trace* trace) {
+  torch::Tensor h = tr::group_norm(norm_out_, h_in, trace, "norm_out");
   tr::done(trace, "norm_out", h);
   h = tr::conv(conv_out_, torch::silu(h), trace, "conv_out");
   tr::done(trace, "conv_out", h);
   return h;
+}
+
+std::string DdpmUNetImpl::stage_name(int stage) const {
+  const int S = num_skips();
+  if (stage == 0) return "conv_in";
+  if (stage < S) return down_names_[stage - 1];
+  if (stage == S) return "mid";
+  if (stage <= 2 * S) return up_names_[stage - S - 1];
+  return generic_stage_name(S, stage);
 }
 
 }  // namespace dc::models

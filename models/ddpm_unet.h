@@ -100,17 +100,20 @@ class DdpmUNetImpl : public UNet {
  public:
   explicit DdpmUNetImpl(DdpmConfig config);
 
-  // eps = UNet(x, t). x: [B, in_channels, R, R]; t: [B] timesteps (float or integer).
-  // cache_request == nullptr: the plain network. Otherwise a full call (fills `cache`) or a
-  // partial call at skip index k (reads it); see models/deepcache_io.h.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t,
-                        const deepcache::CacheRequest* cache_request = nullptr,
-                        deepcache::FeatureCache* cache = nullptr, Trace* trace = nullptr);
+  // eps = UNet(x, t) (unconditional). x: [B, in_channels, R, R]; t: [B] timesteps (float or integer).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const CallRequest* request = nullptr,
+                        StageCache* cache = nullptr, Trace* trace = nullptr) {
+    return UNet::forward(x, t, torch::Tensor(), request, cache, trace);
+  }
+  using UNet::forward;
 
   // models::UNet. The DDPM UNet is unconditional: `cond` must be undefined.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond,
-                        const deepcache::CacheRequest* cache_request, deepcache::FeatureCache* cache,
-                        Trace* trace) override;
+  Embedding embed(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond, Trace* trace) override;
+  torch::Tensor input_block(int j, const torch::Tensor& h, const Embedding& e, Trace* trace) override;
+  torch::Tensor middle(const torch::Tensor& h, const Embedding& e, Trace* trace) override;
+  torch::Tensor output_block(int i, const torch::Tensor& h, const torch::Tensor& skip, const Embedding& e, Trace* trace) override;
+  torch::Tensor head(const torch::Tensor& h, Trace* trace) override;
+  std::string stage_name(int stage) const override;
   int num_skips() const override { return static_cast<int>(config_.num_skips()); }
   std::vector<std::string> tap_names() const override { return up_names_; }
   std::vector<int64_t> sample_shape() const override {
@@ -129,8 +132,6 @@ class DdpmUNetImpl : public UNet {
     int block;  // -1: the level's downsampler
   };
   torch::Tensor down_step(const DownStep& s, const torch::Tensor& h, const torch::Tensor& temb, Trace* t);
-  torch::Tensor up_from(int position, torch::Tensor h, std::vector<torch::Tensor>& hs, const torch::Tensor& temb,
-                        Trace* t, const deepcache::CacheRequest* store_at, deepcache::FeatureCache* cache);
 
   DdpmConfig config_;
   DeviceConstant temb_freqs_{[ch = config_.ch] { return timestep_frequencies(ch); }};  // after config_

@@ -313,69 +313,44 @@ OpenAIUNetImpl::OpenAIUNetImpl(OpenAIUNetConfig config) : config_(std::move(conf
   TORCH_INTERNAL_ASSERT(output_names_ == config_.output_block_names());
 }
 
-torch::Tensor OpenAIUNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& context,
-                                      const deepcache::CacheRequest* req, deepcache::FeatureCache* cache, Trace* trace) {
+UNet::Embedding OpenAIUNetImpl::embed(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& context, Trace* trace) {
   TORCH_CHECK(x.dim() == 4 && x.size(1) == config_.in_channels, "CompVis UNet: input must be [B, ", config_.in_channels,
               ", H, W], got ", x.sizes());
   TORCH_CHECK(context.defined() && context.dim() == 3 && context.size(2) == config_.context_dim,
               "CompVis UNet: context must be [B, L, ", config_.context_dim, "]");
-  const int S = num_skips();
-  if (req) {
-    deepcache::check_skip_index(req->skip_index, S, "the CompVis UNet");
-    TORCH_CHECK(cache != nullptr, "CompVis UNet: a cache request needs a FeatureCache");
-  }
-  // 1. emb = time_embed(timestep_embedding(t)).
+  // emb = time_embed(timestep_embedding(t)).
   torch::Tensor emb = tr::linear(time_embed0_, compvis_timestep_embedding(t, time_freqs_.on(t.device()), config_.model_channels).to(x.dtype()), trace, "time_embed");
   emb = tr::linear(time_embed2_, torch::silu(emb), trace, "time_embed");
-
-  // 2. Input blocks: hs[j] = input_blocks[j](hs[j-1]); a partial call stops at hs[k].
-  const bool partial = req && req->partial;
-  const int last = partial ? req->skip_index : S - 1;
-  std::vector<torch::Tensor> hs;
-  hs.reserve(S);
-  torch::Tensor h = x;
-  for (int j = 0; j <= last; ++j) {
-    h = input_blocks_[j]->forward(h, emb, context, trace, input_names_[j]);
-    hs.push_back(h);
-  }
-  // 3'. The released LDM pass (CacheRequest::ldm_released): output blocks S-1-L..S-1 each read the
-  // full call's stored output of the block before them instead of the chained h.
-  if (partial && req->ldm_released) {
-    for (int i = S - 1 - req->skip_index; i < S; ++i) {
-      torch::Tensor skip = std::move(hs.back());
-      hs.pop_back();
-      h = output_blocks_[i]->forward(torch::cat({cache->output(i - 1), skip}, 1), emb, context, trace, output_names_[i]);
-    }
-    return head(h, trace);
-  }
-  // 3. Middle block (full call), or the cached main-branch tensor entering output block S-1-k.
-  int first_out = 0;
-  if (partial) {
-    h = cache->get(req->skip_index, x.size(0));
-    first_out = S - 1 - req->skip_index;
-  } else {
-    h = middle_block_->forward(h, emb, context, trace, "middle_block");
-  }
-  // 4. Output blocks: h = block(cat([h, hs.pop()])); a full call stores the tensor entering the block at k.
-  const bool keep_all = req && !partial && req->ldm_released;
-  const int store_at = req && !partial && !keep_all ? S - 1 - req->skip_index : -1;
-  std::vector<torch::Tensor> outputs;
-  for (int i = first_out; i < S; ++i) {
-    if (i == store_at) cache->store(req->skip_index, h);
-    torch::Tensor skip = std::move(hs.back());
-    hs.pop_back();
-    h = output_blocks_[i]->forward(torch::cat({h, skip}, 1), emb, context, trace, output_names_[i]);
-    if (keep_all) outputs.push_back(h);
-  }
-  if (keep_all) cache->store_all(req->skip_index, std::move(outputs));
-  return head(h, trace);
+  return {emb, context};
 }
 
-// 5. out = conv(SiLU(GroupNorm32(h))).
+// hs[j] = input_blocks[j](hs[j-1]), hs[-1] = x.
+torch::Tensor OpenAIUNetImpl::input_block(int j, const torch::Tensor& h, const Embedding& e, Trace* trace) {
+  return input_blocks_[j]->forward(h, e.emb, e.context, trace, input_names_[j]);
+}
+
+torch::Tensor OpenAIUNetImpl::middle(const torch::Tensor& h, const Embedding& e, Trace* trace) {
+  return middle_block_->forward(h, e.emb, e.context, trace, "middle_block");
+}
+
+// h = output_blocks[i](cat([h, hs.pop()])).
+torch::Tensor OpenAIUNetImpl::output_block(int i, const torch::Tensor& h, const torch::Tensor& skip, const Embedding& e, Trace* trace) {
+  return output_blocks_[i]->forward(torch::cat({h, skip}, 1), e.emb, e.context, trace, output_names_[i]);
+}
+
+// out = conv(SiLU(GroupNorm32(h))).
 torch::Tensor OpenAIUNetImpl::head(const torch::Tensor& h, Trace* trace) {
   torch::Tensor y = tr::conv(out_conv_, torch::silu(tr::group_norm(out_norm_, h, trace, "out")), trace, "out");
   tr::done(trace, "out", y);
   return y;
+}
+
+std::string OpenAIUNetImpl::stage_name(int stage) const {
+  const int S = num_skips();
+  if (stage < S) return input_names_[stage];
+  if (stage == S) return "middle_block";
+  if (stage <= 2 * S) return output_names_[stage - S - 1];
+  return generic_stage_name(S, stage);
 }
 
 // ---- class conditioning -------------------------------------------------------------------------
@@ -394,12 +369,12 @@ ClassConditionedUNetImpl::ClassConditionedUNetImpl(OpenAIUNetConfig config, int6
   embedder_ = register_module("cond_stage_model", ClassEmbedder(n_classes, context_dim));
 }
 
-torch::Tensor ClassConditionedUNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels,
-                                                const deepcache::CacheRequest* req, deepcache::FeatureCache* cache, Trace* trace) {
+UNet::Embedding ClassConditionedUNetImpl::embed(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels,
+                                                Trace* trace) {
   if (!labels.defined() || labels.dim() != 1 || labels.size(0) != x.size(0))
     throw Error("the class-conditional LDM UNet needs one class label per sample (model.family: ldm)");
   // Label values are checked once where they are made (a per-call check would synchronise a GPU).
-  return unet_->forward(x, t, embedder_->forward(labels), req, cache, trace);
+  return unet_->embed(x, t, embedder_->forward(labels), trace);
 }
 
 }  // namespace dc::models

@@ -126,11 +126,14 @@ class OpenAIUNetImpl : public UNet {
  public:
   explicit OpenAIUNetImpl(OpenAIUNetConfig config);
 
-  // eps = UNet(x, t, context). x: [B, in_channels, H, W]; t: [B]; context: [B, L, context_dim]
-  // (cross-attention tokens). cache_request as in models/deepcache_io.h.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& context,
-                        const deepcache::CacheRequest* cache_request, deepcache::FeatureCache* cache,
-                        Trace* trace) override;
+  // eps = UNet(x, t, context) through UNet::forward. x: [B, in_channels, H, W]; t: [B]; context:
+  // [B, L, context_dim] (cross-attention tokens).
+  Embedding embed(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& context, Trace* trace) override;
+  torch::Tensor input_block(int j, const torch::Tensor& h, const Embedding& e, Trace* trace) override;
+  torch::Tensor middle(const torch::Tensor& h, const Embedding& e, Trace* trace) override;
+  torch::Tensor output_block(int i, const torch::Tensor& h, const torch::Tensor& skip, const Embedding& e, Trace* trace) override;
+  torch::Tensor head(const torch::Tensor& h, Trace* trace) override;
+  std::string stage_name(int stage) const override;
   int num_skips() const override { return static_cast<int>(config_.num_skips()); }
   std::vector<std::string> tap_names() const override { return config_.output_block_names(); }
   std::vector<int64_t> sample_shape() const override {
@@ -142,7 +145,6 @@ class OpenAIUNetImpl : public UNet {
   const OpenAIUNetConfig& config() const { return config_; }
 
  private:
-  torch::Tensor head(const torch::Tensor& h, Trace* trace);
   OpenAIUNetConfig config_;
   DeviceConstant time_freqs_{[mc = config_.model_channels] { return compvis_timestep_frequencies(mc); }};  // after config_
   torch::nn::Linear time_embed0_{nullptr}, time_embed2_{nullptr};
@@ -170,9 +172,17 @@ TORCH_MODULE(ClassEmbedder);
 class ClassConditionedUNetImpl : public UNet {
  public:
   ClassConditionedUNetImpl(OpenAIUNetConfig unet, int64_t n_classes);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels,
-                        const deepcache::CacheRequest* cache_request, deepcache::FeatureCache* cache,
-                        Trace* trace) override;
+  // cond = class labels [B] (int64): the context is cond_stage_model(labels); the stages are the UNet's.
+  Embedding embed(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& labels, Trace* trace) override;
+  torch::Tensor input_block(int j, const torch::Tensor& h, const Embedding& e, Trace* trace) override {
+    return unet_->input_block(j, h, e, trace);
+  }
+  torch::Tensor middle(const torch::Tensor& h, const Embedding& e, Trace* trace) override { return unet_->middle(h, e, trace); }
+  torch::Tensor output_block(int i, const torch::Tensor& h, const torch::Tensor& skip, const Embedding& e, Trace* trace) override {
+    return unet_->output_block(i, h, skip, e, trace);
+  }
+  torch::Tensor head(const torch::Tensor& h, Trace* trace) override { return unet_->head(h, trace); }
+  std::string stage_name(int stage) const override { return unet_->stage_name(stage); }
   int num_skips() const override { return unet_->num_skips(); }
   std::vector<std::string> tap_names() const override { return unet_->tap_names(); }
   std::vector<int64_t> sample_shape() const override { return unet_->sample_shape(); }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <map>
+#include <optional>
 #include <string>
 
 #include "common/error.h"
@@ -50,64 +51,96 @@ void fill(torch::Tensor& dst, const torch::Tensor& src) {
   if (dst.defined()) dst.copy_(src, /*non_blocking=*/true);
 }
 
+// The one stage a graphed call stores and the one it reuses (-1: none); nullopt when the request is
+// not one the graphs serve (several stored or reused stages, discarded stages, a skipped call, a
+// stored residual, observed outputs): those run eagerly.
+struct GraphShape {
+  int store = -1, reuse = -1;
+};
+std::optional<GraphShape> graph_shape(const CallRequest* request) {
+  GraphShape g;
+  if (!request) return g;
+  if (request->skip_all || request->store_residual || !request->observe.empty() || request->store.size() > 1) return std::nullopt;
+  if (!request->store.empty()) g.store = request->store.front();
+  for (std::size_t s = 0; s < request->stages.size(); ++s) {
+    const StageAction a = request->stages[s];
+    if (a == StageAction::ComputeDiscard) return std::nullopt;
+    if (a == StageAction::Reuse) {
+      if (g.reuse >= 0) return std::nullopt;
+      g.reuse = static_cast<int>(s);
+    }
+  }
+  if (g.store >= 0 && g.store == g.reuse) return std::nullopt;
+  return g;
+}
+
+// What a reused stage reads: the request's given tensor, else the cache's.
+const torch::Tensor& held(const CallRequest& request, const StageCache* cache, UNet& net, int stage, int64_t batch) {
+  const auto it = request.given.find(stage);
+  return it != request.given.end() ? it->second : cache->get(stage, batch, net.stage_name(stage));
+}
+
 }  // namespace
 
 struct UNetGraphs::Impl {
   struct Graph {
     at::cuda::CUDAGraph graph;
     torch::Tensor x, t, cond;  // static inputs
-    torch::Tensor feature;     // the (k, shape, dtype) feature buffer, DeepCache requests only
+    torch::Tensor feature;     // the (stage, shape, dtype) buffer it stores into or reads, DeepCache-shaped requests only
     torch::Tensor eps;         // static output (in the graphs' pool)
   };
   std::shared_ptr<UNet> net;
   std::map<std::string, std::unique_ptr<Graph>> graphs;
-  std::map<std::string, torch::Tensor> features;  // (k, x shape, dtype) -> buffer shared by its full and partial graphs
+  std::map<std::string, torch::Tensor> features;  // (stage, x shape, dtype) -> buffer shared by the graph storing it and those reusing it
   c10::cuda::MempoolId_t pool = at::cuda::graph_pool_handle();
   int64_t replays = 0, eager = 0;
 
   Graph& capture(const std::string& key, const std::string& feature_key, const torch::Tensor& x, const torch::Tensor& t,
-                 const torch::Tensor& cond, const deepcache::CacheRequest* request, const deepcache::FeatureCache* cache);
+                 const torch::Tensor& cond, const CallRequest* request, const GraphShape& shape, const StageCache* cache);
 };
 
 UNetGraphs::Impl::Graph& UNetGraphs::Impl::capture(const std::string& key, const std::string& feature_key,
                                                    const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond,
-                                                   const deepcache::CacheRequest* request,
-                                                   const deepcache::FeatureCache* cache) {
+                                                   const CallRequest* request, const GraphShape& shape, const StageCache* cache) {
   auto g = std::make_unique<Graph>();
   const c10::Device device = x.device();
   const c10::cuda::CUDAGuard on_device(device);  // capture_begin and the side stream use the current device
   g->x = static_copy(x, device);
   g->t = static_copy(t, device);
   g->cond = static_copy(cond, device);
-  const bool partial = request && request->partial;
-  if (partial) {  // the buffer of the full graph at this k, or one shaped as what the cache holds
+  // The request as captured: a reused stage reads the feature buffer through the cache, never a given tensor.
+  CallRequest captured_request = request ? *request : CallRequest();
+  captured_request.given.clear();
+  const CallRequest* req = request ? &captured_request : nullptr;
+  if (shape.reuse >= 0) {  // the buffer of the graph storing this stage, or one shaped as what the call reads
+    const torch::Tensor& now = held(*request, cache, *net, shape.reuse, x.size(0));
     auto it = features.find(feature_key);
-    if (it == features.end()) it = features.emplace(feature_key, torch::empty_like(cache->get(request->skip_index, x.size(0)))).first;
+    if (it == features.end()) it = features.emplace(feature_key, torch::empty_like(now)).first;
     g->feature = it->second;
-    g->feature.copy_(cache->get(request->skip_index, x.size(0)));
+    g->feature.copy_(now);
   }
   const c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, device.index());
   c10::cuda::device_synchronize();  // the static inputs are written on the caller's stream
-  deepcache::FeatureCache warm;
+  StageCache warm;
   {
     c10::cuda::CUDAStreamGuard on_side(side);
-    if (partial) warm.store(request->skip_index, g->feature);
-    for (int i = 0; i < 2; ++i) net->forward(g->x, g->t, g->cond, request, &warm, nullptr);
+    if (shape.reuse >= 0) warm.store(shape.reuse, g->feature);
+    for (int i = 0; i < 2; ++i) net->forward(g->x, g->t, g->cond, req, &warm, nullptr);
   }
   side.synchronize();
-  if (request && !partial && !g->feature.defined()) {  // a full call: the buffer it writes
+  if (shape.store >= 0) {  // the buffer it writes
     auto it = features.find(feature_key);
     if (it == features.end())
-      it = features.emplace(feature_key, torch::empty_like(warm.get(request->skip_index, x.size(0)))).first;
+      it = features.emplace(feature_key, torch::empty_like(warm.get(shape.store, x.size(0), net->stage_name(shape.store)))).first;
     g->feature = it->second;
   }
   {
     c10::cuda::CUDAStreamGuard on_side(side);
-    deepcache::FeatureCache captured;
-    if (partial) captured.store(request->skip_index, g->feature);
+    StageCache captured;
+    if (shape.reuse >= 0) captured.store(shape.reuse, g->feature);
     g->graph.capture_begin(pool);
-    g->eps = net->forward(g->x, g->t, g->cond, request, &captured, nullptr);
-    if (request && !partial) g->feature.copy_(captured.get(request->skip_index, x.size(0)));
+    g->eps = net->forward(g->x, g->t, g->cond, req, &captured, nullptr);
+    if (shape.store >= 0) g->feature.copy_(captured.get(shape.store, x.size(0), net->stage_name(shape.store)));
     g->graph.capture_end();
   }
   side.synchronize();
@@ -119,29 +152,31 @@ UNetGraphs::UNetGraphs(std::shared_ptr<UNet> net) : impl_(std::make_unique<Impl>
 UNetGraphs::~UNetGraphs() = default;
 
 torch::Tensor UNetGraphs::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond,
-                                  const deepcache::CacheRequest* request, deepcache::FeatureCache* cache) {
+                                  const CallRequest* request, StageCache* cache) {
   Impl& m = *impl_;
   if (!x.is_cuda()) throw Error(fmt::format("model.cuda_graphs: the UNet's input is on {}, graphs need a CUDA device", x.device().str()));
-  if (request && request->ldm_released) {  // its cache is every output block's output: eager
+  const std::optional<GraphShape> shape = graph_shape(request);
+  if (!shape) {  // e.g. the released LDM pass (it stores every output block's output): eager
     ++m.eager;
     return m.net->forward(x, t, cond, request, cache, nullptr);
   }
-  const std::string what = request ? fmt::format("{} k={}", request->partial ? "partial" : "full", request->skip_index) : "plain";
-  const std::string feature_key = request ? fmt::format("k={} {}", request->skip_index, describe(x)) : "";
+  const int buffer_stage = shape->store >= 0 ? shape->store : shape->reuse;
+  const std::string what = request ? request->kind() : "plain";
+  const std::string feature_key = buffer_stage >= 0 ? fmt::format("stage={} {}", buffer_stage, describe(x)) : "";
   const std::string key = fmt::format("{} x={} t={} cond={}", what, describe(x), describe(t), describe(cond));
   const c10::cuda::CUDAGuard on_device(x.device());
   auto it = m.graphs.find(key);
-  Impl::Graph& g = it != m.graphs.end() ? *it->second : m.capture(key, feature_key, x, t, cond, request, cache);
+  Impl::Graph& g = it != m.graphs.end() ? *it->second : m.capture(key, feature_key, x, t, cond, request, *shape, cache);
   fill(g.x, x);
   fill(g.t, t);
   fill(g.cond, cond);
-  if (request && request->partial) {
-    const torch::Tensor& held = cache->get(request->skip_index, x.size(0));
-    if (held.data_ptr() != g.feature.data_ptr()) g.feature.copy_(held, /*non_blocking=*/true);
+  if (shape->reuse >= 0) {
+    const torch::Tensor& now = held(*request, cache, *m.net, shape->reuse, x.size(0));
+    if (now.data_ptr() != g.feature.data_ptr()) g.feature.copy_(now, /*non_blocking=*/true);
   }
   g.graph.replay();
   ++m.replays;
-  if (request && !request->partial) cache->store(request->skip_index, g.feature);
+  if (shape->store >= 0) cache->store(shape->store, g.feature);
   return g.eps.clone();
 }
 
@@ -157,8 +192,7 @@ UNetGraphs::UNetGraphs(std::shared_ptr<UNet> /*net*/) { throw Error(cuda_graphs_
 
 UNetGraphs::~UNetGraphs() = default;
 
-torch::Tensor UNetGraphs::forward(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, const deepcache::CacheRequest*,
-                                  deepcache::FeatureCache*) {
+torch::Tensor UNetGraphs::forward(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&, const CallRequest*, StageCache*) {
   throw Error("model.cuda_graphs: not built");
 }
 

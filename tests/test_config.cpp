@@ -82,13 +82,13 @@ zip:
   for (const auto& r : e.runs) cached += r.cache.enabled ? 1 : 0;
   EXPECT_EQ(cached, 6);
   // Order: grid outer, zip inner; zipped values move together.
-  EXPECT_EQ(e.runs[2].cache.k, 0);
-  EXPECT_EQ(e.runs[2].cache.interval, 2);
+  EXPECT_EQ(e.runs[2].resolved["cache"]["k"], 0);
+  EXPECT_EQ(e.runs[2].resolved["cache"]["interval"], 2);
   EXPECT_EQ(e.runs[2].samples.seed, 0u);
-  EXPECT_EQ(e.runs[3].cache.k, 0);
-  EXPECT_EQ(e.runs[3].cache.interval, 5);
+  EXPECT_EQ(e.runs[3].resolved["cache"]["k"], 0);
+  EXPECT_EQ(e.runs[3].resolved["cache"]["interval"], 5);
   EXPECT_EQ(e.runs[3].samples.seed, 1u);
-  EXPECT_EQ(e.runs[7].cache.k, 5);
+  EXPECT_EQ(e.runs[7].resolved["cache"]["k"], 5);
   // Settings that do not apply (center/power of a uniform schedule) do not make distinct runs.
   const auto same = parse_experiment(std::string(kBase) + "sweep: {cache.center: [1, 2, 3]}\n", "exp.yaml");
   EXPECT_EQ(same.runs.size(), 2u);

@@ -13,6 +13,7 @@
 #include "harness/config.h"
 #include "harness/runner.h"
 #include "harness/sample.h"
+#include "tests/support/deepcache_cut.h"
 #include "models/deepcache_io.h"
 #include "models/ddpm_unet.h"
 #include "models/unet_graphs.h"
@@ -20,8 +21,7 @@
 #include "support/fixtures.h"
 #include "support/half.h"
 
-using dc::deepcache::CacheRequest;
-using dc::deepcache::FeatureCache;
+using dc::models::StageCache;
 
 // The fixture outside the anonymous namespace: its tests derive from it (-Wsubobject-linkage in a
 // unity build).
@@ -54,13 +54,14 @@ TEST_F(Cuda, DdpmForwardAndDeepCacheBranchesEqualTheReference) {
     }
     if (c.json.contains("branch") && !c.json["branch"].is_null()) {
       const int k = dc::deepcache::k_from_ddpm_branch(c.json["branch"]["id"].get<int>());
-      FeatureCache cache;
-      const CacheRequest full{k, false}, partial{k, true};
+      StageCache cache;
+      const dc::test::DeepCacheCut cut(net->num_skips(), k);
+      const auto &full = cut.full, &partial = cut.partial;
       const auto eps_full = net->forward(on_gpu(c.io_tensor("x_full")), on_gpu(c.io_tensor("t_full")), &full, &cache).cpu();
       EXPECT_TRUE(dc::test::matches_reference(c, "eps_full", eps_full, c.io_tensor("eps_full")));
-      EXPECT_TRUE(dc::test::matches_reference(c, "cached_feature", cache.get(k, eps_full.size(0)).cpu(), c.io_tensor("cached_feature")));
-      FeatureCache ref_cache;
-      ref_cache.store(k, on_gpu(c.io_tensor("cached_feature")));
+      EXPECT_TRUE(dc::test::matches_reference(c, "cached_feature", cache.get(cut.stage, eps_full.size(0), "").cpu(), c.io_tensor("cached_feature")));
+      StageCache ref_cache;
+      ref_cache.store(cut.stage, on_gpu(c.io_tensor("cached_feature")));
       const auto eps_shallow =
           net->forward(on_gpu(c.io_tensor("x_shallow")), on_gpu(c.io_tensor("t_shallow")), &partial, &ref_cache).cpu();
       EXPECT_TRUE(dc::test::matches_reference(c, "eps_shallow", eps_shallow, c.io_tensor("eps_shallow")));
@@ -155,8 +156,9 @@ TEST_F(Cuda, GraphedCallsEqualEagerCallsOnTheFixtureBranches) {
     net->to(kCuda);
     const int k = dc::deepcache::k_from_ddpm_branch(c.json["branch"]["id"].get<int>());
     dc::models::UNetGraphs graphs(net.ptr());
-    FeatureCache eager_cache, graph_cache;
-    const CacheRequest full{k, false}, partial{k, true};
+    StageCache eager_cache, graph_cache;
+    const dc::test::DeepCacheCut cut(net->num_skips(), k);
+    const auto &full = cut.full, &partial = cut.partial;
     const auto x_full = on_gpu(c.io_tensor("x_full")), t_full = on_gpu(c.io_tensor("t_full"));
     const auto x_shallow = on_gpu(c.io_tensor("x_shallow")), t_shallow = on_gpu(c.io_tensor("t_shallow"));
     const auto e_full = net->forward(x_full, t_full, &full, &eager_cache);

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/image_io.h"
+#include "harness/policies/deepcache.h"
 #include "harness/sample.h"
 #include "models/ddpm_unet.h"
 #include "harness/denoiser.h"
@@ -95,7 +96,7 @@ TEST(DdpmSample, ImagesDoNotDependOnBatchSizeAndCachingChangesThem) {
 namespace {
 // Float x0 of samples [0, n) with the runner's arithmetic (per-sample noise, the ddim repo's DDIM,
 // the DeepCache denoiser), made in consecutive batches of `batch`.
-torch::Tensor float_samples(const dc::models::DdpmUNet& net, std::shared_ptr<const dc::deepcache::CachePlan> plan,
+torch::Tensor float_samples(const dc::models::DdpmUNet& net, std::shared_ptr<const dc::harness::policies::PolicySettings> plan,
                             const std::vector<int64_t>& seq, int64_t n, int64_t batch, uint64_t seed) {
   using namespace dc::sampling;
   torch::NoGradGuard ng;
@@ -126,9 +127,8 @@ TEST(DdpmSample, FloatImagesAgreeAcrossBatchSizesWithinTolerance) {
   dc::weights::load_strict(*net, dc::st::SafetensorsFile::open(w), {});
   net->eval();
   const auto seq = dc::sampling::ddim_repo_timesteps(50, dc::sampling::Spacing::Uniform, 1000);
-  auto plan = std::make_shared<dc::deepcache::CachePlan>();
-  plan->skip_index = 1;
-  plan->full_steps = dc::deepcache::uniform_full_steps(static_cast<int>(seq.size()), 2);
+  const int calls = static_cast<int>(seq.size());
+  const auto plan = dc::harness::policies::deepcache_settings({net->num_skips(), 1, dc::deepcache::uniform_full_steps(calls, 2), calls});
   const int64_t n = 4;
   torch::Tensor plain_whole;
   for (const bool cached : {false, true}) {

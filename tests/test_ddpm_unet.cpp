@@ -7,6 +7,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "tests/support/deepcache_cut.h"
 #include "models/deepcache_io.h"
 #include "models/ddpm_unet.h"
 #include "models/weights/manifest.h"
@@ -15,8 +16,7 @@
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
-using dc::deepcache::CacheRequest;
-using dc::deepcache::FeatureCache;
+using dc::models::StageCache;
 using dc::models::DdpmConfig;
 using dc::models::DdpmUNet;
 using dc::models::Trace;
@@ -96,17 +96,18 @@ TEST(DdpmUNet, DeepCacheAtEveryReferenceBranchEqualsTheReference) {
     const std::string up = fmt::format("up.{}.block.{}", c.json["branch"]["up_select_layer"].get<int>(),
                                        c.json["branch"]["up_select_block"].get<int>());
     EXPECT_EQ(net->up_block_consuming(k), up);
-    FeatureCache cache;
+    StageCache cache;
     Trace full_tr, part_tr;
     full_tr.record_calls = part_tr.record_calls = true;
-    const CacheRequest full{k, false}, partial{k, true};
+    const dc::test::DeepCacheCut cut(net->num_skips(), k);
+    const auto &full = cut.full, &partial = cut.partial;
     const auto eps_full = net->forward(c.io_tensor("x_full"), c.io_tensor("t_full"), &full, &cache, &full_tr);
     EXPECT_TRUE(dc::test::matches_reference(c, "eps_full", eps_full, c.io_tensor("eps_full")));
-    EXPECT_TRUE(dc::test::matches_reference(c, "cached_feature", cache.get(k, eps_full.size(0)), c.io_tensor("cached_feature")));
+    EXPECT_TRUE(dc::test::matches_reference(c, "cached_feature", cache.get(cut.stage, eps_full.size(0), ""), c.io_tensor("cached_feature")));
     EXPECT_EQ(full_tr.calls, c.json["full_pass_modules"].get<std::vector<std::string>>());
     // The partial pass consumes the reference's own cached tensor.
-    FeatureCache ref_cache;
-    ref_cache.store(k, c.io_tensor("cached_feature"));
+    StageCache ref_cache;
+    ref_cache.store(cut.stage, c.io_tensor("cached_feature"));
     const auto eps_shallow = net->forward(c.io_tensor("x_shallow"), c.io_tensor("t_shallow"), &partial, &ref_cache, &part_tr);
     EXPECT_TRUE(dc::test::matches_reference(c, "eps_shallow", eps_shallow, c.io_tensor("eps_shallow")));
     EXPECT_EQ(part_tr.calls, c.json["shallow_pass_modules"].get<std::vector<std::string>>());
@@ -129,8 +130,9 @@ TEST(DdpmUNet, EverySkipIndexIncludingZeroRunsOnlyTheShallowPart) {
   const auto plain = net->forward(x, t);
   for (int k = 0; k < net->num_skips(); ++k) {
     SCOPED_TRACE(k);
-    FeatureCache cache;
-    const CacheRequest full{k, false}, partial{k, true};
+    StageCache cache;
+    const dc::test::DeepCacheCut cut(net->num_skips(), k);
+    const auto &full = cut.full, &partial = cut.partial;
     const auto eps_full = net->forward(x, t, &full, &cache);
     EXPECT_TRUE(torch::equal(eps_full, plain)) << "a full call must equal the plain network";
     Trace tr;
@@ -149,7 +151,7 @@ TEST(DdpmUNet, EverySkipIndexIncludingZeroRunsOnlyTheShallowPart) {
     }
   }
   EXPECT_THROW(net->up_block_consuming(12), dc::Error);
-  FeatureCache empty;
-  const CacheRequest partial0{0, true};
+  StageCache empty;
+  const auto partial0 = dc::models::deepcache_request(net->num_skips(), 0, true);
   EXPECT_THROW(net->forward(x, t, &partial0, &empty), dc::Error);
 }

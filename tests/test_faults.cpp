@@ -129,11 +129,11 @@ std::string where(const std::string& line, const std::string& dir) {
   return op + " " + p;
 }
 
-struct Row {
+struct FaultRow {
   std::string command, point, fault, exit, message, kept;
 };
-std::vector<Row>& table() {
-  static std::vector<Row> rows;
+std::vector<FaultRow>& fault_table() {
+  static std::vector<FaultRow> rows;
   return rows;
 }
 std::set<std::string>& tabled() {
@@ -187,7 +187,7 @@ void inject(const std::string& label, const std::string& dir, const std::string&
     std::string msg = fault == "kill" ? "(killed: nothing said)" : first_line(r.err.substr(r.err.find("deepcache-bench: error: ")));
     msg = std::regex_replace(msg, std::regex(dir), "DIR");
     msg = std::regex_replace(msg, std::regex("\\.tmp\\.[0-9]+"), ".tmp.PID");
-    table().push_back({label, point, fault, fault == "kill" ? "SIGKILL" : std::to_string(r.code), msg, kept});
+    fault_table().push_back({label, point, fault, fault == "kill" ? "SIGKILL" : std::to_string(r.code), msg, kept});
   }
 }
 
@@ -253,7 +253,7 @@ TEST(Faults, EveryFileOperationOfASweepAndAMergeFailedOrKilledLosesNothing) {
   if (const char* out = std::getenv("DC_FAULT_TABLE")) {
     std::ofstream md(out);
     md << "| command | operation (file) | fault | exit | what the user sees | what is kept |\n|---|---|---|---|---|---|\n";
-    for (const auto& r : table())
+    for (const auto& r : fault_table())
       md << "| `" << r.command << "` | " << r.point << " | " << r.fault << " | " << r.exit << " | " << r.message << " | " << r.kept << " |\n";
     md << "\n" << ops.size() << " operations of `run` and " << mops.size() << " of `merge`, each failed (ENOSPC or EIO) and killed: "
        << 2 * (ops.size() + mops.size()) << " faults, each followed by a rerun of the same command.\n";

@@ -3,7 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
-#include "harness/deepcache/full_steps.h"
+#include "harness/policies/deepcache_schedules.h"
 #include "support/fixtures.h"
 
 using namespace dc::deepcache;
@@ -51,14 +51,9 @@ TEST(FullSteps, NonUniformWithIntervalOneIsEveryStepAndImpossibleSchedulesAreErr
   }
 }
 
-TEST(FullSteps, ExplicitListsAreCheckedAndThePlanAnswersQueries) {
+TEST(FullSteps, ExplicitListsAreChecked) {
   EXPECT_EQ(explicit_full_steps(10, {5, 0, 2}), (std::vector<int>{0, 2, 5}));
   EXPECT_THROW(explicit_full_steps(10, {1, 2}), dc::Error);   // no 0
   EXPECT_THROW(explicit_full_steps(10, {0, 10}), dc::Error);  // out of range
   EXPECT_THROW(explicit_full_steps(10, {0, 3, 3}), dc::Error);
-  CachePlan p;
-  p.full_steps = {0, 3, 6, 9};
-  EXPECT_TRUE(p.is_full(3));
-  EXPECT_FALSE(p.is_full(4));
-  EXPECT_EQ(p.num_full(7), 3);
 }

@@ -9,7 +9,8 @@
 
 #include "common/error.h"
 #include "common/image_io.h"
-#include "harness/deepcache/full_steps.h"
+#include "harness/policies/deepcache.h"
+#include "harness/policies/deepcache_schedules.h"
 #include "harness/denoiser.h"
 #include "harness/sampling/call_schedule.h"
 #include "harness/sampling/samplers.h"
@@ -48,12 +49,12 @@ TEST_P(LdmUNetCase, EqualsTheReference) {
   trace.tap_all = true;
   if (c.json["config"].contains("replicate_layer")) {
     // The released DeepCache pass (`replicate_layer` L), reproduced as its named mode
-    // (CacheRequest::ldm_released): every stored output the shallow pass reads and every block it
+    // (models::released_ldm_request): every stored output the shallow pass reads and every block it
     // computes equal the reference's.
     const int L = c.json["config"]["replicate_layer"].get<int>();
-    dc::deepcache::FeatureCache cache;
-    dc::deepcache::CacheRequest fill{L, false}, shallow{L, true};
-    fill.ldm_released = shallow.ldm_released = true;
+    const int S = net->num_skips();
+    dc::models::StageCache cache;
+    const auto fill = dc::models::released_ldm_request(S, L, false), shallow = dc::models::released_ldm_request(S, L, true);
     const auto eps_full = net->forward(c.io_tensor("x_full"), c.io_tensor("t_full"), labels, &fill, &cache, nullptr);
     EXPECT_TRUE(dc::test::matches_reference(c, "eps_full", eps_full, c.io_tensor("eps_full")));
     const auto eps_shallow = net->forward(c.io_tensor("x_shallow"), c.io_tensor("t_shallow"), labels, &shallow, &cache, &trace);
@@ -62,7 +63,7 @@ TEST_P(LdmUNetCase, EqualsTheReference) {
     for (const auto& spec : c.io_specs()) {
       if (spec.name.rfind("cache.prv_feature.", 0) == 0) {
         const auto i = std::stoul(spec.name.substr(std::string("cache.prv_feature.").size()));
-        EXPECT_TRUE(dc::test::matches_reference(c, spec.name, cache.output(i), c.io_tensor(spec.name)));
+        EXPECT_TRUE(dc::test::matches_reference(c, spec.name, cache.get(dc::models::output_stage(S, static_cast<int>(i)), c.io_tensor("x_full").size(0), ""), c.io_tensor(spec.name)));
         ++compared;
       } else if (spec.name.rfind("shallow.feat.", 0) == 0) {
         const std::string block = spec.name.substr(std::string("shallow.feat.").size());
@@ -74,8 +75,8 @@ TEST_P(LdmUNetCase, EqualsTheReference) {
     EXPECT_GE(compared, 2);
     // Trap 1: whatever L is, the output equals our k = 0 (the second-to-last output block's output,
     // the tensor entering the last one, is what is reused).
-    dc::deepcache::FeatureCache k0;
-    const dc::deepcache::CacheRequest fill0{0, false}, partial0{0, true};
+    dc::models::StageCache k0;
+    const auto fill0 = dc::models::deepcache_request(S, 0, false), partial0 = dc::models::deepcache_request(S, 0, true);
     net->forward(c.io_tensor("x_full"), c.io_tensor("t_full"), labels, &fill0, &k0, nullptr);
     EXPECT_TRUE(dc::test::matches_reference(c, "eps_shallow", net->forward(c.io_tensor("x_shallow"), c.io_tensor("t_shallow"), labels,
                                                                            &partial0, &k0, nullptr),
@@ -109,16 +110,18 @@ TEST(LdmUNet, PartialCallAtEverySkipIndexEqualsTheFullCall) {
   const auto labels = torch::tensor({3, 1000}, torch::kInt64);
   const auto plain = net->forward(x, t, labels, nullptr, nullptr, nullptr);
   for (int k = 0; k < net->num_skips(); ++k) {
-    dc::deepcache::FeatureCache cache;
-    const dc::deepcache::CacheRequest fill{k, false}, partial{k, true};
+    dc::models::StageCache cache;
+    const auto fill = dc::models::deepcache_request(net->num_skips(), k, false);
+    const auto partial = dc::models::deepcache_request(net->num_skips(), k, true);
     const auto full = net->forward(x, t, labels, &fill, &cache, nullptr);
     EXPECT_TRUE(torch::equal(full, plain)) << "k=" << k << ": storing must not change the full call";
     const auto part = net->forward(x, t, labels, &partial, &cache, nullptr);
     EXPECT_LT((part - full).abs().max().item<double>(), 1e-5) << "k=" << k;
   }
   // Negative control: a cache filled from another input gives another output.
-  dc::deepcache::FeatureCache other;
-  const dc::deepcache::CacheRequest fill{2, false}, partial{2, true};
+  dc::models::StageCache other;
+  const auto fill = dc::models::deepcache_request(net->num_skips(), 2, false);
+  const auto partial = dc::models::deepcache_request(net->num_skips(), 2, true);
   net->forward(torch::randn_like(x), t, labels, &fill, &other, nullptr);
   EXPECT_GT((net->forward(x, t, labels, &partial, &other, nullptr) - plain).abs().max().item<double>(), 1e-3);
 }
@@ -198,15 +201,15 @@ TEST_P(LdmTrajectory, EqualsTheReferenceStepByStep) {
   for (const auto& [run, spec] : cfg["runs"].items()) {
     SCOPED_TRACE(run + (released ? " (cache.mode ldm_released)" : ""));
     const auto& a = spec["args"];
-    std::shared_ptr<dc::deepcache::CachePlan> plan;
+    std::shared_ptr<const dc::harness::policies::PolicySettings> plan;
     if (!a["replicate_interval"].is_null()) {
-      plan = std::make_shared<dc::deepcache::CachePlan>();
-      plan->skip_index = 0;  // the released LDM code caches at layer 0 only (trap 1)
-      plan->ldm_released = released;
       const int n = a["replicate_interval"].get<int>();
-      plan->full_steps = a["nonuniform"].get<bool>() ? dc::deepcache::ldm_nonuniform_full_steps(steps, n, a["pow"].get<double>())
-                                                     : dc::deepcache::uniform_full_steps(steps, n);
-      EXPECT_EQ(plan->full_steps, spec["slow_steps(full-pass step indices)"].get<std::vector<int>>());
+      const std::vector<int> full_steps = a["nonuniform"].get<bool>()
+                                              ? dc::deepcache::ldm_nonuniform_full_steps(steps, n, a["pow"].get<double>())
+                                              : dc::deepcache::uniform_full_steps(steps, n);
+      EXPECT_EQ(full_steps, spec["slow_steps(full-pass step indices)"].get<std::vector<int>>());
+      // The released LDM code caches at layer 0 only (trap 1).
+      plan = dc::harness::policies::deepcache_settings({model.unet->num_skips(), 0, full_steps, steps, false, released});
     }
     auto log = std::make_shared<dc::harness::DenoiserLog>();
     const auto inner = dc::harness::cond_denoiser(model.unet, plan, log);

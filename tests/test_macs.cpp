@@ -2,7 +2,7 @@
 // numbers (DeepCache Table 2 / Table 12; the paper quotes these values, they are not fixtures).
 #include <gtest/gtest.h>
 
-#include "harness/deepcache/full_steps.h"
+#include "harness/policies/deepcache_schedules.h"
 #include "metrics/macs.h"
 #include "models/ddpm_unet.h"
 #include "models/model.h"

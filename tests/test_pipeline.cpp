@@ -13,12 +13,14 @@
 
 #include "common/error.h"
 #include "harness/config.h"
-#include "harness/deepcache/full_steps.h"
+#include "harness/policies/deepcache_schedules.h"
 #include "harness/runner.h"
 #include "harness/sampling/call_schedule.h"
 #include "harness/sampling/schedule.h"
 #include "models/model.h"
+#include "harness/policies/deepcache.h"
 #include "models/deepcache_io.h"
+#include "models/unet_call.h"
 #include "support/agreement.h"
 #include "support/cli.h"
 #include "support/fixtures.h"
@@ -141,7 +143,7 @@ TEST(Samplers, OutOfScheduleSettingsAreUserErrors) {
 }
 
 // The non-uniform search runs once, when the experiment is read; the runner executes the
-// resolved list (a list edited after resolution is what runs).
+// resolved policy (settings replaced after resolution are what runs).
 TEST(Config, RunsAreResolvedOnceAndExecutedAsResolved) {
   const auto e = parse_experiment(std::string(kFmnist) +
                                       "runs:\n  - {cache.enabled: true, cache.k: 1, cache.interval: 3, cache.schedule: nonuniform, "
@@ -152,7 +154,7 @@ TEST(Config, RunsAreResolvedOnceAndExecutedAsResolved) {
   EXPECT_EQ(run.plan.full_steps, nu.steps);
   EXPECT_EQ(run.plan.final_power, nu.final_power);
   EXPECT_EQ(run.plan.calls.timesteps(), (std::vector<int64_t>{800, 600, 400, 200, 0}));
-  run.plan.full_steps = {0, 3};
+  run.cache.settings = dc::harness::policies::deepcache_settings({run.plan.model.num_skips, 1, {0, 3}, 5});
   const auto r = dc::harness::execute_run(run);
   EXPECT_EQ(r.full_steps, (std::vector<int>{0, 3}));
   EXPECT_EQ(r.is_full, (std::vector<int>{1, 0, 0, 1, 0}));
@@ -219,11 +221,21 @@ TEST(Config, ZeroFeatureAblationReplacesOnlyWhatPartialCallsRead) {
   };
   EXPECT_TRUE(torch::equal(images("{cache.interval: 1, cache.feature: zero}"), images("{cache.interval: 1}")));
   EXPECT_TRUE(dc::test::images_differ(images("{cache.interval: 2, cache.feature: zero}"), images("{cache.interval: 2}")));
-  dc::deepcache::FeatureCache c;
-  c.store(0, torch::ones({2, 3}));
-  c.zero_out();
-  EXPECT_EQ(c.get(0, 2).abs().sum().item<double>(), 0.0);
-  EXPECT_EQ(c.get(0, 2).sizes(), (std::vector<int64_t>{2, 3}));
+  // The rule itself: after a full call the policy hands partial calls zeros of the stored feature's
+  // shape, in place of the stored feature.
+  const auto settings = dc::harness::policies::deepcache_settings({4, 1, {0, 2}, 4, /*zero_feature=*/true});
+  const auto policy = settings->make();
+  const int stage = dc::models::deepcache_stage(4, 1);
+  dc::models::StageCache cache;
+  policy->begin(2);
+  const auto full = policy->decide(0, {}, {});
+  EXPECT_TRUE(full.computes_everything());
+  cache.store(stage, torch::ones({2, 3}));
+  policy->observe(0, {}, cache);
+  const auto partial = policy->decide(1, {}, {});
+  ASSERT_TRUE(partial.given.count(stage));
+  EXPECT_EQ(partial.given.at(stage).abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(partial.given.at(stage).sizes(), (std::vector<int64_t>{2, 3}));
 }
 
 TEST(Config, ReleasedLdmPassIsAnLdmOnlyMode) {

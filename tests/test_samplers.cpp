@@ -2,7 +2,8 @@
 // recorded noise replayed) and the DDPM DDIM trajectories with DeepCache in tests/fixtures/ddpm.
 #include <gtest/gtest.h>
 
-#include "harness/deepcache/full_steps.h"
+#include "harness/policies/deepcache.h"
+#include "harness/policies/deepcache_schedules.h"
 #include "models/deepcache_io.h"
 #include "harness/denoiser.h"
 #include "harness/sampling/samplers.h"
@@ -142,15 +143,16 @@ TEST_P(DdpmTrajectory, EqualsTheReferenceStepByStep) {
                                        d["num_diffusion_timesteps"].get<int>());
   EXPECT_TRUE(torch::equal(i64(seq), c.io_tensor("seq")));
 
-  std::shared_ptr<dc::deepcache::CachePlan> plan;
+  std::shared_ptr<const dc::harness::policies::PolicySettings> plan;
   const auto& cache = c.json["cache"];
   if (!cache.is_null()) {
-    plan = std::make_shared<dc::deepcache::CachePlan>();
-    plan->skip_index = dc::deepcache::k_from_ddpm_branch(cache["branch"].get<int>());
     const int n = cache["cache_interval"].get<int>();
-    plan->full_steps = cache.value("non_uniform", false)
-                           ? dc::deepcache::nonuniform_full_steps(steps, n, cache["center"].get<int>(), cache["pow"].get<double>()).steps
-                           : dc::deepcache::uniform_full_steps(steps, n);
+    plan = dc::harness::policies::deepcache_settings(
+        {net->num_skips(), dc::deepcache::k_from_ddpm_branch(cache["branch"].get<int>()),
+         cache.value("non_uniform", false)
+             ? dc::deepcache::nonuniform_full_steps(steps, n, cache["center"].get<int>(), cache["pow"].get<double>()).steps
+             : dc::deepcache::uniform_full_steps(steps, n),
+         steps});
   }
   auto log = std::make_shared<dc::harness::DenoiserLog>();
   log->keep_cached = true;
@@ -186,9 +188,7 @@ TEST(DdpmTrajectoryCache, IntervalOneEqualsNoCachingExactly) {
   auto net = dc::test::load_ddpm_case_model(cases.front());
   const auto ac = alphas_cumprod_f32(make_betas(BetaSchedule::DdpmLinear, 1000, 1e-4, 0.02));
   const auto seq = ddim_repo_timesteps(8, Spacing::Uniform, 1000);
-  auto plan = std::make_shared<dc::deepcache::CachePlan>();
-  plan->skip_index = 3;
-  plan->full_steps = dc::deepcache::uniform_full_steps(8, 1);
+  const auto plan = dc::harness::policies::deepcache_settings({net->num_skips(), 3, dc::deepcache::uniform_full_steps(8, 1), 8});
   auto zero = [](const torch::Tensor& like) { return torch::zeros_like(like); };
   const auto x = cases.front().io_tensor("x_T");
   const auto a = dc::test::ddim_repo_sample(x, seq, ac, 0.0, dc::harness::denoiser(net.ptr(), nullptr), zero);

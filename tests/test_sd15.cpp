@@ -13,11 +13,13 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
-#include "harness/deepcache/full_steps.h"
+#include "harness/policies/deepcache.h"
+#include "harness/policies/deepcache_schedules.h"
 #include "harness/denoiser.h"
 #include "harness/sampling/call_schedule.h"
 #include "harness/sampling/samplers.h"
 #include "harness/sampling/schedule.h"
+#include "tests/support/deepcache_cut.h"
 #include "models/autoencoder.h"
 #include "models/clip_text.h"
 #include "models/deepcache_io.h"
@@ -86,12 +88,13 @@ TEST_P(Sd15UNetCase, EqualsTheReference) {
                                                 : dc::deepcache::k_from_sd_layer_block(d.at("cache_layer_id").get<int>(), d.at("cache_block_id").get<int>());
     const torch::Tensor x_full = c.io_tensor("sample_full"), x_shallow = c.io_tensor("sample_shallow");
     const int64_t b = x_full.size(0);
-    dc::deepcache::FeatureCache cache;
-    const dc::deepcache::CacheRequest fill{k, false}, partial{k, true};
+    dc::models::StageCache cache;
+    const dc::test::DeepCacheCut cut(net->num_skips(), k);
+    const auto &fill = cut.full, &partial = cut.partial;
     const auto eps_full = net->forward(x_full, batch_t(c.io_tensor("timestep_full"), b), ehs, &fill, &cache, nullptr);
     EXPECT_TRUE(dc::test::matches_reference(c, "eps_full", eps_full, c.io_tensor("eps_full")));
     if (has_tensor(c, "cached_feature")) {  // the tensor entering the up block that consumes hs[k]
-      EXPECT_TRUE(dc::test::matches_reference(c, "cached_feature", cache.get(k, b), c.io_tensor("cached_feature")));
+      EXPECT_TRUE(dc::test::matches_reference(c, "cached_feature", cache.get(cut.stage, b, ""), c.io_tensor("cached_feature")));
     }
     const auto eps_shallow = net->forward(x_shallow, batch_t(c.io_tensor("timestep_shallow"), b), ehs, &partial, &cache, nullptr);
     EXPECT_TRUE(dc::test::matches_reference(c, "eps_shallow", eps_shallow, c.io_tensor("eps_shallow")));
@@ -210,10 +213,11 @@ TEST_P(Sd15PipelineCase, TrajectoriesEqualTheReference) {
     if (!r.at("center").is_null()) spec.center = r.at("center").get<int>();
     if (!r.at("pow").is_null()) spec.power = r.at("pow").get<double>();
     spec.index = "steps";
-    auto plan = std::make_shared<dc::deepcache::CachePlan>();
-    plan->skip_index = dc::deepcache::k_from_sd_layer_block(r.at("cache_layer_id").get<int>(), r.at("cache_block_id").get<int>());
-    plan->full_steps = dc::deepcache::full_calls(spec, schedule.num_calls(), schedule.num_steps()).steps;
-    EXPECT_EQ(plan->full_steps, r.at("full_steps").get<std::vector<int>>());
+    const std::vector<int> full_steps = dc::deepcache::full_calls(spec, schedule.num_calls(), schedule.num_steps()).steps;
+    EXPECT_EQ(full_steps, r.at("full_steps").get<std::vector<int>>());
+    const auto plan = dc::harness::policies::deepcache_settings(
+        {unet->num_skips(), dc::deepcache::k_from_sd_layer_block(r.at("cache_layer_id").get<int>(), r.at("cache_block_id").get<int>()),
+         full_steps, schedule.num_calls()});
     auto log = std::make_shared<dc::harness::DenoiserLog>();
     std::vector<torch::Tensor> eps_cfg;
     const auto guided = dc::sampling::classifier_free_guidance(dc::harness::cond_denoiser(unet, plan, log), prompt, negative, guidance);

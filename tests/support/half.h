@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/deepcache_cut.h"
 #include "models/deepcache_io.h"
 #include "models/model.h"
 #include "models/unet.h"
@@ -94,8 +95,9 @@ inline HalfError fp16_error(const HalfCase& c, const torch::Device& device) {
     };
     const torch::Tensor x = in(c.x), cond = in(c.cond), t = c.t.to(device);
     const torch::Tensor plain = c.net->forward(x, t, cond, nullptr, nullptr, nullptr).to(torch::kCPU, torch::kFloat);
-    deepcache::FeatureCache cache;
-    const deepcache::CacheRequest fill{c.k, false}, partial{c.k, true};
+    models::StageCache cache;
+    const DeepCacheCut cut(c.net->num_skips(), c.k);
+    const auto &fill = cut.full, &partial = cut.partial;
     c.net->forward(x, t, cond, &fill, &cache, nullptr);
     const torch::Tensor part = c.net->forward(x, t * 0.9, cond, &partial, &cache, nullptr).to(torch::kCPU, torch::kFloat);
     return std::make_pair(plain, part);

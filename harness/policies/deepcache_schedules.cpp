@@ -1,4 +1,4 @@
-#include "harness/deepcache/full_steps.h"
+#include "harness/policies/deepcache_schedules.h"
 
 #include <algorithm>
 #include <cmath>
@@ -206,12 +206,6 @@ std::vector<int> explicit_full_steps(int num_steps, std::vector<int> steps) {
   if (steps.empty() || steps[0] != 0)
     throw Error("the full-step list must contain step 0: the first model call has no cache to reuse");
   return steps;
-}
-
-bool CachePlan::is_full(int step) const { return std::binary_search(full_steps.begin(), full_steps.end(), step); }
-
-int CachePlan::num_full(int num_steps) const {
-  return static_cast<int>(std::count_if(full_steps.begin(), full_steps.end(), [&](int s) { return s < num_steps; }));
 }
 
 std::vector<int> ldm_nonuniform_full_steps(int num_steps, int interval, double power) {

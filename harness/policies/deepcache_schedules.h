@@ -1,6 +1,6 @@
-// DeepCache's caching policy: which model calls are full (run the whole UNet and refill the
-// cache) and which are partial (run only the shallow layers above skip index k and reuse the
-// cached deep feature). Torch-free.
+// DeepCache's schedules (the deepcache policy's, harness/policies/deepcache.cpp): which model calls
+// are full (run the whole UNet and refill the cache) and which are partial (run only the shallow
+// layers above skip index k and reuse the cached deep feature). Torch-free.
 //
 // Steps are model-call indices counted from 0 at the noisiest call (PLMS with 50 steps makes 51
 // calls). A plan's full-step list always contains 0: the first call has nothing to reuse.
@@ -55,17 +55,5 @@ struct ScheduleSpec {
   std::string index = "calls";  // calls | steps
 };
 NonUniformResult full_calls(const ScheduleSpec& spec, int num_calls, int num_steps);
-
-// "uniform N=5", "non-uniform N=5 c=50 p=1.4 (final p=1.38)", ...
-struct CachePlan {
-  int skip_index = 0;            // k: cache the main branch entering the up block that consumes hs[k]
-  std::vector<int> full_steps;   // model-call indices that run the full network
-  std::string schedule;          // how full_steps was made, for reports
-  double final_power = 0.0;      // non-uniform only
-  bool zero_feature = false;
-  bool ldm_released = false;     // the released LDM code's pass with replicate_layer = skip_index (models/deepcache_io.h)     // ablation (paper Table 5): partial calls get zeros instead of the cached feature
-  bool is_full(int step) const;
-  int num_full(int num_steps) const;
-};
 
 }  // namespace dc::deepcache

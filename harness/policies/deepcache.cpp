@@ -1,0 +1,176 @@
+// The deepcache policy (Ma, Fang, Wang, CVPR 2024): full calls on a schedule fill the cache at skip
+// index k; the calls between them compute only the shallow layers above k and reuse the cached
+// deep feature (models::deepcache_request, the cut written once). Its YAML, in `cache:`:
+//   k         skip index (docs/deepcache.md; paper branch m = k + 1)
+//   interval  N; schedule uniform | nonuniform (center, power) | ldm_nonuniform (power) | explicit (full_steps)
+//   index     calls | steps (the set over the model calls, or over the steps read as call indices:
+//             DeepCache's SD pipeline for PNDM; default steps for pndm, calls otherwise)
+//   feature   cached | zero (the paper's Table 5 ablation: partial calls read zeros)
+//   mode      chained | ldm_released (the released LDM code's pass, k = its replicate_layer)
+// Every full-call set is known before sampling (schedule()), so plan shows the calls and MACs.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "harness/policies/deepcache.h"
+#include "harness/policies/deepcache_schedules.h"
+#include "harness/policies/registry_entries.h"
+
+namespace dc::harness::policies {
+namespace {
+
+struct DeepCacheSettings final : PolicySettings {
+  int num_skips = 0;
+  int k = 2;
+  int interval = 5;
+  std::string schedule_name = "uniform";
+  int center = 0;
+  double power = 1.4;
+  std::vector<int> explicit_steps;
+  std::string mode = "chained";
+  std::string feature = "cached";
+  std::string index;
+  bool pndm = false;             // the sampler is pndm (its index is part of the run id)
+  int num_calls = 0;
+  std::vector<int> full_steps;   // resolved when enabled
+  double final_power = 0.0;
+
+  nlohmann::json resolved() const override {
+    nlohmann::json c = {{"k", k}, {"interval", interval}, {"schedule", schedule_name}};
+    if (schedule_name == "nonuniform") {
+      c["center"] = center;
+      c["power"] = power;
+    }
+    if (schedule_name == "ldm_nonuniform") c["power"] = power;
+    if (feature != "cached") c["feature"] = feature;  // only when set: existing run ids stay
+    if (mode != "chained") c["mode"] = mode;
+    if (schedule_name == "explicit") c["full_steps"] = explicit_steps;
+    // Only where it can differ from the calls' set (the older run ids stay).
+    if (pndm || index != "calls") c["index"] = index;
+    return c;
+  }
+
+  std::string describe() const override {
+    std::string s = fmt::format(" k={} N={}", k, interval);
+    if (schedule_name == "nonuniform") s += fmt::format(" nonuniform c={} p={}", center, power);
+    if (schedule_name == "ldm_nonuniform") s += fmt::format(" ldm-nonuniform p={}", power);
+    if (schedule_name == "explicit") s += " explicit";
+    if (feature == "zero") s += " zero-feature";
+    if (mode == "ldm_released") s += " ldm-released";
+    return s;
+  }
+
+  bool is_full(int call) const { return std::binary_search(full_steps.begin(), full_steps.end(), call); }
+
+  models::CallRequest request(int call) const {
+    const bool partial = !is_full(call);
+    return mode == "ldm_released" ? models::released_ldm_request(num_skips, k, partial)
+                                  : models::deepcache_request(num_skips, k, partial);
+  }
+
+  std::optional<std::vector<models::CallRequest>> schedule() const override {
+    std::vector<models::CallRequest> v;
+    for (int c = 0; c < num_calls; ++c) v.push_back(request(c));
+    return v;
+  }
+
+  nlohmann::json facts() const override { return {{"final_power", final_power}}; }
+  std::string plan_note() const override {
+    return schedule_name == "nonuniform" ? fmt::format(", final p={:.2f}", final_power) : "";
+  }
+
+  std::unique_ptr<Policy> make() const override;
+};
+
+// The per-generation state: only the zero-feature ablation has any (the zeros partial calls read).
+class DeepCachePolicy final : public Policy {
+ public:
+  explicit DeepCachePolicy(const DeepCacheSettings& s) : s_(s), stage_(models::deepcache_stage(s.num_skips, s.k)) {}
+  void begin(int64_t) override { zeros_ = torch::Tensor(); }
+  models::CallRequest decide(int call, const torch::Tensor&, const torch::Tensor&) override {
+    models::CallRequest r = s_.request(call);
+    if (s_.feature == "zero" && !s_.is_full(call) && zeros_.defined()) r.given[stage_] = zeros_;
+    return r;
+  }
+  void observe(int call, const models::CallRecord&, const models::StageCache& cache) override {
+    // The ablation without reuse (paper Table 5): what partial calls read becomes zeros of the
+    // stored feature's shape.
+    if (s_.feature != "zero" || !s_.is_full(call)) return;
+    if (const torch::Tensor& stored = cache.peek(stage_); stored.defined()) zeros_ = torch::zeros_like(stored);
+  }
+
+ private:
+  const DeepCacheSettings s_;  // a copy: the policy outlives nothing it points to
+  int stage_;
+  torch::Tensor zeros_;
+};
+
+std::unique_ptr<Policy> DeepCacheSettings::make() const { return std::make_unique<DeepCachePolicy>(*this); }
+
+std::shared_ptr<const PolicySettings> read(const ReadContext& c) {
+  auto s = std::make_shared<DeepCacheSettings>();
+  const Reader& r = c.reader;
+  const nlohmann::json& m = c.block;
+  r.get(m, "cache", "index", s->index);
+  r.get(m, "cache", "mode", s->mode);
+  r.get(m, "cache", "feature", s->feature);
+  r.get(m, "cache", "k", s->k);
+  r.get(m, "cache", "interval", s->interval);
+  r.get(m, "cache", "schedule", s->schedule_name);
+  r.get(m, "cache", "center", s->center);
+  r.get(m, "cache", "power", s->power);
+  r.get(m, "cache", "full_steps", s->explicit_steps);
+  s->num_skips = c.num_skips;
+  s->num_calls = c.num_calls;
+  s->pndm = c.sampler == "pndm";
+  if (s->k < 0 || s->k >= c.num_skips)
+    r.fail("cache.k", fmt::format("skip index {} is out of range for the {} '{}' UNet: valid k are 0..{} (paper branch m = k+1)",
+                                  s->k, c.family, c.preset, c.num_skips - 1));
+  r.at_least("cache.interval", s->interval, 1, "N = 1 is no reuse");
+  r.one_of("cache.schedule", s->schedule_name, {"uniform", "nonuniform", "ldm_nonuniform", "explicit"});
+  r.one_of("cache.feature", s->feature, {"cached", "zero"});
+  r.one_of("cache.mode", s->mode, {"chained", "ldm_released"});
+  if (s->mode == "ldm_released" && c.family != "ldm")
+    r.fail("cache.mode", fmt::format("ldm_released is the released LDM code's pass; the {} family caches chained only", c.family));
+  // cache.index: the set over all model calls, or over the steps read as call indices (the SD
+  // reference's indexing for PNDM, its default there).
+  if (s->index.empty()) s->index = s->pndm ? "steps" : "calls";
+  r.one_of("cache.index", s->index, {"calls", "steps"});
+  if (!c.enabled) return s;
+  try {
+    const auto fc = deepcache::full_calls({s->schedule_name, s->interval, s->center, s->power, s->explicit_steps, s->index},
+                                          c.num_calls, c.num_steps);
+    s->full_steps = fc.steps;
+    s->final_power = fc.final_power;
+    if (!fc.warning.empty() && c.warnings) c.warnings->push_back(r.at("cache.center") + ": " + fc.warning);
+  } catch (const Error& e) {
+    r.fail(s->schedule_name == "explicit" ? "cache.full_steps" : "cache.schedule", e.what());
+  }
+  return s;
+}
+
+}  // namespace
+
+std::shared_ptr<const PolicySettings> deepcache_settings(const DeepCacheOptions& o) {
+  auto s = std::make_shared<DeepCacheSettings>();
+  s->num_skips = o.num_skips;
+  s->k = o.k;
+  models::deepcache_stage(o.num_skips, o.k);  // dc::Error for k outside [0, S-1]
+  s->schedule_name = "explicit";
+  s->explicit_steps = s->full_steps = o.full_calls;
+  s->num_calls = o.num_calls;
+  s->feature = o.zero_feature ? "zero" : "cached";
+  s->mode = o.ldm_released ? "ldm_released" : "chained";
+  s->index = "calls";
+  return s;
+}
+
+PolicyType deepcache_policy() {
+  return {"deepcache",
+          "DeepCache: full calls on a schedule (uniform, non-uniform, explicit) fill the cache at skip index k; the calls "
+          "between them run only the layers above k",
+          {"k", "interval", "schedule", "center", "power", "full_steps", "feature", "mode", "index"},
+          read};
+}
+
+}  // namespace dc::harness::policies

@@ -1,0 +1,100 @@
+// Caching policies (DESIGN.md §4b): which part of the network each model call computes. A policy is
+// a registry entry chosen by `cache.policy` (default deepcache); it owns its YAML keys inside the
+// `cache:` block (read strictly, errors located), its part of the run id, its description for
+// `plan` and `report`, and its per-generation state. The loop (harness/denoiser) asks it per model
+// call for a request (models/unet_call.h) and tells it afterwards what the call did; nothing else
+// in the harness knows what a policy's settings mean.
+//
+//   settings = type.read(context)      once, when the experiment is read (errors: file:line: key)
+//   policy = settings->make()          per sampling (run, shard, repeat)
+//   policy->begin(batch)               per generation (its call 0)
+//   request = policy->decide(call, t, x); eps = UNet under request; policy->observe(call, record, cache)
+//
+// Registering a policy: one file under harness/policies/ defining a PolicyType, listed in
+// registry.cpp's builtin table; or register_policy() at run time (a test's toy policy).
+#pragma once
+#include <torch/torch.h>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "harness/config_reader.h"
+#include "models/unet_call.h"
+
+namespace dc::harness::policies {
+
+// One generation's per-call state: decides each call's request, sees what it did.
+class Policy {
+ public:
+  virtual ~Policy() = default;
+  // A new generation of `batch` samples (the UNet's batch: doubled under classifier-free guidance)
+  // starts; the StageCache has been reset.
+  virtual void begin(int64_t /*batch*/) {}
+  // What model call `call` (0 = the noisiest) computes. x is the UNet's input, t its timesteps.
+  virtual models::CallRequest decide(int call, const torch::Tensor& t, const torch::Tensor& x) = 0;
+  // After the call: the stages it computed and the outputs the request asked to observe; `cache`
+  // holds what this generation's calls stored.
+  virtual void observe(int /*call*/, const models::CallRecord& /*record*/, const models::StageCache& /*cache*/) {}
+};
+
+// A policy's settings for one run, read from its `cache:` block. Immutable, shared by the run's
+// copies; every sampling makes a fresh Policy from it.
+class PolicySettings {
+ public:
+  virtual ~PolicySettings() = default;
+  // The block as it enters the run's resolved config and run id: every setting that changes a sample,
+  // defaults included, without `enabled` and `policy` (the reader adds them).
+  virtual nlohmann::json resolved() const = 0;
+  // Appended to the run's short description (harness/config describe_run): " k=2 N=5 nonuniform c=50 p=1.4".
+  virtual std::string describe() const = 0;
+  // Every call's request of one generation of `num_calls`, when the policy knows them before
+  // sampling (plan, expected MACs); nullopt when it decides from what it measures.
+  virtual std::optional<std::vector<models::CallRequest>> schedule() const = 0;
+  // What reading resolved beyond the settings, stored with the run's results (e.g. {"final_power": 1.38}).
+  virtual nlohmann::json facts() const { return nlohmann::json::object(); }
+  // Said by `plan` after the run's calls (", final p=1.38").
+  virtual std::string plan_note() const { return ""; }
+  virtual std::unique_ptr<Policy> make() const = 0;
+};
+
+// What a policy may know about its run when it reads its block.
+struct ReadContext {
+  const Reader& reader;        // reader.get(block, "cache", key, value), reader.fail("cache.key", why), reader.at(path)
+  const nlohmann::json& block;  // the run's `cache:` mapping (keys already checked against PolicyType::keys)
+  std::string family, preset;   // model.family, model.preset
+  int num_skips = 0;            // S of the model
+  std::string sampler;          // sampler.name (resolved)
+  int num_calls = 0;            // model calls of one generation
+  int num_steps = 0;            // sampler.steps
+  std::vector<std::string>* warnings = nullptr;  // "file:line: key: what" of settings accepted but probably not meant
+  // cache.enabled: a disabled block is still read and checked (a sweep may enable it), but nothing
+  // expensive needs resolving (a schedule search).
+  bool enabled = true;
+};
+
+struct PolicyType {
+  std::string name;
+  std::string summary;            // one line for docs and `--help`
+  std::vector<std::string> keys;  // its keys in the `cache:` block (besides enabled and policy)
+  std::function<std::shared_ptr<const PolicySettings>(const ReadContext&)> read;
+};
+
+// The registered policies: the built-in ones (registry.cpp) and any register_policy() added.
+const PolicyType* find_policy(const std::string& name);
+std::vector<std::string> policy_names();
+// Adds a policy (dc::Error when the name is taken or empty, or read is missing).
+void register_policy(PolicyType type);
+
+// The default policy's name (`cache.policy` when absent).
+inline const char* default_policy() { return "deepcache"; }
+
+// ---- helpers for the loop, plan and report ------------------------------------------------------
+// The calls of a schedule that compute everything.
+std::vector<int> full_calls_of(const std::vector<models::CallRequest>& schedule);
+
+}  // namespace dc::harness::policies

@@ -1,0 +1,244 @@
+#include "models/unet_call.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "common/error.h"
+#include "models/trace.h"
+#include "models/unet.h"
+
+namespace dc::models {
+
+// ---- CallRequest ----------------------------------------------------------------------------------
+bool CallRequest::computes_everything() const {
+  return !skip_all && std::all_of(stages.begin(), stages.end(), [](StageAction a) { return a == StageAction::Compute; });
+}
+
+std::string CallRequest::kind() const {
+  if (skip_all) return "skip";
+  std::string s;
+  if (computes_everything()) {
+    s = "full";
+  } else {
+    std::vector<int> computed, reused, discarded;
+    for (std::size_t i = 0; i < stages.size(); ++i) {
+      if (stages[i] == StageAction::Compute) computed.push_back(static_cast<int>(i));
+      if (stages[i] == StageAction::Reuse) reused.push_back(static_cast<int>(i));
+      if (stages[i] == StageAction::ComputeDiscard) discarded.push_back(static_cast<int>(i));
+    }
+    s = fmt::format("reuse {} compute {}", compact_ids(reused), compact_ids(computed));
+    if (!discarded.empty()) s += fmt::format(" discard {}", compact_ids(discarded));
+  }
+  if (!store.empty()) s += fmt::format(" store {}", compact_ids(store));
+  if (!given.empty()) {
+    std::vector<int> ids;
+    for (const auto& [id, v] : given) ids.push_back(id);
+    s += fmt::format(" given {}", compact_ids(ids));
+  }
+  if (store_residual) s += " store residual";
+  return s;
+}
+
+std::string compact_ids(const std::vector<int>& ids_in) {
+  std::vector<int> ids = ids_in;
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  std::string s;
+  for (std::size_t i = 0; i < ids.size();) {
+    std::size_t j = i;
+    while (j + 1 < ids.size() && ids[j + 1] == ids[j] + 1) ++j;
+    if (!s.empty()) s += ",";
+    s += j == i ? std::to_string(ids[i]) : fmt::format("{}-{}", ids[i], ids[j]);
+    i = j + 1;
+  }
+  return s.empty() ? "-" : s;
+}
+
+std::string generic_stage_name(int num_skips, int stage) {
+  if (stage < num_skips) return fmt::format("input {}", stage);
+  if (stage == num_skips) return "middle";
+  return fmt::format("output {}", stage - num_skips - 1);
+}
+
+// ---- StageCache -----------------------------------------------------------------------------------
+void StageCache::reset() {
+  stored_.clear();
+  residual_ = torch::Tensor();
+}
+
+void StageCache::store(int stage, torch::Tensor value) {
+  stored_[stage] = std::move(value);
+  ++fills_;
+}
+
+const torch::Tensor& StageCache::get(int stage, int64_t batch, const std::string& stage_name) const {
+  const auto it = stored_.find(stage);
+  if (it == stored_.end())
+    throw Error(fmt::format("cache: a call reuses the output of {} but no earlier call of this generation stored it (the "
+                            "first call must compute everything)", stage_name));
+  if (it->second.size(0) != batch)
+    throw Error(fmt::format("cache: the stored output of {} holds a batch of {}, the call has {}", stage_name,
+                            it->second.size(0), batch));
+  return it->second;
+}
+
+const torch::Tensor& StageCache::peek(int stage) const {
+  static const torch::Tensor none;
+  const auto it = stored_.find(stage);
+  return it == stored_.end() ? none : it->second;
+}
+
+void StageCache::store_residual(const torch::Tensor& x, const torch::Tensor& out) {
+  residual_ = out - x;
+  ++fills_;
+}
+
+const torch::Tensor& StageCache::residual(int64_t batch) const {
+  if (!residual_.defined())
+    throw Error("cache: a call skips the whole UNet but no earlier call of this generation stored its output residual");
+  if (residual_.size(0) != batch)
+    throw Error(fmt::format("cache: the stored residual holds a batch of {}, the call has {}", residual_.size(0), batch));
+  return residual_;
+}
+
+// ---- run_call -------------------------------------------------------------------------------------
+namespace {
+
+// Adds the MACs the trace counted since the last mark to `paper`/`all`.
+struct MacMeter {
+  Trace* trace;
+  double macs = 0, all = 0;
+  void mark() {
+    if (trace && trace->count_macs) macs = trace->macs, all = trace->macs_all;
+  }
+  void take(double& paper, double& every) {
+    if (!trace || !trace->count_macs) return;
+    paper = trace->macs - macs;
+    every = trace->macs_all - all;
+    mark();
+  }
+};
+
+void check_request(const CallRequest& req, int S, const StageCache* cache) {
+  const int n = num_stages(S);
+  if (!req.stages.empty() && static_cast<int>(req.stages.size()) != n)
+    throw Error(fmt::format("cache request: {} stage actions for a UNet of {} stages (2S+1 with S = {} skips)",
+                            req.stages.size(), n, S));
+  for (const std::vector<int>* ids : {&req.store, &req.observe})
+    for (int id : *ids)
+      if (id < 0 || id >= n) throw Error(fmt::format("cache request: stage id {} is outside 0..{}", id, n - 1));
+  if (!cache && (req.skip_all || req.store_residual || !req.store.empty() ||
+                 std::any_of(req.stages.begin(), req.stages.end(), [](StageAction a) { return a != StageAction::Compute; })))
+    throw Error("cache request: a call that stores or reuses needs a StageCache");
+}
+
+}  // namespace
+
+torch::Tensor run_call(UNet& net, const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& cond,
+                       const CallRequest* req, StageCache* cache, Trace* trace, CallRecord* record) {
+  const int S = net.num_skips(), n = num_stages(S);
+  if (req) check_request(*req, S, cache);
+  if (record) {
+    record->computed.assign(n, 0);
+    record->outputs.clear();
+    record->stage_macs.assign(n, 0.0);
+    record->stage_macs_all.assign(n, 0.0);
+  }
+  if (req && req->skip_all) {
+    if (record) record->network = false;
+    return x + cache->residual(x.size(0));
+  }
+  if (record) record->network = true;
+  MacMeter meter{trace};
+  meter.mark();
+  const UNet::Embedding e = net.embed(x, t, cond, trace);
+  if (record) meter.take(record->embed_macs, record->embed_macs_all);
+  const auto action = [&](int s) { return req && !req->stages.empty() ? req->stages[s] : StageAction::Compute; };
+  std::vector<torch::Tensor> hs(S);
+  torch::Tensor h;  // the previous stage's output
+  for (int s = 0; s < n; ++s) {
+    const StageAction a = action(s);
+    if (a == StageAction::Skip) {
+      h = torch::Tensor();
+      continue;
+    }
+    if (a == StageAction::Reuse) {
+      const auto given = req->given.find(s);
+      h = given != req->given.end() ? given->second : cache->get(s, x.size(0), net.stage_name(s));
+    } else {
+      if (s > 0 && !h.defined())
+        throw Error(fmt::format("cache request: {} is computed but {} before it is skipped", net.stage_name(s), net.stage_name(s - 1)));
+      if (s < S) {
+        h = net.input_block(s, s == 0 ? x : h, e, trace);
+      } else if (s == S) {
+        h = net.middle(h, e, trace);
+      } else {
+        const int i = s - S - 1;
+        const torch::Tensor& skip = hs[S - 1 - i];
+        if (!skip.defined())
+          throw Error(fmt::format("cache request: {} needs skip hs[{}], whose {} is skipped", net.stage_name(s), S - 1 - i,
+                                  net.stage_name(S - 1 - i)));
+        h = net.output_block(i, h, skip, e, trace);
+      }
+      if (record) {
+        record->computed[s] = 1;
+        meter.take(record->stage_macs[s], record->stage_macs_all[s]);
+      }
+      if (a == StageAction::ComputeDiscard) h = cache->get(s, x.size(0), net.stage_name(s));
+    }
+    if (s < S) hs[s] = h;
+    if (req && std::find(req->store.begin(), req->store.end(), s) != req->store.end()) cache->store(s, h);
+    if (record && req && std::find(req->observe.begin(), req->observe.end(), s) != req->observe.end()) record->outputs[s] = h;
+  }
+  if (!h.defined()) throw Error(fmt::format("cache request: the last stage ({}) is skipped", net.stage_name(n - 1)));
+  torch::Tensor out = net.head(h, trace);
+  if (record) meter.take(record->head_macs, record->head_macs_all);
+  if (req && req->store_residual) cache->store_residual(x, out);
+  return out;
+}
+
+std::vector<uint8_t> computed_stages(const CallRequest* req, int S) {
+  if (req && req->skip_all) return {};
+  std::vector<uint8_t> v(num_stages(S), 1);
+  if (req && !req->stages.empty())
+    for (int s = 0; s < num_stages(S); ++s)
+      v[s] = req->stages[s] == StageAction::Compute || req->stages[s] == StageAction::ComputeDiscard ? 1 : 0;
+  return v;
+}
+
+// ---- DeepCache's cut ------------------------------------------------------------------------------
+int deepcache_stage(int S, int k) {
+  deepcache::check_skip_index(k, S, "this UNet");
+  return k == S - 1 ? middle_stage(S) : output_stage(S, S - 2 - k);
+}
+
+CallRequest deepcache_request(int S, int k, bool partial) {
+  const int feature = deepcache_stage(S, k);
+  CallRequest r;
+  r.stages.assign(num_stages(S), StageAction::Compute);
+  if (!partial) {
+    r.store = {feature};
+    return r;
+  }
+  for (int s = k + 1; s < feature; ++s) r.stages[s] = StageAction::Skip;  // deep input blocks, middle, deep output blocks
+  r.stages[feature] = StageAction::Reuse;
+  return r;
+}
+
+CallRequest released_ldm_request(int S, int L, bool partial) {
+  deepcache::check_skip_index(L, S, "this UNet");
+  CallRequest r;
+  r.stages.assign(num_stages(S), StageAction::Compute);
+  if (!partial) {
+    for (int s = middle_stage(S); s < output_stage(S, S - 1); ++s) r.store.push_back(s);
+    return r;
+  }
+  const int first = output_stage(S, S - 1 - L);  // the first output block the shallow pass runs
+  for (int s = L + 1; s < first - 1; ++s) r.stages[s] = StageAction::Skip;
+  r.stages[first - 1] = StageAction::Reuse;
+  for (int s = first; s < output_stage(S, S - 1); ++s) r.stages[s] = StageAction::ComputeDiscard;
+  return r;
+}
+
+}  // namespace dc::models
