@@ -11,7 +11,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const auto e = dc::harness::parse_experiment(text, "in.yaml", DC_SOURCE_DIR "/experiments");
     for (const auto& r : e.runs) {
       if (r.run_id.size() != 16 || r.plan.calls.calls.empty()) __builtin_trap();  // every run resolved
-      for (int f : r.plan.full_steps)
+      for (int f : r.plan.full_calls)
         if (f < 0 || f >= static_cast<int>(r.plan.calls.calls.size())) __builtin_trap();
       (void)dc::harness::describe_run(r);
     }

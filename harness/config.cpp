@@ -157,9 +157,9 @@ void read_cache(const json& j, const Reader& r, RunSpec& s, int num_skips) {
   // call without caching).
   const auto schedule = s.cache.enabled ? s.cache.settings->schedule() : std::nullopt;
   if (!s.cache.enabled) {
-    for (int i = 0; i < s.plan.calls.num_calls(); ++i) s.plan.full_steps.push_back(i);
+    for (int i = 0; i < s.plan.calls.num_calls(); ++i) s.plan.full_calls.push_back(i);
   } else if (schedule) {
-    s.plan.full_steps = policies::full_calls_of(*schedule);
+    s.plan.full_calls = policies::full_calls_of(*schedule);
   }
   s.plan.final_power = s.cache.enabled ? s.cache.settings->facts().value("final_power", 0.0) : 0.0;
 }

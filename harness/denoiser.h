@@ -11,7 +11,7 @@
 #include <memory>
 #include <vector>
 
-#include "harness/policies/policy.h"
+#include "harness/policies/policy_state.h"
 #include "harness/sampling/samplers.h"
 #include "models/unet.h"
 #include "models/unet_call.h"

@@ -72,7 +72,7 @@ RunResult load_result(hid_t file, const std::string& key, const std::string& pat
   r.finished_at = h5::get_attr_string(id, "finished_at");
   r.timing_clock = h5::get_attr_string(id, "timing_clock");
   r.timesteps = read_vec<int64_t>(id, "timesteps");
-  r.full_steps = read_vec<int>(id, "full_steps");
+  r.full_calls = read_vec<int>(id, "full_steps");
   r.is_full = read_vec<int>(id, "is_full");
   r.step_time_ms = read_vec<double>(id, "step_time_ms");
   if (h5::exists(id, "computed")) r.computed = read_computed(h5::read_tensor(id, "computed"), r.is_full.size());
@@ -148,7 +148,7 @@ RunResult join(std::vector<std::pair<Found, RunResult>>& shards, bool partial_ok
       throw Error(fmt::format("run {}: {} is a shard of {} and {} of {}: one run is cut one way", id, h.first.path, n, f.path, r.shard_count));
     // Shards of one run made the same calls (the policies so far decide alike for every batch; their
     // per-call MACs are then equal too, and the head's stand for the run).
-    if (r.timesteps != head.timesteps || r.full_steps != head.full_steps || r.is_full != head.is_full || r.computed != head.computed ||
+    if (r.timesteps != head.timesteps || r.full_calls != head.full_calls || r.is_full != head.is_full || r.computed != head.computed ||
         r.call_macs != head.call_macs)
       throw Error(fmt::format("run {}: {} and {} record different model calls", id, h.first.path, f.path));
     if (i > 0) {

@@ -373,7 +373,7 @@ Report build_report(const ReportOptions& o) {
     if (guidance != 1.0) row.sampler += fmt::format(" cfg={:g}", guidance);
     auto get = [&](const char* k, double fallback = 0.0) { auto it = r.scalars.find(k); return it == r.scalars.end() ? fallback : it->second; };
     row.calls = r.model_calls;
-    row.full = static_cast<int>(r.full_steps.size());
+    row.full = static_cast<int>(r.full_calls.size());
     row.macs = get("macs/step_average");
     row.macs_per_image = row.macs * std::max(r.model_calls, 1);
     row.macs_all_per_image = get("macs/step_average_all") * std::max(r.model_calls, 1);
@@ -490,7 +490,7 @@ Report build_report(const ReportOptions& o) {
     const std::string weights = row.weights == "random" ? "RANDOM (untrained)" : fs::path(row.weights).filename().string();
     std::string full = "-";
     if (row.complete && row.calls > 0)
-      full = row.full == row.calls ? fmt::format("all {}", row.calls) : fmt::format("{}: {}", row.full, compact_ranges(r.full_steps));
+      full = row.full == row.calls ? fmt::format("all {}", row.calls) : fmt::format("{}: {}", row.full, compact_ranges(r.full_calls));
     const bool c = row.complete;
     std::vector<ReportCell> cells = {
         cell(r.key), cell(row.role), cell(row.model), {weights, row.weights}, cell(row.sampler), number(row.steps, std::to_string(row.steps)),

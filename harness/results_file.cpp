@@ -48,7 +48,7 @@ StoredRunFile read_stored_run(hid_t runs, const std::string& id) {
     for (double v : h5::to_doubles(h5::read_array(g.id(), "full_steps"))) {
       if (!(v >= 0 && v < (1 << 24)) || v != std::floor(v))
         throw Error(fmt::format("{}/full_steps: {} is not a model-call index (damaged file?)", h5::object_name(g.id()), v));
-      s.full_steps.push_back(static_cast<int>(v));
+      s.full_calls.push_back(static_cast<int>(v));
     }
   if (h5::exists(g.id(), "timesteps")) {
     const std::vector<int64_t> shape = h5::dataset_shape(g.id(), "timesteps");

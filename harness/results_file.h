@@ -22,7 +22,7 @@ struct StoredRunFields {
   bool baseline = false;
   int order = 0;
   std::map<std::string, double> scalars;  // macs/*, metrics/*, usage/*
-  std::vector<int> full_steps;
+  std::vector<int> full_calls;  // stored as full_steps
   int model_calls = 0;
   double final_power = 0.0;  // the non-uniform search's final power (0 when none)
   // Provenance as stored (each "" when absent): description, weights, thread_settings, cpu,

@@ -54,7 +54,7 @@ void write_run(hid_t file, const RunResult& r) {
     h5::set_attr(g.id(), k, v);
   if (r.status != "complete") return;
   h5::write_tensor(g.id(), "timesteps", vec_tensor(r.timesteps, torch::kInt64));
-  h5::write_tensor(g.id(), "full_steps", vec_tensor(r.full_steps, torch::kInt32));
+  h5::write_tensor(g.id(), "full_steps", vec_tensor(r.full_calls, torch::kInt32));
   h5::write_tensor(g.id(), "is_full", vec_tensor(r.is_full, torch::kUInt8));
   if (!r.computed.empty()) {  // what each call computed, named by stage_names (models/unet_call.h)
     h5::write_tensor(g.id(), "computed", computed_tensor(r.computed));
@@ -273,10 +273,9 @@ CallMeans mean_call_ms(const RunResult& r) {
 torch::Tensor computed_tensor(const std::vector<std::vector<uint8_t>>& rows) {
   std::size_t width = 0;
   for (const auto& row : rows) width = std::max(width, row.size());
-  torch::Tensor t = torch::zeros({static_cast<int64_t>(rows.size()), static_cast<int64_t>(width)}, torch::kUInt8);
-  for (std::size_t c = 0; c < rows.size(); ++c)
-    for (std::size_t s = 0; s < rows[c].size(); ++s) t[static_cast<int64_t>(c)][static_cast<int64_t>(s)] = rows[c][s];
-  return t;
+  std::vector<uint8_t> flat(rows.size() * width, 0);
+  for (std::size_t c = 0; c < rows.size(); ++c) std::copy(rows[c].begin(), rows[c].end(), flat.begin() + static_cast<std::ptrdiff_t>(c * width));
+  return torch::from_blob(flat.data(), {static_cast<int64_t>(rows.size()), static_cast<int64_t>(width)}, torch::kUInt8).clone();
 }
 
 std::vector<std::vector<uint8_t>> read_computed(const torch::Tensor& t_in, std::size_t calls) {

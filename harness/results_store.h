@@ -25,7 +25,7 @@ struct RunResult {
   std::string status = "complete";  // complete | failed
   std::string error;
   std::vector<int64_t> timesteps;   // t of each model call
-  std::vector<int> full_steps;      // model calls that ran the full network
+  std::vector<int> full_calls;      // model calls that ran the full network (stored as full_steps)
   std::vector<int> is_full;         // per call (the last batch's)
   // What each call computed (the last batch's; models/unet_call.h stage ids, named by stage_names;
   // an empty row: the whole UNet skipped) and its MACs per image averaged over the run's images.

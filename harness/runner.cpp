@@ -26,6 +26,11 @@
 #include "dc/build_info.h"
 #include "dc/git_describe.h"
 #include "harness/denoiser.h"
+#include "harness/policies/policy_state.h"
+#include "harness/run/batch_sampler.h"
+#include "harness/run/conditioner.h"
+#include "harness/run/noise_source.h"
+#include "harness/run/tap_collector.h"
 #include "harness/footprint.h"
 #include "harness/hdf5_core.h"
 #include "harness/resources.h"
@@ -56,10 +61,6 @@ std::string now_iso() {
   char buf[32];
   std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
   return buf;
-}
-
-void sync(const torch::Device& d) {
-  if (d.is_cuda()) torch::cuda::synchronize();
 }
 
 // model.dtype on `device`, or one dc::Error naming model.dtype when that device cannot run it.
@@ -142,12 +143,6 @@ void warm_up(models::UNet& net, models::UNetGraphs* graphs, const policies::Poli
   }
 }
 
-// Cosine similarity between the features of every pair of calls, averaged over samples.
-// feats: per call, [m, D] (already L2-normalised rows).
-torch::Tensor similarity_matrix(const std::vector<torch::Tensor>& feats) {
-  const torch::Tensor f = torch::stack(feats).to(torch::kFloat64).permute({1, 0, 2});  // [m, S, D]
-  return torch::bmm(f, f.transpose(1, 2)).mean(0);                                     // [S, S]
-}
 
 volatile std::sig_atomic_t g_stop_signal = 0;
 // The run in progress ("exp: run 3/12 name"), for the handler's message; written between runs
@@ -535,227 +530,29 @@ const char* stop_signal_name() {
   }
 }
 
-RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const ProgressFn& progress, ModelCache* models,
-                      const RunJournal* journal) {
-  RunResult r;
-  r.spec = spec;
-  r.started_at = now_iso();
-  r.torch_version = TORCH_VERSION;
-  r.git_revision = DC_GIT_DESCRIBE;
-  const RunPlan& plan = spec.plan;
-  const int calls = plan.calls.num_calls();
-  const torch::Device device = parse_device(spec.device);
-  r.device = device.is_cuda() ? "cuda" : "cpu";
-  const torch::ScalarType unet_dtype = unet_dtype_for(spec.model.dtype, device);  // unsupported: one error, nothing runs
-  check_cuda_graphs(spec.model.cuda_graphs, device);
-  // Text-to-image: the prompts of the run's samples, read and checked before anything is loaded.
-  const bool text_cond = plan.model.conditioning == "text";
-  std::string prompts_file;
-  const std::vector<std::string> prompts = text_cond ? run_prompts(spec, &prompts_file) : std::vector<std::string>{};
-  if (static_cast<int64_t>(prompts.size()) > spec.samples.n && first == 0)
-    r.notes.push_back(fmt::format("the first {} of the {} prompts of {}", spec.samples.n, prompts.size(), prompts_file));
-  auto prompts_of = [&](int64_t first_sample, int64_t b) {  // the prompts of samples [first_sample, first_sample + b)
-    if (prompts.empty()) return std::vector<std::string>(b, spec.conditioning.prompt);
-    return std::vector<std::string>(prompts.begin() + first_sample, prompts.begin() + first_sample + b);
-  };
+namespace {
 
-  // Metric inputs are checked (and their networks loaded) before any sampling: a missing file must
-  // not cost a whole run.
-  RunQuality quality(spec, device, prompts_file);
-
-  // 1. The caching policy read with the experiment (none: the plain network at every call); the
-  // full calls it knows ahead (the calls made say it otherwise, after sampling).
-  const std::shared_ptr<const policies::PolicySettings> policy = spec.cache.enabled ? spec.cache.settings : nullptr;
-  r.final_power = plan.final_power;
-
-  // 2. Model from the registry (random init is seeded, so shards and resumed runs see the same network).
-  ModelCache local;
-  ModelCache& mc = models ? *models : local;
-  const models::Model& model = model_for(spec, mc);
-  models::UNet& net = *model.unet;
-  r.weights_note = model.weights_note;
-  const metrics::StageMacs& stage_macs = stage_macs_of(net, mc);
-  MacTotals mac_totals;
-  r.stage_names.clear();
-  for (int st = 0; st < models::num_stages(net.num_skips()); ++st) r.stage_names.push_back(net.stage_name(st));
-  net.to(device, unet_dtype);  // the UNet in model.dtype; samplers, first stage and text encoder stay fp32
-  if (model.first_stage) model.first_stage->to(device);
-  if (model.cond_stage) model.cond_stage->to(device);
-  configure_threads();
-  r.thread_settings = thread_settings();
-  r.cpu = cpu_description();
-  r.cpu_kernels = cpu_kernels();
-
-  // 3. Sampling with per-call timing and, for the first samples, feature taps.
-  torch::NoGradGuard no_grad;
-  const int64_t total = count < 0 ? spec.samples.n - first : std::min<int64_t>(count, spec.samples.n - first);
-  sampling::CallSchedule schedule = plan.calls;
-  sampling::attach_alphas(schedule, sampling::alphas_cumprod(plan.model.schedule));
-  r.step_time_ms.assign(calls, 0.0);
-  auto log = std::make_shared<DenoiserLog>();
-  models::Trace trace;
-  const bool want_sim = spec.similarity.enabled && first == 0;
-  const std::vector<std::string>& taps = plan.taps;
-  std::map<std::string, std::vector<torch::Tensor>> feats;
-  int64_t sim_rows = 0;
-  // Conditioning: class labels per sample from (seed, i), classifier-free guidance batched (the
-  // cache then holds the doubled batch).
-  const bool class_cond = plan.model.conditioning == "class";
-  const double guidance = spec.conditioning.guidance;
-  // Text: the negative prompt's context once (the unconditional half of guidance); this also
-  // checks the tokenizer before any sampling.
-  torch::Tensor negative_context;
-  if (text_cond) negative_context = model.encode_text({spec.conditioning.negative_prompt});
-  if (text_cond && !model.tokenizer_path.empty()) r.notes.push_back("tokenizer " + model.tokenizer_path);
-  const auto graphs = spec.model.cuda_graphs ? std::make_shared<models::UNetGraphs>(model.unet) : nullptr;
-  const auto cond_inner = cond_denoiser(model.unet, policy, log, graphs);
+// What the run keeps of its finished batches (made now or replayed from the journal): times, what
+// the calls computed and their MACs, labels, the images it stores or draws its grid from, the first
+// batch's similarity maps.
+struct KeptBatches {
+  KeptBatches(const RunSpec& s, const metrics::StageMacs& m, RunResult& result) : spec(s), stage_macs(m), r(result) {}
+  const RunSpec& spec;
+  const metrics::StageMacs& stage_macs;
+  RunResult& r;
+  MacTotals macs;
   std::vector<int64_t> labels;
-  auto labels_for = [&](int64_t first_sample, int64_t b) {
-    std::vector<int64_t> v(b);
-    for (int64_t r = 0; r < b; ++r) {
-      const int64_t i = first_sample + r;
-      v[r] = spec.conditioning.classes == "balanced"
-                 ? i % plan.model.num_classes
-                 : static_cast<int64_t>(sampling::sample_seed(spec.samples.seed ^ 0x6c6162656c73ULL, i) % plan.model.num_classes);
-    }
-    return torch::tensor(v, torch::kInt64).to(device);
-  };
-  // samples.seed_mode released: noise and labels from the released LDM script's stream instead.
-  std::optional<sampling::ReleasedStream> released;
-  sampling::ReleasedStreamConfig rc;
-  if (spec.samples.seed_mode == "released") {
-    rc.seed = spec.samples.seed;
-    rc.ranks = spec.samples.ranks;
-    rc.batch = spec.samples.batch;
-    rc.num_classes = plan.model.num_classes;
-    rc.sample_shape = plan.model.sample_shape;
-    rc.device_draws_per_batch = 1 + calls;  // x_T, then one per DDIM step (drawn even at eta 0)
-    rc.init_draws = models::reference_init_draws(model);
-    rc.device = device;
-    released.emplace(rc);
-  }
-  sampling::EpsFn inner;  // set per batch
-  // Per-call times: steady_clock on the CPU, CUDA events on a GPU (no synchronise inside the loop).
-  const std::unique_ptr<CallTimer> call_timer = make_call_timer(device);
-  r.timing_clock = call_timer->clock();
-  int64_t batch_now = 0;
-  std::function<void(int)> on_call;  // progress within a batch (set per batch; none in the warm-up)
-  // The similarity taps' feature copies (first batch only) are measurement, not sampling: their
-  // time is taken out of the batch's (after a device synchronise, so no model time goes with it).
-  double tap_seconds = 0.0;
-  const sampling::EpsFn timed = [&](const torch::Tensor& x, const torch::Tensor& t, int call) {
-    call_timer->begin(call);
-    torch::Tensor eps = inner(x, t, call);
-    call_timer->end(call);
-    if (on_call) on_call(call);
-    if (log->trace) {
-      sync(device);
-      const auto tap_start = std::chrono::steady_clock::now();
-      for (const auto& tap : taps) {
-        auto it = trace.taps.find(tap);
-        if (it == trace.taps.end()) continue;
-        // With batched guidance the UNet sees [unconditional; conditional]: take the conditional half.
-        const int64_t off = it->second.size(0) == 2 * batch_now ? batch_now : 0;
-        const torch::Tensor f = it->second.slice(0, off, off + sim_rows).flatten(1).to(torch::kCPU, torch::kFloat);
-        feats[tap].push_back(f / f.norm(2, {1}, true).clamp_min(1e-12));  // F.normalize(f, dim=1)
-      }
-      trace.taps.clear();
-      tap_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - tap_start).count();
-    }
-    return eps;
-  };
-  auto batch_shape = [&](int64_t b) {
-    std::vector<int64_t> shape = plan.model.sample_shape;
-    shape.insert(shape.begin(), b);
-    return shape;
-  };
-  const int64_t guided = (class_cond || text_cond) && guidance != 1.0 ? 2 : 1;  // the UNet's batch: doubled by guidance
-  const int64_t first_rows = std::min<int64_t>(spec.samples.batch, total);
-  const std::string warm_key = fmt::format("{} b={} cache={}", r.device, first_rows * guided, spec.resolved.value("cache", nlohmann::json()).dump());
-  if (graphs && total > 0) {  // a last, smaller batch has graphs of its own
-    std::vector<int64_t> sizes{first_rows * guided};
-    if (total > spec.samples.batch && total % spec.samples.batch != 0) sizes.push_back(total % spec.samples.batch * guided);
-    warm_up(net, graphs.get(), policy.get(), calls, sizes, plan.model.sample_shape, unet_dtype, device);
-    mc.warmed = warm_key;
-    r.notes.push_back(fmt::format("CUDA graphs: {} captured before the first batch", graphs->captures()));
-  } else if (total > 0 && mc.warmed != warm_key) {
-    mc.warmed = warm_key;
-    warm_up(net, nullptr, policy.get(), calls, {first_rows * guided}, plan.model.sample_shape, unet_dtype, device);
-  }
-  // One batch sampled and timed: samples [start, start + b) from their noise to uint8 images, the
-  // clock running from the noise draw (the text encoder included) to the images on the host. The
-  // batch loop commits it; timing.repeats samples the first batch again. `stream`: the released
-  // seed stream (its one-time set-up is done before the clock starts).
-  struct Sampled {
-    torch::Tensor images, labels;  // labels: class-conditional families only
-    std::vector<std::string> prompts;
-    double seconds = 0.0;
-    std::vector<double> step_ms;
-    std::vector<int> is_full;
-    std::vector<std::vector<uint8_t>> computed;
-  };
-  auto sample_batch = [&](int64_t start, int64_t b, sampling::ReleasedStream* stream) {
-    Sampled out;
-    batch_now = b;
-    if (stream) stream->prepare(start / spec.samples.batch);  // batches are whole and aligned
-    call_timer->start_batch(calls);
-    tap_seconds = 0.0;
-    sync(device);
-    const auto t0 = std::chrono::steady_clock::now();
-    sampling::NoiseFn noise;
-    torch::Tensor x_T;
-    torch::Tensor cond, uncond;  // undefined for unconditional families: one plain call
-    if (stream) {
-      auto rb = stream->batch(start / spec.samples.batch, b);
-      noise = rb.step_noise;
-      x_T = rb.x_T;
-      out.labels = rb.labels.to(torch::kCPU, torch::kInt64).clone();
-      cond = rb.labels.to(device);
-    } else {
-      // paper: the released SD script's manual_seed(seed) before every batch (the same noise for
-      // every batch); per_sample: sample i's own generator.
-      noise = spec.samples.seed_mode == "paper" ? sampling::paper_batch_noise(spec.samples.seed, device)
-                                                : sampling::per_sample_noise(spec.samples.seed, start);
-      x_T = noise(torch::empty(batch_shape(b), torch::TensorOptions().device(device)));
-      if (class_cond) {
-        cond = labels_for(start, b);
-        out.labels = cond.to(torch::kCPU);
-      }
-    }
-    if (text_cond) {  // the text encoder runs once per batch, inside the batch's time
-      out.prompts = prompts_of(start, b);
-      cond = model.encode_text(out.prompts);
-    }
-    log->is_full.clear();
-    if (class_cond && guidance != 1.0)
-      uncond = torch::full({b}, static_cast<int64_t>(plan.model.unconditional_class), cond.options());
-    if (text_cond && guidance != 1.0) uncond = negative_context.expand({b, -1, -1});
-    inner = sampling::classifier_free_guidance(cond_inner, cond, uncond, guidance);
-    const auto tr = sampling::sample(x_T, schedule, timed, noise, false);
-    if (stream) stream->end_batch();
-    log->trace = nullptr;
-    // uint8 as torchvision's save_image rounds, or (paper mode) as generate.py truncates.
-    const torch::Tensor decoded = model.to_images(tr.final);
-    out.images = (spec.samples.seed_mode == "paper" ? image::to_uint8_truncated(decoded) : image::to_uint8(decoded)).cpu();
-    sync(device);
-    out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() - tap_seconds;
-    out.step_ms = call_timer->finish_batch();
-    out.is_full = log->is_full;
-    out.computed = log->computed;
-    return out;
-  };
-  // 4. Batches: those committed to the run's journal by an earlier, interrupted process are
-  // replayed (their accumulator inputs, times, images), the others made and committed one by one.
-  std::vector<torch::Tensor> images;  // kept only to store them or draw the grid
+  std::vector<torch::Tensor> images;
   int64_t kept_for_grid = 0;
-  std::map<std::string, torch::Tensor> first_similarity;  // the first batch's maps
-  auto keep_images = [&]() { return spec.samples.save_images || kept_for_grid < spec.samples.grid; };
-  auto take = [&](BatchRecord& rec) {  // what the run keeps of a finished batch
-    for (int c = 0; c < calls && c < static_cast<int>(rec.step_time_ms.size()); ++c) r.step_time_ms[c] += rec.step_time_ms[c];
+  std::map<std::string, torch::Tensor> first_similarity;
+
+  bool keep_images() const { return spec.samples.save_images || kept_for_grid < spec.samples.grid; }
+  void take(BatchRecord& rec) {
+    for (std::size_t c = 0; c < r.step_time_ms.size() && c < rec.step_time_ms.size(); ++c) r.step_time_ms[c] += rec.step_time_ms[c];
     r.is_full = rec.is_full;
     r.computed = rec.computed;
     batch_call_macs(stage_macs, rec);
-    mac_totals.add(rec);
+    macs.add(rec);
     r.seconds += rec.seconds;
     r.batch_seconds.push_back(rec.seconds);
     r.batch_rows.push_back(rec.rows);
@@ -769,67 +566,124 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
       kept_for_grid += rec.rows;
     }
     if (rec.first == 0) first_similarity = rec.similarity;
-  };
+  }
+};
+
+// The run's model on its device (random init is seeded, so shards and resumed runs see the same
+// network), what the run records of it and of the machine, and what each of its stages costs.
+const models::Model& prepare_model(const RunSpec& spec, ModelCache& mc, const torch::Device& device, torch::ScalarType unet_dtype,
+                                   RunResult& r) {
+  const models::Model& model = model_for(spec, mc);
+  models::UNet& net = *model.unet;
+  r.weights_note = model.weights_note;
+  stage_macs_of(net, mc);  // on the CPU in fp32, before the move
+  r.stage_names.clear();
+  for (int s = 0; s < models::num_stages(net.num_skips()); ++s) r.stage_names.push_back(net.stage_name(s));
+  net.to(device, unet_dtype);  // the UNet in model.dtype; samplers, first stage and text encoder stay fp32
+  if (model.first_stage) model.first_stage->to(device);
+  if (model.cond_stage) model.cond_stage->to(device);
+  configure_threads();
+  r.thread_settings = thread_settings();
+  r.cpu = cpu_description();
+  r.cpu_kernels = cpu_kernels();
+  return model;
+}
+
+// The untimed warm-up before the first batch (warm_up above), once per device, UNet batch and
+// cache settings in a process; with CUDA graphs, every graph the run replays (a last, smaller
+// batch has graphs of its own).
+void warm_up_run(const RunSpec& spec, const models::Model& model, ModelCache& mc, models::UNetGraphs* graphs, int64_t total,
+                 int64_t guided, torch::ScalarType unet_dtype, const torch::Device& device, RunResult& r) {
+  if (total <= 0) return;
+  const int calls = spec.plan.calls.num_calls();
+  const auto* policy = spec.cache.enabled ? spec.cache.settings.get() : nullptr;
+  const int64_t first_rows = std::min<int64_t>(spec.samples.batch, total);
+  const std::string key = fmt::format("{} b={} cache={}", r.device, first_rows * guided, spec.resolved.value("cache", nlohmann::json()).dump());
+  if (graphs) {
+    std::vector<int64_t> sizes{first_rows * guided};
+    if (total > spec.samples.batch && total % spec.samples.batch != 0) sizes.push_back(total % spec.samples.batch * guided);
+    warm_up(*model.unet, graphs, policy, calls, sizes, spec.plan.model.sample_shape, unet_dtype, device);
+    mc.warmed = key;
+    r.notes.push_back(fmt::format("CUDA graphs: {} captured before the first batch", graphs->captures()));
+  } else if (mc.warmed != key) {
+    mc.warmed = key;
+    warm_up(*model.unet, nullptr, policy, calls, {first_rows * guided}, spec.plan.model.sample_shape, unet_dtype, device);
+  }
+}
+
+// The batches an interrupted process committed to the run's journal, replayed while they continue
+// the slice [first, first + total): returns the samples they hold.
+int64_t replay_journal(const RunSpec& spec, int64_t first, int64_t total, const RunJournal& journal, RunQuality& quality,
+                       KeptBatches& kept) {
+  int dropped = 0;
+  auto records = journal.load(first / spec.samples.batch, &dropped);
+  if (dropped > 0) kept.r.notes.push_back(fmt::format("{} batch records of another configuration or after a gap were discarded", dropped));
+  int64_t done = 0;
+  for (auto& rec : records) {
+    const int64_t expect = std::min<int64_t>(spec.samples.batch, total - done);
+    if (rec.first != first + done || rec.rows != expect) break;  // another slice: made again
+    quality.apply(rec.quality, rec.first);
+    kept.take(rec);
+    done += rec.rows;
+  }
+  return done;
+}
+
+// One batch made into its record: sampled, its metric inputs measured and applied, its similarity
+// maps (first batch).
+BatchRecord make_batch(const RunSpec& spec, int64_t start, int64_t b, bool tap, BatchSampler& sampler, NoiseSource& noise,
+                       RunQuality& quality, TapCollector& taps, KeptBatches& kept) {
+  RunResult& r = kept.r;
+  BatchRecord rec;
+  rec.index = start / spec.samples.batch;
+  rec.first = start;
+  rec.rows = b;
+  const ProcessUsage before = process_usage();
+  Sampled sampled = sampler.sample(start, b, noise, tap);
+  r.usage += process_usage() - before;
+  r.usage_seconds += sampled.seconds;
+  const auto t1 = std::chrono::steady_clock::now();
+  rec.seconds = sampled.seconds;
+  rec.step_time_ms = std::move(sampled.step_ms);
+  rec.is_full = std::move(sampled.is_full);
+  rec.computed = std::move(sampled.computed);
+  rec.labels = sampled.labels;
+  rec.quality = quality.measure(sampled.images, sampled.prompts);
+  quality.apply(rec.quality, rec.first);  // the networks and the accumulators: metric_seconds
+  rec.metric_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  if (kept.keep_images()) rec.images = sampled.images;
+  if (tap) {  // similarity maps of the taps that ran at every call
+    std::string skipped;
+    rec.similarity = taps.finish(spec.plan.calls.num_calls(), &skipped);
+    if (!skipped.empty())
+      r.notes.push_back(fmt::format("no similarity map for {}: these taps do not run at every model call (the caching policy "
+                                    "skips their blocks in some calls); the uncached baseline has them",
+                                    skipped));
+  }
+  return rec;
+}
+
+// The batch loop: the journal's batches replayed, the others made and committed one by one; a stop
+// request between batches throws RunInterrupted (what was committed stays).
+void run_batches(const RunSpec& spec, int64_t first, int64_t total, BatchSampler& sampler, NoiseSource& noise, RunQuality& quality,
+                 TapCollector& taps, KeptBatches& kept, const RunJournal* journal, const ProgressFn& progress) {
+  RunResult& r = kept.r;
+  const int calls = spec.plan.calls.num_calls();
   int64_t done = 0;
   if (journal) {
-    int dropped = 0;
-    auto records = journal->load(first / spec.samples.batch, &dropped);
-    if (dropped > 0) r.notes.push_back(fmt::format("{} batch records of another configuration or after a gap were discarded", dropped));
-    for (auto& rec : records) {
-      const int64_t expect = std::min<int64_t>(spec.samples.batch, total - done);
-      if (rec.first != first + done || rec.rows != expect) break;  // another slice: made again
-      quality.apply(rec.quality, rec.first);
-      take(rec);
-      done += rec.rows;
-    }
+    done = replay_journal(spec, first, total, *journal, quality, kept);
     r.resumed_samples = done;
     if (done > 0 && progress) progress({done, total, done});
   }
-  if (progress) on_call = [&](int call) { progress({done, total, r.resumed_samples, call + 1, calls}); };
+  if (progress) sampler.on_call([&](int call) { progress({done, total, r.resumed_samples, call + 1, calls}); });
   r.cores = online_cores();
   r.load_start = load_average();
   for (; done < total;) {
     const int64_t b = std::min<int64_t>(spec.samples.batch, total - done);
-    const bool tap_this = want_sim && done == 0;
-    if (tap_this) {
-      sim_rows = std::min<int64_t>(b, spec.similarity.samples);
-      trace.tap_names = std::set<std::string>(taps.begin(), taps.end());
-      log->trace = &trace;
-    }
-    BatchRecord rec;
-    rec.index = (first + done) / spec.samples.batch;
-    rec.first = first + done;
-    rec.rows = b;
-    const ProcessUsage before = process_usage();
-    Sampled sampled = sample_batch(first + done, b, released ? &*released : nullptr);
-    r.usage += process_usage() - before;
-    r.usage_seconds += sampled.seconds;
-    const auto t1 = std::chrono::steady_clock::now();
-    const torch::Tensor& batch_images = sampled.images;
-    rec.seconds = sampled.seconds;
-    rec.step_time_ms = std::move(sampled.step_ms);
-    rec.is_full = std::move(sampled.is_full);
-    rec.computed = std::move(sampled.computed);
-    rec.labels = sampled.labels;
-    rec.quality = quality.measure(batch_images, sampled.prompts);
-    quality.apply(rec.quality, rec.first);  // the networks and the accumulators: metric_seconds
-    rec.metric_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-    if (keep_images()) rec.images = batch_images;
-    if (tap_this) {  // similarity maps of the taps that ran at every call
-      std::string skipped;
-      for (const auto& tap : taps) {
-        auto f = feats.find(tap);
-        if (f != feats.end() && static_cast<int>(f->second.size()) == calls) rec.similarity[tap] = similarity_matrix(f->second);
-        else skipped += (skipped.empty() ? "" : ", ") + tap;
-      }
-      if (!skipped.empty())
-        r.notes.push_back(fmt::format("no similarity map for {}: these taps do not run at every model call (the caching policy "
-                                      "skips their blocks in some calls); the uncached baseline has them",
-                                      skipped));
-    }
-    feats.clear();
+    const bool tap = spec.similarity.enabled && first == 0 && done == 0;
+    BatchRecord rec = make_batch(spec, first + done, b, tap, sampler, noise, quality, taps, kept);
     if (journal) journal->append(rec);
-    take(rec);
+    kept.take(rec);
     done += b;
     if (progress) progress({done, total, r.resumed_samples});
     if (done < total && stop_requested())
@@ -837,65 +691,125 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
                                        stop_signal_name(), first + done, first + total));
   }
   r.load_end = load_average();
-  // The cost of the calls made, and the calls that computed everything (the last batch's; a policy
-  // that knows its calls ahead decides alike for every batch).
-  finish_run_macs(stage_macs, mac_totals, r);
-  r.full_steps.clear();
-  for (std::size_t c = 0; c < r.is_full.size(); ++c)
-    if (r.is_full[c]) r.full_steps.push_back(static_cast<int>(c));
-  if (r.is_full.empty()) r.full_steps = plan.full_steps;
-  // timing.repeats: the slice's first batch sampled again, timed as above (the same noise: a fresh
-  // released stream; images discarded). After the committed batches: a stop request ends the
-  // repeats and keeps the run.
-  if (spec.timing.repeats > 1 && total > 0) {
-    const int64_t b = std::min<int64_t>(spec.samples.batch, total);
-    const int repeats = spec.timing.repeats - 1;
-    for (int i = 1; i <= repeats; ++i) {
-      if (stop_requested()) {
-        r.notes.push_back(fmt::format("timing.repeats: stopped by {} after {} of {} repeats (the run's batches are all kept)",
-                                      stop_signal_name(), i - 1, repeats));
-        break;
-      }
-      std::optional<sampling::ReleasedStream> fresh;
-      if (released) fresh.emplace(rc);
-      if (progress) {
-        progress({done, total, r.resumed_samples, -1, calls, i, repeats});
-        on_call = [&, i](int call) { progress({done, total, r.resumed_samples, call + 1, calls, i, repeats}); };
-      }
-      const Sampled again = sample_batch(first, b, fresh ? &*fresh : nullptr);
-      r.repeat_seconds.push_back(again.seconds);
-      r.repeat_rows.push_back(b);
+  sampler.on_call(nullptr);
+}
+
+// timing.repeats: the slice's first batch sampled again, timed as the batches are (the same noise:
+// a fresh source; images discarded). After the committed batches: a stop request ends the repeats
+// and keeps the run.
+void time_repeats(const RunSpec& spec, int64_t first, int64_t total, BatchSampler& sampler, const NoiseSource& noise, RunResult& r,
+                  const ProgressFn& progress) {
+  if (spec.timing.repeats <= 1 || total <= 0) return;
+  const int calls = spec.plan.calls.num_calls();
+  const int64_t b = std::min<int64_t>(spec.samples.batch, total);
+  const int repeats = spec.timing.repeats - 1;
+  for (int i = 1; i <= repeats; ++i) {
+    if (stop_requested()) {
+      r.notes.push_back(fmt::format("timing.repeats: stopped by {} after {} of {} repeats (the run's batches are all kept)",
+                                    stop_signal_name(), i - 1, repeats));
+      break;
     }
-    on_call = nullptr;
-    const TimingSpread sp = timing_spread(r.batch_seconds, {r.batch_rows.begin(), r.batch_rows.end()}, r.repeat_seconds,
-                                          {r.repeat_rows.begin(), r.repeat_rows.end()});
-    if (sp.relative >= 0)
-      r.notes.push_back(fmt::format("timing.repeats: {:.4g} s/image (mean), spread +/-{:.1f}% over {} timings of a full batch "
-                                    "(the run's batches and {} repeats of its first)",
-                                    sp.mean, 100 * sp.relative, sp.count, r.repeat_seconds.size()));
+    NoiseSource fresh = noise.fresh();
+    if (progress) {
+      progress({total, total, r.resumed_samples, -1, calls, i, repeats});
+      sampler.on_call([&, i](int call) { progress({total, total, r.resumed_samples, call + 1, calls, i, repeats}); });
+    }
+    const Sampled again = sampler.sample(first, b, fresh);
+    r.repeat_seconds.push_back(again.seconds);
+    r.repeat_rows.push_back(b);
   }
-  if (graphs)
-    r.notes.push_back(fmt::format("CUDA graphs: {} captured in all, {} calls replayed; {} calls of the released LDM pass ran eagerly "
-                                  "(as do the calls with similarity taps)", graphs->captures(), graphs->replays(), graphs->eager()));
+  sampler.on_call(nullptr);
+  const TimingSpread sp = timing_spread(r.batch_seconds, {r.batch_rows.begin(), r.batch_rows.end()}, r.repeat_seconds,
+                                        {r.repeat_rows.begin(), r.repeat_rows.end()});
+  if (sp.relative >= 0)
+    r.notes.push_back(fmt::format("timing.repeats: {:.4g} s/image (mean), spread +/-{:.1f}% over {} timings of a full batch "
+                                  "(the run's batches and {} repeats of its first)",
+                                  sp.mean, 100 * sp.relative, sp.count, r.repeat_seconds.size()));
+}
+
+// What the run computed and cost (MACs from the calls made; the calls that computed everything, the
+// last batch's: a policy that knows its calls ahead decides alike for every batch), its images and
+// grid, its quality (values when this process made every sample; a shard's come from merging), the
+// first batch's similarity maps with the fraction of other calls above the threshold.
+void finish_run(const RunSpec& spec, int64_t first, int64_t total, RunQuality& quality, KeptBatches& kept) {
+  RunResult& r = kept.r;
+  const int calls = spec.plan.calls.num_calls();
+  finish_run_macs(kept.stage_macs, kept.macs, r);
+  r.full_calls.clear();
+  for (std::size_t c = 0; c < r.is_full.size(); ++c)
+    if (r.is_full[c]) r.full_calls.push_back(static_cast<int>(c));
+  if (r.is_full.empty()) r.full_calls = spec.plan.full_calls;
   r.samples = total;
   r.first_sample = first;
-  r.timesteps = schedule.timesteps();
-  if (class_cond) r.quality_arrays["class_labels"] = torch::tensor(labels, torch::kInt64);
-  const torch::Tensor all = images.empty() ? torch::Tensor() : torch::cat(images);
-  // 5. Quality: the accumulators' states, and their values when this process made every sample
-  // (a shard's values come from merging the shards' states).
+  if (spec.plan.model.conditioning == "class") r.quality_arrays["class_labels"] = torch::tensor(kept.labels, torch::kInt64);
+  const torch::Tensor all = kept.images.empty() ? torch::Tensor() : torch::cat(kept.images);
   quality.finish(r, first == 0 && total == spec.samples.n);
   if (spec.samples.save_images && all.defined()) r.images = all;
   if (spec.samples.grid > 0 && all.defined()) {
     const int64_t g = std::min<int64_t>(spec.samples.grid, all.size(0));
     r.grid = image::make_grid(all.slice(0, 0, g), static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(g)))));
   }
-  // 6. Similarity maps of the first batch, with the fraction of other steps above the threshold.
-  for (const auto& [tap, m] : first_similarity) {
+  for (const auto& [tap, m] : kept.first_similarity) {
     r.similarity[tap] = m;
     const torch::Tensor above = (m > spec.similarity.threshold).to(torch::kFloat64);
-    r.similarity_fraction[tap] = (above.sum(1) - 1) / std::max(calls - 1, 1);  // other steps only
+    r.similarity_fraction[tap] = (above.sum(1) - 1) / std::max(calls - 1, 1);  // other calls only
   }
+}
+
+}  // namespace
+
+RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const ProgressFn& progress, ModelCache* models,
+                      const RunJournal* journal) {
+  RunResult r;
+  r.spec = spec;
+  r.started_at = now_iso();
+  r.torch_version = TORCH_VERSION;
+  r.git_revision = DC_GIT_DESCRIBE;
+  const int calls = spec.plan.calls.num_calls();
+  const torch::Device device = parse_device(spec.device);
+  r.device = device.is_cuda() ? "cuda" : "cpu";
+  const torch::ScalarType unet_dtype = unet_dtype_for(spec.model.dtype, device);  // unsupported: one error, nothing runs
+  check_cuda_graphs(spec.model.cuda_graphs, device);
+  // 1. Inputs checked before anything is loaded or sampled: the prompts (text families), the metric
+  // inputs and networks (a missing file must not cost a whole run).
+  std::string prompts_file;
+  std::vector<std::string> prompts = spec.plan.model.conditioning == "text" ? run_prompts(spec, &prompts_file) : std::vector<std::string>{};
+  if (static_cast<int64_t>(prompts.size()) > spec.samples.n && first == 0)
+    r.notes.push_back(fmt::format("the first {} of the {} prompts of {}", spec.samples.n, prompts.size(), prompts_file));
+  RunQuality quality(spec, device, prompts_file);
+  r.final_power = spec.plan.final_power;
+  // 2. The model on its device; the conditioner (text: the negative prompt encoded, which checks the tokenizer).
+  ModelCache local;
+  ModelCache& mc = models ? *models : local;
+  const models::Model& model = prepare_model(spec, mc, device, unet_dtype, r);
+  torch::NoGradGuard no_grad;
+  const Conditioner conditioner(spec, model, device, std::move(prompts));
+  if (spec.plan.model.conditioning == "text" && !model.tokenizer_path.empty()) r.notes.push_back("tokenizer " + model.tokenizer_path);
+  // 3. The sampling parts: the denoiser asking the run's caching policy per call (none: the plain
+  // network), the noise of samples.seed_mode, per-call timing, the similarity taps.
+  const int64_t total = count < 0 ? spec.samples.n - first : std::min<int64_t>(count, spec.samples.n - first);
+  sampling::CallSchedule schedule = spec.plan.calls;
+  sampling::attach_alphas(schedule, sampling::alphas_cumprod(spec.plan.model.schedule));
+  r.step_time_ms.assign(calls, 0.0);
+  const auto log = std::make_shared<DenoiserLog>();
+  const auto graphs = spec.model.cuda_graphs ? std::make_shared<models::UNetGraphs>(model.unet) : nullptr;
+  const auto policy = spec.cache.enabled ? spec.cache.settings : nullptr;
+  NoiseSource noise(spec, model, calls, device);
+  const std::unique_ptr<CallTimer> timer = make_call_timer(device);  // steady_clock on the CPU, CUDA events on a GPU
+  r.timing_clock = timer->clock();
+  TapCollector taps(spec.plan.taps, spec.similarity.samples, device);
+  BatchSampler sampler({spec, model, schedule, conditioner, cond_denoiser(model.unet, policy, log, graphs), log, *timer, taps, device});
+  warm_up_run(spec, model, mc, graphs.get(), total, conditioner.guided(), unet_dtype, device, r);
+  // 4. The batches, the repeats, what the run made.
+  KeptBatches kept(spec, *mc.stage_macs, r);
+  run_batches(spec, first, total, sampler, noise, quality, taps, kept, journal, progress);
+  time_repeats(spec, first, total, sampler, noise, r, progress);
+  if (graphs)
+    r.notes.push_back(fmt::format("CUDA graphs: {} captured in all, {} calls replayed; {} calls ran eagerly (requests the graphs do not "
+                                  "serve, such as the released LDM pass; the calls with similarity taps)",
+                                  graphs->captures(), graphs->replays(), graphs->eager()));
+  r.timesteps = schedule.timesteps();
+  finish_run(spec, first, total, quality, kept);
   r.finished_at = now_iso();
   return r;
 }

@@ -29,12 +29,12 @@ using ProgressFn = std::function<void(const Progress&)>;
 
 // The model of the previous run of a sweep, kept while the next run uses the same model
 // (family, preset, weights): a sweep of 11 LDM-4-G runs builds (or loads) the 456M-parameter model
-// once, counts its MACs once per skip index, and warms the device up once.
+// once, counts its stages' MACs once, and warms the device up once.
 struct ModelCache {
   std::string key;                     // family/preset/weights/first-stage weights
   std::optional<models::Model> model;
   std::optional<metrics::StageMacs> stage_macs;  // what each stage of its UNet costs
-  std::string warmed;                  // device, batch and k the warm-up ran for
+  std::string warmed;                  // device, UNet batch and cache settings the warm-up ran for
 };
 
 // Generates samples [first, first + count) of a run (count < 0: to the end) and measures it.

@@ -145,4 +145,8 @@ c10::Device parse_device(const std::string& name) {
   throw Error(fmt::format("device '{}': expected cpu or cuda", name));
 }
 
+void device_sync(const c10::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize();
+}
+
 }  // namespace dc::harness

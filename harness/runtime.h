@@ -38,4 +38,7 @@ std::string cpu_kernels();
 // naming the value.
 c10::Device parse_device(const std::string& name);
 
+// Waits for the device's queued work (CUDA); nothing on the CPU.
+void device_sync(const c10::Device& device);
+
 }  // namespace dc::harness

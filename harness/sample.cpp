@@ -61,7 +61,7 @@ SampleResult sample_images(const SampleOptions& o) {
   r.model = spec.plan.model.description;
   r.images = run.images.defined() ? run.images : torch::Tensor();
   r.model_calls = static_cast<int>(run.timesteps.size());
-  r.full_calls = static_cast<int>(run.full_steps.size());
+  r.full_calls = static_cast<int>(run.full_calls.size());
   r.seconds = run.seconds;
   r.macs_full = run.macs_full;
   r.macs_partial = run.macs_partial;

@@ -36,8 +36,8 @@ struct StageMacs {
   // A call that computed the flagged stages (network == false: the whole UNet skipped, 0 MACs).
   CallMacs of(const std::vector<uint8_t>& computed, bool network = true) const;
   CallMacs full() const { return of(std::vector<uint8_t>(stage.size(), 1)); }
-  // A call under `request` (nullptr: the plain network).
-  CallMacs of(const models::CallRequest* request) const {
+  // A call under `plan` (nullptr: the plain network).
+  CallMacs of(const models::CallPlan* request) const {
     return of(models::computed_stages(request, num_skips()), !(request && request->skip_all));
   }
   int num_skips() const { return (static_cast<int>(stage.size()) - 1) / 2; }

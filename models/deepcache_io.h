@@ -15,8 +15,6 @@
 //   pip plug-in cache_branch_id b : k = b
 //   LDM code                   : k = 0 only
 #pragma once
-#include <torch/torch.h>
-
 #include <fmt/format.h>
 
 

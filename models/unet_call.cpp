@@ -10,55 +10,15 @@
 
 namespace dc::models {
 
-// ---- CallRequest ----------------------------------------------------------------------------------
-bool CallRequest::computes_everything() const {
-  return !skip_all && std::all_of(stages.begin(), stages.end(), [](StageAction a) { return a == StageAction::Compute; });
-}
-
+// ---- CallRequest ---------------------------------------------------------------------------------
 std::string CallRequest::kind() const {
-  if (skip_all) return "skip";
-  std::string s;
-  if (computes_everything()) {
-    s = "full";
-  } else {
-    std::vector<int> computed, reused, discarded;
-    for (std::size_t i = 0; i < stages.size(); ++i) {
-      if (stages[i] == StageAction::Compute) computed.push_back(static_cast<int>(i));
-      if (stages[i] == StageAction::Reuse) reused.push_back(static_cast<int>(i));
-      if (stages[i] == StageAction::ComputeDiscard) discarded.push_back(static_cast<int>(i));
-    }
-    s = fmt::format("reuse {} compute {}", compact_ids(reused), compact_ids(computed));
-    if (!discarded.empty()) s += fmt::format(" discard {}", compact_ids(discarded));
-  }
-  if (!store.empty()) s += fmt::format(" store {}", compact_ids(store));
+  std::string s = CallPlan::kind();
   if (!given.empty()) {
     std::vector<int> ids;
     for (const auto& [id, v] : given) ids.push_back(id);
     s += fmt::format(" given {}", compact_ids(ids));
   }
-  if (store_residual) s += " store residual";
   return s;
-}
-
-std::string compact_ids(const std::vector<int>& ids_in) {
-  std::vector<int> ids = ids_in;
-  std::sort(ids.begin(), ids.end());
-  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  std::string s;
-  for (std::size_t i = 0; i < ids.size();) {
-    std::size_t j = i;
-    while (j + 1 < ids.size() && ids[j + 1] == ids[j] + 1) ++j;
-    if (!s.empty()) s += ",";
-    s += j == i ? std::to_string(ids[i]) : fmt::format("{}-{}", ids[i], ids[j]);
-    i = j + 1;
-  }
-  return s.empty() ? "-" : s;
-}
-
-std::string generic_stage_name(int num_skips, int stage) {
-  if (stage < num_skips) return fmt::format("input {}", stage);
-  if (stage == num_skips) return "middle";
-  return fmt::format("output {}", stage - num_skips - 1);
 }
 
 // ---- StageCache -----------------------------------------------------------------------------------
@@ -196,49 +156,6 @@ torch::Tensor run_call(UNet& net, const torch::Tensor& x, const torch::Tensor& t
   if (record) meter.take(record->head_macs, record->head_macs_all);
   if (req && req->store_residual) cache->store_residual(x, out);
   return out;
-}
-
-std::vector<uint8_t> computed_stages(const CallRequest* req, int S) {
-  if (req && req->skip_all) return {};
-  std::vector<uint8_t> v(num_stages(S), 1);
-  if (req && !req->stages.empty())
-    for (int s = 0; s < num_stages(S); ++s)
-      v[s] = req->stages[s] == StageAction::Compute || req->stages[s] == StageAction::ComputeDiscard ? 1 : 0;
-  return v;
-}
-
-// ---- DeepCache's cut ------------------------------------------------------------------------------
-int deepcache_stage(int S, int k) {
-  deepcache::check_skip_index(k, S, "this UNet");
-  return k == S - 1 ? middle_stage(S) : output_stage(S, S - 2 - k);
-}
-
-CallRequest deepcache_request(int S, int k, bool partial) {
-  const int feature = deepcache_stage(S, k);
-  CallRequest r;
-  r.stages.assign(num_stages(S), StageAction::Compute);
-  if (!partial) {
-    r.store = {feature};
-    return r;
-  }
-  for (int s = k + 1; s < feature; ++s) r.stages[s] = StageAction::Skip;  // deep input blocks, middle, deep output blocks
-  r.stages[feature] = StageAction::Reuse;
-  return r;
-}
-
-CallRequest released_ldm_request(int S, int L, bool partial) {
-  deepcache::check_skip_index(L, S, "this UNet");
-  CallRequest r;
-  r.stages.assign(num_stages(S), StageAction::Compute);
-  if (!partial) {
-    for (int s = middle_stage(S); s < output_stage(S, S - 1); ++s) r.store.push_back(s);
-    return r;
-  }
-  const int first = output_stage(S, S - 1 - L);  // the first output block the shallow pass runs
-  for (int s = L + 1; s < first - 1; ++s) r.stages[s] = StageAction::Skip;
-  r.stages[first - 1] = StageAction::Reuse;
-  for (int s = first; s < output_stage(S, S - 1); ++s) r.stages[s] = StageAction::ComputeDiscard;
-  return r;
 }
 
 }  // namespace dc::models

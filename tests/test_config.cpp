@@ -196,8 +196,8 @@ runs:
   const auto e = parse_experiment(yaml, "exp.yaml");
   ASSERT_EQ(e.runs.size(), 2u);
   EXPECT_EQ(e.runs[0].plan.calls.num_calls(), 51);
-  EXPECT_EQ(e.runs[0].plan.full_steps, (std::vector<int>{0, 5, 10, 15, 20, 25, 30, 35, 40, 45}));
-  EXPECT_EQ(e.runs[1].plan.full_steps, (std::vector<int>{0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50}));
+  EXPECT_EQ(e.runs[0].plan.full_calls, (std::vector<int>{0, 5, 10, 15, 20, 25, 30, 35, 40, 45}));
+  EXPECT_EQ(e.runs[1].plan.full_calls, (std::vector<int>{0, 5, 10, 15, 20, 25, 30, 35, 40, 45, 50}));
   EXPECT_NE(e.runs[0].run_id, e.runs[1].run_id);
   EXPECT_EQ(e.runs[0].resolved["cache"]["index"], "steps");
   EXPECT_NE(error_of(std::string(kBase) + "  cache: {enabled: true, index: step}\n").find("cache.index: 'step' is not one of: calls, steps"),

@@ -50,7 +50,7 @@ TEST(Hdf5, NewFilesUseTheChecksummedFormatAndReadBack) {
   ASSERT_EQ(runs.size(), 1u);
   EXPECT_EQ(runs[0].status, "complete");
   EXPECT_EQ(runs[0].order, 3);
-  EXPECT_EQ(runs[0].full_steps, (std::vector<int>{0, 2, 4}));
+  EXPECT_EQ(runs[0].full_calls, (std::vector<int>{0, 2, 4}));
   EXPECT_EQ(runs[0].model_calls, 3);
   EXPECT_EQ(runs[0].scalars.at("metrics/seconds"), 1.5);
   EXPECT_TRUE(torch::equal(h5::to_tensor(runs[0].similarity.at("up.0")), torch::eye(3, torch::kFloat64)));

@@ -19,6 +19,7 @@
 #include "harness/sampling/schedule.h"
 #include "models/model.h"
 #include "harness/policies/deepcache.h"
+#include "harness/policies/policy_state.h"
 #include "models/deepcache_io.h"
 #include "models/unet_call.h"
 #include "support/agreement.h"
@@ -109,7 +110,7 @@ TEST(Samplers, EverySamplerOfTheRegistryRunsFromYaml) {
     EXPECT_EQ(calls, extra_call ? 5 : 4) << s.name;
     // pndm: the SD reference's indexing (the set over the 4 steps, read as call indices: the 5th call partial).
     const std::vector<int> want = s.name == "pndm" ? std::vector<int>{0, 2} : dc::deepcache::uniform_full_steps(calls, 2);
-    EXPECT_EQ(run.plan.full_steps, want) << s.name;
+    EXPECT_EQ(run.plan.full_calls, want) << s.name;
     const auto r = dc::harness::execute_run(run);
     EXPECT_EQ(r.timesteps, run.plan.calls.timesteps()) << s.name;
     EXPECT_EQ(static_cast<int>(r.is_full.size()), calls) << s.name;
@@ -151,12 +152,12 @@ TEST(Config, RunsAreResolvedOnceAndExecutedAsResolved) {
                                   "exp.yaml");
   auto run = e.runs.back();
   const auto nu = dc::deepcache::nonuniform_full_steps(5, 3, 2, 1.4);
-  EXPECT_EQ(run.plan.full_steps, nu.steps);
+  EXPECT_EQ(run.plan.full_calls, nu.steps);
   EXPECT_EQ(run.plan.final_power, nu.final_power);
   EXPECT_EQ(run.plan.calls.timesteps(), (std::vector<int64_t>{800, 600, 400, 200, 0}));
   run.cache.settings = dc::harness::policies::deepcache_settings({run.plan.model.num_skips, 1, {0, 3}, 5});
   const auto r = dc::harness::execute_run(run);
-  EXPECT_EQ(r.full_steps, (std::vector<int>{0, 3}));
+  EXPECT_EQ(r.full_calls, (std::vector<int>{0, 3}));
   EXPECT_EQ(r.is_full, (std::vector<int>{1, 0, 0, 1, 0}));
 }
 
@@ -180,7 +181,7 @@ TEST(Config, SetOverridesAnySettingAndIsPartOfTheRunId) {
   // YAML values: numbers, booleans, lists.
   const auto typed = parse_experiment(yaml, "exp.yaml", ".", {"samples.save_images=true", "cache.schedule=explicit", "cache.full_steps=[0, 2]"});
   EXPECT_TRUE(typed.runs.back().samples.save_images);
-  EXPECT_EQ(typed.runs.back().plan.full_steps, (std::vector<int>{0, 2}));
+  EXPECT_EQ(typed.runs.back().plan.full_calls, (std::vector<int>{0, 2}));
   // Errors name the override.
   const auto bad_key = dc::test::error_text([&] { parse_experiment(yaml, "exp.yaml", ".", {"samples.nn=1"}); });
   EXPECT_NE(bad_key.find("--set samples.nn=1"), std::string::npos) << bad_key;

@@ -10,7 +10,7 @@
 
 #include "common/error.h"
 #include "harness/config.h"
-#include "harness/policies/policy.h"
+#include "harness/policies/policy_state.h"
 #include "harness/runner.h"
 #include "metrics/macs.h"
 #include "models/model.h"
@@ -39,7 +39,7 @@ struct EvenSettings final : PolicySettings {
   int k = 1, num_skips = 0;
   nlohmann::json resolved() const override { return {{"k", k}}; }
   std::string describe() const override { return fmt::format(" k={} full on even calls", k); }
-  std::optional<std::vector<CallRequest>> schedule() const override { return std::nullopt; }
+  std::optional<std::vector<dc::models::CallPlan>> schedule() const override { return std::nullopt; }
   std::unique_ptr<Policy> make() const override;
 };
 
@@ -95,7 +95,7 @@ TEST(Policies, AToyPolicyRegisteredInTheTestRunsFromYamlWithItsMacsCountedFromIt
   EXPECT_EQ(run.cache.policy, "even_full");
   EXPECT_EQ(run.resolved["cache"], (nlohmann::json{{"enabled", true}, {"policy", "even_full"}, {"k", 2}}));
   EXPECT_NE(dc::harness::describe_run(run).find(" even_full k=2 full on even calls"), std::string::npos) << dc::harness::describe_run(run);
-  EXPECT_TRUE(run.plan.full_steps.empty()) << "nothing is known ahead";
+  EXPECT_TRUE(run.plan.full_calls.empty()) << "nothing is known ahead";
   // The same settings under deepcache are another run.
   const auto dc_run = dc::harness::parse_experiment(
       std::string(kExperiment).replace(std::string(kExperiment).find("policy: even_full, "), 19, ""), "dc.yaml");
@@ -122,7 +122,9 @@ TEST(Policies, AToyPolicyRegisteredInTheTestRunsFromYamlWithItsMacsCountedFromIt
   const std::vector<std::pair<int, std::string>> tail(events.end() - static_cast<std::ptrdiff_t>(want.size()), events.end());
   EXPECT_EQ(tail, want);
   for (const auto& [call, what] : tail)
-    if (what.rfind("observe", 0) == 0) EXPECT_NE(what.find(" cached"), std::string::npos) << "call " << call << ": " << what;
+    if (what.rfind("observe", 0) == 0) {
+      EXPECT_NE(what.find(" cached"), std::string::npos) << "call " << call << ": " << what;
+    }
 
   // What each call computed, and its MACs from that: full on even calls, DeepCache's partial at k = 2
   // on odd ones, against the traced counts of those two calls.
@@ -137,7 +139,7 @@ TEST(Policies, AToyPolicyRegisteredInTheTestRunsFromYamlWithItsMacsCountedFromIt
     EXPECT_EQ(std::count(r.computed[c].begin(), r.computed[c].end(), 1) < static_cast<long>(r.computed[c].size()), c % 2 == 1);
     sum += r.call_macs[c];
   }
-  EXPECT_EQ(r.full_steps, (std::vector<int>{0, 2, 4}));
+  EXPECT_EQ(r.full_calls, (std::vector<int>{0, 2, 4}));
   EXPECT_EQ(r.macs_full, full);
   EXPECT_EQ(r.macs_partial, partial);
   EXPECT_DOUBLE_EQ(r.macs_step_average, sum / 5);

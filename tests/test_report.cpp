@@ -247,7 +247,7 @@ TEST_F(ReportStudy, ColumnsAStudyNeeds) {
     } else {
       EXPECT_EQ(row.at("schedule"), fmt::format("nonuniform c=3 p={:.2f}", r.final_power)) << md;
       EXPECT_GT(r.final_power, 1.0);
-      EXPECT_EQ(row.at("full calls").substr(0, 3), fmt::format("{}: ", r.full_steps.size())) << md;
+      EXPECT_EQ(row.at("full calls").substr(0, 3), fmt::format("{}: ", r.full_calls.size())) << md;
     }
   }
   ASSERT_EQ(plain.size(), 3u) << "DDIM-3, -4 and the DDIM-6 baseline";

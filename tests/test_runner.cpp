@@ -559,6 +559,7 @@ TEST(Journal, RecordsOfAnotherConfigurationOrAfterAGapOrDamagedAreMadeAgain) {
     r.seconds = 0.5 + g;
     r.step_time_ms = {1.0, 2.0 + g};
     r.is_full = {1, 0};
+    r.computed = {{1, 1, 1}, {1, 0, 1}};  // what each call computed (stage flags)
     r.images = torch::full({rows, 1, 2, 2}, g, torch::kUInt8);
     r.quality["fid/features"] = torch::arange(rows * 3, torch::kFloat32).reshape({rows, 3}) + g;
     r.quality["fid_fmnist/count"] = torch::tensor({rows}, torch::kInt64);
@@ -574,6 +575,7 @@ TEST(Journal, RecordsOfAnotherConfigurationOrAfterAGapOrDamagedAreMadeAgain) {
   EXPECT_EQ(got[1].first, 12);
   EXPECT_EQ(got[1].step_time_ms, (std::vector<double>{1.0, 5.0}));
   EXPECT_EQ(got[1].is_full, (std::vector<int>{1, 0}));
+  EXPECT_EQ(got[1].computed, (std::vector<std::vector<uint8_t>>{{1, 1, 1}, {1, 0, 1}}));
   EXPECT_DOUBLE_EQ(got[1].seconds, 3.5);
   EXPECT_TRUE(torch::equal(got[1].images, record(3, 4).images));
   EXPECT_TRUE(torch::equal(got[1].quality.at("fid/features"), record(3, 4).quality.at("fid/features")));

@@ -109,7 +109,7 @@ TEST(SdRun, PromptsNegativePromptGuidanceAndSeedModes) {
   bool noted = false;
   for (const auto& n : base.notes) noted = noted || n.find("the first 4 of the 5 prompts") != std::string::npos;
   EXPECT_TRUE(noted);
-  EXPECT_EQ(base.full_steps, (std::vector<int>{0, 2}));  // PLMS-3 (4 calls), N = 2, indexed by steps
+  EXPECT_EQ(base.full_calls, (std::vector<int>{0, 2}));  // PLMS-3 (4 calls), N = 2, indexed by steps
   EXPECT_GT(max_diff(base.images[0], base.images[2]), 0.0f);  // same prompt, another sample's noise
   // The same samples whatever the batch (per-sample seeds), within float rounding of another batch shape.
   auto by4 = sd_settings(prompts, 4, 4);

@@ -99,14 +99,14 @@ TEST(TimingCheck, ReportFlagsAPlantedTiming) {
     RunResult r;
     r.spec = spec;
     r.timesteps = {750, 500, 250, 0};
-    r.full_steps = spec.cache.enabled ? spec.plan.full_steps : std::vector<int>{0, 1, 2, 3};
-    for (int c = 0; c < 4; ++c) r.is_full.push_back(std::find(r.full_steps.begin(), r.full_steps.end(), c) != r.full_steps.end());
+    r.full_calls = spec.cache.enabled ? spec.plan.full_calls : std::vector<int>{0, 1, 2, 3};
+    for (int c = 0; c < 4; ++c) r.is_full.push_back(std::find(r.full_calls.begin(), r.full_calls.end(), c) != r.full_calls.end());
     for (int f : r.is_full) r.step_time_ms.push_back(f ? 100.0 : 20.0);  // 5x, where the MACs allow 10/2 = 5x
     r.macs_full = 8e9;
     r.macs_partial = spec.cache.enabled ? 1.5e9 : 0;
     r.macs_full_all = 10e9;
     r.macs_partial_all = spec.cache.enabled ? 2e9 : 0;
-    const double n_full = static_cast<double>(r.full_steps.size());
+    const double n_full = static_cast<double>(r.full_calls.size());
     r.macs_step_average = (n_full * r.macs_full + (4 - n_full) * r.macs_partial) / 4;
     r.macs_step_average_all = (n_full * r.macs_full_all + (4 - n_full) * r.macs_partial_all) / 4;
     r.samples = 4;

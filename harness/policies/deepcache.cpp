@@ -7,105 +7,65 @@
 //             DeepCache's SD pipeline for PNDM; default steps for pndm, calls otherwise)
 //   feature   cached | zero (the paper's Table 5 ablation: partial calls read zeros)
 //   mode      chained | ldm_released (the released LDM code's pass, k = its replicate_layer)
-// Every full-call set is known before sampling (schedule()), so plan shows the calls and MACs.
+// Every full-call set is known before sampling (schedule()), so plan shows the calls and MACs. This
+// file reads and describes it (torch-free: the experiment reader is fuzzed without LibTorch); the
+// per-call state is deepcache_policy.cpp's.
 #include <fmt/format.h>
 
 #include <algorithm>
 
 #include "harness/policies/deepcache.h"
 #include "harness/policies/deepcache_schedules.h"
+#include "harness/policies/deepcache_settings.h"
 #include "harness/policies/registry_entries.h"
 
 namespace dc::harness::policies {
+
+nlohmann::json DeepCacheSettings::resolved() const {
+  nlohmann::json c = {{"k", k}, {"interval", interval}, {"schedule", schedule_name}};
+  if (schedule_name == "nonuniform") {
+    c["center"] = center;
+    c["power"] = power;
+  }
+  if (schedule_name == "ldm_nonuniform") c["power"] = power;
+  if (feature != "cached") c["feature"] = feature;  // only when set: existing run ids stay
+  if (mode != "chained") c["mode"] = mode;
+  if (schedule_name == "explicit") c["full_steps"] = explicit_steps;
+  // Only where it can differ from the calls' set (the older run ids stay).
+  if (pndm || index != "calls") c["index"] = index;
+  return c;
+}
+
+std::string DeepCacheSettings::describe() const {
+  std::string s = fmt::format(" k={} N={}", k, interval);
+  if (schedule_name == "nonuniform") s += fmt::format(" nonuniform c={} p={}", center, power);
+  if (schedule_name == "ldm_nonuniform") s += fmt::format(" ldm-nonuniform p={}", power);
+  if (schedule_name == "explicit") s += " explicit";
+  if (feature == "zero") s += " zero-feature";
+  if (mode == "ldm_released") s += " ldm-released";
+  return s;
+}
+
+bool DeepCacheSettings::is_full(int call) const { return std::binary_search(full_steps.begin(), full_steps.end(), call); }
+
+models::CallPlan DeepCacheSettings::plan(int call) const {
+  const bool partial = !is_full(call);
+  return mode == "ldm_released" ? models::released_ldm_plan(num_skips, k, partial) : models::deepcache_plan(num_skips, k, partial);
+}
+
+std::optional<std::vector<models::CallPlan>> DeepCacheSettings::schedule() const {
+  std::vector<models::CallPlan> v;
+  for (int c = 0; c < num_calls; ++c) v.push_back(plan(c));
+  return v;
+}
+
+nlohmann::json DeepCacheSettings::facts() const { return {{"final_power", final_power}}; }
+
+std::string DeepCacheSettings::plan_note() const {
+  return schedule_name == "nonuniform" ? fmt::format(", final p={:.2f}", final_power) : "";
+}
+
 namespace {
-
-struct DeepCacheSettings final : PolicySettings {
-  int num_skips = 0;
-  int k = 2;
-  int interval = 5;
-  std::string schedule_name = "uniform";
-  int center = 0;
-  double power = 1.4;
-  std::vector<int> explicit_steps;
-  std::string mode = "chained";
-  std::string feature = "cached";
-  std::string index;
-  bool pndm = false;             // the sampler is pndm (its index is part of the run id)
-  int num_calls = 0;
-  std::vector<int> full_steps;   // resolved when enabled
-  double final_power = 0.0;
-
-  nlohmann::json resolved() const override {
-    nlohmann::json c = {{"k", k}, {"interval", interval}, {"schedule", schedule_name}};
-    if (schedule_name == "nonuniform") {
-      c["center"] = center;
-      c["power"] = power;
-    }
-    if (schedule_name == "ldm_nonuniform") c["power"] = power;
-    if (feature != "cached") c["feature"] = feature;  // only when set: existing run ids stay
-    if (mode != "chained") c["mode"] = mode;
-    if (schedule_name == "explicit") c["full_steps"] = explicit_steps;
-    // Only where it can differ from the calls' set (the older run ids stay).
-    if (pndm || index != "calls") c["index"] = index;
-    return c;
-  }
-
-  std::string describe() const override {
-    std::string s = fmt::format(" k={} N={}", k, interval);
-    if (schedule_name == "nonuniform") s += fmt::format(" nonuniform c={} p={}", center, power);
-    if (schedule_name == "ldm_nonuniform") s += fmt::format(" ldm-nonuniform p={}", power);
-    if (schedule_name == "explicit") s += " explicit";
-    if (feature == "zero") s += " zero-feature";
-    if (mode == "ldm_released") s += " ldm-released";
-    return s;
-  }
-
-  bool is_full(int call) const { return std::binary_search(full_steps.begin(), full_steps.end(), call); }
-
-  models::CallRequest request(int call) const {
-    const bool partial = !is_full(call);
-    return mode == "ldm_released" ? models::released_ldm_request(num_skips, k, partial)
-                                  : models::deepcache_request(num_skips, k, partial);
-  }
-
-  std::optional<std::vector<models::CallRequest>> schedule() const override {
-    std::vector<models::CallRequest> v;
-    for (int c = 0; c < num_calls; ++c) v.push_back(request(c));
-    return v;
-  }
-
-  nlohmann::json facts() const override { return {{"final_power", final_power}}; }
-  std::string plan_note() const override {
-    return schedule_name == "nonuniform" ? fmt::format(", final p={:.2f}", final_power) : "";
-  }
-
-  std::unique_ptr<Policy> make() const override;
-};
-
-// The per-generation state: only the zero-feature ablation has any (the zeros partial calls read).
-class DeepCachePolicy final : public Policy {
- public:
-  explicit DeepCachePolicy(const DeepCacheSettings& s) : s_(s), stage_(models::deepcache_stage(s.num_skips, s.k)) {}
-  void begin(int64_t) override { zeros_ = torch::Tensor(); }
-  models::CallRequest decide(int call, const torch::Tensor&, const torch::Tensor&) override {
-    models::CallRequest r = s_.request(call);
-    if (s_.feature == "zero" && !s_.is_full(call) && zeros_.defined()) r.given[stage_] = zeros_;
-    return r;
-  }
-  void observe(int call, const models::CallRecord&, const models::StageCache& cache) override {
-    // The ablation without reuse (paper Table 5): what partial calls read becomes zeros of the
-    // stored feature's shape.
-    if (s_.feature != "zero" || !s_.is_full(call)) return;
-    if (const torch::Tensor& stored = cache.peek(stage_); stored.defined()) zeros_ = torch::zeros_like(stored);
-  }
-
- private:
-  const DeepCacheSettings s_;  // a copy: the policy outlives nothing it points to
-  int stage_;
-  torch::Tensor zeros_;
-};
-
-std::unique_ptr<Policy> DeepCacheSettings::make() const { return std::make_unique<DeepCachePolicy>(*this); }
 
 std::shared_ptr<const PolicySettings> read(const ReadContext& c) {
   auto s = std::make_shared<DeepCacheSettings>();

@@ -6,15 +6,15 @@
 // in the harness knows what a policy's settings mean.
 //
 //   settings = type.read(context)      once, when the experiment is read (errors: file:line: key)
-//   policy = settings->make()          per sampling (run, shard, repeat)
+//   policy = settings->make()          per sampling (run, shard, repeat): policy_state.h
 //   policy->begin(batch)               per generation (its call 0)
 //   request = policy->decide(call, t, x); eps = UNet under request; policy->observe(call, record, cache)
 //
-// Registering a policy: one file under harness/policies/ defining a PolicyType, listed in
-// registry.cpp's builtin table; or register_policy() at run time (a test's toy policy).
+// This header is torch-free (the experiment reader is fuzzed without LibTorch); the per-call side,
+// with tensors, is harness/policies/policy_state.h. Registering a policy: one file under
+// harness/policies/ defining a PolicyType, listed in registry.cpp's builtin table; or
+// register_policy() at run time (a test's toy policy).
 #pragma once
-#include <torch/torch.h>
-
 #include <functional>
 #include <memory>
 #include <optional>
@@ -24,23 +24,11 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/config_reader.h"
-#include "models/unet_call.h"
+#include "models/call_plan.h"
 
 namespace dc::harness::policies {
 
-// One generation's per-call state: decides each call's request, sees what it did.
-class Policy {
- public:
-  virtual ~Policy() = default;
-  // A new generation of `batch` samples (the UNet's batch: doubled under classifier-free guidance)
-  // starts; the StageCache has been reset.
-  virtual void begin(int64_t /*batch*/) {}
-  // What model call `call` (0 = the noisiest) computes. x is the UNet's input, t its timesteps.
-  virtual models::CallRequest decide(int call, const torch::Tensor& t, const torch::Tensor& x) = 0;
-  // After the call: the stages it computed and the outputs the request asked to observe; `cache`
-  // holds what this generation's calls stored.
-  virtual void observe(int /*call*/, const models::CallRecord& /*record*/, const models::StageCache& /*cache*/) {}
-};
+class Policy;  // harness/policies/policy_state.h
 
 // A policy's settings for one run, read from its `cache:` block. Immutable, shared by the run's
 // copies; every sampling makes a fresh Policy from it.
@@ -52,13 +40,14 @@ class PolicySettings {
   virtual nlohmann::json resolved() const = 0;
   // Appended to the run's short description (harness/config describe_run): " k=2 N=5 nonuniform c=50 p=1.4".
   virtual std::string describe() const = 0;
-  // Every call's request of one generation of `num_calls`, when the policy knows them before
-  // sampling (plan, expected MACs); nullopt when it decides from what it measures.
-  virtual std::optional<std::vector<models::CallRequest>> schedule() const = 0;
+  // What every call of one generation computes, when the policy knows it before sampling (plan,
+  // expected MACs, warm-up); nullopt when it decides from what it measures.
+  virtual std::optional<std::vector<models::CallPlan>> schedule() const = 0;
   // What reading resolved beyond the settings, stored with the run's results (e.g. {"final_power": 1.38}).
   virtual nlohmann::json facts() const { return nlohmann::json::object(); }
   // Said by `plan` after the run's calls (", final p=1.38").
   virtual std::string plan_note() const { return ""; }
+  // A fresh per-generation state (defined where LibTorch is: the policy's own file).
   virtual std::unique_ptr<Policy> make() const = 0;
 };
 
@@ -95,6 +84,6 @@ inline const char* default_policy() { return "deepcache"; }
 
 // ---- helpers for the loop, plan and report ------------------------------------------------------
 // The calls of a schedule that compute everything.
-std::vector<int> full_calls_of(const std::vector<models::CallRequest>& schedule);
+std::vector<int> full_calls_of(const std::vector<models::CallPlan>& schedule);
 
 }  // namespace dc::harness::policies

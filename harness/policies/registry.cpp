@@ -45,7 +45,7 @@ void register_policy(PolicyType type) {
   table().push_back(std::move(type));
 }
 
-std::vector<int> full_calls_of(const std::vector<models::CallRequest>& schedule) {
+std::vector<int> full_calls_of(const std::vector<models::CallPlan>& schedule) {
   std::vector<int> v;
   for (std::size_t c = 0; c < schedule.size(); ++c)
     if (schedule[c].computes_everything()) v.push_back(static_cast<int>(c));

@@ -1,0 +1,27 @@
+// The per-call side of a caching policy (harness/policies/policy.h has the settings side, torch-free):
+// one generation's state, asked per model call what the call computes and told what it did.
+#pragma once
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "harness/policies/policy.h"
+#include "models/unet_call.h"
+
+namespace dc::harness::policies {
+
+class Policy {
+ public:
+  virtual ~Policy() = default;
+  // A new generation of `batch` samples (the UNet's batch: doubled under classifier-free guidance)
+  // starts; the StageCache has been reset.
+  virtual void begin(int64_t /*batch*/) {}
+  // What model call `call` (0 = the noisiest) computes. x is the UNet's input, t its timesteps.
+  virtual models::CallRequest decide(int call, const torch::Tensor& t, const torch::Tensor& x) = 0;
+  // After the call: the stages it computed and the outputs the request asked to observe; `cache`
+  // holds what this generation's calls stored.
+  virtual void observe(int /*call*/, const models::CallRecord& /*record*/, const models::StageCache& /*cache*/) {}
+};
+
+}  // namespace dc::harness::policies
