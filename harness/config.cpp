@@ -164,11 +164,8 @@ void read_cache(const json& j, const Reader& r, RunSpec& s, int num_skips) {
   s.plan.final_power = s.cache.enabled ? s.cache.settings->facts().value("final_power", 0.0) : 0.0;
 }
 
-RunSpec read_run(const json& j, const Source& src, const std::string& context, const Origins* origins = nullptr) {
-  const Reader r(src, context, origins);
-  RunSpec s;
-  r.only(j, "", {"name", "model", "sampler", "cache", "samples", "similarity", "conditioning", "metrics", "timing", "device"});
-  r.get(j, "", "name", s.name);
+// device and model: the family and preset (their registry description), precision, CUDA graphs.
+void read_model(const json& j, const Reader& r, RunSpec& s) {
   if (j.contains("device")) {
     if (!j["device"].is_string()) r.fail("device", "expected cpu or cuda");
     s.device = j["device"].get<std::string>();
@@ -206,7 +203,10 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context, c
   }
   if (!s.model.tokenizer.empty() && s.plan.model.conditioning != "text")
     r.fail("model.tokenizer", fmt::format("the {} family takes no text", s.model.family));
-  const int num_skips = s.plan.model.num_skips;
+}
+
+// sampler: its name (default the family's), steps, spacing, eta; the model calls of one generation.
+void read_sampler(const json& j, const Reader& r, RunSpec& s) {
   s.sampler.name = s.plan.model.default_sampler;
   if (j.contains("sampler")) {
     const auto& m = j["sampler"];
@@ -224,7 +224,10 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context, c
   } catch (const Error& e) {
     r.fail_keyed("sampler", e.what());
   }
-  read_cache(j, r, s, num_skips);
+}
+
+// samples: how many, in which batches, from which seed, what is kept.
+void read_samples(const json& j, const Reader& r, RunSpec& s) {
   if (j.contains("samples")) {
     const auto& m = j["samples"];
     r.only(m, "samples", {"n", "batch", "seed", "seed_mode", "ranks", "save_images", "grid"});
@@ -239,6 +242,10 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context, c
   r.at_least("samples.n", s.samples.n, 1);
   r.at_least("samples.batch", s.samples.batch, 1);
   r.at_least("samples.grid", s.samples.grid, 0);
+}
+
+// timing.repeats.
+void read_timing(const json& j, const Reader& r, RunSpec& s) {
   if (j.contains("timing")) {
     const auto& m = j["timing"];
     r.only(m, "timing", {"repeats"});
@@ -246,6 +253,10 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context, c
     if (s.timing.repeats < 1 || s.timing.repeats > 100)
       r.fail("timing.repeats", fmt::format("{}: the times a batch is timed, 1 (no repeat) to 100", s.timing.repeats));
   }
+}
+
+// similarity: the tapped blocks (valid taps of the model), threshold, samples.
+void read_similarity(const json& j, const Reader& r, RunSpec& s) {
   if (j.contains("similarity")) {
     const auto& m = j["similarity"];
     r.only(m, "similarity", {"enabled", "taps", "threshold", "samples"});
@@ -266,7 +277,10 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context, c
   s.plan.taps = s.similarity.taps.empty() ? valid_taps : s.similarity.taps;
   if (s.similarity.threshold < -1 || s.similarity.threshold > 1)
     r.fail("similarity.threshold", fmt::format("{} must be a cosine similarity in [-1, 1]", s.similarity.threshold));
+}
 
+// conditioning (conditional families only): guidance, classes, or the prompts of text families.
+void read_conditioning(const json& j, const Reader& r, RunSpec& s) {
   const bool conditional = s.plan.model.conditioning != "none";
   const bool text = s.plan.model.conditioning == "text";
   if (text && !(j.contains("conditioning") && j["conditioning"].contains("guidance")))
@@ -301,8 +315,12 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context, c
                                     s.model.family));
     if (has_file && s.conditioning.prompts.empty()) r.fail("conditioning.prompts", "empty path (a file, one prompt per line)");
   }
+}
+
+// samples.seed_mode against the family and sampler it reproduces (and ranks).
+void check_seed_mode(const Reader& r, const RunSpec& s) {
   r.one_of("samples.seed_mode", s.samples.seed_mode, {"per_sample", "released", "paper"});
-  if (s.samples.seed_mode == "paper" && !text)
+  if (s.samples.seed_mode == "paper" && s.plan.model.conditioning != "text")
     r.fail("samples.seed_mode", fmt::format("paper reproduces the released Stable Diffusion script's noise (every batch from manual_seed(seed)); "
                                             "the {} family is not text-to-image (released is the LDM script's stream)",
                                             s.model.family));
@@ -319,88 +337,110 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context, c
   } else if (s.samples.ranks != 1) {
     r.fail("samples.ranks", fmt::format("{}: ranks belong to samples.seed_mode released", s.samples.ranks));
   }
+}
 
-  if (j.contains("metrics")) {
-    const auto& m = j["metrics"];
-    r.only(m, "metrics", {"fid_fmnist", "fid", "inception_score", "sfid", "precision_recall", "clip_score", "bootstrap"});
-    if (m.contains("bootstrap")) {
-      r.get(m, "metrics", "bootstrap", s.metrics.bootstrap);
-      if (s.metrics.bootstrap != 0 && (s.metrics.bootstrap < 20 || s.metrics.bootstrap > 100000))
-        r.fail("metrics.bootstrap", fmt::format("{} resamples: 0 (no interval) or 20 to 100000", s.metrics.bootstrap));
-    }
-    if (m.contains("clip_score")) {
-      const auto& f = m["clip_score"];
-      r.only(f, "metrics.clip_score", {"model", "model_config", "weights", "tokenizer"});
-      if (!text)
-        r.fail("metrics.clip_score", fmt::format("CLIP score pairs each image with its prompt; the {} family is not text-to-image", s.model.family));
-      s.metrics.clip_score = true;
-      r.get(f, "metrics.clip_score", "model", s.metrics.clip_model);
-      r.get(f, "metrics.clip_score", "model_config", s.metrics.clip_model_config);
-      r.get(f, "metrics.clip_score", "weights", s.metrics.clip_weights);
-      r.get(f, "metrics.clip_score", "tokenizer", s.metrics.clip_tokenizer);
-      if (s.metrics.clip_model_config.empty()) r.one_of("metrics.clip_score.model", s.metrics.clip_model, {"vit-g-14", "vit-l-14"});
-      else if (f.contains("model")) r.fail("metrics.clip_score.model", "give model (a preset) or model_config (an open_clip config JSON), not both");
-    }
-    std::string fid_weights, is_weights, sfid_weights, pr_weights;
-    // The metrics that take {reference, weights} (the weights are the shared Inception's).
-    auto reference_metric = [&](const char* name, bool& on, std::string& reference, std::string& weights, const char* what) {
-      if (!m.contains(name)) return;
-      const std::string key = std::string("metrics.") + name;
-      const auto& f = m[name];
-      r.only(f, key, {"reference", "weights"});
-      on = true;
-      r.get(f, key, "reference", reference);
-      r.get(f, key, "weights", weights);
-      if (reference.empty()) r.fail(key + ".reference", fmt::format("missing ({})", what));
-    };
-    reference_metric("precision_recall", s.metrics.precision_recall, s.metrics.pr_reference, pr_weights,
-                     "an .npz with arr_0 reference images, e.g. an ADM reference batch, or a folder of images");
-    reference_metric("sfid", s.metrics.sfid, s.metrics.sfid_reference, sfid_weights,
-                     "statistics .npz with mu_s, sigma_s: an ADM reference batch, or mu, sigma of 2023 features");
-    if (m.contains("fid")) {
-      const auto& f = m["fid"];
-      r.only(f, "metrics.fid", {"reference", "dims", "weights"});
-      s.metrics.fid = true;
-      r.get(f, "metrics.fid", "reference", s.metrics.fid_reference);
-      r.get(f, "metrics.fid", "dims", s.metrics.fid_dims);
-      r.get(f, "metrics.fid", "weights", fid_weights);
-      if (s.metrics.fid_reference.empty()) r.fail("metrics.fid.reference", "missing (reference statistics .npz: `deepcache-bench fid-stats`)");
-      if (s.metrics.fid_dims != 64 && s.metrics.fid_dims != 192 && s.metrics.fid_dims != 768 && s.metrics.fid_dims != 2048)
-        r.fail("metrics.fid.dims", fmt::format("{}: pytorch-fid's FID Inception offers 64, 192, 768 or 2048", s.metrics.fid_dims));
-    }
-    if (m.contains("inception_score")) {
-      const auto& f = m["inception_score"];
-      r.only(f, "metrics.inception_score", {"splits", "weights"});
-      s.metrics.inception_score = true;
-      r.get(f, "metrics.inception_score", "splits", s.metrics.is_splits);
-      r.get(f, "metrics.inception_score", "weights", is_weights);
-      r.at_least("metrics.inception_score.splits", s.metrics.is_splits, 1);
-    }
-    // FID, sFID, the Inception Score and precision/recall share one Inception network: its weights, given once or alike.
-    std::string given, given_key;
-    for (const auto& [key, w] : {std::pair{"metrics.fid.weights", fid_weights}, {"metrics.inception_score.weights", is_weights},
-                                 {"metrics.sfid.weights", sfid_weights}, {"metrics.precision_recall.weights", pr_weights}}) {
-      if (w.empty()) continue;
-      if (!given.empty() && w != given)
-        r.fail(key, fmt::format("{} differs from {} ({}): FID, sFID, the Inception Score and precision/recall share one Inception network", w, given_key, given));
-      given = w;
-      given_key = key;
-    }
-    if (!given.empty()) s.metrics.inception_weights = given;
-    if (m.contains("fid_fmnist")) {
-      const auto& f = m["fid_fmnist"];
-      r.only(f, "metrics.fid_fmnist", {"classifier", "reference", "confidence"});
-      s.metrics.fid_fmnist = true;
-      r.get(f, "metrics.fid_fmnist", "classifier", s.metrics.classifier);
-      r.get(f, "metrics.fid_fmnist", "reference", s.metrics.reference);
-      r.get(f, "metrics.fid_fmnist", "confidence", s.metrics.confidence);
-      if (s.metrics.classifier.empty()) r.fail("metrics.fid_fmnist.classifier", "missing (the Fashion-MNIST classifier weights)");
-      if (s.metrics.reference.empty()) r.fail("metrics.fid_fmnist.reference", "missing (reference statistics .npz)");
-      if (!(s.metrics.confidence > 0 && s.metrics.confidence <= 1))
-        r.fail("metrics.fid_fmnist.confidence", fmt::format("{} must be in (0, 1]", s.metrics.confidence));
-    }
+// metrics.clip_score (text families).
+void read_clip_score(const json& m, const Reader& r, RunSpec& s) {
+  if (!m.contains("clip_score")) return;
+  const auto& f = m["clip_score"];
+  r.only(f, "metrics.clip_score", {"model", "model_config", "weights", "tokenizer"});
+  if (s.plan.model.conditioning != "text")
+    r.fail("metrics.clip_score", fmt::format("CLIP score pairs each image with its prompt; the {} family is not text-to-image", s.model.family));
+  s.metrics.clip_score = true;
+  r.get(f, "metrics.clip_score", "model", s.metrics.clip_model);
+  r.get(f, "metrics.clip_score", "model_config", s.metrics.clip_model_config);
+  r.get(f, "metrics.clip_score", "weights", s.metrics.clip_weights);
+  r.get(f, "metrics.clip_score", "tokenizer", s.metrics.clip_tokenizer);
+  if (s.metrics.clip_model_config.empty()) r.one_of("metrics.clip_score.model", s.metrics.clip_model, {"vit-g-14", "vit-l-14"});
+  else if (f.contains("model")) r.fail("metrics.clip_score.model", "give model (a preset) or model_config (an open_clip config JSON), not both");
+}
+
+// metrics.fid, sfid, inception_score and precision_recall: one Inception network, its weights given once or alike.
+void read_inception_metrics(const json& m, const Reader& r, RunSpec& s) {
+  std::string fid_weights, is_weights, sfid_weights, pr_weights;
+  // The metrics that take {reference, weights} (the weights are the shared Inception's).
+  auto reference_metric = [&](const char* name, bool& on, std::string& reference, std::string& weights, const char* what) {
+    if (!m.contains(name)) return;
+    const std::string key = std::string("metrics.") + name;
+    const auto& f = m[name];
+    r.only(f, key, {"reference", "weights"});
+    on = true;
+    r.get(f, key, "reference", reference);
+    r.get(f, key, "weights", weights);
+    if (reference.empty()) r.fail(key + ".reference", fmt::format("missing ({})", what));
+  };
+  reference_metric("precision_recall", s.metrics.precision_recall, s.metrics.pr_reference, pr_weights,
+                   "an .npz with arr_0 reference images, e.g. an ADM reference batch, or a folder of images");
+  reference_metric("sfid", s.metrics.sfid, s.metrics.sfid_reference, sfid_weights,
+                   "statistics .npz with mu_s, sigma_s: an ADM reference batch, or mu, sigma of 2023 features");
+  if (m.contains("fid")) {
+    const auto& f = m["fid"];
+    r.only(f, "metrics.fid", {"reference", "dims", "weights"});
+    s.metrics.fid = true;
+    r.get(f, "metrics.fid", "reference", s.metrics.fid_reference);
+    r.get(f, "metrics.fid", "dims", s.metrics.fid_dims);
+    r.get(f, "metrics.fid", "weights", fid_weights);
+    if (s.metrics.fid_reference.empty()) r.fail("metrics.fid.reference", "missing (reference statistics .npz: `deepcache-bench fid-stats`)");
+    if (s.metrics.fid_dims != 64 && s.metrics.fid_dims != 192 && s.metrics.fid_dims != 768 && s.metrics.fid_dims != 2048)
+      r.fail("metrics.fid.dims", fmt::format("{}: pytorch-fid's FID Inception offers 64, 192, 768 or 2048", s.metrics.fid_dims));
   }
+  if (m.contains("inception_score")) {
+    const auto& f = m["inception_score"];
+    r.only(f, "metrics.inception_score", {"splits", "weights"});
+    s.metrics.inception_score = true;
+    r.get(f, "metrics.inception_score", "splits", s.metrics.is_splits);
+    r.get(f, "metrics.inception_score", "weights", is_weights);
+    r.at_least("metrics.inception_score.splits", s.metrics.is_splits, 1);
+  }
+  // FID, sFID, the Inception Score and precision/recall share one Inception network: its weights, given once or alike.
+  std::string given, given_key;
+  for (const auto& [key, w] : {std::pair{"metrics.fid.weights", fid_weights}, {"metrics.inception_score.weights", is_weights},
+                               {"metrics.sfid.weights", sfid_weights}, {"metrics.precision_recall.weights", pr_weights}}) {
+    if (w.empty()) continue;
+    if (!given.empty() && w != given)
+      r.fail(key, fmt::format("{} differs from {} ({}): FID, sFID, the Inception Score and precision/recall share one Inception network", w, given_key, given));
+    given = w;
+    given_key = key;
+  }
+  if (!given.empty()) s.metrics.inception_weights = given;
+}
 
+// metrics.fid_fmnist: this project's classifier features.
+void read_fid_fmnist(const json& m, const Reader& r, RunSpec& s) {
+  if (m.contains("fid_fmnist")) {
+    const auto& f = m["fid_fmnist"];
+    r.only(f, "metrics.fid_fmnist", {"classifier", "reference", "confidence"});
+    s.metrics.fid_fmnist = true;
+    r.get(f, "metrics.fid_fmnist", "classifier", s.metrics.classifier);
+    r.get(f, "metrics.fid_fmnist", "reference", s.metrics.reference);
+    r.get(f, "metrics.fid_fmnist", "confidence", s.metrics.confidence);
+    if (s.metrics.classifier.empty()) r.fail("metrics.fid_fmnist.classifier", "missing (the Fashion-MNIST classifier weights)");
+    if (s.metrics.reference.empty()) r.fail("metrics.fid_fmnist.reference", "missing (reference statistics .npz)");
+    if (!(s.metrics.confidence > 0 && s.metrics.confidence <= 1))
+      r.fail("metrics.fid_fmnist.confidence", fmt::format("{} must be in (0, 1]", s.metrics.confidence));
+  }
+}
+
+// metrics: which are computed in `run`, their references and weights.
+void read_metrics(const json& j, const Reader& r, RunSpec& s) {
+  if (!j.contains("metrics")) return;
+  const auto& m = j["metrics"];
+  r.only(m, "metrics", {"fid_fmnist", "fid", "inception_score", "sfid", "precision_recall", "clip_score", "bootstrap"});
+  if (m.contains("bootstrap")) {
+    r.get(m, "metrics", "bootstrap", s.metrics.bootstrap);
+    if (s.metrics.bootstrap != 0 && (s.metrics.bootstrap < 20 || s.metrics.bootstrap > 100000))
+      r.fail("metrics.bootstrap", fmt::format("{} resamples: 0 (no interval) or 20 to 100000", s.metrics.bootstrap));
+  }
+  read_clip_score(m, r, s);
+  read_inception_metrics(m, r, s);
+  read_fid_fmnist(m, r, s);
+}
+
+// The resolved config (every setting that changes a sample, defaults included, in a fixed layout)
+// and the run id, its FNV-1a 64 hash; then what is recorded without being part of the id.
+void resolve(RunSpec& s) {
+  const bool conditional = s.plan.model.conditioning != "none";
+  const bool text = s.plan.model.conditioning == "text";
   // Resolved config: every setting, defaults included, in a fixed layout.
   json cache = {{"enabled", s.cache.enabled}};
   if (s.cache.enabled) {
@@ -467,6 +507,23 @@ RunSpec read_run(const json& j, const Source& src, const std::string& context, c
   if (s.metrics.bootstrap >= 0 && (s.metrics.fid_fmnist || s.metrics.fid || s.metrics.sfid))
     s.resolved["metrics"]["bootstrap"] = s.metrics.bootstrap;  // likewise: it changes no sample
   if (s.timing.repeats > 1) s.resolved["timing"]["repeats"] = s.timing.repeats;  // likewise
+}
+
+RunSpec read_run(const json& j, const Source& src, const std::string& context, const Origins* origins = nullptr) {
+  const Reader r(src, context, origins);
+  RunSpec s;
+  r.only(j, "", {"name", "model", "sampler", "cache", "samples", "similarity", "conditioning", "metrics", "timing", "device"});
+  r.get(j, "", "name", s.name);
+  read_model(j, r, s);
+  read_sampler(j, r, s);
+  read_cache(j, r, s, s.plan.model.num_skips);
+  read_samples(j, r, s);
+  read_timing(j, r, s);
+  read_similarity(j, r, s);
+  read_conditioning(j, r, s);
+  check_seed_mode(r, s);
+  read_metrics(j, r, s);
+  resolve(s);
   if (s.name.empty()) s.name = describe_run(s);
   return s;
 }
