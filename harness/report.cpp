@@ -1,5 +1,6 @@
 #include "harness/report.h"
 
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/image_io.h"
+#include "models/call_plan.h"
 #include "harness/hdf5.h"
 #include "harness/results_store.h"
 #include "harness/timing_check.h"
@@ -208,21 +210,6 @@ std::string xml_escape(const std::string& s) {
 
 std::string baseline_key(const std::string& config_json) { return config_key(config_json, false); }
 
-std::string compact_ranges(const std::vector<int>& values) {
-  std::vector<int> v = values;
-  std::sort(v.begin(), v.end());
-  v.erase(std::unique(v.begin(), v.end()), v.end());
-  std::string out;
-  for (std::size_t i = 0; i < v.size();) {
-    std::size_t j = i;
-    while (j + 1 < v.size() && v[j + 1] == v[j] + 1) ++j;
-    out += (out.empty() ? "" : ",") + (j == i ? std::to_string(v[i]) : j == i + 1 ? fmt::format("{},{}", v[i], v[j])
-                                                                                 : fmt::format("{}-{}", v[i], v[j]));
-    i = j + 1;
-  }
-  return out;
-}
-
 double interpolate_at(const std::vector<std::pair<double, double>>& points, double x) {
   std::vector<std::pair<double, double>> p = points;
   std::sort(p.begin(), p.end());
@@ -323,104 +310,107 @@ std::string heatmap_svg(const torch::Tensor& matrix, double lo, double hi, const
   return o.str();
 }
 
-Report build_report(const ReportOptions& o) {
-  if (o.format != "md" && o.format != "csv") throw Error(fmt::format("--format {}: expected md or csv", o.format));
-  if (o.heatmap_scale != "own" && o.heatmap_scale != "common")
-    throw Error(fmt::format("--heatmap-scale {}: expected own (each map from its minimum to 1) or common (one scale for every map)",
-                            o.heatmap_scale));
-  Report rep;
-  rep.results = o.results;
-  const auto runs = read_results(o.results);
-  const auto file = h5::open_file(o.results);  // for what read_results leaves out: timings, state shapes, grids
-  rep.experiment = h5::get_attr_string(file.id(), "experiment");
-  rep.description = h5::get_attr_string(file.id(), "description");
-  std::vector<Row> rows;
-  for (const auto& r : runs) {
-    if (o.drop_failed && r.status == "failed") continue;
-    Row row;
-    row.run = &r;
-    row.complete = r.status == "complete";
-    if (r.shard_count > 1) row.status_note = fmt::format("shard {}/{}", r.shard_index, r.shard_count);
-    if (!r.partial.empty()) row.status_note = "partial: " + r.partial;
-    row.role = r.baseline ? "baseline" : "deepcache";
-    nlohmann::json c = nlohmann::json::parse(r.config_json, nullptr, false);
-    if (c.is_discarded() || !c.is_object()) c = nlohmann::json::object();
-    row.config = c;
-    row.model = c.value("/model/family"_json_pointer, std::string("?")) + "/" + c.value("/model/preset"_json_pointer, std::string("?"));
-    row.weights = c.value("/model/weights"_json_pointer, std::string("?"));
-    row.sampler = c.value("/sampler/name"_json_pointer, std::string("?"));
-    row.steps = c.value("/sampler/steps"_json_pointer, 0);
-    row.seed = c.value("/samples/seed"_json_pointer, uint64_t{0});
-    row.cached = c.value("/cache/enabled"_json_pointer, false);
-    if (row.cached) {
-      row.k = c.value("/cache/k"_json_pointer, -1);
-      row.n_interval = c.value("/cache/interval"_json_pointer, 0);
-      row.schedule = c.value("/cache/schedule"_json_pointer, std::string("?"));
-      if (row.schedule == "nonuniform")
-        row.schedule += fmt::format(" c={} p={:.2f}", c.value("/cache/center"_json_pointer, 0), r.final_power);
-      if (row.schedule == "ldm_nonuniform") row.schedule += fmt::format(" p={:.2f}", r.final_power);
-      if (c.value("/cache/feature"_json_pointer, std::string("cached")) == "zero") row.schedule += " zero-feature";
-      if (c.value("/cache/mode"_json_pointer, std::string("chained")) == "ldm_released") row.schedule += " ldm-released";
-    } else {
-      row.schedule = "-";
-      if (!r.baseline) row.role = "no cache";
-    }
-    row.group = baseline_key(r.config_json);
-    row.matched = config_key(r.config_json, true);
-    const double eta = c.value("/sampler/eta"_json_pointer, 0.0);
-    if (eta != 0.0) row.sampler += fmt::format(" eta={:g}", eta);
-    const double guidance = c.value("/conditioning/guidance"_json_pointer, 1.0);
-    if (guidance != 1.0) row.sampler += fmt::format(" cfg={:g}", guidance);
-    auto get = [&](const char* k, double fallback = 0.0) { auto it = r.scalars.find(k); return it == r.scalars.end() ? fallback : it->second; };
-    row.calls = r.model_calls;
-    row.full = static_cast<int>(r.full_calls.size());
-    row.macs = get("macs/step_average");
-    row.macs_per_image = row.macs * std::max(r.model_calls, 1);
-    row.macs_all_per_image = get("macs/step_average_all") * std::max(r.model_calls, 1);
-    row.s_per_image = get("metrics/seconds_per_image");
-    row.n = static_cast<int64_t>(get("metrics/samples", c.value("/samples/n"_json_pointer, 0.0)));
-    for (const auto& [k, v] : r.scalars) {
-      if (k.rfind("metrics/", 0) != 0 || is_timing(k)) continue;
-      const std::string name = k.substr(8);
-      const bool low = name.size() > 7 && name.compare(name.size() - 7, 7, "_ci_low") == 0;
-      const bool high = name.size() > 8 && name.compare(name.size() - 8, 8, "_ci_high") == 0;
-      if (low) row.ci[name.substr(0, name.size() - 7)].first = v;
-      else if (high) row.ci[name.substr(0, name.size() - 8)].second = v;
-      else row.metrics[name] = v;
-    }
-    rows.push_back(std::move(row));
+namespace {
+
+// One row of the table from a stored run: its settings (the stored config), its numbers.
+Row row_of(const StoredRun& r) {
+  Row row;
+  row.run = &r;
+  row.complete = r.status == "complete";
+  if (r.shard_count > 1) row.status_note = fmt::format("shard {}/{}", r.shard_index, r.shard_count);
+  if (!r.partial.empty()) row.status_note = "partial: " + r.partial;
+  nlohmann::json c = nlohmann::json::parse(r.config_json, nullptr, false);
+  if (c.is_discarded() || !c.is_object()) c = nlohmann::json::object();
+  row.role = r.baseline ? "baseline" : c.value("/cache/policy"_json_pointer, std::string("deepcache"));
+  row.config = c;
+  row.model = c.value("/model/family"_json_pointer, std::string("?")) + "/" + c.value("/model/preset"_json_pointer, std::string("?"));
+  row.weights = c.value("/model/weights"_json_pointer, std::string("?"));
+  row.sampler = c.value("/sampler/name"_json_pointer, std::string("?"));
+  row.steps = c.value("/sampler/steps"_json_pointer, 0);
+  row.seed = c.value("/samples/seed"_json_pointer, uint64_t{0});
+  row.cached = c.value("/cache/enabled"_json_pointer, false);
+  if (row.cached) {
+    row.k = c.value("/cache/k"_json_pointer, -1);
+    row.n_interval = c.value("/cache/interval"_json_pointer, 0);
+    row.schedule = c.value("/cache/schedule"_json_pointer, std::string("?"));
+    if (row.schedule == "nonuniform")
+      row.schedule += fmt::format(" c={} p={:.2f}", c.value("/cache/center"_json_pointer, 0), r.final_power);
+    if (row.schedule == "ldm_nonuniform") row.schedule += fmt::format(" p={:.2f}", r.final_power);
+    if (c.value("/cache/feature"_json_pointer, std::string("cached")) == "zero") row.schedule += " zero-feature";
+    if (c.value("/cache/mode"_json_pointer, std::string("chained")) == "ldm_released") row.schedule += " ldm-released";
+  } else {
+    row.schedule = "-";
+    if (!r.baseline) row.role = "no cache";
   }
-  // Feature dimensions of the Frechet metrics, from their stored states (state/<metric>/sum [D, 2]);
-  // the spread of s/image over the run's full batches and repeats (timing/batch_*, repeat_*).
-  {
-    const hid_t f = file.id();
-    for (auto& row : rows) {
-      const std::string t = "runs/" + row.run->key + "/timing/";
-      if (!row.complete || !h5::exists(f, t + "batch_seconds") || !h5::exists(f, t + "batch_rows")) continue;
-      auto read = [&](const std::string& name) {
-        return h5::exists(f, t + name) ? h5::to_doubles(h5::read_array(f, t + name)) : std::vector<double>{};
-      };
-      const TimingSpread sp = timing_spread(read("batch_seconds"), read("batch_rows"), read("repeat_seconds"), read("repeat_rows"));
-      row.spread = sp.relative;
-      row.spread_batches = sp.count;
-      row.median = sp.median;
-      row.first = sp.first;
-    }
-    for (auto& row : rows)
-      for (const char* metric : kFrechetMetrics) {
-        if (!row.metrics.count(metric)) continue;
-        const std::string path = "runs/" + row.run->key + "/state/" + metric + "/sum";
-        if (h5::exists(f, path)) {
-          const auto shape = h5::dataset_shape(f, path);
-          if (!shape.empty()) row.dims[metric] = shape[0];
-        }
+  row.group = baseline_key(r.config_json);
+  row.matched = config_key(r.config_json, true);
+  const double eta = c.value("/sampler/eta"_json_pointer, 0.0);
+  if (eta != 0.0) row.sampler += fmt::format(" eta={:g}", eta);
+  const double guidance = c.value("/conditioning/guidance"_json_pointer, 1.0);
+  if (guidance != 1.0) row.sampler += fmt::format(" cfg={:g}", guidance);
+  auto get = [&](const char* k, double fallback = 0.0) { auto it = r.scalars.find(k); return it == r.scalars.end() ? fallback : it->second; };
+  row.calls = r.model_calls;
+  row.full = static_cast<int>(r.full_calls.size());
+  row.macs = get("macs/step_average");
+  row.macs_per_image = row.macs * std::max(r.model_calls, 1);
+  row.macs_all_per_image = get("macs/step_average_all") * std::max(r.model_calls, 1);
+  row.s_per_image = get("metrics/seconds_per_image");
+  row.n = static_cast<int64_t>(get("metrics/samples", c.value("/samples/n"_json_pointer, 0.0)));
+  for (const auto& [k, v] : r.scalars) {
+    if (k.rfind("metrics/", 0) != 0 || is_timing(k)) continue;
+    const std::string name = k.substr(8);
+    const bool low = name.size() > 7 && name.compare(name.size() - 7, 7, "_ci_low") == 0;
+    const bool high = name.size() > 8 && name.compare(name.size() - 8, 8, "_ci_high") == 0;
+    if (low) row.ci[name.substr(0, name.size() - 7)].first = v;
+    else if (high) row.ci[name.substr(0, name.size() - 8)].second = v;
+    else row.metrics[name] = v;
+  }
+  return row;
+}
+
+// The spread of s/image over each run's full batches and repeats (timing/batch_*, repeat_*), and the
+// feature dimensions of its Frechet metrics, from their stored states (state/<metric>/sum [D, 2]).
+void add_timing_and_dims(hid_t f, std::vector<Row>& rows) {
+  for (auto& row : rows) {
+    const std::string t = "runs/" + row.run->key + "/timing/";
+    if (!row.complete || !h5::exists(f, t + "batch_seconds") || !h5::exists(f, t + "batch_rows")) continue;
+    auto read = [&](const std::string& name) {
+      return h5::exists(f, t + name) ? h5::to_doubles(h5::read_array(f, t + name)) : std::vector<double>{};
+    };
+    const TimingSpread sp = timing_spread(read("batch_seconds"), read("batch_rows"), read("repeat_seconds"), read("repeat_rows"));
+    row.spread = sp.relative;
+    row.spread_batches = sp.count;
+    row.median = sp.median;
+    row.first = sp.first;
+  }
+  for (auto& row : rows)
+    for (const char* metric : kFrechetMetrics) {
+      if (!row.metrics.count(metric)) continue;
+      const std::string path = "runs/" + row.run->key + "/state/" + metric + "/sum";
+      if (h5::exists(f, path)) {
+        const auto shape = h5::dataset_shape(f, path);
+        if (!shape.empty()) row.dims[metric] = shape[0];
       }
-  }
-  // Baselines: each run against the complete baseline of its own settings, or (--reference) one run.
+    }
+}
+
+// What each row is compared with: the complete baseline of its own settings, or (--reference) one run.
+struct Baselines {
   std::map<std::string, const Row*> baseline;
+  const Row* ref = nullptr;
+  const Row* of(const Row& row) const {
+    if (ref) return ref;
+    auto it = baseline.find(row.group);
+    return it == baseline.end() ? nullptr : it->second;
+  }
+};
+
+Baselines find_baselines(const std::vector<Row>& rows, const ReportOptions& o) {
+  Baselines out;
+  std::map<std::string, const Row*>& baseline = out.baseline;
+  const Row*& ref = out.ref;
   for (const auto& row : rows)
     if (row.run->baseline && row.complete) baseline[row.group] = &row;
-  const Row* ref = nullptr;
   if (!o.reference.empty()) {
     std::string known;
     for (const auto& row : rows) {
@@ -434,11 +424,12 @@ Report build_report(const ReportOptions& o) {
     if (!ref) throw Error(fmt::format("{}: --reference '{}' matches no run id or name (runs: {})", o.results, o.reference, known));
     if (!ref->complete) throw Error(fmt::format("{}: --reference run {} is {}, not complete", o.results, ref->run->key, ref->run->status));
   }
-  auto base_of = [&](const Row& row) -> const Row* {
-    if (ref) return ref;
-    auto it = baseline.find(row.group);
-    return it == baseline.end() ? nullptr : it->second;
-  };
+  return out;
+}
+
+// Speedups (time, MACs, the bound every multiply-accumulate allows) and the timing check's flags.
+void add_speedups(std::vector<Row>& rows, const Baselines& baselines) {
+  const auto base_of = [&](const Row& row) { return baselines.of(row); };
   for (auto& row : rows) {
     const Row* b = base_of(row);
     if (b && row.s_per_image > 0) row.speedup = b->s_per_image / row.s_per_image;
@@ -447,14 +438,13 @@ Report build_report(const ReportOptions& o) {
   }
   for (auto& row : rows)
     if (row.complete) row.flags = timing_flags(timing_facts(row, base_of(row)));
-  std::set<std::string> metric_names, with_ci;
-  for (const auto& row : rows) {
-    for (const auto& [k, v] : row.metrics) metric_names.insert(k);
-    for (const auto& [k, v] : row.ci) with_ci.insert(k);
-  }
-  // Matched cost: each metric of the plain (uncached) runs of the same settings but other step
-  // counts, interpolated linearly in MACs per image at each run's cost.
-  std::map<std::string, std::map<const Row*, double>> matched;  // metric -> row -> plain value at its MACs
+}
+
+// Matched cost: each metric of the plain (uncached) runs of the same settings but other step
+// counts, interpolated linearly in MACs per image at each run's cost.
+using Matched = std::map<std::string, std::map<const Row*, double>>;  // metric -> row -> plain value at its MACs
+Matched matched_cost(const std::vector<Row>& rows, const std::set<std::string>& metric_names) {
+  Matched matched;
   for (const auto& metric : metric_names)
     for (const auto& row : rows) {
       if (!row.complete || !row.cached || !row.metrics.count(metric)) continue;
@@ -468,8 +458,13 @@ Report build_report(const ReportOptions& o) {
       const double v = interpolate_at(points, row.macs_per_image);
       if (std::isfinite(v)) matched[metric][&row] = v;
     }
+  return matched;
+}
 
-  // The table.
+// The table's columns: the fixed ones, then per metric its value, interval, delta and matched cost.
+std::vector<std::string> table_head(const std::set<std::string>& metric_names, const std::set<std::string>& with_ci,
+                                    const Matched& matched) {
+  Report rep;
   rep.head = {"run_id", "role", "model", "weights", "sampler", "steps", "calls", "full calls", "k", "m", "N", "schedule", "n", "seed",
               "GMACs/call", "GMACs/image", "s/image", "median s/image", "first batch s/image", "spread", "speedup", "MACs speedup",
               "bound (all MACs)", "timing check"};
@@ -484,63 +479,69 @@ Report build_report(const ReportOptions& o) {
   }
   rep.head.push_back("status");
   rep.head.push_back("error");
-  bool small_n = false;
-  for (const auto& row : rows) {
-    const StoredRun& r = *row.run;
-    const std::string weights = row.weights == "random" ? "RANDOM (untrained)" : fs::path(row.weights).filename().string();
-    std::string full = "-";
-    if (row.complete && row.calls > 0)
-      full = row.full == row.calls ? fmt::format("all {}", row.calls) : fmt::format("{}: {}", row.full, compact_ranges(r.full_calls));
-    const bool c = row.complete;
-    std::vector<ReportCell> cells = {
-        cell(r.key), cell(row.role), cell(row.model), {weights, row.weights}, cell(row.sampler), number(row.steps, std::to_string(row.steps)),
-        c ? number(row.calls, std::to_string(row.calls)) : cell("-"), {full, full == "-" ? "" : full},
-        row.k >= 0 ? number(row.k, std::to_string(row.k)) : cell("-"), row.k >= 0 ? number(row.k + 1, std::to_string(row.k + 1)) : cell("-"),
-        row.n_interval ? number(row.n_interval, std::to_string(row.n_interval)) : cell("-"), cell(row.schedule),
-        number(static_cast<double>(row.n), std::to_string(row.n)), {std::to_string(row.seed), std::to_string(row.seed), true},
-        c ? number(row.macs / 1e9, fmt::format("{:.3f}", row.macs / 1e9)) : cell("-"),
-        c ? number(row.macs_per_image / 1e9, fmt::format("{:.2f}", row.macs_per_image / 1e9)) : cell("-"),
-        c ? number(row.s_per_image, fmt::format("{:.4f}", row.s_per_image)) : cell("-"),
-        c && row.median > 0 ? number(row.median, fmt::format("{:.4f}", row.median)) : cell("-"),
-        c && row.first > 0 ? number(row.first, fmt::format("{:.4f}", row.first)) : cell("-"),
-        row.spread >= 0 ? number(row.spread, fmt::format("±{:.1f}% ({})", 100 * row.spread, row.spread_batches)) : cell("-"),
-        row.speedup > 0 ? number(row.speedup, fmt::format("{:.2f}x", row.speedup)) : cell("-"),
-        row.mac_speedup > 0 ? number(row.mac_speedup, fmt::format("{:.2f}x", row.mac_speedup)) : cell("-"),
-        row.mac_bound > 0 ? number(row.mac_bound, fmt::format("{:.2f}x", row.mac_bound)) : cell("-"),
-        !c ? cell("-") : row.flags.empty() ? cell("ok") : cell(fmt::format("{} warning{} (notes)", row.flags.size(), row.flags.size() == 1 ? "" : "s"))};
-    const Row* b = base_of(row);
-    for (const auto& m : metric_names) {
-      auto it = row.metrics.find(m);
-      if (it == row.metrics.end()) {
-        cells.push_back(cell("-"));
-      } else {
-        std::string text = fmt::format("{:.4g}", it->second);
-        auto d = row.dims.find(m);
-        if (d != row.dims.end() && row.n <= d->second) {
-          text += " (n<=D)";
-          small_n = true;
-        }
-        cells.push_back(number(it->second, text));
+  return rep.head;
+}
+
+// One row's cells; `small_n` is set when a Frechet value comes from n <= D samples.
+std::vector<ReportCell> row_cells(const Row& row, const Baselines& baselines, const std::set<std::string>& metric_names,
+                                  const std::set<std::string>& with_ci, const Matched& matched, bool& small_n) {
+  const auto base_of = [&](const Row& other) { return baselines.of(other); };
+  const StoredRun& r = *row.run;
+  const std::string weights = row.weights == "random" ? "RANDOM (untrained)" : fs::path(row.weights).filename().string();
+  std::string full = "-";
+  if (row.complete && row.calls > 0)
+    full = row.full == row.calls ? fmt::format("all {}", row.calls) : fmt::format("{}: {}", row.full, models::compact_ids(r.full_calls));
+  const bool c = row.complete;
+  std::vector<ReportCell> cells = {
+      cell(r.key), cell(row.role), cell(row.model), {weights, row.weights}, cell(row.sampler), number(row.steps, std::to_string(row.steps)),
+      c ? number(row.calls, std::to_string(row.calls)) : cell("-"), {full, full == "-" ? "" : full},
+      row.k >= 0 ? number(row.k, std::to_string(row.k)) : cell("-"), row.k >= 0 ? number(row.k + 1, std::to_string(row.k + 1)) : cell("-"),
+      row.n_interval ? number(row.n_interval, std::to_string(row.n_interval)) : cell("-"), cell(row.schedule),
+      number(static_cast<double>(row.n), std::to_string(row.n)), {std::to_string(row.seed), std::to_string(row.seed), true},
+      c ? number(row.macs / 1e9, fmt::format("{:.3f}", row.macs / 1e9)) : cell("-"),
+      c ? number(row.macs_per_image / 1e9, fmt::format("{:.2f}", row.macs_per_image / 1e9)) : cell("-"),
+      c ? number(row.s_per_image, fmt::format("{:.4f}", row.s_per_image)) : cell("-"),
+      c && row.median > 0 ? number(row.median, fmt::format("{:.4f}", row.median)) : cell("-"),
+      c && row.first > 0 ? number(row.first, fmt::format("{:.4f}", row.first)) : cell("-"),
+      row.spread >= 0 ? number(row.spread, fmt::format("±{:.1f}% ({})", 100 * row.spread, row.spread_batches)) : cell("-"),
+      row.speedup > 0 ? number(row.speedup, fmt::format("{:.2f}x", row.speedup)) : cell("-"),
+      row.mac_speedup > 0 ? number(row.mac_speedup, fmt::format("{:.2f}x", row.mac_speedup)) : cell("-"),
+      row.mac_bound > 0 ? number(row.mac_bound, fmt::format("{:.2f}x", row.mac_bound)) : cell("-"),
+      !c ? cell("-") : row.flags.empty() ? cell("ok") : cell(fmt::format("{} warning{} (notes)", row.flags.size(), row.flags.size() == 1 ? "" : "s"))};
+  const Row* b = base_of(row);
+  for (const auto& m : metric_names) {
+    auto it = row.metrics.find(m);
+    if (it == row.metrics.end()) {
+      cells.push_back(cell("-"));
+    } else {
+      std::string text = fmt::format("{:.4g}", it->second);
+      auto d = row.dims.find(m);
+      if (d != row.dims.end() && row.n <= d->second) {
+        text += " (n<=D)";
+        small_n = true;
       }
-      if (with_ci.count(m)) {
-        auto c = row.ci.find(m);
-        cells.push_back(c == row.ci.end() ? cell("-") : number(c->second.first, fmt::format("{:.4g}", c->second.first)));
-        cells.push_back(c == row.ci.end() ? cell("-") : number(c->second.second, fmt::format("{:.4g}", c->second.second)));
-      }
-      const bool has_delta = it != row.metrics.end() && b && b->metrics.count(m);
-      cells.push_back(has_delta ? number(it->second - b->metrics.at(m), fmt::format("{:+.4g}", it->second - b->metrics.at(m))) : cell("-"));
-      if (matched.count(m)) {
-        auto mv = matched.at(m).find(&row);
-        cells.push_back(mv == matched.at(m).end() ? cell("-") : number(mv->second, fmt::format("{:.4g}", mv->second)));
-      }
+      cells.push_back(number(it->second, text));
     }
-    std::string status = row.status_note.empty() ? r.status : r.status + " (" + row.status_note + ")";
-    cells.push_back({r.status == "failed" ? "failed: " + first_line(r.error, 100) : status, status});
-    cells.push_back({r.error.empty() ? "-" : "see below", r.error});
-    rep.rows.push_back(std::move(cells));
-    rep.row_keys.push_back(r.key);
-    rep.row_status.push_back(r.status);
+    if (with_ci.count(m)) {
+      auto c = row.ci.find(m);
+      cells.push_back(c == row.ci.end() ? cell("-") : number(c->second.first, fmt::format("{:.4g}", c->second.first)));
+      cells.push_back(c == row.ci.end() ? cell("-") : number(c->second.second, fmt::format("{:.4g}", c->second.second)));
+    }
+    const bool has_delta = it != row.metrics.end() && b && b->metrics.count(m);
+    cells.push_back(has_delta ? number(it->second - b->metrics.at(m), fmt::format("{:+.4g}", it->second - b->metrics.at(m))) : cell("-"));
+    if (matched.count(m)) {
+      auto mv = matched.at(m).find(&row);
+      cells.push_back(mv == matched.at(m).end() ? cell("-") : number(mv->second, fmt::format("{:.4g}", mv->second)));
+    }
   }
+  std::string status = row.status_note.empty() ? r.status : r.status + " (" + row.status_note + ")";
+  cells.push_back({r.status == "failed" ? "failed: " + first_line(r.error, 100) : status, status});
+  cells.push_back({r.error.empty() ? "-" : "see below", r.error});
+  return cells;
+}
+
+// The notes under the table: timing flags, failed runs, small n, intervals, matched cost, clocks.
+void add_notes(Report& rep, const std::vector<Row>& rows, bool small_n, const std::set<std::string>& with_ci, const Matched& matched) {
   for (const auto& row : rows)
     for (const auto& flag : row.flags) rep.notes.push_back(fmt::format("Run {} ({}): {}.", row.run->key, row.run->name, flag));
   // Notes (Markdown and HTML show failed runs' errors here instead of the error column).
@@ -596,16 +597,15 @@ Report build_report(const ReportOptions& o) {
                           "or the spread exceeds the effect (docs/performance.md, 'Timings checked against the MACs').");
     }
   }
-  // Provenance.
-  for (const auto& row : rows) rep.provenance.emplace_back(row.run->key + " " + row.run->name, provenance_lines(*row.run));
-  // Similarity heatmaps (PNG: one colour per cell; SVG: the labelled figure) and sample grids.
+}
+
+// Similarity heatmaps (PNG: one colour per cell; SVG: the labelled figure), and a note for the taps
+// asked for that have no map.
+void add_heatmaps(Report& rep, const std::vector<Row>& rows, const ReportOptions& o, const fs::path& out_dir) {
   double common_lo = 1.0;
   for (const auto& row : rows)
     for (const auto& [tap, m] : row.run->similarity)
       if (m.dim() == 2 && m.numel() > 0) common_lo = std::min(common_lo, m.min().item<double>());
-  const fs::path dir = o.heatmap_dir.empty() ? fs::path(o.results).parent_path() : fs::path(o.heatmap_dir);
-  const fs::path out_dir = dir.empty() ? fs::path(".") : dir;
-  if (o.figures) dc::io::make_folders(out_dir);
   std::map<std::pair<int, std::string>, std::vector<std::string>> taps_missing;  // (k, taps) -> runs
   std::vector<std::string> shard_without_maps;
   for (const auto& row : rows) {
@@ -665,24 +665,66 @@ Report build_report(const ReportOptions& o) {
     for (const auto& k : shard_without_maps) list += (list.empty() ? "" : ", ") + k;
     rep.notes.push_back(fmt::format("No similarity maps in {}: maps are made from the first samples, by the shard that holds sample 0.", list));
   }
-  {
-    const hid_t f = file.id();
+}
+
+// The stored sample grids.
+void add_grids(Report& rep, hid_t f, const std::vector<Row>& rows, const ReportOptions& o, const fs::path& out_dir) {
     for (const auto& row : rows) {
-      const std::string path = "runs/" + row.run->key + "/grid";
-      if (!row.complete || !h5::exists(f, path)) continue;
-      const torch::Tensor grid = h5::read_tensor(f, path);
-      if (grid.dim() != 3 || grid.scalar_type() != torch::kUInt8 || (grid.size(0) != 1 && grid.size(0) != 3)) continue;
-      ReportFigure fig;
-      fig.run_key = row.run->key;
-      fig.title = fmt::format("run {} {}: the first samples", row.run->key, row.run->name);
-      fig.png_bytes = image::encode_png(grid, path);
-      if (o.figures) {
-        fig.png = (out_dir / fmt::format("grid_{}.png", row.run->key)).string();
-        image::write_png(fig.png, grid);
-      }
-      rep.grids.push_back(std::move(fig));
+    const std::string path = "runs/" + row.run->key + "/grid";
+    if (!row.complete || !h5::exists(f, path)) continue;
+    const torch::Tensor grid = h5::read_tensor(f, path);
+    if (grid.dim() != 3 || grid.scalar_type() != torch::kUInt8 || (grid.size(0) != 1 && grid.size(0) != 3)) continue;
+    ReportFigure fig;
+    fig.run_key = row.run->key;
+    fig.title = fmt::format("run {} {}: the first samples", row.run->key, row.run->name);
+    fig.png_bytes = image::encode_png(grid, path);
+    if (o.figures) {
+      fig.png = (out_dir / fmt::format("grid_{}.png", row.run->key)).string();
+      image::write_png(fig.png, grid);
     }
+    rep.grids.push_back(std::move(fig));
   }
+}
+
+}  // namespace
+
+Report build_report(const ReportOptions& o) {
+  if (o.format != "md" && o.format != "csv") throw Error(fmt::format("--format {}: expected md or csv", o.format));
+  if (o.heatmap_scale != "own" && o.heatmap_scale != "common")
+    throw Error(fmt::format("--heatmap-scale {}: expected own (each map from its minimum to 1) or common (one scale for every map)",
+                            o.heatmap_scale));
+  Report rep;
+  rep.results = o.results;
+  const auto runs = read_results(o.results);
+  const auto file = h5::open_file(o.results);  // for what read_results leaves out: timings, state shapes, grids
+  rep.experiment = h5::get_attr_string(file.id(), "experiment");
+  rep.description = h5::get_attr_string(file.id(), "description");
+  std::vector<Row> rows;
+  for (const auto& r : runs)
+    if (!(o.drop_failed && r.status == "failed")) rows.push_back(row_of(r));
+  add_timing_and_dims(file.id(), rows);
+  const Baselines baselines = find_baselines(rows, o);
+  add_speedups(rows, baselines);
+  std::set<std::string> metric_names, with_ci;
+  for (const auto& row : rows) {
+    for (const auto& [k, v] : row.metrics) metric_names.insert(k);
+    for (const auto& [k, v] : row.ci) with_ci.insert(k);
+  }
+  const Matched matched = matched_cost(rows, metric_names);
+  rep.head = table_head(metric_names, with_ci, matched);
+  bool small_n = false;
+  for (const auto& row : rows) {
+    rep.rows.push_back(row_cells(row, baselines, metric_names, with_ci, matched, small_n));
+    rep.row_keys.push_back(row.run->key);
+    rep.row_status.push_back(row.run->status);
+  }
+  add_notes(rep, rows, small_n, with_ci, matched);
+  for (const auto& row : rows) rep.provenance.emplace_back(row.run->key + " " + row.run->name, provenance_lines(*row.run));
+  const fs::path dir = o.heatmap_dir.empty() ? fs::path(o.results).parent_path() : fs::path(o.heatmap_dir);
+  const fs::path out_dir = dir.empty() ? fs::path(".") : dir;
+  if (o.figures) dc::io::make_folders(out_dir);
+  add_heatmaps(rep, rows, o, out_dir);
+  add_grids(rep, file.id(), rows, o, out_dir);
   return rep;
 }
 

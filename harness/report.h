@@ -85,9 +85,6 @@ torch::Tensor heatmap_image(const torch::Tensor& matrix, double lo, double hi, i
 // axes "model call (0 = noisiest)" with ticks, a colour bar from lo to hi, and `title`.
 std::string heatmap_svg(const torch::Tensor& matrix, double lo, double hi, const std::string& title);
 
-// "0-3,5,7,9-14": sorted call indices as ranges.
-std::string compact_ranges(const std::vector<int>& values);
-
 // Linear interpolation of y at x between the points (x_i, y_i) (any order); NaN when x is outside
 // [min x_i, max x_i] or there are fewer than two distinct x_i (no extrapolation).
 double interpolate_at(const std::vector<std::pair<double, double>>& points, double x);

@@ -9,39 +9,44 @@
 
 namespace dc::metrics {
 
-CallMacs call_macs(models::UNet& net, int partial_k) {
-  torch::NoGradGuard no_grad;
+namespace {
+// One image, as the paper counts: x, t = 500 and the model's example conditioning at batch 1.
+struct OneImage {
+  torch::Tensor x, t, cond;
+};
+OneImage one_image(models::UNet& net) {
   const auto p = net.parameters().front();
   std::vector<int64_t> shape = net.sample_shape();
   shape.insert(shape.begin(), 1);
-  const torch::Tensor x = torch::zeros(shape, p.options());
-  const torch::Tensor t = torch::full({1}, 500.0f, p.options().dtype(torch::kFloat32));
-  const torch::Tensor cond = net.example_conditioning(1, p.options());
+  return {torch::zeros(shape, p.options()), torch::full({1}, 500.0f, p.options().dtype(torch::kFloat32)),
+          net.example_conditioning(1, p.options())};
+}
+}  // namespace
+
+CallMacs call_macs(models::UNet& net, int partial_k) {
+  torch::NoGradGuard no_grad;
+  const OneImage in = one_image(net);
   models::Trace trace;
   trace.count_macs = true;
   if (partial_k < 0) {
-    net.forward(x, t, cond, nullptr, nullptr, &trace);
+    net.forward(in.x, in.t, in.cond, nullptr, nullptr, &trace);
   } else {
     models::StageCache cache;
     const models::CallRequest full = models::deepcache_request(net.num_skips(), partial_k, false);
     const models::CallRequest partial = models::deepcache_request(net.num_skips(), partial_k, true);
-    net.forward(x, t, cond, &full, &cache, nullptr);
-    net.forward(x, t, cond, &partial, &cache, &trace);
+    net.forward(in.x, in.t, in.cond, &full, &cache, nullptr);
+    net.forward(in.x, in.t, in.cond, &partial, &cache, &trace);
   }
   return {trace.macs, trace.macs_all, trace.macs_by_block};
 }
 
 StageMacs stage_macs(models::UNet& net) {
   torch::NoGradGuard no_grad;
-  const auto p = net.parameters().front();
-  std::vector<int64_t> shape = net.sample_shape();
-  shape.insert(shape.begin(), 1);
-  const torch::Tensor x = torch::zeros(shape, p.options());
-  const torch::Tensor t = torch::full({1}, 500.0f, p.options().dtype(torch::kFloat32));
+  const OneImage in = one_image(net);
   models::Trace trace;
   trace.count_macs = true;
   models::CallRecord record;
-  net.forward(x, t, net.example_conditioning(1, p.options()), nullptr, nullptr, &trace, &record);
+  net.forward(in.x, in.t, in.cond, nullptr, nullptr, &trace, &record);
   StageMacs m;
   m.stage = record.stage_macs;
   m.stage_all = record.stage_macs_all;

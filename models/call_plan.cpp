@@ -26,7 +26,8 @@ std::string CallPlan::kind() const {
       if (stages[i] == StageAction::Reuse) reused.push_back(static_cast<int>(i));
       if (stages[i] == StageAction::ComputeDiscard) discarded.push_back(static_cast<int>(i));
     }
-    s = fmt::format("reuse {} compute {}", compact_ids(reused), compact_ids(computed));
+    const auto ids = [](const std::vector<int>& v) { return v.empty() ? std::string("-") : compact_ids(v); };
+    s = fmt::format("reuse {} compute {}", ids(reused), ids(computed));
     if (!discarded.empty()) s += fmt::format(" discard {}", compact_ids(discarded));
   }
   if (!store.empty()) s += fmt::format(" store {}", compact_ids(store));
@@ -35,18 +36,18 @@ std::string CallPlan::kind() const {
 }
 
 std::string compact_ids(const std::vector<int>& ids_in) {
-  std::vector<int> ids = ids_in;
-  std::sort(ids.begin(), ids.end());
-  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  std::string s;
-  for (std::size_t i = 0; i < ids.size();) {
+  std::vector<int> v = ids_in;
+  std::sort(v.begin(), v.end());
+  v.erase(std::unique(v.begin(), v.end()), v.end());
+  std::string out;
+  for (std::size_t i = 0; i < v.size();) {
     std::size_t j = i;
-    while (j + 1 < ids.size() && ids[j + 1] == ids[j] + 1) ++j;
-    if (!s.empty()) s += ",";
-    s += j == i ? std::to_string(ids[i]) : fmt::format("{}-{}", ids[i], ids[j]);
+    while (j + 1 < v.size() && v[j + 1] == v[j] + 1) ++j;
+    out += (out.empty() ? "" : ",") + (j == i ? std::to_string(v[i]) : j == i + 1 ? fmt::format("{},{}", v[i], v[j])
+                                                                                 : fmt::format("{}-{}", v[i], v[j]));
     i = j + 1;
   }
-  return s.empty() ? "-" : s;
+  return out;
 }
 
 std::string generic_stage_name(int num_skips, int stage) {

@@ -46,7 +46,7 @@ inline int middle_stage(int num_skips) { return num_skips; }
 inline int output_stage(int num_skips, int i) { return num_skips + 1 + i; }
 // Generic names ("input 3", "middle", "output 4"); the families name their stages (UNet::stage_name).
 std::string generic_stage_name(int num_skips, int stage);
-// "0-2,15-17": a compact list of ids ("-" when empty).
+// "0-3,5,7,9-11": sorted, unique, runs of three or more as ranges ("" when empty).
 std::string compact_ids(const std::vector<int>& ids);
 
 // ---- DeepCache's cut, written once ----------------------------------------------------------------

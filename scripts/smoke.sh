@@ -25,7 +25,7 @@ set_args=(--set model.weights=random samples.n=1 sampler.steps=2)
 fail=0
 # Experiments with Inception metrics check their inputs before sampling: the FID Inception weights
 # (DEEPCACHE_INCEPTION_WEIGHTS, or the large fixtures' copy) and a reference .npz, here a generated
-# one of the right shape (with one sample no FID is computed; tests/test_runner.cpp's
+# one of the right shape (with one sample no FID is computed; tests/test_runner_metrics.cpp's
 # RunnerMetrics.PaperTablesComputeFidInRun computes it for table2 and table12).
 if [ -z "${DEEPCACHE_INCEPTION_WEIGHTS:-}" ] && [ -f "${DEEPCACHE_FIXTURES_LARGE:-../shared/fixtures/fid/large}/inception_fid.weights.safetensors" ]; then
   export DEEPCACHE_INCEPTION_WEIGHTS="$(cd "${DEEPCACHE_FIXTURES_LARGE:-../shared/fixtures/fid/large}" && pwd)/inception_fid.weights.safetensors"

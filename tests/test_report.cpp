@@ -21,6 +21,7 @@
 #include "harness/config.h"
 #include "metrics/fid.h"
 #include "harness/report.h"
+#include "models/call_plan.h"
 #include "harness/report_html.h"
 #include "harness/results_store.h"
 #include "harness/runner.h"
@@ -153,10 +154,10 @@ class ReportStudy : public ::testing::Test {
 class ReportHtml : public ReportStudy {};
 
 TEST(ReportParts, CompactRangesInterpolationAndBase64) {
-  EXPECT_EQ(compact_ranges({0, 1, 2, 3, 5, 7, 9, 10, 11}), "0-3,5,7,9-11");
-  EXPECT_EQ(compact_ranges({4, 0, 2}), "0,2,4");
-  EXPECT_EQ(compact_ranges({0, 1}), "0,1");
-  EXPECT_EQ(compact_ranges({}), "");
+  EXPECT_EQ(dc::models::compact_ids({0, 1, 2, 3, 5, 7, 9, 10, 11}), "0-3,5,7,9-11");
+  EXPECT_EQ(dc::models::compact_ids({4, 0, 2}), "0,2,4");
+  EXPECT_EQ(dc::models::compact_ids({0, 1}), "0,1");
+  EXPECT_EQ(dc::models::compact_ids({}), "");
   EXPECT_DOUBLE_EQ(interpolate_at({{1, 10}, {3, 30}}, 2), 20);
   EXPECT_DOUBLE_EQ(interpolate_at({{3, 30}, {1, 10}, {5, 10}}, 4), 20);
   EXPECT_DOUBLE_EQ(interpolate_at({{1, 10}, {3, 30}}, 3), 30);
