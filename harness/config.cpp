@@ -570,12 +570,16 @@ std::string describe_run(const RunSpec& r) {
   return s + cfg;
 }
 
-ExperimentSpec parse_experiment(const std::string& text, const std::string& origin, const std::string& dir,
-                                const std::vector<std::string>& overrides) {
-  // --set KEY=VALUE, each VALUE read as YAML.
-  std::vector<std::pair<std::string, json>> set;
-  std::vector<std::pair<std::string, std::string>> set_origins;  // key -> "--set KEY=VALUE"
-  std::string set_label;
+namespace {
+
+// --set KEY=VALUE, each VALUE read as YAML; where each was written, for located errors.
+struct SetOverrides {
+  std::vector<std::pair<std::string, json>> values;
+  std::vector<std::pair<std::string, std::string>> origins;  // key -> "--set KEY=VALUE"
+  std::string label;                                          // "--set a=1 b=2"
+};
+SetOverrides read_set_overrides(const std::vector<std::string>& overrides) {
+  SetOverrides o_;
   for (const auto& o : overrides) {
     const auto eq = o.find('=');
     if (eq == std::string::npos || eq == 0)
@@ -583,29 +587,21 @@ ExperimentSpec parse_experiment(const std::string& text, const std::string& orig
     Source vsrc;
     vsrc.origin = "--set " + o;
     json v = o.size() == eq + 1 ? json("") : load_yaml(o.substr(eq + 1), vsrc);
-    set.emplace_back(o.substr(0, eq), v);
-    set_origins.emplace_back(o.substr(0, eq), "--set " + o);
-    set_label += (set_label.empty() ? "--set " : " ") + o;
+    o_.values.emplace_back(o.substr(0, eq), v);
+    o_.origins.emplace_back(o.substr(0, eq), "--set " + o);
+    o_.label += (o_.label.empty() ? "--set " : " ") + o;
   }
-  Source src;
-  src.origin = origin;
-  const json top = load_yaml(text, src);
-  if (!top.is_object()) throw Error(fmt::format("{}: an experiment is a YAML mapping (experiment:, base:, sweep:, ...)", origin));
-  const std::vector<std::string> known = {"experiment", "description", "include", "base", "baseline", "sweep", "zip", "runs"};
-  for (auto it = top.begin(); it != top.end(); ++it)
-    if (std::find(known.begin(), known.end(), it.key()) == known.end())
-      throw Error(fmt::format("{}: unknown top-level key '{}' (known: experiment, description, include, base, baseline, sweep, zip, runs)",
-                              src.where(it.key()), it.key()));
-  ExperimentSpec e;
-  e.path = origin;
-  if (!top.contains("experiment") || !top["experiment"].is_string())
-    throw Error(fmt::format("{}: 'experiment' (the experiment's name, a string) is required", origin));
-  e.name = top["experiment"].get<std::string>();
-  if (top.contains("description")) e.description = top["description"].is_string() ? top["description"].get<std::string>() : top["description"].dump();
+  return o_;
+}
 
-  // 1. Base: included blocks in order, then `base:` on top.
-  json base = json::object();
-  std::map<std::string, std::string> base_where;  // key path under base -> "file:line" of its last writer
+// The base of every run: the included blocks in order, then `base:` on top, with where each key
+// path was last written.
+struct Base {
+  json settings = json::object();
+  std::map<std::string, std::string> where;  // key path under base -> "file:line" of its last writer
+};
+Base read_base(const json& top, const Source& src, const std::string& origin, const std::string& dir) {
+  Base b;
   if (top.contains("include")) {
     const json inc = top["include"].is_string() ? json::array({top["include"]}) : top["include"];
     if (!inc.is_array()) throw Error(fmt::format("{}: include: expected a path or a list of paths", src.where("include")));
@@ -616,49 +612,55 @@ ExperimentSpec parse_experiment(const std::string& text, const std::string& orig
       isrc.origin = path;
       const json block = load_yaml(read_text(path, "included config block"), isrc);
       if (!block.is_object()) throw Error(fmt::format("{}: a config block is a YAML mapping of run settings", path));
-      deep_merge(base, block);
-      for (const auto& [key, line] : isrc.lines) base_where[key] = fmt::format("{}:{}", path, line);
+      deep_merge(b.settings, block);
+      for (const auto& [key, line] : isrc.lines) b.where[key] = fmt::format("{}:{}", path, line);
     }
   }
   if (top.contains("base")) {
     if (!top["base"].is_object()) throw Error(fmt::format("{}: base: expected a mapping of run settings", src.where("base")));
-    deep_merge(base, top["base"]);
+    deep_merge(b.settings, top["base"]);
     for (const auto& [key, line] : src.lines)
-      if (key.rfind("base.", 0) == 0) base_where[key.substr(5)] = fmt::format("{}:{}", origin, line);
+      if (key.rfind("base.", 0) == 0) b.where[key.substr(5)] = fmt::format("{}:{}", origin, line);
   }
+  return b;
+}
 
-  // 2. Points: explicit runs x sweep grid x zip groups, counted before they are made: an experiment
-  // of more runs than a results file should hold is refused at once (a typo such as a 1000-value
-  // axis crossed with others would otherwise have `plan` resolve millions of runs for minutes).
-  {
-    constexpr double kMaxPoints = 100000;
-    double count = top.contains("runs") && top["runs"].is_array() ? std::max<std::size_t>(top["runs"].size(), 1) : 1;
-    std::string how = top.contains("runs") && top["runs"].is_array() ? fmt::format("runs {}", top["runs"].size()) : "";
-    if (top.contains("sweep") && top["sweep"].is_object())
-      for (auto it = top["sweep"].begin(); it != top["sweep"].end(); ++it) {
-        const std::size_t n = it.value().is_array() ? it.value().size() : 1;
-        count *= static_cast<double>(std::max<std::size_t>(n, 1));
-        how += fmt::format("{}sweep.{} {}", how.empty() ? "" : " x ", it.key(), n);
-      }
-    if (top.contains("zip")) {
-      const json groups = top["zip"].is_array() ? top["zip"] : json::array({top["zip"]});
-      for (std::size_t g = 0; g < groups.size(); ++g)
-        if (groups[g].is_object() && !groups[g].empty() && groups[g].begin().value().is_array()) {
-          const std::size_t n = groups[g].begin().value().size();
-          count *= static_cast<double>(std::max<std::size_t>(n, 1));
-          how += fmt::format("{}zip[{}] {}", how.empty() ? "" : " x ", g, n);
-        }
+// Explicit runs x sweep grid x zip groups, counted before they are made: an experiment of more runs
+// than a results file should hold is refused at once (a typo such as a 1000-value axis crossed with
+// others would otherwise have `plan` resolve millions of runs for minutes).
+void check_point_count(const json& top, const Source& src) {
+  constexpr double kMaxPoints = 100000;
+  double count = top.contains("runs") && top["runs"].is_array() ? std::max<std::size_t>(top["runs"].size(), 1) : 1;
+  std::string how = top.contains("runs") && top["runs"].is_array() ? fmt::format("runs {}", top["runs"].size()) : "";
+  if (top.contains("sweep") && top["sweep"].is_object())
+    for (auto it = top["sweep"].begin(); it != top["sweep"].end(); ++it) {
+      const std::size_t n = it.value().is_array() ? it.value().size() : 1;
+      count *= static_cast<double>(std::max<std::size_t>(n, 1));
+      how += fmt::format("{}sweep.{} {}", how.empty() ? "" : " x ", it.key(), n);
     }
-    if (count > kMaxPoints)
-      throw Error(fmt::format("{}: the experiment expands to {:.0f} runs ({}); at most {:.0f} per experiment: split it into several files",
-                              src.where(top.contains("sweep") ? "sweep" : top.contains("zip") ? "zip" : "runs"), count, how, kMaxPoints));
+  if (top.contains("zip")) {
+    const json groups = top["zip"].is_array() ? top["zip"] : json::array({top["zip"]});
+    for (std::size_t g = 0; g < groups.size(); ++g)
+      if (groups[g].is_object() && !groups[g].empty() && groups[g].begin().value().is_array()) {
+        const std::size_t n = groups[g].begin().value().size();
+        count *= static_cast<double>(std::max<std::size_t>(n, 1));
+        how += fmt::format("{}zip[{}] {}", how.empty() ? "" : " x ", g, n);
+      }
   }
-  // (label, dotted overrides, where each override was written)
-  struct Point {
-    std::string label;
-    json overrides;
-    std::vector<std::pair<std::string, std::string>> origins;
-  };
+  if (count > kMaxPoints)
+    throw Error(fmt::format("{}: the experiment expands to {:.0f} runs ({}); at most {:.0f} per experiment: split it into several files",
+                            src.where(top.contains("sweep") ? "sweep" : top.contains("zip") ? "zip" : "runs"), count, how, kMaxPoints));
+}
+
+// A point of the sweep: its label, its dotted overrides and where each override was written.
+struct Point {
+  std::string label;
+  json overrides;
+  std::vector<std::pair<std::string, std::string>> origins;
+};
+
+// `runs:` entries, each a point (one empty point without them).
+std::vector<Point> run_points(const json& top, const Source& src) {
   std::vector<Point> points = {{"", json::object(), {}}};
   if (top.contains("runs")) {
     if (!top["runs"].is_array()) throw Error(fmt::format("{}: runs: expected a list of override mappings", src.where("runs")));
@@ -671,6 +673,11 @@ ExperimentSpec parse_experiment(const std::string& text, const std::string& orig
       points.push_back(std::move(p));
     }
   }
+  return points;
+}
+
+// The sweep grid crossed with `points`.
+void cross_sweep(const json& top, const Source& src, std::vector<Point>& points) {
   if (top.contains("sweep")) {
     for (const auto& [key, values] : axis_entries(top["sweep"], src, "sweep")) {
       std::vector<Point> next;
@@ -685,6 +692,10 @@ ExperimentSpec parse_experiment(const std::string& text, const std::string& orig
       points = std::move(next);
     }
   }
+}
+
+// Each zip group (axes that vary together) crossed with `points`.
+void cross_zip(const json& top, const Source& src, std::vector<Point>& points) {
   if (top.contains("zip")) {
     const json groups = top["zip"].is_array() ? top["zip"] : json::array({top["zip"]});
     for (std::size_t g = 0; g < groups.size(); ++g) {
@@ -708,28 +719,35 @@ ExperimentSpec parse_experiment(const std::string& text, const std::string& orig
       points = std::move(next);
     }
   }
+}
 
-  // 3. Resolve and validate every point; a sweep point turns caching on unless it says otherwise.
-  const bool sweeping = top.contains("sweep") || top.contains("zip") || top.contains("runs");
-  std::set<std::string> seen;
+// Every point resolved and validated (a sweep point turns caching on unless it says otherwise);
+// duplicates of an earlier run id dropped.
+std::vector<RunSpec> resolve_points(const json& top, const Source& src, const Base& base, const std::vector<Point>& points,
+                                    const SetOverrides& set, std::set<std::string>& seen) {
   std::vector<RunSpec> runs;
+  const bool sweeping = top.contains("sweep") || top.contains("zip") || top.contains("runs");
   for (const auto& point : points) {
-    json run = base;
+    json run = base.settings;
     if (sweeping && !(run.contains("cache") && run["cache"].contains("enabled"))) set_dotted(run, "cache.enabled", true);
     for (auto it = point.overrides.begin(); it != point.overrides.end(); ++it) set_dotted(run, it.key(), it.value());
-    for (const auto& [key, value] : set) set_dotted(run, key, value);
-    Origins origins{point.origins, base_where};
-    for (const auto& o : set_origins) origins.overrides.push_back(o);
+    for (const auto& [key, value] : set.values) set_dotted(run, key, value);
+    Origins origins{point.origins, base.where};
+    for (const auto& o : set.origins) origins.overrides.push_back(o);
     const std::string& label = point.label;
-    const std::string where = label.empty() ? set_label : set_label.empty() ? label : label + "; " + set_label;
+    const std::string where = label.empty() ? set.label : set.label.empty() ? label : label + "; " + set.label;
     RunSpec r = read_run(run, src, where.empty() ? "" : "run " + where, &origins);
     if (seen.insert(r.run_id).second) runs.push_back(std::move(r));
   }
-  // 4. Baselines: one uncached run per distinct model/sampler/samples/device.
+  return runs;
+}
+
+// Baselines: one uncached run per distinct model/sampler/samples/device, first; then the runs.
+std::vector<RunSpec> with_baselines(const json& top, const Source& src, std::vector<RunSpec> runs, std::set<std::string>& seen) {
+  std::vector<RunSpec> out;
   const bool baseline = !top.contains("baseline") || (top["baseline"].is_boolean() && top["baseline"].get<bool>());
   if (top.contains("baseline") && !top["baseline"].is_boolean())
     throw Error(fmt::format("{}: baseline: expected true or false", src.where("baseline")));
-  std::vector<RunSpec> out;
   if (baseline) {
     for (const auto& r : runs) {
       json b = r.resolved;
@@ -744,8 +762,37 @@ ExperimentSpec parse_experiment(const std::string& text, const std::string& orig
     }
   }
   for (auto& r : runs) out.push_back(std::move(r));
-  for (std::size_t i = 0; i < out.size(); ++i) out[i].order = static_cast<int>(i);
-  e.runs = std::move(out);
+  return out;
+}
+
+}  // namespace
+
+ExperimentSpec parse_experiment(const std::string& text, const std::string& origin, const std::string& dir,
+                                const std::vector<std::string>& overrides) {
+  const SetOverrides set = read_set_overrides(overrides);
+  Source src;
+  src.origin = origin;
+  const json top = load_yaml(text, src);
+  if (!top.is_object()) throw Error(fmt::format("{}: an experiment is a YAML mapping (experiment:, base:, sweep:, ...)", origin));
+  const std::vector<std::string> known = {"experiment", "description", "include", "base", "baseline", "sweep", "zip", "runs"};
+  for (auto it = top.begin(); it != top.end(); ++it)
+    if (std::find(known.begin(), known.end(), it.key()) == known.end())
+      throw Error(fmt::format("{}: unknown top-level key '{}' (known: experiment, description, include, base, baseline, sweep, zip, runs)",
+                              src.where(it.key()), it.key()));
+  ExperimentSpec e;
+  e.path = origin;
+  if (!top.contains("experiment") || !top["experiment"].is_string())
+    throw Error(fmt::format("{}: 'experiment' (the experiment's name, a string) is required", origin));
+  e.name = top["experiment"].get<std::string>();
+  if (top.contains("description")) e.description = top["description"].is_string() ? top["description"].get<std::string>() : top["description"].dump();
+  const Base base = read_base(top, src, origin, dir);
+  check_point_count(top, src);
+  std::vector<Point> points = run_points(top, src);
+  cross_sweep(top, src, points);
+  cross_zip(top, src, points);
+  std::set<std::string> seen;
+  e.runs = with_baselines(top, src, resolve_points(top, src, base, points, set, seen), seen);
+  for (std::size_t i = 0; i < e.runs.size(); ++i) e.runs[i].order = static_cast<int>(i);
   return e;
 }
 
