@@ -851,6 +851,96 @@ std::vector<const RunSpec*> select_runs(const ExperimentSpec& e, const RunOption
   return selected;
 }
 
+// The console's account of a run in progress: a resume line, then per batch a line (a terminal's
+// status line, at most 5 times a second, with the model calls of the batch), per timing repeat a line.
+ProgressFn progress_printer(const std::string& head, std::ostream& log, bool tty) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto last_line = std::make_shared<std::chrono::steady_clock::time_point>();
+  return [=, &log](const Progress& p) {
+    std::chrono::steady_clock::time_point& last = *last_line;
+    if (p.repeat == 0 && p.call < 0 && p.done == p.resumed) {
+      log << fmt::format("{}: resuming after sample {} of {} (the journal of an interrupted run)\n", head, p.done, p.total);
+      return;
+    }
+    if (p.call >= 0 && !tty) return;  // within a batch: a terminal's status line only, at most 5 times a second
+    const auto now = std::chrono::steady_clock::now();
+    if (p.call >= 0 && now - last < std::chrono::milliseconds(200)) return;
+    last = now;
+    std::string line;
+    if (p.repeat > 0) {  // timing.repeats: a line per repeat (and its calls on a terminal)
+      line = fmt::format("{}: timing repeat {}/{} of the first batch (timing.repeats)", head, p.repeat, p.repeats);
+      if (p.call >= 0) line += fmt::format(", model call {}/{}", p.call, p.calls);
+    } else {
+      const double el = std::chrono::duration<double>(now - t0).count();
+      const double rate = el > 0 ? (p.done - p.resumed) / el : 0.0;
+      line = fmt::format("{}: samples {}/{}", head, p.done, p.total);
+      if (p.call >= 0) line += fmt::format(", batch: model call {}/{}", p.call, p.calls);
+      if (rate > 0) line += fmt::format(", {:.2f} images/s, ETA {:.0f} s", rate, (p.total - p.done) / rate);
+    }
+    if (tty) log << "\r" << line << "\x1b[K" << std::flush;
+    else log << line << "\n";
+  };
+}
+
+// One run made and committed (or recorded as failed; a storage error stops the sweep, an interrupt
+// ends it): what the summary counts.
+void make_run(const RunSpec& spec, const RunOptions& o, const std::string& results_path, const std::string& head, ResultsStore& store,
+              ModelCache& models, std::map<std::string, BaselineTiming>& baselines, std::ostream& log, bool tty, RunSummary& s) {
+  const auto [first, last] = shard_range(spec, o.shard_index, o.shard_count);
+  const ProgressFn progress = progress_printer(head, log, tty);
+  const std::string key = result_key(spec.run_id, o.shard_index, o.shard_count);
+  const RunJournal journal(journal_folder(results_path, key), journal_identity(spec), spec.samples.batch);
+  RunResult result;
+  try {
+    result = execute_run(spec, first, last - first, progress, &models, &journal);
+    result.shard_index = o.shard_index;
+    result.shard_count = o.shard_count;
+    if (tty) log << "\n";
+    log << fmt::format("{}: done in {:.1f}s ({:.3f} s/image, {:.2f} G MACs/call)\n", head, result.seconds,
+                       result.samples ? result.seconds / result.samples : 0.0, result.macs_step_average / 1e9);
+    for (const auto& note : result.notes) log << head << ": note: " << note << "\n";
+    const std::string group = baseline_key(spec.resolved.dump());
+    if (spec.baseline) baselines[group] = baseline_timing(result);
+    const auto base = baselines.find(group);
+    const TimingFacts facts = timing_facts(result, base == baselines.end() || spec.baseline ? nullptr : &base->second);
+    if (facts.speedup > 0)
+      log << fmt::format("{}: speedup {:.2f}x over the baseline; every multiply-accumulate allows {:.2f}x\n", head, facts.speedup,
+                         facts.mac_bound);
+    for (const auto& flag : timing_flags(facts)) log << head << ": warning: " << flag << "\n";
+    store.commit(result);
+    journal.remove();
+    if (result.grid.defined()) {
+      const std::string png = (fs::path(results_path).parent_path() / fmt::format("grid_{}.png", key)).string();
+      image::write_png(png, result.grid);
+    }
+    ++s.complete;
+  } catch (const StorageError& ex) {
+    // The disk refused a write (full, an I/O error, read-only) or the results file was replaced:
+    // the sweep stops (exit 2). The results file is as the last commit left it and this run's
+    // finished batches stay in its journal: the same command goes on from there.
+    if (tty) log << "\n";
+    throw StorageError(fmt::format("run {} ({}): {}; the run's finished batches stay in its journal", spec.run_id, spec.name, ex.what()));
+  } catch (const RunInterrupted& ex) {
+    if (tty) log << "\n";
+    log << head << ": interrupted: " << ex.what() << "\n";
+    s.interrupted = true;
+  } catch (const std::exception& ex) {
+    if (tty) log << "\n";
+    std::string msg = ex.what();
+    if (const auto* c10e = dynamic_cast<const c10::Error*>(&ex)) msg = c10e->what_without_backtrace();
+    log << head << ": FAILED: " << msg << "\n";
+    RunResult failed;
+    failed.spec = spec;
+    failed.status = "failed";
+    failed.shard_index = o.shard_index;
+    failed.shard_count = o.shard_count;
+    failed.error = msg;
+    failed.started_at = failed.finished_at = now_iso();
+    store.commit(failed);
+    ++s.failed;
+  }
+}
+
 RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ostream& log, bool tty) {
   const std::vector<const RunSpec*> selected = select_runs(e, o);
   RunSummary s;
@@ -911,93 +1001,16 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
       ++s.skipped;
       continue;
     }
-    const auto [first, last] = shard_range(spec, o.shard_index, o.shard_count);
-    const auto t0 = std::chrono::steady_clock::now();
     set_current_run(head);
-    std::chrono::steady_clock::time_point last_line{};
     for (const auto& w : spec.plan.warnings) log << head << ": warning: " << w << "\n";
     if (auto it = needs.find(spec.run_id); it != needs.end()) log << head << ": " << it->second << "\n";
-    ProgressFn progress = [&](const Progress& p) {
-      if (p.repeat == 0 && p.call < 0 && p.done == p.resumed) {
-        log << fmt::format("{}: resuming after sample {} of {} (the journal of an interrupted run)\n", head, p.done, p.total);
-        return;
-      }
-      if (p.call >= 0 && !tty) return;  // within a batch: a terminal's status line only, at most 5 times a second
-      const auto now = std::chrono::steady_clock::now();
-      if (p.call >= 0 && now - last_line < std::chrono::milliseconds(200)) return;
-      last_line = now;
-      std::string line;
-      if (p.repeat > 0) {  // timing.repeats: a line per repeat (and its calls on a terminal)
-        line = fmt::format("{}: timing repeat {}/{} of the first batch (timing.repeats)", head, p.repeat, p.repeats);
-        if (p.call >= 0) line += fmt::format(", model call {}/{}", p.call, p.calls);
-      } else {
-        const double el = std::chrono::duration<double>(now - t0).count();
-        const double rate = el > 0 ? (p.done - p.resumed) / el : 0.0;
-        line = fmt::format("{}: samples {}/{}", head, p.done, p.total);
-        if (p.call >= 0) line += fmt::format(", batch: model call {}/{}", p.call, p.calls);
-        if (rate > 0) line += fmt::format(", {:.2f} images/s, ETA {:.0f} s", rate, (p.total - p.done) / rate);
-      }
-      if (tty) log << "\r" << line << "\x1b[K" << std::flush;
-      else log << line << "\n";
-    };
     if (stop_requested()) {
       log << head << ": not started: stopped by " << stop_signal_name() << "; the same command goes on from here\n";
       s.interrupted = true;
       break;
     }
-    const std::string key = result_key(spec.run_id, o.shard_index, o.shard_count);
-    const std::string identity = journal_identity(spec);
-    const RunJournal journal(journal_folder(s.results_path, key), identity, spec.samples.batch);
-    RunResult result;
-    try {
-      result = execute_run(spec, first, last - first, progress, &models, &journal);
-      result.shard_index = o.shard_index;
-      result.shard_count = o.shard_count;
-      if (tty) log << "\n";
-      log << fmt::format("{}: done in {:.1f}s ({:.3f} s/image, {:.2f} G MACs/call)\n", head, result.seconds,
-                         result.samples ? result.seconds / result.samples : 0.0, result.macs_step_average / 1e9);
-      for (const auto& note : result.notes) log << head << ": note: " << note << "\n";
-      const std::string group = baseline_key(spec.resolved.dump());
-      if (spec.baseline) baselines[group] = baseline_timing(result);
-      const auto base = baselines.find(group);
-      const TimingFacts facts = timing_facts(result, base == baselines.end() || spec.baseline ? nullptr : &base->second);
-      if (facts.speedup > 0)
-        log << fmt::format("{}: speedup {:.2f}x over the baseline; every multiply-accumulate allows {:.2f}x\n", head, facts.speedup,
-                           facts.mac_bound);
-      for (const auto& flag : timing_flags(facts)) log << head << ": warning: " << flag << "\n";
-      store.commit(result);
-      journal.remove();
-      if (result.grid.defined()) {
-        const std::string png = (fs::path(s.results_path).parent_path() / fmt::format("grid_{}.png", key)).string();
-        image::write_png(png, result.grid);
-      }
-      ++s.complete;
-    } catch (const StorageError& ex) {
-      // The disk refused a write (full, an I/O error, read-only) or the results file was replaced:
-      // the sweep stops (exit 2). The results file is as the last commit left it and this run's
-      // finished batches stay in its journal: the same command goes on from there.
-      if (tty) log << "\n";
-      throw StorageError(fmt::format("run {} ({}): {}; the run's finished batches stay in its journal", spec.run_id, spec.name, ex.what()));
-    } catch (const RunInterrupted& ex) {
-      if (tty) log << "\n";
-      log << head << ": interrupted: " << ex.what() << "\n";
-      s.interrupted = true;
-      break;
-    } catch (const std::exception& ex) {
-      if (tty) log << "\n";
-      std::string msg = ex.what();
-      if (const auto* c10e = dynamic_cast<const c10::Error*>(&ex)) msg = c10e->what_without_backtrace();
-      log << head << ": FAILED: " << msg << "\n";
-      RunResult failed;
-      failed.spec = spec;
-      failed.status = "failed";
-      failed.shard_index = o.shard_index;
-      failed.shard_count = o.shard_count;
-      failed.error = msg;
-      failed.started_at = failed.finished_at = now_iso();
-      store.commit(failed);
-      ++s.failed;
-    }
+    make_run(spec, o, s.results_path, head, store, models, baselines, log, tty, s);
+    if (s.interrupted) break;
   }
   return s;
 }

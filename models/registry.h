@@ -1,7 +1,8 @@
 // The model registry (DESIGN.md §3): `model.family` + `preset` name a model; the registry says
 // what it is without building it (this header is torch-free, so config validation and `plan` are
-// cheap) and builds it (models/model.h). Adding a family = one entry in models/registry.cpp that
-// implements models::UNet; nothing downstream (denoiser, MACs, runner, CLI, benches) changes.
+// cheap) and builds it (models/model.h). Adding a family = one file under models/families/ (listed
+// in models/registry.cpp's table) whose UNet implements models::UNet; nothing downstream (denoiser,
+// MACs, runner, CLI, benches) changes.
 #pragma once
 #include <cstdint>
 #include <string>

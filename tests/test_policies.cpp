@@ -7,9 +7,11 @@
 #include <fmt/format.h>
 
 #include <set>
+#include <sstream>
 
 #include "common/error.h"
 #include "harness/config.h"
+#include "harness/plan.h"
 #include "harness/policies/policy_state.h"
 #include "harness/runner.h"
 #include "metrics/macs.h"
@@ -163,4 +165,19 @@ TEST(Policies, UnknownPoliciesAndKeysAreLocatedErrors) {
   EXPECT_NE(own.find("--set cache.k=40: cache.k: 40 is not a skip index of this UNet"), std::string::npos) << own;
   // The registry refuses a second policy of a taken name.
   EXPECT_THROW(dc::harness::policies::register_policy({"deepcache", "again", {}, read_even}), dc::Error);
+}
+
+// plan says what each run's calls compute where the policy knows it ahead (deepcache: the full
+// calls, and with --macs the expected MACs), and that the toy decides while sampling.
+TEST(Policies, PlanShowsTheCallsKnownAheadAndSaysWhenTheyAreNot) {
+  ASSERT_TRUE(kRegistered);
+  std::ostringstream toy, dc_plan;
+  dc::harness::print_plan(dc::harness::parse_experiment(kExperiment, "toy.yaml"), true, toy);
+  EXPECT_NE(toy.str().find("even_full k=2 full on even calls, n=3 seed=1, 5 calls (decided while sampling)  full "), std::string::npos)
+      << toy.str();
+  EXPECT_NE(toy.str().find("MACs per call measured while sampling"), std::string::npos) << toy.str();
+  std::string yaml = kExperiment;
+  yaml.replace(yaml.find("policy: even_full, k: 2"), 23, "k: 2, interval: 2");
+  dc::harness::print_plan(dc::harness::parse_experiment(yaml, "dc.yaml"), true, dc_plan);
+  EXPECT_NE(dc_plan.str().find("5 calls (3 full: 0,2,4)  partial "), std::string::npos) << dc_plan.str();
 }
