@@ -43,10 +43,7 @@ using namespace dc::harness;
 #include "support/runs.h"
 
 using dc::test::images_of;
-using dc::test::journal_records;
 using dc::test::kTiny;
-using dc::test::spawn_cli;
-using dc::test::wait_for;
 
 // `merge`: four shards written into one file (shard keys keep them apart) merge into the run one
 // process makes, bit for bit on this machine: images, the FID-FMNIST state and value. Missing,

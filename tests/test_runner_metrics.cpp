@@ -40,13 +40,7 @@
 
 namespace fs = std::filesystem;
 using namespace dc::harness;
-#include "support/runs.h"
 
-using dc::test::images_of;
-using dc::test::journal_records;
-using dc::test::kTiny;
-using dc::test::spawn_cli;
-using dc::test::wait_for;
 
 // The journal keeps only records that continue each other from the slice's first batch and belong
 // to this configuration and batch size; a damaged record and everything after it is made again.

@@ -43,9 +43,7 @@ namespace fs = std::filesystem;
 using namespace dc::harness;
 #include "support/runs.h"
 
-using dc::test::images_of;
 using dc::test::journal_records;
-using dc::test::kTiny;
 using dc::test::spawn_cli;
 using dc::test::wait_for;
 
