@@ -20,7 +20,7 @@ sampling::CondEpsFn cond_denoiser(std::shared_ptr<models::UNet> net, std::shared
     if (call == 0) {
       cache->reset();
       if (policy) policy->begin(x.size(0));
-      if (log) log->is_full.clear(), log->computed.clear(), log->kinds.clear(), log->cached.clear();
+      if (log) log->is_full.clear(), log->computed.clear(), log->cached.clear();
     }
     models::Trace* trace = log ? log->trace : nullptr;
     const models::CallRequest request = policy ? policy->decide(call, t, x) : models::CallRequest();
@@ -39,7 +39,6 @@ sampling::CondEpsFn cond_denoiser(std::shared_ptr<models::UNet> net, std::shared
       const bool full = !req || request.computes_everything();
       log->is_full.push_back(full ? 1 : 0);
       log->computed.push_back(record.network ? record.computed : std::vector<uint8_t>{});
-      log->kinds.push_back(req ? request.kind() : "full");
       if (full && log->keep_cached && !request.store.empty()) {  // a graph's feature buffer is rewritten by the next full call: a copy
         const torch::Tensor& held = cache->peek(request.store.front());
         log->cached.push_back(graphs && !trace ? held.clone() : held);

@@ -23,7 +23,6 @@ struct DenoiserLog {
   // One entry per model call of the current generation (cleared when its call 0 comes).
   std::vector<int> is_full;                   // 1: the call computed every stage (or ran uncached), else 0
   std::vector<std::vector<uint8_t>> computed;  // the stages it computed (models/unet_call.h ids; empty: skipped whole)
-  std::vector<std::string> kinds;             // its request's kind ("full", "reuse 12 compute 0-2,13-17", ...)
   std::vector<torch::Tensor> cached;          // the tensor a full call stored (when keep_cached)
   bool keep_cached = false;
   models::Trace* trace = nullptr;             // optional, passed to every call

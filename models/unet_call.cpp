@@ -27,10 +27,7 @@ void StageCache::reset() {
   residual_ = torch::Tensor();
 }
 
-void StageCache::store(int stage, torch::Tensor value) {
-  stored_[stage] = std::move(value);
-  ++fills_;
-}
+void StageCache::store(int stage, torch::Tensor value) { stored_[stage] = std::move(value); }
 
 const torch::Tensor& StageCache::get(int stage, int64_t batch, const std::string& stage_name) const {
   const auto it = stored_.find(stage);
@@ -51,7 +48,6 @@ const torch::Tensor& StageCache::peek(int stage) const {
 
 void StageCache::store_residual(const torch::Tensor& x, const torch::Tensor& out) {
   residual_ = out - x;
-  ++fills_;
 }
 
 const torch::Tensor& StageCache::residual(int64_t batch) const {
@@ -99,11 +95,13 @@ torch::Tensor run_call(UNet& net, const torch::Tensor& x, const torch::Tensor& t
                        const CallRequest* req, StageCache* cache, Trace* trace, CallRecord* record) {
   const int S = net.num_skips(), n = num_stages(S);
   if (req) check_request(*req, S, cache);
+  // Per-stage MACs only when the trace counts them (the sampler's calls do not: no allocation there).
+  const bool counting = record && trace && trace->count_macs;
   if (record) {
     record->computed.assign(n, 0);
     record->outputs.clear();
-    record->stage_macs.assign(n, 0.0);
-    record->stage_macs_all.assign(n, 0.0);
+    record->stage_macs.assign(counting ? n : 0, 0.0);
+    record->stage_macs_all.assign(counting ? n : 0, 0.0);
   }
   if (req && req->skip_all) {
     if (record) record->network = false;
@@ -113,7 +111,7 @@ torch::Tensor run_call(UNet& net, const torch::Tensor& x, const torch::Tensor& t
   MacMeter meter{trace};
   meter.mark();
   const UNet::Embedding e = net.embed(x, t, cond, trace);
-  if (record) meter.take(record->embed_macs, record->embed_macs_all);
+  if (counting) meter.take(record->embed_macs, record->embed_macs_all);
   const auto action = [&](int s) { return req && !req->stages.empty() ? req->stages[s] : StageAction::Compute; };
   std::vector<torch::Tensor> hs(S);
   torch::Tensor h;  // the previous stage's output
@@ -143,7 +141,7 @@ torch::Tensor run_call(UNet& net, const torch::Tensor& x, const torch::Tensor& t
       }
       if (record) {
         record->computed[s] = 1;
-        meter.take(record->stage_macs[s], record->stage_macs_all[s]);
+        if (counting) meter.take(record->stage_macs[s], record->stage_macs_all[s]);
       }
       if (a == StageAction::ComputeDiscard) h = cache->get(s, x.size(0), net.stage_name(s));
     }
@@ -153,7 +151,7 @@ torch::Tensor run_call(UNet& net, const torch::Tensor& x, const torch::Tensor& t
   }
   if (!h.defined()) throw Error(fmt::format("cache request: the last stage ({}) is skipped", net.stage_name(n - 1)));
   torch::Tensor out = net.head(h, trace);
-  if (record) meter.take(record->head_macs, record->head_macs_all);
+  if (counting) meter.take(record->head_macs, record->head_macs_all);
   if (req && req->store_residual) cache->store_residual(x, out);
   return out;
 }

@@ -39,12 +39,10 @@ class StageCache {
   const torch::Tensor& peek(int stage) const;
   void store_residual(const torch::Tensor& x, const torch::Tensor& out);
   const torch::Tensor& residual(int64_t batch) const;
-  int64_t fills() const { return fills_; }  // stores so far (every reset included)
 
  private:
   std::map<int, torch::Tensor> stored_;
   torch::Tensor residual_;
-  int64_t fills_ = 0;
 };
 
 // What a call did: the stages it computed (the cost log MACs are counted from), the outputs asked
@@ -53,7 +51,8 @@ struct CallRecord {
   std::vector<uint8_t> computed;        // per stage id: 1 = computed (Compute or ComputeDiscard)
   bool network = true;                  // the embedding and head ran (false for skip_all)
   std::map<int, torch::Tensor> outputs;  // observed stage outputs
-  // With a MAC-counting trace: per stage id, and the embedding's and head's (paper count, all).
+  // With a MAC-counting trace (else empty / 0): per stage id, and the embedding's and head's (paper
+  // count, all).
   std::vector<double> stage_macs, stage_macs_all;
   double embed_macs = 0, embed_macs_all = 0, head_macs = 0, head_macs_all = 0;
 };

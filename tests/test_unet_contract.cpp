@@ -101,6 +101,18 @@ void check_contract(const std::string& family, const std::string& preset) {
     EXPECT_LT(cost.total, macs.full().total);
     EXPECT_EQ(cost.total, trace.macs) << "MACs from the stages computed = the traced partial call";
   }
+  // A policy's observed stages come back in the call's record: here the stored deep feature.
+  {
+    StageCache cache;
+    CallRequest full = dc::models::deepcache_request(S, S / 2, false);
+    const int stage = dc::models::deepcache_stage(S, S / 2);
+    full.observe = {stage};
+    CallRecord record;
+    net.forward(x, t, n.cond, &full, &cache, nullptr, &record);
+    ASSERT_TRUE(record.outputs.count(stage));
+    EXPECT_TRUE(record.outputs.at(stage).is_same(cache.peek(stage)));
+    EXPECT_TRUE(record.stage_macs.empty()) << "no per-stage MACs without a counting trace";
+  }
   // The denoiser resets the cache with every generation: a second generation of another batch size
   // (a partial call at once would fail on the first's cache) equals a fresh denoiser's.
   const auto policy = dc::harness::policies::deepcache_settings({S, S / 2, {0, 2}, 4});
