@@ -184,6 +184,11 @@ ExperimentSpec parse_experiment(const std::string& text, const std::string& orig
 // run of an experiment is; `origin` names it in messages (e.g. "sample").
 RunSpec resolve_run(const nlohmann::json& settings, const std::string& origin);
 
+// A stored run's settings read back (its `config` attribute: the resolved YAML), through the same
+// reader as an experiment, and checked against its stored run id; dc::Error naming `where` when they
+// do not read or give another id (a file of another version). merge and report read runs so.
+RunSpec read_stored_run(const std::string& config_json, const std::string& run_id, const std::string& where);
+
 // ${VAR} expansion for weight paths; an unset variable is a dc::Error naming it and `what`.
 std::string expand_env(const std::string& text, const std::string& what);
 

@@ -51,8 +51,10 @@ struct Origins {
 
 class Reader {
  public:
-  Reader(const Source& src, std::string context, const Origins* origins = nullptr)
-      : src_(src), context_(std::move(context)), origins_(origins) {}
+  // Without `origins`, a key path is looked up under `root` (an experiment's settings: "base"; a
+  // training file's: "" with paths like "train.lr").
+  Reader(const Source& src, std::string context, const Origins* origins = nullptr, std::string root = "base")
+      : src_(src), context_(std::move(context)), origins_(origins), root_(root.empty() ? root : root + ".") {}
 
   // "file:line" and the key as written ("base.similarity.taps", "sweep.cache.k", ...) of `path`.
   std::pair<std::string, std::string> locate(const std::string& path) const {
@@ -71,8 +73,8 @@ class Reader {
       if (base) return {base->second, "base." + path};
       return {src_.origin, path};
     }
-    const auto it = src_.lines.find("base." + path);
-    return it == src_.lines.end() ? std::make_pair(src_.origin, path) : std::make_pair(src_.where("base." + path), "base." + path);
+    const auto it = src_.lines.find(root_ + path);
+    return it == src_.lines.end() ? std::make_pair(src_.origin, path) : std::make_pair(src_.where(root_ + path), root_ + path);
   }
 
   // "file:line: key.as.written" of `path`, for warnings.
@@ -118,7 +120,7 @@ class Reader {
       if (!v.is_number()) fail(p, fmt::format("expected a number, got {} ({})", type_name(v), v.dump()));
       out = v.get<double>();
     } else if constexpr (std::is_same_v<T, uint64_t>) {
-      if (!v.is_number_integer() || v.get<int64_t>() < 0) fail(p, fmt::format("expected a non-negative integer, got {}", v.dump()));
+      if (!v.is_number_integer() || (!v.is_number_unsigned() && v.get<int64_t>() < 0)) fail(p, fmt::format("expected a non-negative integer, got {}", v.dump()));
       out = v.get<uint64_t>();
     } else if constexpr (std::is_same_v<T, int>) {
       if (!v.is_number_integer()) fail(p, fmt::format("expected an integer, got {} ({})", type_name(v), v.dump()));
@@ -126,6 +128,11 @@ class Reader {
         fail(p, fmt::format("{} is beyond the integers this setting takes ({} to {})", v.dump(), std::numeric_limits<int>::min(),
                             std::numeric_limits<int>::max()));
       out = v.get<int>();
+    } else if constexpr (std::is_same_v<T, int64_t>) {
+      if (!v.is_number_integer()) fail(p, fmt::format("expected an integer, got {} ({})", type_name(v), v.dump()));
+      if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+        fail(p, fmt::format("{} is beyond the integers this setting takes", v.dump()));
+      out = v.get<int64_t>();
     } else if constexpr (std::is_same_v<T, std::vector<int>>) {
       if (!v.is_array()) fail(p, fmt::format("expected a list of integers, got {}", type_name(v)));
       out.clear();
@@ -173,6 +180,7 @@ class Reader {
   const Source& src_;
   std::string context_;
   const Origins* origins_;
+  std::string root_;  // "base." or ""
 };
 
 }  // namespace dc::harness

@@ -32,27 +32,13 @@ std::vector<T> read_vec(hid_t g, const std::string& name) {
   return v;
 }
 
-// The run's settings back from its stored config (the resolved YAML), checked against its id.
-RunSpec spec_of(const std::string& config_json, const std::string& run_id, const std::string& where) {
-  ExperimentSpec e;
-  try {
-    e = parse_experiment("experiment: merged\nbaseline: false\nbase: " + nlohmann::json::parse(config_json).dump() + "\n", where, ".");
-  } catch (const std::exception& ex) {
-    throw Error(fmt::format("{}: its stored config does not read back: {}", where, ex.what()));
-  }
-  if (e.runs.size() != 1 || e.runs[0].run_id != run_id)
-    throw Error(fmt::format("{}: its stored config gives run id {}, not {} (written by another version of deepcache-bench?)", where,
-                            e.runs.empty() ? "none" : e.runs[0].run_id, run_id));
-  return e.runs[0];
-}
-
 // A complete stored result, read back whole.
 RunResult load_result(hid_t file, const std::string& key, const std::string& path) {
   auto g = h5::open_group(file, "runs/" + key);
   const hid_t id = g.id();
   const std::string where = fmt::format("{}: runs/{}", path, key);
   RunResult r;
-  r.spec = spec_of(h5::get_attr_string(id, "config"), h5::get_attr_string(id, "run_id", key), where);
+  r.spec = read_stored_run(h5::get_attr_string(id, "config"), h5::get_attr_string(id, "run_id", key), where);
   r.spec.name = h5::get_attr_string(id, "name");
   r.spec.baseline = h5::get_attr_double(id, "baseline") != 0;
   r.spec.order = static_cast<int>(h5::get_attr_double(id, "order"));

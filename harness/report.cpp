@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <tuple>
@@ -18,7 +19,9 @@
 #include "common/error.h"
 #include "common/image_io.h"
 #include "models/call_plan.h"
+#include "harness/config.h"
 #include "harness/hdf5.h"
+#include "harness/policies/policy.h"
 #include "harness/results_store.h"
 #include "harness/timing_check.h"
 #include "models/registry.h"
@@ -84,10 +87,12 @@ std::string config_key(const std::string& config_json, bool any_steps) {
 
 struct Row {
   const StoredRun* run = nullptr;
-  nlohmann::json config;
-  std::string role, model, weights, sampler, schedule;
+  std::string role, model, weights, sampler;
+  std::map<std::string, policies::ReportColumn> policy_cells;  // its policy's columns (PolicySettings::report_columns)
+  std::string uncomputed_note;                                 // why its cached calls lack taps (the policy's words)
+  std::vector<std::string> similarity_taps;                    // the taps it asked maps for (none: similarity off)
   std::string status_note;  // a shard's slice, or what a partial merge holds
-  int steps = 0, k = -1, n_interval = 0, calls = 0, full = 0;
+  int steps = 0, calls = 0, full = 0;
   int64_t n = 0;
   uint64_t seed = 0;
   bool cached = false, complete = false;
@@ -312,42 +317,52 @@ std::string heatmap_svg(const torch::Tensor& matrix, double lo, double hi, const
 
 namespace {
 
-// One row of the table from a stored run: its settings (the stored config), its numbers.
-Row row_of(const StoredRun& r) {
+// One row of the table from a stored run: its settings (the stored config read back through the
+// experiment reader: harness/config.h read_stored_run), its numbers. A run whose config does not
+// read back (a file of another version) keeps its numbers, "?" for its settings, and a note.
+Row row_of(const StoredRun& r, const std::string& results, std::vector<std::string>& notes) {
   Row row;
   row.run = &r;
   row.complete = r.status == "complete";
   if (r.shard_count > 1) row.status_note = fmt::format("shard {}/{}", r.shard_index, r.shard_count);
   if (!r.partial.empty()) row.status_note = "partial: " + r.partial;
-  nlohmann::json c = nlohmann::json::parse(r.config_json, nullptr, false);
-  if (c.is_discarded() || !c.is_object()) c = nlohmann::json::object();
-  row.role = r.baseline ? "baseline" : c.value("/cache/policy"_json_pointer, std::string("deepcache"));
-  row.config = c;
-  row.model = c.value("/model/family"_json_pointer, std::string("?")) + "/" + c.value("/model/preset"_json_pointer, std::string("?"));
-  row.weights = c.value("/model/weights"_json_pointer, std::string("?"));
-  row.sampler = c.value("/sampler/name"_json_pointer, std::string("?"));
-  row.steps = c.value("/sampler/steps"_json_pointer, 0);
-  row.seed = c.value("/samples/seed"_json_pointer, uint64_t{0});
-  row.cached = c.value("/cache/enabled"_json_pointer, false);
-  if (row.cached) {
-    row.k = c.value("/cache/k"_json_pointer, -1);
-    row.n_interval = c.value("/cache/interval"_json_pointer, 0);
-    row.schedule = c.value("/cache/schedule"_json_pointer, std::string("?"));
-    if (row.schedule == "nonuniform")
-      row.schedule += fmt::format(" c={} p={:.2f}", c.value("/cache/center"_json_pointer, 0), r.final_power);
-    if (row.schedule == "ldm_nonuniform") row.schedule += fmt::format(" p={:.2f}", r.final_power);
-    if (c.value("/cache/feature"_json_pointer, std::string("cached")) == "zero") row.schedule += " zero-feature";
-    if (c.value("/cache/mode"_json_pointer, std::string("chained")) == "ldm_released") row.schedule += " ldm-released";
-  } else {
-    row.schedule = "-";
-    if (!r.baseline) row.role = "no cache";
-  }
   row.group = baseline_key(r.config_json);
   row.matched = config_key(r.config_json, true);
-  const double eta = c.value("/sampler/eta"_json_pointer, 0.0);
-  if (eta != 0.0) row.sampler += fmt::format(" eta={:g}", eta);
-  const double guidance = c.value("/conditioning/guidance"_json_pointer, 1.0);
-  if (guidance != 1.0) row.sampler += fmt::format(" cfg={:g}", guidance);
+  std::optional<RunSpec> spec;
+  try {
+    spec = read_stored_run(r.config_json, r.run_id, fmt::format("{}: runs/{}", results, r.key));
+  } catch (const Error& e) {
+    notes.push_back(fmt::format("{} Its settings show as '?'.", e.what()));
+    row.role = r.baseline ? "baseline" : "?";
+    row.model = row.weights = row.sampler = "?";
+  }
+  if (spec) {
+    const RunSpec& s = *spec;
+    row.cached = s.cache.enabled;
+    row.role = r.baseline ? "baseline" : row.cached ? s.cache.policy : "no cache";
+    row.model = s.model.family + "/" + s.model.preset;
+    row.weights = s.model.weights;
+    row.sampler = s.sampler.name;
+    row.steps = s.sampler.steps;
+    row.seed = s.samples.seed;
+    row.n = s.samples.n;
+    if (s.sampler.eta != 0.0) row.sampler += fmt::format(" eta={:g}", s.sampler.eta);
+    if (s.conditioning.guidance != 1.0) row.sampler += fmt::format(" cfg={:g}", s.conditioning.guidance);
+    if (row.cached && s.cache.settings) {
+      for (auto& c : s.cache.settings->report_columns()) row.policy_cells[c.name] = c;
+      row.uncomputed_note = s.cache.settings->uncomputed_note();
+    }
+    if (s.similarity.enabled) {
+      row.similarity_taps = s.similarity.taps;
+      if (row.similarity_taps.empty()) {
+        try {
+          row.similarity_taps = models::model_info(s.model.family, s.model.preset).tap_names;
+        } catch (const Error&) {
+          // a model this build does not know: nothing to compare with
+        }
+      }
+    }
+  }
   auto get = [&](const char* k, double fallback = 0.0) { auto it = r.scalars.find(k); return it == r.scalars.end() ? fallback : it->second; };
   row.calls = r.model_calls;
   row.full = static_cast<int>(r.full_calls.size());
@@ -355,7 +370,7 @@ Row row_of(const StoredRun& r) {
   row.macs_per_image = row.macs * std::max(r.model_calls, 1);
   row.macs_all_per_image = get("macs/step_average_all") * std::max(r.model_calls, 1);
   row.s_per_image = get("metrics/seconds_per_image");
-  row.n = static_cast<int64_t>(get("metrics/samples", c.value("/samples/n"_json_pointer, 0.0)));
+  row.n = static_cast<int64_t>(get("metrics/samples", static_cast<double>(row.n)));
   for (const auto& [k, v] : r.scalars) {
     if (k.rfind("metrics/", 0) != 0 || is_timing(k)) continue;
     const std::string name = k.substr(8);
@@ -461,13 +476,34 @@ Matched matched_cost(const std::vector<Row>& rows, const std::set<std::string>& 
   return matched;
 }
 
+// The policies' columns: the default policy's always (the table keeps its layout), then those of
+// every other registered policy a row uses, in registration order, each name once.
+std::vector<std::string> report_policy_columns(const std::vector<Row>& rows) {
+  std::vector<std::string> out;
+  auto add = [&](const std::string& policy) {
+    if (const auto* t = policies::find_policy(policy))
+      for (const auto& c : t->report_columns)
+        if (std::find(out.begin(), out.end(), c) == out.end()) out.push_back(c);
+  };
+  add(policies::default_policy());
+  for (const auto& name : policies::policy_names())
+    for (const auto& row : rows)
+      if (row.cached && row.role == name) {
+        add(name);
+        break;
+      }
+  return out;
+}
+
 // The table's columns: the fixed ones, then per metric its value, interval, delta and matched cost.
-std::vector<std::string> table_head(const std::set<std::string>& metric_names, const std::set<std::string>& with_ci,
-                                    const Matched& matched) {
+std::vector<std::string> table_head(const std::vector<std::string>& policy_columns, const std::set<std::string>& metric_names,
+                                    const std::set<std::string>& with_ci, const Matched& matched) {
   Report rep;
-  rep.head = {"run_id", "role", "model", "weights", "sampler", "steps", "calls", "full calls", "k", "m", "N", "schedule", "n", "seed",
-              "GMACs/call", "GMACs/image", "s/image", "median s/image", "first batch s/image", "spread", "speedup", "MACs speedup",
+  rep.head = {"run_id", "role", "model", "weights", "sampler", "steps", "calls", "full calls"};
+  rep.head.insert(rep.head.end(), policy_columns.begin(), policy_columns.end());
+  const std::vector<std::string> rest = {"n", "seed", "GMACs/call", "GMACs/image", "s/image", "median s/image", "first batch s/image", "spread", "speedup", "MACs speedup",
               "bound (all MACs)", "timing check"};
+  rep.head.insert(rep.head.end(), rest.begin(), rest.end());
   for (const auto& m : metric_names) {
     rep.head.push_back(m);
     if (with_ci.count(m)) {
@@ -483,8 +519,9 @@ std::vector<std::string> table_head(const std::set<std::string>& metric_names, c
 }
 
 // One row's cells; `small_n` is set when a Frechet value comes from n <= D samples.
-std::vector<ReportCell> row_cells(const Row& row, const Baselines& baselines, const std::set<std::string>& metric_names,
-                                  const std::set<std::string>& with_ci, const Matched& matched, bool& small_n) {
+std::vector<ReportCell> row_cells(const Row& row, const Baselines& baselines, const std::vector<std::string>& policy_columns,
+                                  const std::set<std::string>& metric_names, const std::set<std::string>& with_ci, const Matched& matched,
+                                  bool& small_n) {
   const auto base_of = [&](const Row& other) { return baselines.of(other); };
   const StoredRun& r = *row.run;
   const std::string weights = row.weights == "random" ? "RANDOM (untrained)" : fs::path(row.weights).filename().string();
@@ -494,9 +531,14 @@ std::vector<ReportCell> row_cells(const Row& row, const Baselines& baselines, co
   const bool c = row.complete;
   std::vector<ReportCell> cells = {
       cell(r.key), cell(row.role), cell(row.model), {weights, row.weights}, cell(row.sampler), number(row.steps, std::to_string(row.steps)),
-      c ? number(row.calls, std::to_string(row.calls)) : cell("-"), {full, full == "-" ? "" : full},
-      row.k >= 0 ? number(row.k, std::to_string(row.k)) : cell("-"), row.k >= 0 ? number(row.k + 1, std::to_string(row.k + 1)) : cell("-"),
-      row.n_interval ? number(row.n_interval, std::to_string(row.n_interval)) : cell("-"), cell(row.schedule),
+      c ? number(row.calls, std::to_string(row.calls)) : cell("-"), {full, full == "-" ? "" : full}};
+  for (const auto& name : policy_columns) {
+    auto it = row.policy_cells.find(name);
+    cells.push_back(it == row.policy_cells.end() ? cell("-")
+                    : std::isnan(it->second.value) ? cell(it->second.text)
+                                                   : number(it->second.value, it->second.text));
+  }
+  const std::vector<ReportCell> rest = {
       number(static_cast<double>(row.n), std::to_string(row.n)), {std::to_string(row.seed), std::to_string(row.seed), true},
       c ? number(row.macs / 1e9, fmt::format("{:.3f}", row.macs / 1e9)) : cell("-"),
       c ? number(row.macs_per_image / 1e9, fmt::format("{:.2f}", row.macs_per_image / 1e9)) : cell("-"),
@@ -508,6 +550,7 @@ std::vector<ReportCell> row_cells(const Row& row, const Baselines& baselines, co
       row.mac_speedup > 0 ? number(row.mac_speedup, fmt::format("{:.2f}x", row.mac_speedup)) : cell("-"),
       row.mac_bound > 0 ? number(row.mac_bound, fmt::format("{:.2f}x", row.mac_bound)) : cell("-"),
       !c ? cell("-") : row.flags.empty() ? cell("ok") : cell(fmt::format("{} warning{} (notes)", row.flags.size(), row.flags.size() == 1 ? "" : "s"))};
+  cells.insert(cells.end(), rest.begin(), rest.end());
   const Row* b = base_of(row);
   for (const auto& m : metric_names) {
     auto it = row.metrics.find(m);
@@ -606,7 +649,7 @@ void add_heatmaps(Report& rep, const std::vector<Row>& rows, const ReportOptions
   for (const auto& row : rows)
     for (const auto& [tap, m] : row.run->similarity)
       if (m.dim() == 2 && m.numel() > 0) common_lo = std::min(common_lo, m.min().item<double>());
-  std::map<std::pair<int, std::string>, std::vector<std::string>> taps_missing;  // (k, taps) -> runs
+  std::map<std::pair<std::string, std::string>, std::vector<std::string>> taps_missing;  // (policy's note, taps) -> runs
   std::vector<std::string> shard_without_maps;
   for (const auto& row : rows) {
     const StoredRun& r = *row.run;
@@ -627,36 +670,23 @@ void add_heatmaps(Report& rep, const std::vector<Row>& rows, const ReportOptions
       rep.heatmaps.push_back(std::move(fig));
     }
     // Taps asked for that have no map: name them and why.
-    if (row.complete && row.config.value("/similarity/enabled"_json_pointer, false)) {
-      std::vector<std::string> asked;
-      if (row.config.contains("similarity") && row.config["similarity"].contains("taps") && row.config["similarity"]["taps"].is_array())
-        for (const auto& t : row.config["similarity"]["taps"])
-          if (t.is_string()) asked.push_back(t.get<std::string>());
-      if (asked.empty()) {
-        try {
-          asked = models::model_info(row.config.value("/model/family"_json_pointer, std::string()),
-                                     row.config.value("/model/preset"_json_pointer, std::string()))
-                      .tap_names;
-        } catch (const Error&) {
-          // a model this build does not know: nothing to compare with
-        }
-      }
+    if (row.complete && !row.similarity_taps.empty()) {
+      const std::vector<std::string>& asked = row.similarity_taps;
       std::string missing;
       for (const auto& t : asked)
         if (!r.similarity.count(t)) missing += (missing.empty() ? "" : ", ") + t;
       if (!missing.empty() && r.shard_count > 1 && r.shard_index > 0)
         shard_without_maps.push_back(r.key);
       else if (!missing.empty())
-        taps_missing[{row.k, missing}].push_back(r.key);
+        taps_missing[{row.uncomputed_note, missing}].push_back(r.key);
     }
   }
   for (const auto& [what, keys] : taps_missing) {
     std::string list;
     for (const auto& k : keys) list += (list.empty() ? "" : ", ") + k;
-    rep.notes.push_back(what.first >= 0 ? fmt::format("No similarity map for tap(s) {} in run{} {}: a map needs the tap at every model "
-                                                      "call, and these blocks lie below the cache branch (k = {}), which partial calls "
-                                                      "skip. Uncached runs have them.",
-                                                      what.second, keys.size() == 1 ? "" : "s", list, what.first)
+    rep.notes.push_back(!what.first.empty() ? fmt::format("No similarity map for tap(s) {} in run{} {}: a map needs the tap at every "
+                                                          "model call, and {}. Uncached runs have them.",
+                                                          what.second, keys.size() == 1 ? "" : "s", list, what.first)
                                         : fmt::format("No similarity map for tap(s) {} in run{} {} (not stored in the file).", what.second,
                                                       keys.size() == 1 ? "" : "s", list));
   }
@@ -701,7 +731,7 @@ Report build_report(const ReportOptions& o) {
   rep.description = h5::get_attr_string(file.id(), "description");
   std::vector<Row> rows;
   for (const auto& r : runs)
-    if (!(o.drop_failed && r.status == "failed")) rows.push_back(row_of(r));
+    if (!(o.drop_failed && r.status == "failed")) rows.push_back(row_of(r, o.results, rep.notes));
   add_timing_and_dims(file.id(), rows);
   const Baselines baselines = find_baselines(rows, o);
   add_speedups(rows, baselines);
@@ -711,10 +741,11 @@ Report build_report(const ReportOptions& o) {
     for (const auto& [k, v] : row.ci) with_ci.insert(k);
   }
   const Matched matched = matched_cost(rows, metric_names);
-  rep.head = table_head(metric_names, with_ci, matched);
+  const std::vector<std::string> policy_columns = report_policy_columns(rows);
+  rep.head = table_head(policy_columns, metric_names, with_ci, matched);
   bool small_n = false;
   for (const auto& row : rows) {
-    rep.rows.push_back(row_cells(row, baselines, metric_names, with_ci, matched, small_n));
+    rep.rows.push_back(row_cells(row, baselines, policy_columns, metric_names, with_ci, matched, small_n));
     rep.row_keys.push_back(row.run->key);
     rep.row_status.push_back(row.run->status);
   }

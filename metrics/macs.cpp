@@ -67,13 +67,16 @@ CallMacs StageMacs::of(const std::vector<uint8_t>& computed, bool network) const
   return c;
 }
 
-MacsTable macs_table(models::UNet& net) {
+MacsTable macs_table(models::UNet& net) { return macs_table(stage_macs(net)); }
+
+MacsTable macs_table(const StageMacs& stages) {
   MacsTable m;
-  const CallMacs full = call_macs(net);
+  const CallMacs full = stages.full();
   m.full = full.total;
   m.full_all = full.all;
-  for (int k = 0; k < net.num_skips(); ++k) {
-    const CallMacs part = call_macs(net, k);
+  for (int k = 0; k < stages.num_skips(); ++k) {
+    const models::CallPlan plan = models::deepcache_plan(stages.num_skips(), k, true);
+    const CallMacs part = stages.of(&plan);
     m.partial.push_back(part.total);
     m.partial_all.push_back(part.all);
   }

@@ -44,7 +44,8 @@ struct StageMacs {
 };
 StageMacs stage_macs(models::UNet& net);
 
-// Full-call MACs and the partial-call MACs for every k in [0, S-1].
+// Full-call MACs and the partial-call MACs for every k in [0, S-1], from the stages' MACs (one
+// traced call: tests/test_unet_contract.cpp checks that they equal the traced partial calls).
 struct MacsTable {
   double full = 0.0;
   std::vector<double> partial;  // indexed by k
@@ -52,6 +53,7 @@ struct MacsTable {
   std::vector<double> partial_all;
 };
 MacsTable macs_table(models::UNet& net);
+MacsTable macs_table(const StageMacs& stages);
 
 // Average MACs per model call of a run: full calls at `full_steps`, partial ones elsewhere.
 double step_average_macs(double full, double partial, const std::vector<int>& full_steps, int num_calls);

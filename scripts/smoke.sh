@@ -4,10 +4,10 @@
 # experiment plans, builds its models, samples, measures and commits; its numbers mean nothing.
 # Every run of every experiment is planned (resolved and validated); of an experiment with more
 # than SMOKE_MAX_RUNS runs, that many are run, spread evenly over its list from the first to the
-# last (the schedule-parameter grids repeat the same code with other numbers).
+# last (the schedule-parameter grids repeat the same code with other numbers); with 1, the last.
 #   BUILD_DIR        build folder with deepcache-bench (default build)
 #   SMOKE_DIR        where the results go (default: a fresh temporary folder, removed afterwards)
-#   SMOKE_MAX_RUNS   runs executed per experiment (default 4; 0 = all)
+#   SMOKE_MAX_RUNS   runs executed per experiment (default 4; 0 = all; 1 = the last)
 #   SMOKE_SD_FULL    1: Stable Diffusion experiments at their full 512x512 too (about 100 s per image
 #                    on a 2-core machine: CFG doubles every UNet call and the VAE decodes 512x512);
 #                    by default they run at 128x128 pixels (model.image_size: the same modules on
@@ -69,7 +69,9 @@ for e in experiments/*.yaml; do
   fi
   n=$(echo "$ids" | grep -c .) || true
   only=()
-  if [ "$max" -gt 0 ] && [ "$n" -gt "$max" ]; then  # runs 0, (n-1)/(max-1), ..., n-1
+  if [ "$max" -eq 1 ] && [ "$n" -gt 1 ]; then  # the last run: the list's cached variant (a baseline comes first)
+    only=(--only "$(echo "$ids" | tail -n 1)")
+  elif [ "$max" -gt 0 ] && [ "$n" -gt "$max" ]; then  # runs 0, (n-1)/(max-1), ..., n-1
     only=(--only $(echo "$ids" | awk -v n="$n" -v m="$max" '{ids[NR-1]=$0} END {for (j = 0; j < m; j++) print ids[int(j * (n - 1) / (m - 1))]}'))
   fi
   if "$BIN" run "$e" --results "$dir/$name.h5" "${set_args[@]}" "${extra[@]}" "${only[@]}" >"$dir/$name.log" 2>&1; then

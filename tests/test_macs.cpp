@@ -82,8 +82,8 @@ TEST(Macs, BreakdownAddsUpAndCountsOnlyWhatRan) {
 // uniform N = 2, 3, 5, 10, 20: 52.12, 36.48, 23.50, 13.97, 9.39 G.
 TEST(Macs, Ldm4gFullPartialAndStepAveragesMatchTheSpec) {
   const auto model = dc::models::build_model("ldm", "cin256_v2", "random");
-  const double full = dc::metrics::call_macs(*model.unet).total;
-  const double partial = dc::metrics::call_macs(*model.unet, 0).total;
+  const auto table = dc::metrics::macs_table(*model.unet);  // one traced call (the contract suite: = traced partial calls)
+  const double full = table.full, partial = table.partial.at(0);
   EXPECT_LT(rel(full, 99.82e9), 0.01) << full / 1e9 << " G";
   EXPECT_LT(rel(partial, 4.43e9), 0.01) << partial / 1e9 << " G";
   const std::vector<std::pair<int, double>> spec = {{2, 52.12}, {3, 36.48}, {5, 23.50}, {10, 13.97}, {20, 9.39}};
@@ -99,8 +99,8 @@ TEST(Macs, Ldm4gFullPartialAndStepAveragesMatchTheSpec) {
 // paper's 130.45 G step average is what 13 full steps of 50 give, not N = 5's 10 (docs).
 TEST(Macs, Sd15FullAndPartialMatchThePaper) {
   const auto model = dc::models::build_model("sd", "sd15", "random");
-  const double full = dc::metrics::call_macs(*model.unet).total;
-  const double partial = dc::metrics::call_macs(*model.unet, 1).total;
+  const auto table = dc::metrics::macs_table(*model.unet);  // one traced call (the contract suite: = traced partial calls)
+  const double full = table.full, partial = table.partial.at(1);
   EXPECT_LT(rel(full, 338.8e9), 0.01) << full / 1e9 << " G";
   EXPECT_LT(rel(partial, 57.3e9), 0.025) << partial / 1e9 << " G";
   dc::deepcache::ScheduleSpec spec;

@@ -6,16 +6,20 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <map>
 #include <set>
 #include <sstream>
 
 #include "common/error.h"
 #include "harness/config.h"
 #include "harness/plan.h"
+#include "harness/report.h"
 #include "harness/policies/policy_state.h"
 #include "harness/runner.h"
 #include "metrics/macs.h"
 #include "models/model.h"
+#include "tests/support/csv.h"
 #include "tests/support/fixtures.h"
 
 namespace {
@@ -42,6 +46,9 @@ struct EvenSettings final : PolicySettings {
   nlohmann::json resolved() const override { return {{"k", k}}; }
   std::string describe() const override { return fmt::format(" k={} full on even calls", k); }
   std::optional<std::vector<dc::models::CallPlan>> schedule() const override { return std::nullopt; }
+  std::vector<dc::harness::policies::ReportColumn> report_columns() const override {
+    return {{"toy k", fmt::format("k={}", k), static_cast<double>(k)}};
+  }
   std::unique_ptr<Policy> make() const override;
 };
 
@@ -75,7 +82,8 @@ std::shared_ptr<const PolicySettings> read_even(const ReadContext& c) {
 }
 
 const bool kRegistered = [] {
-  dc::harness::policies::register_policy({"even_full", "toy: the whole UNet on even calls, partial at k on odd ones", {"k"}, read_even});
+  dc::harness::policies::register_policy(
+      {"even_full", "toy: the whole UNet on even calls, partial at k on odd ones", {"k"}, read_even, {"toy k"}});
   return true;
 }();
 
@@ -180,4 +188,41 @@ TEST(Policies, PlanShowsTheCallsKnownAheadAndSaysWhenTheyAreNot) {
   yaml.replace(yaml.find("policy: even_full, k: 2"), 23, "k: 2, interval: 2");
   dc::harness::print_plan(dc::harness::parse_experiment(yaml, "dc.yaml"), true, dc_plan);
   EXPECT_NE(dc_plan.str().find("5 calls (3 full: 0,2,4)  partial "), std::string::npos) << dc_plan.str();
+}
+
+// report's table: the default policy's columns always (its layout does not depend on the file), a
+// registered policy's own columns after them when one of its runs is in the file, filled from the
+// run's settings read back; other rows show "-" there. The role column names the policy.
+TEST(Policies, ReportShowsEachPolicysOwnColumns) {
+  ASSERT_TRUE(kRegistered);
+  const std::string dir = dc::test::temp_dir();
+  std::ostringstream log;
+  dc::harness::RunOptions o;
+  o.results_path = dir + "/toy.h5";
+  const auto e = dc::harness::parse_experiment(std::string(kExperiment) + "sweep: {cache.policy: [even_full, deepcache]}\n", "toy.yaml");
+  ASSERT_EQ(e.runs.size(), 3u);
+  ASSERT_EQ(dc::harness::run_experiment(e, o, log, false).complete, 3) << log.str();
+  dc::harness::ReportOptions ro;
+  ro.results = o.results_path;
+  ro.format = "csv";
+  ro.figures = false;
+  const std::string csv = dc::harness::render_report(ro);
+  const auto lines = dc::test::csv_records(csv);
+  ASSERT_EQ(lines.size(), 4u) << "a header and 3 runs:\n" << csv;
+  const auto& head = lines[0];
+  const auto at = [&](const std::string& name) {
+    const auto it = std::find(head.begin(), head.end(), name);
+    EXPECT_NE(it, head.end()) << name;
+    return static_cast<std::size_t>(it - head.begin());
+  };
+  EXPECT_EQ(at("toy k"), at("schedule") + 1) << "after the default policy's k, m, N, schedule";
+  std::map<std::string, const std::vector<std::string>*> by_role;
+  for (std::size_t i = 1; i < lines.size(); ++i) by_role[lines[i][at("role")]] = &lines[i];
+  ASSERT_EQ(by_role.size(), 3u);
+  EXPECT_EQ(by_role.at("even_full")->at(at("toy k")), "2");
+  EXPECT_EQ(by_role.at("even_full")->at(at("k")), "") << "no number: not deepcache's";
+  EXPECT_EQ(by_role.at("deepcache")->at(at("k")), "2");
+  EXPECT_EQ(by_role.at("deepcache")->at(at("N")), "5");
+  EXPECT_EQ(by_role.at("deepcache")->at(at("toy k")), "");
+  EXPECT_EQ(by_role.at("baseline")->at(at("schedule")), "");
 }

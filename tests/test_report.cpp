@@ -26,6 +26,7 @@
 #include "harness/results_store.h"
 #include "harness/runner.h"
 #include "support/cli.h"
+#include "support/csv.h"
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;
@@ -108,30 +109,6 @@ std::map<std::string, std::map<std::string, std::string>> md_cells(const std::st
     if (row.empty() || row[0] == "---") continue;
     for (std::size_t i = 0; i < head.size() && i < row.size(); ++i) out[row[0]][head[i]] = row[i];
   }
-  return out;
-}
-
-// RFC 4180 records of a CSV text (quoted cells may hold commas, quotes and newlines).
-std::vector<std::vector<std::string>> csv_records(const std::string& text) {
-  std::vector<std::vector<std::string>> out(1, std::vector<std::string>(1));
-  bool quoted = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < text.size() && text[i + 1] == '"') out.back().back() += '"', ++i;
-      else if (c == '"') quoted = false;
-      else out.back().back() += c;
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      out.back().emplace_back();
-    } else if (c == '\n') {
-      out.emplace_back(1);
-    } else {
-      out.back().back() += c;
-    }
-  }
-  if (out.back().size() == 1 && out.back()[0].empty()) out.pop_back();
   return out;
 }
 
@@ -307,7 +284,7 @@ TEST_F(ReportStudy, ColumnsAStudyNeeds) {
   EXPECT_NE(md.find("below the cache branch (k = 1)"), std::string::npos) << "taps the cached runs cannot map: " << md;
   // CSV: plain numbers (no "x", no annotations), one line per run, the full error column.
   const std::string csv = report_table(rep, "csv");
-  const auto records = csv_records(csv);
+  const auto records = dc::test::csv_records(csv);
   ASSERT_FALSE(records.empty());
   const auto& head = records[0];
   const auto col = [&](const std::string& name) { return std::find(head.begin(), head.end(), name) - head.begin(); };
@@ -354,7 +331,7 @@ TEST(ReportFailedRuns, ShowTheirErrorAndCanBeDroppedOrForgotten) {
   EXPECT_NE(md.find("Run " + id + " (" + e.runs.back().name + ") failed: conv2d: out of memory\nwhile sampling batch 3. Rerun `run` to "
                     "retry it, or `run --forget " + id + "`"),
             std::string::npos) << md;
-  const auto records = csv_records(report_table(build_report(ro), "csv"));
+  const auto records = dc::test::csv_records(report_table(build_report(ro), "csv"));
   ASSERT_EQ(records.size(), 3u);
   EXPECT_EQ(records[0].back(), "error");
   EXPECT_EQ(records[2][records[0].size() - 2], "failed");

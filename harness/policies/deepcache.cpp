@@ -65,6 +65,22 @@ std::string DeepCacheSettings::plan_note() const {
   return schedule_name == "nonuniform" ? fmt::format(", final p={:.2f}", final_power) : "";
 }
 
+std::vector<ReportColumn> DeepCacheSettings::report_columns() const {
+  std::string sched = schedule_name;
+  if (schedule_name == "nonuniform") sched += fmt::format(" c={} p={:.2f}", center, final_power);
+  if (schedule_name == "ldm_nonuniform") sched += fmt::format(" p={:.2f}", final_power);
+  if (feature == "zero") sched += " zero-feature";
+  if (mode == "ldm_released") sched += " ldm-released";
+  return {{"k", std::to_string(k), static_cast<double>(k)},
+          {"m", std::to_string(k + 1), static_cast<double>(k + 1)},  // the paper's branch
+          {"N", std::to_string(interval), static_cast<double>(interval)},
+          {"schedule", sched}};
+}
+
+std::string DeepCacheSettings::uncomputed_note() const {
+  return fmt::format("these blocks lie below the cache branch (k = {}), which partial calls skip", k);
+}
+
 namespace {
 
 std::shared_ptr<const PolicySettings> read(const ReadContext& c) {
@@ -130,7 +146,8 @@ PolicyType deepcache_policy() {
           "DeepCache: full calls on a schedule (uniform, non-uniform, explicit) fill the cache at skip index k; the calls "
           "between them run only the layers above k",
           {"k", "interval", "schedule", "center", "power", "full_steps", "feature", "mode", "index"},
-          read};
+          read,
+          {"k", "m", "N", "schedule"}};
 }
 
 }  // namespace dc::harness::policies

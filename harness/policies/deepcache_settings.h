@@ -29,6 +29,8 @@ struct DeepCacheSettings final : PolicySettings {
   std::optional<std::vector<models::CallPlan>> schedule() const override;
   nlohmann::json facts() const override;
   std::string plan_note() const override;
+  std::vector<ReportColumn> report_columns() const override;  // k, m, N, schedule
+  std::string uncomputed_note() const override;
   std::unique_ptr<Policy> make() const override;  // deepcache_policy.cpp
 
   bool is_full(int call) const;

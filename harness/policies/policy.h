@@ -16,6 +16,7 @@
 // register_policy() at run time (a test's toy policy).
 #pragma once
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,6 +30,13 @@
 namespace dc::harness::policies {
 
 class Policy;  // harness/policies/policy_state.h
+
+// A cell of `report`'s table that a policy's runs fill: its column, its text, and the number the
+// CSV and sorting use (NaN: the text only).
+struct ReportColumn {
+  std::string name, text;
+  double value = std::numeric_limits<double>::quiet_NaN();
+};
 
 // A policy's settings for one run, read from its `cache:` block. Immutable, shared by the run's
 // copies; every sampling makes a fresh Policy from it.
@@ -47,6 +55,11 @@ class PolicySettings {
   virtual nlohmann::json facts() const { return nlohmann::json::object(); }
   // Said by `plan` after the run's calls (", final p=1.38").
   virtual std::string plan_note() const { return ""; }
+  // `report`'s cells for this run, in the columns its PolicyType::report_columns names.
+  virtual std::vector<ReportColumn> report_columns() const { return {}; }
+  // The end of report's note on a similarity map that lacks taps because this policy's calls do not
+  // compute them every time ("... a map needs the tap at every model call, and <this>").
+  virtual std::string uncomputed_note() const { return "this policy's cached calls do not compute these blocks"; }
   // A fresh per-generation state (defined where LibTorch is: the policy's own file).
   virtual std::unique_ptr<Policy> make() const = 0;
 };
@@ -71,6 +84,10 @@ struct PolicyType {
   std::string summary;            // one line for docs and `--help`
   std::vector<std::string> keys;  // its keys in the `cache:` block (besides enabled and policy)
   std::function<std::shared_ptr<const PolicySettings>(const ReadContext&)> read;
+  // The columns its runs fill in `report`'s table (PolicySettings::report_columns), in order. The
+  // default policy's are always in the table (its layout stays the same whatever a file holds);
+  // another policy's appear after them when a run of it is in the file.
+  std::vector<std::string> report_columns = {};
 };
 
 // The registered policies: the built-in ones (registry.cpp) and any register_policy() added.

@@ -1,7 +1,5 @@
 #include "harness/train/train.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -17,10 +15,12 @@
 #include "common/error.h"
 #include "dc/git_describe.h"
 #include "harness/data/idx.h"
+#include "harness/config_reader.h"
 #include "harness/hdf5.h"
 #include "harness/runtime.h"
 #include "harness/sampling/samplers.h"
 #include "harness/sampling/schedule.h"
+#include "harness/yaml_source.h"
 #include "models/fmnist_classifier.h"
 #include "models/weights/strict_loader.h"
 #include "models/weights/tensor_io.h"
@@ -29,41 +29,6 @@ namespace fs = std::filesystem;
 
 namespace dc::train {
 namespace {
-
-// ---- YAML ----------------------------------------------------------------------------------------
-
-class SpecReader {
- public:
-  explicit SpecReader(std::string origin) : origin_(std::move(origin)) {}
-  [[noreturn]] void fail(const YAML::Node& n, const std::string& key, const std::string& what) const {
-    const int line = n.Mark().line >= 0 ? n.Mark().line + 1 : 0;
-    throw Error(line ? fmt::format("{}:{}: train.{}: {}", origin_, line, key, what) : fmt::format("{}: train.{}: {}", origin_, key, what));
-  }
-  void only(const YAML::Node& map, const std::string& where, const std::set<std::string>& known) const {
-    if (!map.IsMap()) fail(map, where, "expected a mapping");
-    for (const auto& kv : map) {
-      const auto k = kv.first.as<std::string>();
-      if (!known.count(k)) {
-        std::string list;
-        for (const auto& s : known) list += (list.empty() ? "" : ", ") + s;
-        fail(kv.first, where.empty() ? k : where + "." + k, fmt::format("unknown key (known: {})", list));
-      }
-    }
-  }
-  template <typename T>
-  void get(const YAML::Node& map, const std::string& key, const std::string& path, T& out, const char* expected) const {
-    const YAML::Node n = map[key];
-    if (!n) return;
-    try {
-      out = n.as<T>();
-    } catch (const YAML::Exception&) {
-      fail(n, path, fmt::format("expected {}, got '{}'", expected, n.IsScalar() ? n.Scalar() : std::string("a non-scalar")));
-    }
-  }
-
- private:
-  std::string origin_;
-};
 
 uint64_t mix(uint64_t seed, int64_t step, uint64_t salt) { return sampling::sample_seed(seed ^ (salt * 0x9E3779B97F4A7C15ULL), step); }
 
@@ -130,69 +95,79 @@ void write_log(const std::string& path, const TrainSpec& spec, const std::vector
 
 // ---- spec ------------------------------------------------------------------------------------------
 
-TrainSpec parse_train_spec(const std::string& text, const std::string& origin) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    throw Error(fmt::format("{}:{}: invalid YAML: {}", origin, e.mark.line + 1, e.msg));
-  }
-  if (!root.IsMap() || !root["train"]) throw Error(fmt::format("{}: expected a top-level 'train:' mapping", origin));
-  for (const auto& kv : root)
-    if (kv.first.as<std::string>() != "train") throw Error(fmt::format("{}:{}: unknown top-level key '{}' (expected train)", origin, kv.first.Mark().line + 1, kv.first.as<std::string>()));
-  const YAML::Node t = root["train"];
-  SpecReader r(origin);
-  r.only(t, "", {"name", "kind", "model", "data", "steps", "batch", "lr", "warmup", "grad_clip", "ema", "dropout", "seed",
-                 "checkpoint_every", "subset", "out", "export"});
+namespace {
+
+// The settings as written: the experiment reader's strict, located reading (harness/config_reader.h):
+// "t.yaml:6: train.lr: expected a number, got a string ("fast")".
+TrainSpec read_train_settings(const nlohmann::json& t, const harness::Reader& r, const std::string& origin) {
+  r.only(t, "train", {"name", "kind", "model", "data", "steps", "batch", "lr", "warmup", "grad_clip", "ema", "dropout", "seed",
+                      "checkpoint_every", "subset", "out", "export"});
   TrainSpec s;
   s.path = origin;
-  r.get(t, "name", "name", s.name, "a string");
-  r.get(t, "kind", "kind", s.kind, "ddpm or classifier");
-  if (s.kind != "ddpm" && s.kind != "classifier") r.fail(t["kind"] ? t["kind"] : t, "kind", fmt::format("'{}': expected ddpm or classifier", s.kind));
-  if (t["model"]) {
-    r.only(t["model"], "model", {"preset"});
-    r.get(t["model"], "preset", "model.preset", s.preset, "a DDPM preset name");
+  r.get(t, "train", "name", s.name);
+  r.get(t, "train", "kind", s.kind);
+  r.one_of("train.kind", s.kind, {"ddpm", "classifier"});
+  if (t.contains("model")) {
+    r.only(t["model"], "train.model", {"preset"});
+    r.get(t["model"], "train.model", "preset", s.preset);
   }
+  s.data_dir = data::default_fashion_mnist_dir();
+  if (t.contains("data")) {
+    r.only(t["data"], "train.data", {"dir"});
+    r.get(t["data"], "train.data", "dir", s.data_dir);
+  }
+  r.get(t, "train", "steps", s.steps);
+  r.get(t, "train", "batch", s.batch);
+  r.get(t, "train", "lr", s.lr);
+  r.get(t, "train", "warmup", s.warmup);
+  r.get(t, "train", "grad_clip", s.grad_clip);
+  r.get(t, "train", "ema", s.ema);
+  if (t.contains("dropout")) {
+    double d = 0;
+    r.get(t, "train", "dropout", d);
+    s.dropout = d;
+  }
+  r.get(t, "train", "seed", s.seed);
+  r.get(t, "train", "checkpoint_every", s.checkpoint_every);
+  r.get(t, "train", "subset", s.subset);
+  r.get(t, "train", "out", s.out);
+  r.get(t, "train", "export", s.export_path);
+  return s;
+}
+
+void check_train_settings(const TrainSpec& s, const harness::Reader& r) {
   if (s.kind == "ddpm") {
     try {
       models::DdpmConfig::preset(s.preset);
     } catch (const Error& e) {
-      r.fail(t["model"] ? t["model"]["preset"] : t, "model.preset", e.what());
+      r.fail("train.model.preset", e.what());
     }
   }
-  s.data_dir = data::default_fashion_mnist_dir();
-  if (t["data"]) {
-    r.only(t["data"], "data", {"dir"});
-    r.get(t["data"], "dir", "data.dir", s.data_dir, "a folder");
-  }
-  r.get(t, "steps", "steps", s.steps, "an integer");
-  r.get(t, "batch", "batch", s.batch, "an integer");
-  r.get(t, "lr", "lr", s.lr, "a number");
-  r.get(t, "warmup", "warmup", s.warmup, "an integer");
-  r.get(t, "grad_clip", "grad_clip", s.grad_clip, "a number");
-  r.get(t, "ema", "ema", s.ema, "a number in [0, 1)");
-  if (t["dropout"]) {
-    double d = 0;
-    r.get(t, "dropout", "dropout", d, "a number in [0, 1)");
-    s.dropout = d;
-  }
-  r.get(t, "seed", "seed", s.seed, "a non-negative integer");
-  r.get(t, "checkpoint_every", "checkpoint_every", s.checkpoint_every, "an integer");
-  r.get(t, "subset", "subset", s.subset, "an integer");
-  r.get(t, "out", "out", s.out, "a folder");
-  r.get(t, "export", "export", s.export_path, "a .safetensors path");
-  if (s.name.empty()) r.fail(t, "name", "missing");
-  if (s.out.empty()) r.fail(t, "out", "missing (the folder for the checkpoint and train.h5)");
-  if (s.export_path.empty()) r.fail(t, "export", "missing (where the trained weights go)");
-  if (s.steps < 1) r.fail(t["steps"], "steps", fmt::format("{} < 1", s.steps));
-  if (s.batch < 1) r.fail(t["batch"], "batch", fmt::format("{} < 1", s.batch));
-  if (!(s.lr > 0)) r.fail(t["lr"], "lr", fmt::format("{} must be positive", s.lr));
-  if (s.warmup < 0) r.fail(t["warmup"], "warmup", "must be >= 0");
-  if (s.grad_clip < 0) r.fail(t["grad_clip"], "grad_clip", "must be >= 0");
-  if (s.ema < 0 || s.ema >= 1) r.fail(t["ema"], "ema", fmt::format("{} is not in [0, 1)", s.ema));
-  if (s.dropout && (*s.dropout < 0 || *s.dropout >= 1)) r.fail(t["dropout"], "dropout", fmt::format("{} is not in [0, 1)", *s.dropout));
-  if (s.checkpoint_every < 1) r.fail(t["checkpoint_every"], "checkpoint_every", "must be >= 1");
-  if (s.subset < 0) r.fail(t["subset"], "subset", "must be >= 0");
+  if (s.name.empty()) r.fail("train.name", "missing");
+  if (s.out.empty()) r.fail("train.out", "missing (the folder for the checkpoint and train.h5)");
+  if (s.export_path.empty()) r.fail("train.export", "missing (where the trained weights go)");
+  if (s.steps < 1) r.fail("train.steps", fmt::format("{} < 1", s.steps));
+  if (s.batch < 1) r.fail("train.batch", fmt::format("{} < 1", s.batch));
+  if (!(s.lr > 0)) r.fail("train.lr", fmt::format("{} must be positive", s.lr));
+  if (s.warmup < 0) r.fail("train.warmup", "must be >= 0");
+  if (s.grad_clip < 0) r.fail("train.grad_clip", "must be >= 0");
+  if (s.ema < 0 || s.ema >= 1) r.fail("train.ema", fmt::format("{} is not in [0, 1)", s.ema));
+  if (s.dropout && (*s.dropout < 0 || *s.dropout >= 1)) r.fail("train.dropout", fmt::format("{} is not in [0, 1)", *s.dropout));
+  if (s.checkpoint_every < 1) r.fail("train.checkpoint_every", "must be >= 1");
+  if (s.subset < 0) r.fail("train.subset", "must be >= 0");
+}
+
+}  // namespace
+
+TrainSpec parse_train_spec(const std::string& text, const std::string& origin) {
+  harness::Source src;
+  src.origin = origin;
+  const nlohmann::json root = harness::load_yaml(text, src);
+  if (!root.is_object() || !root.contains("train")) throw Error(fmt::format("{}: expected a top-level 'train:' mapping", origin));
+  const harness::Reader r(src, "", nullptr, "");
+  r.only(root, "", {"train"});
+  TrainSpec s = read_train_settings(root["train"], r, origin);
+  check_train_settings(s, r);
   s.resolved = {{"name", s.name}, {"kind", s.kind}, {"preset", s.preset}, {"data", s.data_dir}, {"steps", s.steps},
                 {"batch", s.batch}, {"lr", s.lr}, {"warmup", s.warmup}, {"grad_clip", s.grad_clip}, {"ema", s.ema},
                 {"dropout", s.dropout ? nlohmann::json(*s.dropout) : nlohmann::json(nullptr)}, {"seed", s.seed},
@@ -201,11 +176,8 @@ TrainSpec parse_train_spec(const std::string& text, const std::string& origin) {
 }
 
 TrainSpec load_train_spec(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(fmt::format("{}: training config not found", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_train_spec(ss.str(), path);
+  if (!fs::exists(path)) throw Error(fmt::format("{}: training config not found", path));
+  return parse_train_spec(harness::read_text(path, "training config"), path);
 }
 
 // ---- Adam ------------------------------------------------------------------------------------------
