@@ -8,6 +8,7 @@
 #   BUILD_DIR        build folder with deepcache-bench (default build)
 #   SMOKE_DIR        where the results go (default: a fresh temporary folder, removed afterwards)
 #   SMOKE_MAX_RUNS   runs executed per experiment (default 4; 0 = all; 1 = the last)
+#   SMOKE_JOBS       experiments run at once (default 1), each with cores/SMOKE_JOBS torch threads
 #   SMOKE_SD_FULL    1: Stable Diffusion experiments at their full 512x512 too (about 100 s per image
 #                    on a 2-core machine: CFG doubles every UNet call and the VAE decodes 512x512);
 #                    by default they run at 128x128 pixels (model.image_size: the same modules on
@@ -50,13 +51,16 @@ if [ -z "${DEEPCACHE_CLIP_WEIGHTS:-}" ]; then
     "$fixtures/clip/openclip_vitg14_tiny.json" "$dir/clip_tiny.json"
   clip_set=(metrics.clip_score.model_config="$dir/clip_tiny.json" metrics.clip_score.weights="$(cd "$fixtures/clip" && pwd)/openclip_vitg14_tiny.weights.safetensors")
 fi
-for e in experiments/*.yaml; do
+# One experiment: plan every run, run the chosen ones; its lines go to $dir/<name>.status, and it
+# returns 1 when it failed.
+smoke_one() {
+  local e=$1 name start n ids
   name=$(basename "$e" .yaml)
   start=$(date +%s)
-  extra=()
+  local extra=() only=()
   if grep -Eq '^ *fid: *\{|adm_imagenet256' "$e"; then
     if [ -z "${DEEPCACHE_INCEPTION_WEIGHTS:-}" ]; then
-      echo "smoke: $e FAILED: it computes FID and no Inception weights are set (DEEPCACHE_INCEPTION_WEIGHTS or DEEPCACHE_FIXTURES_LARGE)"; fail=1; continue
+      echo "smoke: $e FAILED: it computes FID and no Inception weights are set (DEEPCACHE_INCEPTION_WEIGHTS or DEEPCACHE_FIXTURES_LARGE)"; return 1
     fi
     if grep -Eq '^ *fid: *\{' "$e"; then extra=(metrics.fid.reference="$fid_ref"); fi
   fi
@@ -65,10 +69,9 @@ for e in experiments/*.yaml; do
     if grep -Eq 'clip_score' "$e"; then extra+=("${clip_set[@]}"); fi
   fi
   if ! ids=$("$BIN" plan "$e" "${set_args[@]}" "${extra[@]}" 2>&1 | awk '$1 ~ /^[0-9]+$/ && $2 ~ /^[0-9a-f]+$/ && length($2) == 16 {print $2}'); then
-    echo "smoke: $e FAILED to plan:"; "$BIN" plan "$e" "${set_args[@]}" "${extra[@]}" 2>&1 | tail -n 5; fail=1; continue
+    echo "smoke: $e FAILED to plan:"; "$BIN" plan "$e" "${set_args[@]}" "${extra[@]}" 2>&1 | tail -n 5; return 1
   fi
   n=$(echo "$ids" | grep -c .) || true
-  only=()
   if [ "$max" -eq 1 ] && [ "$n" -gt 1 ]; then  # the last run: the list's cached variant (a baseline comes first)
     only=(--only "$(echo "$ids" | tail -n 1)")
   elif [ "$max" -gt 0 ] && [ "$n" -gt "$max" ]; then  # runs 0, (n-1)/(max-1), ..., n-1
@@ -77,7 +80,24 @@ for e in experiments/*.yaml; do
   if "$BIN" run "$e" --results "$dir/$name.h5" "${set_args[@]}" "${extra[@]}" "${only[@]}" >"$dir/$name.log" 2>&1; then
     echo "smoke: $e ok ($n planned, $(grep -o '([0-9]* runs\?, [0-9]* skipped as complete, [0-9]* failed)' "$dir/$name.log"), $(( $(date +%s) - start ))s)"
   else
-    echo "smoke: $e FAILED:"; tail -n 20 "$dir/$name.log"; fail=1
+    echo "smoke: $e FAILED:"; tail -n 20 "$dir/$name.log"; return 1
   fi
+}
+# SMOKE_JOBS experiments at once, each with cores / SMOKE_JOBS torch threads: a run's model building,
+# file I/O and start-up are single-threaded, so two one-thread processes keep two cores busier than
+# one two-thread process (measured here: two LDM-4-G runs 53 s side by side, 64 s one after the other).
+jobs=${SMOKE_JOBS:-1}
+if [ "$jobs" -gt 1 ] && [ -z "${OMP_NUM_THREADS:-}" ]; then export OMP_NUM_THREADS=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 )); fi
+names=()
+for e in experiments/*.yaml; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+  name=$(basename "$e" .yaml)
+  names+=("$name")
+  ( rc=0; smoke_one "$e" >"$dir/$name.status" 2>&1 || rc=$?; echo "$rc" >"$dir/$name.rc" ) &
+done
+wait
+for name in "${names[@]}"; do  # in the experiments' order
+  cat "$dir/$name.status"
+  [ "$(cat "$dir/$name.rc" 2>/dev/null)" = 0 ] || fail=1
 done
 exit $fail
