@@ -15,15 +15,11 @@ namespace dc::harness {
 
 namespace {
 metrics::StageMacs stages_of(const std::string& family, const std::string& preset, int image_size = 0) {
-  models::ModelOptions o;
-  o.image_size = image_size;
-  const models::Model m = models::build_model(family, preset, "random", "", o);
-  return metrics::stage_macs(*m.unet);
+  return metrics::stage_macs(*models::build_unet(family, preset, image_size));
 }
 
 metrics::MacsTable table_of(const std::string& family, const std::string& preset) {
-  const models::Model m = models::build_model(family, preset, "random", "", models::ModelOptions{});
-  return metrics::macs_table(*m.unet);
+  return metrics::macs_table(*models::build_unet(family, preset));
 }
 
 // What a run's calls compute, where its policy knows before sampling: ", 100 calls (20 full: 0,5,...)",

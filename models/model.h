@@ -49,6 +49,11 @@ struct ModelOptions {
 Model build_model(const std::string& family, const std::string& preset, const std::string& weights,
                   const std::string& first_stage_weights = "", const ModelOptions& options = {});
 
+// The UNet alone with random weights (the one build_model makes first: the same seed), in eval mode
+// on the CPU: what counting MACs needs, without the first stage and text encoder (SD1.5: 200 M
+// parameters fewer to initialise).
+std::shared_ptr<UNet> build_unet(const std::string& family, const std::string& preset, int image_size = 0);
+
 // The same bundle from modules the caller built (tests: a family's tiny reference configs), loaded
 // by `info.family`'s own loader from `weights` ("random": left as built).
 Model assemble_model(const ModelInfo& info, std::shared_ptr<UNet> unet, std::shared_ptr<torch::nn::Module> first_stage,

@@ -84,6 +84,15 @@ torch::Tensor Model::to_images(const torch::Tensor& samples) const {
   return f.to_images ? f.to_images(*this, samples) : samples;
 }
 
+std::shared_ptr<UNet> build_unet(const std::string& name, const std::string& preset, int image_size) {
+  const Family& f = family(name);
+  (void)model_info(name, preset, image_size);  // checks the preset and the size
+  torch::manual_seed(0);
+  auto unet = f.make_unet(preset, image_size > 0 ? image_size / f.latent_factor : 0);
+  unet->eval();
+  return unet;
+}
+
 Model build_model(const std::string& name, const std::string& preset, const std::string& weights,
                   const std::string& first_stage_weights, const ModelOptions& options) {
   const Family& f = family(name);

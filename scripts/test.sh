@@ -106,6 +106,7 @@ elif [ "$MODE" = sanitize ] && [ -n "${SANITIZE_SKIP:-}" ]; then
     pids=()
     for ((i = 0; i < JOBS; i++)); do
       GTEST_TOTAL_SHARDS=$JOBS GTEST_SHARD_INDEX=$i "$BUILD_DIR/dc_tests" --gtest_filter="$filter" --gtest_brief=1 \
+        --gtest_output="xml:$BUILD_DIR/sanitize-shard-$i.xml" \
         >"$BUILD_DIR/sanitize-shard-$i.log" 2>&1 &
       pids+=($!)
     done
@@ -120,6 +121,9 @@ elif [ "$MODE" = sanitize ] && [ -n "${SANITIZE_SKIP:-}" ]; then
         tail -n 20 "$BUILD_DIR/sanitize-shard-$i.log"
       fi
     done
+    # The slowest tests under the sanitizers (gtest's XML reports), for choosing SANITIZE_SKIP.
+    cat "$BUILD_DIR"/sanitize-shard-*.xml 2>/dev/null | sed -n 's/.*<testcase name="\([^"]*\)".* time="\([0-9.]*\)".* classname="\([^"]*\)".*/\2 \3.\1/p' |
+      sort -rn | head -n 8 | awk '{printf "test: slowest under the sanitizers: %6.1f s  %s\n", $1, $2}'
     [ "$failed" = 0 ] || exit 1
   fi
 else

@@ -81,8 +81,7 @@ TEST(Macs, BreakdownAddsUpAndCountsOnlyWhatRan) {
 // doubled). Spec figures: full call 99.82 G, partial at k = 0 4.43 G; DDIM-250 step averages with
 // uniform N = 2, 3, 5, 10, 20: 52.12, 36.48, 23.50, 13.97, 9.39 G.
 TEST(Macs, Ldm4gFullPartialAndStepAveragesMatchTheSpec) {
-  const auto model = dc::models::build_model("ldm", "cin256_v2", "random");
-  const auto table = dc::metrics::macs_table(*model.unet);  // one traced call (the contract suite: = traced partial calls)
+  const auto table = dc::metrics::macs_table(*dc::models::build_unet("ldm", "cin256_v2"));  // one traced call (the contract suite: = traced partial calls)
   const double full = table.full, partial = table.partial.at(0);
   EXPECT_LT(rel(full, 99.82e9), 0.01) << full / 1e9 << " G";
   EXPECT_LT(rel(partial, 4.43e9), 0.01) << partial / 1e9 << " G";
@@ -98,8 +97,7 @@ TEST(Macs, Ldm4gFullPartialAndStepAveragesMatchTheSpec) {
 // at N = 5: the reference's indexing (cache.index steps) makes 10 of the 51 calls full; the
 // paper's 130.45 G step average is what 13 full steps of 50 give, not N = 5's 10 (docs).
 TEST(Macs, Sd15FullAndPartialMatchThePaper) {
-  const auto model = dc::models::build_model("sd", "sd15", "random");
-  const auto table = dc::metrics::macs_table(*model.unet);  // one traced call (the contract suite: = traced partial calls)
+  const auto table = dc::metrics::macs_table(*dc::models::build_unet("sd", "sd15"));  // one traced call (the contract suite: = traced partial calls)
   const double full = table.full, partial = table.partial.at(1);
   EXPECT_LT(rel(full, 338.8e9), 0.01) << full / 1e9 << " G";
   EXPECT_LT(rel(partial, 57.3e9), 0.025) << partial / 1e9 << " G";
