@@ -297,21 +297,22 @@ struct Unmount {
 
 }  // namespace
 
-// The case on a real file system: a 400 KB tmpfs, a results file holding one complete run,
-// three runs of 256 images with save_images. The disk fills at a commit: exit 2 with one line, the
+// The case on a real file system: a 260 KB tmpfs, a results file holding one complete run,
+// three runs of 128 images with save_images (free space enough for a run's journal, not for it and
+// the commit's new file beside it). The disk fills at a commit: exit 2 with one line, the
 // results file byte for byte as it was, no temporary file, the run's batches in its journal; with
 // space made (the tmpfs grown), the same command resumes and completes.
 TEST(Faults, ARealFullFileSystemKeepsTheResultsFileAndTheSweepResumes) {
   if (!have_fmnist()) GTEST_SKIP() << "the Fashion-MNIST weights are absent";
   const std::string dir = dc::test::temp_dir() + "/tmpfs";
-  if (!mount_tmpfs(dir, "400k")) GTEST_SKIP() << "cannot mount a tmpfs here (needs root; CI runs as root)";
+  if (!mount_tmpfs(dir, "260k")) GTEST_SKIP() << "cannot mount a tmpfs here (needs root; CI runs as root)";
   const Unmount unmount{dir};
   const std::string work = dc::test::temp_dir() + "/full";
   fs::create_directories(work);
   std::ofstream(work + "/one.yaml") << "experiment: full\nbase:\n  model: {family: ddpm, preset: fmnist, weights: weights/fmnist/ddpm_ema.safetensors}\n"
                                        "  sampler: {name: ddim, steps: 2}\n  samples: {n: 16, batch: 16, seed: 7, save_images: true}\n";
   std::ofstream(work + "/three.yaml") << "experiment: full\nbase:\n  model: {family: ddpm, preset: fmnist, weights: weights/fmnist/ddpm_ema.safetensors}\n"
-                                         "  sampler: {name: ddim, steps: 2}\n  samples: {n: 256, batch: 128, seed: 0, save_images: true}\n"
+                                         "  sampler: {name: ddim, steps: 2}\n  samples: {n: 128, batch: 64, seed: 0, save_images: true}\n"
                                          "sweep:\n  samples.seed: [0, 1, 2]\n";
   const std::string results = dir + "/r.h5";
   ASSERT_EQ(run_cli("run " + shell_quote(work + "/one.yaml") + " --results " + shell_quote(results)).code, 0);
@@ -361,10 +362,10 @@ TEST(Faults, ARealFullFileSystemKeepsTheResultsFileAndTheSweepResumes) {
     };
     md << "\nOn a real file system (`Faults.ARealFullFileSystemKeepsTheResultsFileAndTheSweepResumes`, a tmpfs):\n\n"
        << "| fault | command | exit | what the user sees | what is kept |\n|---|---|---|---|---|\n"
-       << "| a 400 KB tmpfs fills at a commit | `run` (3 runs of 256 images, save_images) | 2 | " << clean(r.err)
+       << "| a 260 KB tmpfs fills at a commit | `run` (3 runs of 128 images, save_images) | 2 | " << clean(r.err)
        << " | the results file byte for byte; the run's journal (the rerun resumes from it) |\n"
        << "| the folder remounted read-only | `run` | 2 | " << clean(ro.err) << " | the results file byte for byte |\n"
-       << "| a sweep whose journal cannot fit (2000 images kept, 400 KB) | `run` | 2 | " << clean(huge.err)
+       << "| a sweep whose journal cannot fit (2000 images kept, 260 KB) | `run` | 2 | " << clean(huge.err)
        << " | the results file byte for byte; nothing sampled |\n";
   }
 }
