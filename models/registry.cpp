@@ -87,7 +87,7 @@ torch::Tensor Model::to_images(const torch::Tensor& samples) const {
 std::shared_ptr<UNet> build_unet(const std::string& name, const std::string& preset, int image_size) {
   const Family& f = family(name);
   (void)model_info(name, preset, image_size);  // checks the preset and the size
-  torch::manual_seed(0);
+  torch::manual_seed(0);  // random init is seeded: every process builds the same network
   auto unet = f.make_unet(preset, image_size > 0 ? image_size / f.latent_factor : 0);
   unet->eval();
   return unet;
@@ -97,8 +97,7 @@ Model build_model(const std::string& name, const std::string& preset, const std:
                   const std::string& first_stage_weights, const ModelOptions& options) {
   const Family& f = family(name);
   const ModelInfo info = model_info(name, preset, options.image_size);
-  torch::manual_seed(0);  // random init is seeded: every process builds the same network
-  auto unet = f.make_unet(preset, options.image_size > 0 ? options.image_size / f.latent_factor : 0);
+  auto unet = build_unet(name, preset, options.image_size);  // seeded first: every process builds the same network
   auto first_stage = f.make_first_stage ? f.make_first_stage(preset) : nullptr;
   auto cond_stage = f.make_cond_stage ? f.make_cond_stage(preset) : nullptr;
   std::string tokenizer = options.tokenizer;
