@@ -77,7 +77,7 @@ void read_cache(const json& j, const Reader& r, RunSpec& s, int num_skips) {
   } else if (schedule) {
     s.plan.full_calls = policies::full_calls_of(*schedule);
   }
-  s.plan.final_power = s.cache.enabled ? s.cache.settings->facts().value("final_power", 0.0) : 0.0;
+  s.plan.policy_facts = s.cache.enabled ? s.cache.settings->facts() : nlohmann::json::object();
 }
 
 // device and model: the family and preset (their registry description), precision, CUDA graphs.

@@ -128,7 +128,7 @@ struct RunPlan {
   models::ModelInfo model;        // the registry's description of model.family + preset
   sampling::CallSchedule calls;   // the model calls of one generation (timesteps; coefficients at run time)
   std::vector<int> full_calls;    // call indices that run the whole UNet, when the policy knows them ahead (every call without caching)
-  double final_power = 0.0;       // deepcache non-uniform: the power the search ended on (the policy's facts)
+  nlohmann::json policy_facts = nlohmann::json::object();  // what the policy resolved beyond its settings (PolicySettings::facts)
   std::vector<std::string> taps;  // similarity taps (the model's tap names when none are given)
   std::vector<std::string> warnings;  // "file:line: key: what" of settings accepted but probably not meant
 };

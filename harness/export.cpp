@@ -42,15 +42,15 @@ ExportSummary export_images(const ExportOptions& o, std::ostream& log) {
     throw Error(fmt::format("{}: --run '{}' matches no run id, key or name (runs: {})", o.results, o.run, fmt::join(keys, ", ")));
   }
   if (hit->status != "complete") throw Error(fmt::format("{}: run {} is {}, it has no images", o.results, hit->key, hit->status));
-  auto f = h5::open_file(o.results);
+  StoredRunFile stored = read_result(o.results, hit->key, kImages | kQualityArrays);
   const std::string g = "runs/" + hit->key;
-  if (!h5::exists(f.id(), g + "/images"))
+  if (!stored.arrays.images)
     throw Error(fmt::format("{}: run {} stored no images (set samples.save_images: true and run it again)", o.results, hit->key));
-  const torch::Tensor images = h5::read_tensor(f.id(), g + "/images");
+  const torch::Tensor images = h5::to_tensor(std::move(*stored.arrays.images));
   if (images.dim() != 4 || images.scalar_type() != torch::kUInt8 || (images.size(1) != 1 && images.size(1) != 3))
     throw Error(fmt::format("{}: {}/images is not uint8 [N, 1|3, H, W]", o.results, g));
   const int64_t n = images.size(0);
-  const auto first = static_cast<int64_t>(h5::get_attr_double(h5::open_group(f.id(), g).id(), "first_sample"));
+  const int64_t first = stored.first_sample;
   ExportSummary s{hit->key, n};
   if (!o.png_dir.empty()) {
     dc::io::make_folders(o.png_dir);
@@ -63,7 +63,8 @@ ExportSummary export_images(const ExportOptions& o, std::ostream& log) {
     // convert('RGB') does); the labels as arr_1 when the run has them.
     const torch::Tensor rgb = images.size(1) == 1 ? images.repeat({1, 3, 1, 1}) : images;
     std::vector<std::pair<std::string, torch::Tensor>> arrays = {{"arr_0", rgb.permute({0, 2, 3, 1}).contiguous()}};
-    if (h5::exists(f.id(), g + "/quality/class_labels")) arrays.emplace_back("arr_1", h5::read_tensor(f.id(), g + "/quality/class_labels"));
+    auto labels = stored.arrays.quality_arrays.find("class_labels");
+    if (labels != stored.arrays.quality_arrays.end()) arrays.emplace_back("arr_1", h5::to_tensor(std::move(labels->second)));
     metrics::write_npz(o.npz, arrays);
     log << fmt::format("npz         {} (arr_0 uint8 [{}, {}, {}, 3]{})\n", o.npz, n, images.size(2), images.size(3),
                        arrays.size() > 1 ? ", arr_1 class labels" : "");

@@ -11,6 +11,8 @@ namespace dc::h5 {
 void write_tensor(hid_t parent, const std::string& name, const torch::Tensor& t, bool compress = false);
 torch::Tensor read_tensor(hid_t parent, const std::string& name);  // read_array's checks
 torch::Tensor to_tensor(Array a);
-void write_scalar(hid_t parent, const std::string& name, double v);
+// A view of a tensor's elements for write_array: dc::Error unless it is contiguous, on the CPU and
+// of a stored type. The tensor must outlive the view.
+ArrayRef ref(const torch::Tensor& t);
 
 }  // namespace dc::h5

@@ -81,11 +81,26 @@ std::vector<double> to_doubles(const Array& a);
 // A dataset's shape, without reading it.
 std::vector<int64_t> dataset_shape(hid_t parent, const std::string& name);
 
+// Elements to write, not owned: `data` holds product(shape) elements of `type`, contiguous.
+struct ArrayRef {
+  ElementType type = ElementType::f64;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;
+};
+ArrayRef ref(const Array& a);
+// Writes a dataset; `compress` chunks along the first dimension and gzips.
+void write_array(hid_t parent, const std::string& name, const ArrayRef& a, bool compress = false);
+void write_scalar(hid_t parent, const std::string& name, double v);
+// A vector as a one-dimensional dataset of `type` (values converted as static_cast does).
+template <typename T>
+void write_values(hid_t parent, const std::string& name, const std::vector<T>& v, ElementType type);
+
 void set_attr(hid_t obj, const std::string& name, const std::string& value);
 void set_attr(hid_t obj, const std::string& name, double value);
 void set_attr(hid_t obj, const std::string& name, int64_t value);
 std::string get_attr_string(hid_t obj, const std::string& name, const std::string& fallback = "");
 double get_attr_double(hid_t obj, const std::string& name, double fallback = 0.0);
+bool has_attr(hid_t obj, const std::string& name);
 
 // Deep copy of `src_path` (a group) from one open file into another.
 void copy_object(hid_t src_file, const std::string& src_path, hid_t dst_file, const std::string& dst_path);

@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/io_ops.h"
 #include "harness/hdf5.h"
+#include "harness/results_codec.h"
 #include "harness/results_store.h"
 
 namespace fs = std::filesystem;
@@ -113,7 +114,7 @@ std::vector<BatchRecord> RunJournal::load(int64_t first_index, int* discarded) c
         r.step_time_ms.assign(st.data_ptr<double>(), st.data_ptr<double>() + st.numel());
         const torch::Tensor fl = h5::read_tensor(f.id(), "is_full").to(torch::kInt64).contiguous();
         for (int64_t k = 0; k < fl.numel(); ++k) r.is_full.push_back(static_cast<int>(fl.data_ptr<int64_t>()[k]));
-        r.computed = read_computed(h5::read_tensor(f.id(), "computed"), r.is_full.size());
+        r.computed = read_computed(f.id(), r.is_full.size());
         if (h5::exists(f.id(), "images")) r.images = h5::read_tensor(f.id(), "images");
         if (h5::exists(f.id(), "labels")) r.labels = h5::read_tensor(f.id(), "labels");
         read_group(f.id(), "quality", "", r.quality);
@@ -152,7 +153,7 @@ void RunJournal::append(const BatchRecord& r) const {
     h5::set_attr(f.id(), "metric_seconds", r.metric_seconds);
     h5::write_tensor(f.id(), "step_time_ms", doubles(r.step_time_ms));
     h5::write_tensor(f.id(), "is_full", torch::tensor(std::vector<int64_t>(r.is_full.begin(), r.is_full.end()), torch::kInt64).to(torch::kUInt8));
-    h5::write_tensor(f.id(), "computed", computed_tensor(r.computed));
+    write_computed(f.id(), r.computed);
     if (r.images.defined()) h5::write_tensor(f.id(), "images", r.images.contiguous().cpu());
     if (r.labels.defined()) h5::write_tensor(f.id(), "labels", r.labels.contiguous().cpu());
     write_group(f.id(), "quality", r.quality);

@@ -11,7 +11,6 @@
 #include "common/error.h"
 #include "common/image_io.h"
 #include "harness/config.h"
-#include "harness/hdf5.h"
 #include "harness/quality.h"
 #include "harness/results_store.h"
 #include "harness/writer_lock.h"
@@ -22,96 +21,6 @@ namespace fs = std::filesystem;
 namespace dc::harness {
 
 namespace {
-
-template <typename T>
-std::vector<T> read_vec(hid_t g, const std::string& name) {
-  if (!h5::exists(g, name)) return {};
-  const torch::Tensor t = h5::read_tensor(g, name).to(torch::kFloat64).contiguous();
-  std::vector<T> v(static_cast<std::size_t>(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) v[i] = static_cast<T>(t.data_ptr<double>()[i]);
-  return v;
-}
-
-// A complete stored result, read back whole.
-RunResult load_result(hid_t file, const std::string& key, const std::string& path) {
-  auto g = h5::open_group(file, "runs/" + key);
-  const hid_t id = g.id();
-  const std::string where = fmt::format("{}: runs/{}", path, key);
-  RunResult r;
-  r.spec = read_stored_run(h5::get_attr_string(id, "config"), h5::get_attr_string(id, "run_id", key), where);
-  r.spec.name = h5::get_attr_string(id, "name");
-  r.spec.baseline = h5::get_attr_double(id, "baseline") != 0;
-  r.spec.order = static_cast<int>(h5::get_attr_double(id, "order"));
-  r.status = h5::get_attr_string(id, "status");
-  r.shard_index = static_cast<int>(h5::get_attr_double(id, "shard_index", 0));
-  r.shard_count = static_cast<int>(h5::get_attr_double(id, "shard_count", 1));
-  r.first_sample = static_cast<int64_t>(h5::get_attr_double(id, "first_sample"));
-  r.final_power = h5::get_attr_double(id, "final_power");
-  r.weights_note = h5::get_attr_string(id, "weights");
-  r.device = h5::get_attr_string(id, "device");
-  r.thread_settings = h5::get_attr_string(id, "thread_settings");
-  r.cpu = h5::get_attr_string(id, "cpu");
-  r.cpu_kernels = h5::get_attr_string(id, "cpu_kernels");
-  r.torch_version = h5::get_attr_string(id, "torch_version");
-  r.git_revision = h5::get_attr_string(id, "git_revision");
-  r.started_at = h5::get_attr_string(id, "started_at");
-  r.finished_at = h5::get_attr_string(id, "finished_at");
-  r.timing_clock = h5::get_attr_string(id, "timing_clock");
-  r.timesteps = read_vec<int64_t>(id, "timesteps");
-  r.full_calls = read_vec<int>(id, "full_steps");
-  r.is_full = read_vec<int>(id, "is_full");
-  r.step_time_ms = read_vec<double>(id, "step_time_ms");
-  if (h5::exists(id, "computed")) r.computed = read_computed(h5::read_tensor(id, "computed"), r.is_full.size());
-  try {
-    r.stage_names = nlohmann::json::parse(h5::get_attr_string(id, "stage_names", "[]")).get<std::vector<std::string>>();
-  } catch (const nlohmann::json::exception&) {
-    throw Error(fmt::format("{}: stage_names is not a JSON list of names (damaged file?)", where));
-  }
-  if (h5::exists(id, "call_macs")) r.call_macs = read_vec<double>(id, "call_macs");
-  if (h5::exists(id, "call_macs_all")) r.call_macs_all = read_vec<double>(id, "call_macs_all");
-  r.batch_seconds = read_vec<double>(id, "timing/batch_seconds");
-  r.batch_rows = read_vec<int64_t>(id, "timing/batch_rows");
-  r.repeat_seconds = read_vec<double>(id, "timing/repeat_seconds");
-  r.repeat_rows = read_vec<int64_t>(id, "timing/repeat_rows");
-  r.macs_full = h5::read_scalar(id, "macs/full");
-  r.macs_partial = h5::read_scalar(id, "macs/partial");
-  r.macs_step_average = h5::read_scalar(id, "macs/step_average");
-  auto scalar_or = [&](const std::string& name, double fallback) { return h5::exists(id, name) ? h5::read_scalar(id, name) : fallback; };
-  r.macs_full_all = scalar_or("macs/full_all", 0.0);  // files before issue 31 have the paper's count only
-  r.macs_partial_all = scalar_or("macs/partial_all", 0.0);
-  r.macs_step_average_all = scalar_or("macs/step_average_all", 0.0);
-  r.usage_seconds = scalar_or("usage/sampled_seconds", 0.0);
-  r.usage.user_seconds = scalar_or("usage/user_seconds", 0.0);
-  r.usage.system_seconds = scalar_or("usage/system_seconds", 0.0);
-  auto count_or_zero = [](double v) { return v >= 0 && v < 1e15 ? static_cast<int64_t>(v) : int64_t{0}; };  // a damaged value counts nothing
-  r.usage.minor_faults = count_or_zero(scalar_or("usage/minor_faults", 0.0));
-  r.usage.major_faults = count_or_zero(scalar_or("usage/major_faults", 0.0));
-  r.load_start = scalar_or("usage/load_start", -1.0);
-  r.load_end = scalar_or("usage/load_end", -1.0);
-  r.cores = static_cast<int>(std::min<int64_t>(count_or_zero(scalar_or("usage/cores", 0.0)), 1 << 20));
-  r.seconds = h5::read_scalar(id, "metrics/seconds");
-  if (h5::exists(id, "metrics/metric_seconds")) r.metric_seconds = h5::read_scalar(id, "metrics/metric_seconds");
-  r.resumed_samples = static_cast<int64_t>(h5::get_attr_double(id, "resumed_samples"));
-  r.samples = static_cast<int64_t>(h5::read_scalar(id, "metrics/samples"));
-  if (h5::exists(id, "images")) r.images = h5::read_tensor(id, "images");
-  if (h5::exists(id, "grid")) r.grid = h5::read_tensor(id, "grid");
-  if (h5::exists(id, "quality/class_labels")) r.quality_arrays["class_labels"] = h5::read_tensor(id, "quality/class_labels");
-  if (h5::exists(id, "similarity")) {
-    auto sim = h5::open_group(id, "similarity");
-    for (const auto& c : h5::children(sim.id())) {
-      const bool fraction = c.size() > 9 && c.compare(c.size() - 9, 9, ".fraction") == 0;
-      (fraction ? r.similarity_fraction[c.substr(0, c.size() - 9)] : r.similarity[c]) = h5::read_tensor(sim.id(), c);
-    }
-  }
-  if (h5::exists(id, "state")) {
-    auto st = h5::open_group(id, "state");
-    for (const auto& m : h5::children(st.id())) {
-      auto mg = h5::open_group(st.id(), m);
-      for (const auto& n : h5::children(mg.id())) r.metric_states[m][n] = h5::read_tensor(mg.id(), n);
-    }
-  }
-  return r;
-}
 
 struct Found {
   std::string path, key;
@@ -220,7 +129,7 @@ RunResult join(std::vector<std::pair<Found, RunResult>>& shards, bool partial_ok
   }
   if (labels.size() == shards.size() && !labels.empty()) m.quality_arrays["class_labels"] = torch::cat(labels);
   m.quality.clear();
-  m.provenance.clear();
+  m.metric_provenance.clear();
   if (gaps) {
     m.partial = fmt::format("shards {} of {}: {} of {} samples", fmt::join(held, ", "), n, m.samples, m.spec.samples.n);
     m.notes.push_back("partial: metric values are not computed from a partial set of shards");
@@ -244,14 +153,11 @@ MergeSummary merge_results(const MergeOptions& o, std::ostream& log) {
   std::map<std::string, Found> whole;                 // run id -> a complete unsharded result
   for (const auto& path : o.inputs) {
     if (!fs::is_regular_file(path)) throw Error(fmt::format("merge: {}: no such results file", path));
-    std::string exp;
-    {
-      auto f = h5::open_file(path);
-      exp = h5::get_attr_string(f.id(), "experiment");
-      if (experiment.empty()) {
-        experiment = exp;
-        description = h5::get_attr_string(f.id(), "description");
-      }
+    const ResultsFileInfo info = read_results_info(path);
+    const std::string& exp = info.experiment;
+    if (experiment.empty()) {
+      experiment = exp;
+      description = info.description;
     }
     if (exp != experiment)
       throw Error(fmt::format("merge: {} holds experiment '{}', {} '{}': merge one experiment at a time", o.inputs.front(), experiment, path, exp));
@@ -271,10 +177,7 @@ MergeSummary merge_results(const MergeOptions& o, std::ostream& log) {
       continue;
     }
     std::vector<std::pair<Found, RunResult>> loaded;
-    for (const auto& f : list) {
-      auto file = h5::open_file(f.path);
-      loaded.emplace_back(f, load_result(file.id(), f.key, f.path));
-    }
+    for (const auto& f : list) loaded.emplace_back(f, read_run_result(f.path, f.key));
     s.shards += static_cast<int>(loaded.size());
     RunResult m = join(loaded, o.partial, o.out);
     out.commit(m);

@@ -320,7 +320,7 @@ void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device&
     // keeps its images and timings and has no FID.
     if (ev.n >= 2) {
       r.quality["fid_fmnist"] = metrics::fid_fmnist(ev, in.fmnist_reference);
-      r.provenance["fid_fmnist"] = metrics::fid_fmnist_provenance(in.fmnist_classifier, in.fmnist_reference, ev.n);
+      r.metric_provenance["fid_fmnist"] = metrics::fid_fmnist_provenance(in.fmnist_classifier, in.fmnist_reference, ev.n).to_json();
     } else {
       r.notes.push_back(fmt::format("FID-FMNIST not computed: it needs at least 2 samples, the run made {}", ev.n));
     }
@@ -337,7 +337,7 @@ void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device&
     }
     r.quality[name] = metrics::frechet_distance(stats.mean(), stats.covariance(), metrics::to_eigen_vector(ref.first),
                                                 metrics::to_eigen_matrix(ref.second)).fid;
-    r.provenance[name] = metrics::inception_provenance(name, in.inception_weights, static_cast<int>(dims), reference, stats.count(), uint8_rule(spec));
+    r.metric_provenance[name] = metrics::inception_provenance(name, in.inception_weights, static_cast<int>(dims), reference, stats.count(), uint8_rule(spec)).to_json();
     if (stats.count() < dims)
       r.notes.push_back(fmt::format("{} from {} samples of {}-dimensional features: the covariance is rank-deficient, the value "
                                     "is far from the 50,000-sample figure papers print", label, stats.count(), dims));
@@ -351,7 +351,7 @@ void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device&
     const auto s = acc.result();
     r.quality["inception_score"] = s.mean;
     r.quality["inception_score_std"] = s.std;
-    r.provenance["inception_score"] = metrics::inception_provenance("inception_score", in.inception_weights, 2048, "", s.samples, uint8_rule(spec));
+    r.metric_provenance["inception_score"] = metrics::inception_provenance("inception_score", in.inception_weights, 2048, "", s.samples, uint8_rule(spec)).to_json();
   }
   if (m.clip_score) {
     const auto acc = metrics::ClipScoreAccumulator::from_state(state("clip_score"), "clip_score");
@@ -370,7 +370,7 @@ void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device&
       p.reference = in.prompts_file;
       p.reference_sha256 = metrics::sha256_file(in.prompts_file);
     }
-    r.provenance["clip_score"] = p;
+    r.metric_provenance["clip_score"] = p.to_json();
   }
   if (m.precision_recall) {
     const auto samples = metrics::SampleFeatures::from_state(state("precision_recall"), "precision_recall");
@@ -381,8 +381,8 @@ void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device&
       const auto pr = metrics::precision_recall(ref, samples.features(), 3, 4096, device);
       r.quality["precision"] = pr.precision;
       r.quality["recall"] = pr.recall;
-      r.provenance["precision_recall"] =
-          metrics::inception_provenance("precision_recall", in.inception_weights, 2048, in.pr_reference, pr.samples, uint8_rule(spec));
+      r.metric_provenance["precision_recall"] =
+          metrics::inception_provenance("precision_recall", in.inception_weights, 2048, in.pr_reference, pr.samples, uint8_rule(spec)).to_json();
     }
   }
   // Bootstrap intervals of the Frechet metrics from their per-sample features (a whole run's, or

@@ -122,11 +122,13 @@ std::vector<std::string> provenance_lines(const StoredRun& r) {
   auto add = [&](const std::string& label, const std::string& v) {
     if (!v.empty()) lines.push_back(label + ": " + v);
   };
-  add("description", r.provenance.count("description") ? r.provenance.at("description") : "");
-  add("weights", r.provenance.count("weights") ? r.provenance.at("weights") : "");
+  add("description", r.description);
+  add("weights", r.weights_note);
   add("device", r.device);
-  for (const char* k : {"cpu", "cpu_kernels", "thread_settings", "torch_version", "git_revision", "started_at", "finished_at"})
-    add(k, r.provenance.count(k) ? r.provenance.at(k) : "");
+  for (const auto& [k, v] : std::vector<std::pair<const char*, const std::string*>>{
+           {"cpu", &r.cpu}, {"cpu_kernels", &r.cpu_kernels}, {"thread_settings", &r.thread_settings}, {"torch_version", &r.torch_version},
+           {"git_revision", &r.git_revision}, {"started_at", &r.started_at}, {"finished_at", &r.finished_at}})
+    add(k, *v);
   add("timing_clock", r.timing_clock);
   if (r.scalars.count("usage/sampled_seconds")) {
     auto u = [&](const char* k) {
@@ -385,14 +387,12 @@ Row row_of(const StoredRun& r, const std::string& results, std::vector<std::stri
 
 // The spread of s/image over each run's full batches and repeats (timing/batch_*, repeat_*), and the
 // feature dimensions of its Frechet metrics, from their stored states (state/<metric>/sum [D, 2]).
-void add_timing_and_dims(hid_t f, std::vector<Row>& rows) {
+void add_timing_and_dims(std::vector<Row>& rows) {
   for (auto& row : rows) {
-    const std::string t = "runs/" + row.run->key + "/timing/";
-    if (!row.complete || !h5::exists(f, t + "batch_seconds") || !h5::exists(f, t + "batch_rows")) continue;
-    auto read = [&](const std::string& name) {
-      return h5::exists(f, t + name) ? h5::to_doubles(h5::read_array(f, t + name)) : std::vector<double>{};
-    };
-    const TimingSpread sp = timing_spread(read("batch_seconds"), read("batch_rows"), read("repeat_seconds"), read("repeat_rows"));
+    const StoredRun& r = *row.run;
+    if (!row.complete || r.batch_seconds.empty() || r.batch_rows.empty()) continue;
+    std::vector<double> rows_d(r.batch_rows.begin(), r.batch_rows.end()), repeat_d(r.repeat_rows.begin(), r.repeat_rows.end());
+    const TimingSpread sp = timing_spread(r.batch_seconds, rows_d, r.repeat_seconds, repeat_d);
     row.spread = sp.relative;
     row.spread_batches = sp.count;
     row.median = sp.median;
@@ -401,11 +401,8 @@ void add_timing_and_dims(hid_t f, std::vector<Row>& rows) {
   for (auto& row : rows)
     for (const char* metric : kFrechetMetrics) {
       if (!row.metrics.count(metric)) continue;
-      const std::string path = "runs/" + row.run->key + "/state/" + metric + "/sum";
-      if (h5::exists(f, path)) {
-        const auto shape = h5::dataset_shape(f, path);
-        if (!shape.empty()) row.dims[metric] = shape[0];
-      }
+      auto it = row.run->state_shapes.find(std::string(metric) + "/sum");
+      if (it != row.run->state_shapes.end() && !it->second.empty()) row.dims[metric] = it->second[0];
     }
 }
 
@@ -698,11 +695,11 @@ void add_heatmaps(Report& rep, const std::vector<Row>& rows, const ReportOptions
 }
 
 // The stored sample grids.
-void add_grids(Report& rep, hid_t f, const std::vector<Row>& rows, const ReportOptions& o, const fs::path& out_dir) {
-    for (const auto& row : rows) {
+void add_grids(Report& rep, const std::vector<Row>& rows, const ReportOptions& o, const fs::path& out_dir) {
+  for (const auto& row : rows) {
+    const torch::Tensor& grid = row.run->grid;
     const std::string path = "runs/" + row.run->key + "/grid";
-    if (!row.complete || !h5::exists(f, path)) continue;
-    const torch::Tensor grid = h5::read_tensor(f, path);
+    if (!row.complete || !grid.defined()) continue;
     if (grid.dim() != 3 || grid.scalar_type() != torch::kUInt8 || (grid.size(0) != 1 && grid.size(0) != 3)) continue;
     ReportFigure fig;
     fig.run_key = row.run->key;
@@ -725,14 +722,14 @@ Report build_report(const ReportOptions& o) {
                             o.heatmap_scale));
   Report rep;
   rep.results = o.results;
-  const auto runs = read_results(o.results);
-  const auto file = h5::open_file(o.results);  // for what read_results leaves out: timings, state shapes, grids
-  rep.experiment = h5::get_attr_string(file.id(), "experiment");
-  rep.description = h5::get_attr_string(file.id(), "description");
+  const auto runs = read_results(o.results, /*grids=*/true);
+  const ResultsFileInfo info = read_results_info(o.results);
+  rep.experiment = info.experiment;
+  rep.description = info.description;
   std::vector<Row> rows;
   for (const auto& r : runs)
     if (!(o.drop_failed && r.status == "failed")) rows.push_back(row_of(r, o.results, rep.notes));
-  add_timing_and_dims(file.id(), rows);
+  add_timing_and_dims(rows);
   const Baselines baselines = find_baselines(rows, o);
   add_speedups(rows, baselines);
   std::set<std::string> metric_names, with_ci;
@@ -755,7 +752,7 @@ Report build_report(const ReportOptions& o) {
   const fs::path out_dir = dir.empty() ? fs::path(".") : dir;
   if (o.figures) dc::io::make_folders(out_dir);
   add_heatmaps(rep, rows, o, out_dir);
-  add_grids(rep, file.id(), rows, o, out_dir);
+  add_grids(rep, rows, o, out_dir);
   return rep;
 }
 

@@ -24,126 +24,36 @@ namespace dc::harness {
 
 namespace {
 
-template <typename T>
-torch::Tensor vec_tensor(const std::vector<T>& v, c10::ScalarType st) {
-  std::vector<double> d(v.begin(), v.end());
-  return torch::tensor(d, torch::kFloat64).to(st).reshape({static_cast<int64_t>(v.size())});
+// The run's tensors as views for the codec; `keep` holds the contiguous CPU copies they view.
+RunArrays<h5::ArrayRef> arrays_of(const RunResult& r, std::vector<torch::Tensor>& keep) {
+  auto view = [&](const torch::Tensor& t) {
+    keep.push_back(t.detach().cpu().contiguous());
+    return h5::ref(keep.back());
+  };
+  keep.reserve(4 + 2 * r.similarity.size() + r.quality_arrays.size() + [&] {
+    std::size_t n = 0;
+    for (const auto& [m, ts] : r.metric_states) n += ts.size();
+    return n;
+  }());
+  RunArrays<h5::ArrayRef> a;
+  if (r.images.defined()) a.images = view(r.images);
+  if (r.grid.defined()) a.grid = view(r.grid);
+  for (const auto& [tap, m] : r.similarity) {
+    a.similarity[tap] = view(m);
+    a.similarity_fraction[tap] = view(r.similarity_fraction.at(tap));
+  }
+  for (const auto& [name, t] : r.quality_arrays) a.quality_arrays[name] = view(t);
+  for (const auto& [metric, tensors] : r.metric_states)
+    for (const auto& [name, t] : tensors) a.metric_states[metric][name] = view(t);
+  return a;
 }
 
-void write_run(hid_t file, const RunResult& r) {
-  if (!h5::exists(file, "runs")) h5::create_group(file, "runs");
-  auto runs = h5::open_group(file, "runs");
-  auto g = h5::create_group(runs.id(), result_key(r.spec.run_id, r.shard_index, r.shard_count));
-  h5::set_attr(g.id(), "run_id", r.spec.run_id);
-  h5::set_attr(g.id(), "shard_index", static_cast<int64_t>(r.shard_index));
-  h5::set_attr(g.id(), "shard_count", static_cast<int64_t>(r.shard_count));
-  if (!r.partial.empty()) h5::set_attr(g.id(), "partial", r.partial);
-  h5::set_attr(g.id(), "name", r.spec.name);
-  h5::set_attr(g.id(), "description", describe_run(r.spec));
-  h5::set_attr(g.id(), "config", r.spec.resolved.dump(2));  // JSON, which is also YAML
-  h5::set_attr(g.id(), "status", r.status);
-  h5::set_attr(g.id(), "error", r.error);
-  h5::set_attr(g.id(), "baseline", static_cast<int64_t>(r.spec.baseline ? 1 : 0));
-  h5::set_attr(g.id(), "order", static_cast<int64_t>(r.spec.order));
-  for (const auto& [k, v] : std::map<std::string, std::string>{{"weights", r.weights_note}, {"device", r.device},
-                                                               {"thread_settings", r.thread_settings}, {"cpu", r.cpu},
-                                                               {"cpu_kernels", r.cpu_kernels}, {"torch_version", r.torch_version},
-                                                               {"git_revision", r.git_revision}, {"started_at", r.started_at},
-                                                               {"finished_at", r.finished_at},
-                                                               {"timing_clock", r.timing_clock}})
-    h5::set_attr(g.id(), k, v);
-  if (r.status != "complete") return;
-  h5::write_tensor(g.id(), "timesteps", vec_tensor(r.timesteps, torch::kInt64));
-  h5::write_tensor(g.id(), "full_steps", vec_tensor(r.full_calls, torch::kInt32));
-  h5::write_tensor(g.id(), "is_full", vec_tensor(r.is_full, torch::kUInt8));
-  if (!r.computed.empty()) {  // what each call computed, named by stage_names (models/unet_call.h)
-    h5::write_tensor(g.id(), "computed", computed_tensor(r.computed));
-    h5::set_attr(g.id(), "stage_names", nlohmann::json(r.stage_names).dump());
-  }
-  if (!r.call_macs.empty()) {  // per call, per image, from the stages it computed (macs/ holds scalars only)
-    h5::write_tensor(g.id(), "call_macs", vec_tensor(r.call_macs, torch::kFloat64));
-    h5::write_tensor(g.id(), "call_macs_all", vec_tensor(r.call_macs_all, torch::kFloat64));
-  }
-  h5::write_tensor(g.id(), "step_time_ms", vec_tensor(r.step_time_ms, torch::kFloat64));
-  h5::set_attr(g.id(), "final_power", r.final_power);
-  h5::set_attr(g.id(), "first_sample", r.first_sample);
-  auto macs = h5::create_group(g.id(), "macs");
-  h5::write_scalar(macs.id(), "full", r.macs_full);
-  h5::write_scalar(macs.id(), "partial", r.macs_partial);
-  h5::write_scalar(macs.id(), "step_average", r.macs_step_average);
-  h5::write_scalar(macs.id(), "full_all", r.macs_full_all);
-  h5::write_scalar(macs.id(), "partial_all", r.macs_partial_all);
-  h5::write_scalar(macs.id(), "step_average_all", r.macs_step_average_all);
-  if (r.macs_partial_all > 0) h5::write_scalar(macs.id(), "partial_over_full_all", r.macs_partial_all / r.macs_full_all);
-  {  // getrusage over the sampling, the load average around it (harness/process_usage.h)
-    auto u = h5::create_group(g.id(), "usage");
-    h5::write_scalar(u.id(), "sampled_seconds", r.usage_seconds);
-    h5::write_scalar(u.id(), "user_seconds", r.usage.user_seconds);
-    h5::write_scalar(u.id(), "system_seconds", r.usage.system_seconds);
-    h5::write_scalar(u.id(), "minor_faults", static_cast<double>(r.usage.minor_faults));
-    h5::write_scalar(u.id(), "major_faults", static_cast<double>(r.usage.major_faults));
-    h5::write_scalar(u.id(), "load_start", r.load_start);
-    h5::write_scalar(u.id(), "load_end", r.load_end);
-    h5::write_scalar(u.id(), "cores", static_cast<double>(r.cores));
-  }
-  auto metrics = h5::create_group(g.id(), "metrics");
-  h5::write_scalar(metrics.id(), "seconds", r.seconds);
-  h5::write_scalar(metrics.id(), "samples", static_cast<double>(r.samples));
-  h5::write_scalar(metrics.id(), "metric_seconds", r.metric_seconds);
-  h5::set_attr(g.id(), "resumed_samples", r.resumed_samples);
-  h5::write_scalar(metrics.id(), "seconds_per_image", r.samples ? r.seconds / r.samples : 0.0);
-  h5::write_scalar(metrics.id(), "samples_per_second", r.seconds > 0 ? r.samples / r.seconds : 0.0);
-  if (!r.batch_seconds.empty() && r.batch_seconds.size() == r.batch_rows.size()) {  // the repeats behind s/image's spread
-    auto timing = h5::create_group(g.id(), "timing");
-    h5::write_tensor(timing.id(), "batch_seconds", vec_tensor(r.batch_seconds, torch::kFloat64));
-    h5::write_tensor(timing.id(), "batch_rows", vec_tensor(r.batch_rows, torch::kInt64));
-    if (!r.repeat_seconds.empty() && r.repeat_seconds.size() == r.repeat_rows.size()) {
-      h5::write_tensor(timing.id(), "repeat_seconds", vec_tensor(r.repeat_seconds, torch::kFloat64));
-      h5::write_tensor(timing.id(), "repeat_rows", vec_tensor(r.repeat_rows, torch::kInt64));
-    }
-  }
-  // Per-call wall time split by kind (ms per call for the whole batch set of this process).
-  const CallMeans calls = mean_call_ms(r);
-  h5::write_scalar(metrics.id(), "full_call_ms", calls.full_ms);
-  h5::write_scalar(metrics.id(), "partial_call_ms", calls.partial_ms);
-  // The measured partial/full call time ratio, beside macs/partial_over_full_all.
-  if (calls.partial_ms > 0 && calls.full_ms > 0) h5::write_scalar(metrics.id(), "partial_over_full_time", calls.partial_ms / calls.full_ms);
-  for (const auto& [name, v] : r.quality) h5::write_scalar(metrics.id(), name, v);
-  if (!r.provenance.empty()) {
-    auto prov = h5::create_group(g.id(), "provenance");
-    for (const auto& [name, p] : r.provenance) {
-      auto pg = h5::create_group(prov.id(), name);
-      const nlohmann::json fields = p.to_json();
-      for (auto it = fields.begin(); it != fields.end(); ++it) {
-        const std::string& k = it.key();
-        const nlohmann::json& v = it.value();
-        if (v.is_string()) h5::set_attr(pg.id(), k, v.get<std::string>());
-        else h5::set_attr(pg.id(), k, v.get<int64_t>());
-      }
-    }
-  }
-  if (!r.quality_arrays.empty()) {
-    auto q = h5::create_group(g.id(), "quality");
-    for (const auto& [name, t] : r.quality_arrays) h5::write_tensor(q.id(), name, t);
-  }
-  if (!r.metric_states.empty()) {
-    auto st = h5::create_group(g.id(), "state");
-    for (const auto& [metric, tensors] : r.metric_states) {
-      auto mg = h5::create_group(st.id(), metric);
-      for (const auto& [name, t] : tensors) h5::write_tensor(mg.id(), name, t, /*compress=*/t.numel() > 1024);
-    }
-  }
-  if (r.images.defined()) h5::write_tensor(g.id(), "images", r.images, /*compress=*/true);
-  if (r.grid.defined()) h5::write_tensor(g.id(), "grid", r.grid, true);
-  if (!r.similarity.empty()) {
-    auto sim = h5::create_group(g.id(), "similarity");
-    for (const auto& [tap, m] : r.similarity) {
-      h5::write_tensor(sim.id(), tap, m);
-      h5::write_tensor(sim.id(), tap + ".fraction", r.similarity_fraction.at(tap));
-    }
-  }
+void write_result(hid_t file, const RunResult& r) {
+  const RunHeader header{r.spec.run_id, r.spec.name, describe_run(r.spec), r.spec.resolved.dump(2), r.spec.baseline, r.spec.order};
+  std::vector<torch::Tensor> keep;
+  const RunArrays<h5::ArrayRef> arrays = r.status == "complete" ? arrays_of(r, keep) : RunArrays<h5::ArrayRef>{};
+  write_run(file, header, r, arrays);
 }
-
 
 }  // namespace
 
@@ -226,10 +136,7 @@ void ResultsStore::rewrite(const std::set<std::string>& drop, const RunResult* a
   std::string image;
   {
     auto out = h5::create_memory_file(path_, static_cast<std::size_t>(std::max<int64_t>(now.size, 0)) + (add ? run_bytes(*add) : 0));
-    h5::set_attr(out.id(), "experiment", experiment_);
-    h5::set_attr(out.id(), "description", description_);
-    h5::set_attr(out.id(), "schema", std::string("deepcache-bench results v1 (results/README.md)"));
-    h5::create_group(out.id(), "runs");
+    write_results_info(out.id(), {experiment_, description_});
     if (now.exists) {
       auto in = h5::open_file(path_);
       check_results_schema(in.id(), path_);  // never replace someone else's HDF5 file
@@ -239,7 +146,7 @@ void ResultsStore::rewrite(const std::set<std::string>& drop, const RunResult* a
           if (!drop.count(id)) h5::copy_object(in.id(), "runs/" + id, out.id(), "runs/" + id);
       }
     }
-    if (add) write_run(out.id(), *add);
+    if (add) write_result(out.id(), *add);
     image = h5::file_image(out.id(), path_);
   }
   write_file_atomically(path_, image);
@@ -249,46 +156,35 @@ void ResultsStore::rewrite(const std::set<std::string>& drop, const RunResult* a
 std::vector<StoredRun> ResultsStore::read_all() const { return fs::exists(path_) ? read_results(path_) : std::vector<StoredRun>{}; }
 
 
-std::vector<StoredRun> read_results(const std::string& path) {
+std::vector<StoredRun> read_results(const std::string& path, bool grids) {
   std::vector<StoredRun> out;
-  for (auto& f : read_results_file(path)) {
+  for (auto& f : read_results_file(path, kSimilarity | (grids ? kGrid : 0))) {
     StoredRun s;
-    static_cast<StoredRunFields&>(s) = std::move(f);  // moves the fields; f.similarity stays for below
-    for (auto& [tap, a] : f.similarity) s.similarity[tap] = h5::to_tensor(std::move(a));
+    static_cast<StoredRunFields&>(s) = std::move(f);  // moves the fields; f.arrays stay for below
+    for (auto& [tap, a] : f.arrays.similarity) s.similarity[tap] = h5::to_tensor(std::move(a));
+    if (f.arrays.grid) s.grid = h5::to_tensor(std::move(*f.arrays.grid));
     out.push_back(std::move(s));
   }
   return out;
 }
 
-CallMeans mean_call_ms(const RunResult& r) {
-  double full = 0, part = 0;
-  int n_full = 0, n_part = 0;
-  for (std::size_t i = 0; i < r.step_time_ms.size() && i < r.is_full.size(); ++i) {
-    if (r.is_full[i]) full += r.step_time_ms[i], ++n_full;
-    else part += r.step_time_ms[i], ++n_part;
-  }
-  return {n_full ? full / n_full : 0.0, n_part ? part / n_part : 0.0};
-}
-
-torch::Tensor computed_tensor(const std::vector<std::vector<uint8_t>>& rows) {
-  std::size_t width = 0;
-  for (const auto& row : rows) width = std::max(width, row.size());
-  std::vector<uint8_t> flat(rows.size() * width, 0);
-  for (std::size_t c = 0; c < rows.size(); ++c) std::copy(rows[c].begin(), rows[c].end(), flat.begin() + static_cast<std::ptrdiff_t>(c * width));
-  return torch::from_blob(flat.data(), {static_cast<int64_t>(rows.size()), static_cast<int64_t>(width)}, torch::kUInt8).clone();
-}
-
-std::vector<std::vector<uint8_t>> read_computed(const torch::Tensor& t_in, std::size_t calls) {
-  if (t_in.dim() != 2 || t_in.size(0) != static_cast<int64_t>(calls))
-    throw Error(fmt::format("computed: expected [{} calls, stages], got {}", calls, c10::str(t_in.sizes())));
-  const torch::Tensor t = t_in.to(torch::kUInt8).contiguous();
-  std::vector<std::vector<uint8_t>> rows(calls);
-  const uint8_t* p = t.data_ptr<uint8_t>();
-  for (std::size_t c = 0; c < calls; ++c) {
-    const uint8_t* row = p + c * static_cast<std::size_t>(t.size(1));
-    if (std::any_of(row, row + t.size(1), [](uint8_t v) { return v != 0; })) rows[c].assign(row, row + t.size(1));
-  }
-  return rows;
+RunResult read_run_result(const std::string& path, const std::string& key) {
+  StoredRunFile f = read_result(path, key, kAllArrays);
+  RunResult r;
+  r.spec = read_stored_run(f.config_json, f.run_id, fmt::format("{}: runs/{}", path, key));
+  r.spec.name = f.name;
+  r.spec.baseline = f.baseline;
+  r.spec.order = f.order;
+  static_cast<RunRecord&>(r) = std::move(static_cast<RunRecord&>(f));
+  RunArrays<h5::Array>& a = f.arrays;
+  if (a.images) r.images = h5::to_tensor(std::move(*a.images));
+  if (a.grid) r.grid = h5::to_tensor(std::move(*a.grid));
+  for (auto& [tap, m] : a.similarity) r.similarity[tap] = h5::to_tensor(std::move(m));
+  for (auto& [tap, m] : a.similarity_fraction) r.similarity_fraction[tap] = h5::to_tensor(std::move(m));
+  for (auto& [name, t] : a.quality_arrays) r.quality_arrays[name] = h5::to_tensor(std::move(t));
+  for (auto& [metric, arrays] : a.metric_states)
+    for (auto& [name, t] : arrays) r.metric_states[metric][name] = h5::to_tensor(std::move(t));
+  return r;
 }
 
 }  // namespace dc::harness

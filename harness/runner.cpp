@@ -777,7 +777,7 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   if (static_cast<int64_t>(prompts.size()) > spec.samples.n && first == 0)
     r.notes.push_back(fmt::format("the first {} of the {} prompts of {}", spec.samples.n, prompts.size(), prompts_file));
   RunQuality quality(spec, device, prompts_file);
-  r.final_power = spec.plan.final_power;
+  r.policy_facts = spec.plan.policy_facts;
   // 2. The model on its device; the conditioner (text: the negative prompt encoded, which checks the tokenizer).
   ModelCache local;
   ModelCache& mc = models ? *models : local;
@@ -949,12 +949,8 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
   // or file behind. The statuses are read again under the lock (another process may have
   // committed runs in between); runs that became pending then are checked too.
   std::map<std::string, std::string> status;
-  if (fs::exists(s.results_path)) {
-    auto f = h5::open_file(s.results_path);
-    check_results_schema(f.id(), s.results_path);  // never replace someone else's HDF5 file
-    f.reset();
-    for (const auto& r : read_results(s.results_path)) status[r.key] = r.status;
-  }
+  if (fs::exists(s.results_path))  // the schema checked first: never replace someone else's HDF5 file
+    for (const auto& r : read_results_file(s.results_path, kNoArrays)) status[r.key] = r.status;
   ModelCache own_models;
   ModelCache& models = o.models ? *o.models : own_models;
   std::map<std::string, BaselineTiming> baselines;  // baseline_key -> the baseline made in this process

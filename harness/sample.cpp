@@ -54,7 +54,7 @@ SampleResult sample_images(const SampleOptions& o) {
   if (o.cache_k) {
     r.skip_index = *o.cache_k;
     r.schedule = o.nonuniform ? fmt::format("non-uniform N={} center={} power={} (final power {:.2f})", o.interval,
-                                            o.nonuniform->first, o.nonuniform->second, run.final_power)
+                                            o.nonuniform->first, o.nonuniform->second, run.policy_facts.value("final_power", 0.0))
                               : fmt::format("uniform N={}", o.interval);
   }
   r.sampler = spec.sampler.name;

@@ -13,7 +13,7 @@
 #include "common/prompts.h"
 #include "harness/config.h"
 #include "harness/data/idx_core.h"
-#include "harness/results_file.h"
+#include "harness/results_codec.h"
 #include "metrics/npy_core.h"
 #include "models/clip_tokenizer.h"
 #include "models/weights/safetensors.h"

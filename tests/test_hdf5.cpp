@@ -7,7 +7,7 @@
 
 #include "common/error.h"
 #include "harness/hdf5.h"
-#include "harness/results_file.h"
+#include "harness/results_codec.h"
 #include "support/damage.h"
 #include "support/fixtures.h"
 
@@ -53,7 +53,7 @@ TEST(Hdf5, NewFilesUseTheChecksummedFormatAndReadBack) {
   EXPECT_EQ(runs[0].full_calls, (std::vector<int>{0, 2, 4}));
   EXPECT_EQ(runs[0].model_calls, 3);
   EXPECT_EQ(runs[0].scalars.at("metrics/seconds"), 1.5);
-  EXPECT_TRUE(torch::equal(h5::to_tensor(runs[0].similarity.at("up.0")), torch::eye(3, torch::kFloat64)));
+  EXPECT_TRUE(torch::equal(h5::to_tensor(runs[0].arrays.similarity.at("up.0")), torch::eye(3, torch::kFloat64)));
 }
 
 TEST(Hdf5, PreCheckRefusesWhatLibhdf5ShouldNotSee) {

@@ -153,7 +153,7 @@ TEST(Config, RunsAreResolvedOnceAndExecutedAsResolved) {
   auto run = e.runs.back();
   const auto nu = dc::deepcache::nonuniform_full_steps(5, 3, 2, 1.4);
   EXPECT_EQ(run.plan.full_calls, nu.steps);
-  EXPECT_EQ(run.plan.final_power, nu.final_power);
+  EXPECT_EQ(run.plan.policy_facts.value("final_power", 0.0), nu.final_power);
   EXPECT_EQ(run.plan.calls.timesteps(), (std::vector<int64_t>{800, 600, 400, 200, 0}));
   run.cache.settings = dc::harness::policies::deepcache_settings({run.plan.model.num_skips, 1, {0, 3}, 5});
   const auto r = dc::harness::execute_run(run);
