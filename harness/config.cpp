@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "common/strings.h"
+#include "harness/config_fields.h"
 #include "harness/config_reader.h"
 #include "harness/yaml_source.h"
 #include "harness/policies/policy.h"
@@ -46,6 +47,82 @@ void set_dotted(json& j, const std::string& dotted, const json& value) {
     cur = &(*cur)[part];
     start = dot + 1;
   }
+}
+
+// ---- the field tables (harness/config_fields.h) ----
+
+const Fields<ModelSpec>& model_fields() {
+  static const Fields<ModelSpec> f = {
+      {"family", &ModelSpec::family},
+      {"preset", &ModelSpec::preset},
+      {"weights", &ModelSpec::weights},
+      {"first_stage_weights", &ModelSpec::first_stage_weights, InResolved::unless_default},
+      {"tokenizer", &ModelSpec::tokenizer, InResolved::unless_default},
+      {"image_size", &ModelSpec::image_size, InResolved::unless_default},
+      {"dtype", &ModelSpec::dtype, InResolved::unless_default},               // fp32 run ids stay as they were
+      {"cuda_graphs", &ModelSpec::cuda_graphs, InResolved::unless_default}};  // as do eager ones
+  return f;
+}
+
+const Fields<SamplerSpec>& sampler_fields() {
+  static const Fields<SamplerSpec> f = {
+      {"name", &SamplerSpec::name}, {"steps", &SamplerSpec::steps}, {"spacing", &SamplerSpec::spacing}, {"eta", &SamplerSpec::eta}};
+  return f;
+}
+
+// batch, seed_mode and ranks change the samples only under some seed modes (resolve()).
+const Fields<SamplesSpec>& samples_fields() {
+  static const Fields<SamplesSpec> f = {{"n", &SamplesSpec::n},
+                                        {"batch", &SamplesSpec::batch, InResolved::by_rule},
+                                        {"seed", &SamplesSpec::seed},
+                                        {"seed_mode", &SamplesSpec::seed_mode, InResolved::by_rule},
+                                        {"ranks", &SamplesSpec::ranks, InResolved::by_rule},
+                                        {"save_images", &SamplesSpec::save_images},
+                                        {"grid", &SamplesSpec::grid}};
+  return f;
+}
+
+const Fields<TimingSpec>& timing_fields() {
+  static const Fields<TimingSpec> f = {{"repeats", &TimingSpec::repeats, InResolved::by_rule}};  // changes no sample
+  return f;
+}
+
+// A disabled similarity block resolves to {enabled: false} (resolve()).
+const Fields<SimilaritySpec>& similarity_fields() {
+  static const Fields<SimilaritySpec> f = {{"enabled", &SimilaritySpec::enabled},
+                                           {"taps", &SimilaritySpec::taps},
+                                           {"threshold", &SimilaritySpec::threshold},
+                                           {"samples", &SimilaritySpec::samples}};
+  return f;
+}
+
+// Text families: exactly one of prompts (a file) and prompt (resolve()).
+const Fields<ConditioningSpec>& text_conditioning_fields() {
+  static const Fields<ConditioningSpec> f = {{"guidance", &ConditioningSpec::guidance},
+                                             {"prompts", &ConditioningSpec::prompts, InResolved::by_rule},
+                                             {"prompt", &ConditioningSpec::prompt, InResolved::by_rule},
+                                             {"negative_prompt", &ConditioningSpec::negative_prompt}};
+  return f;
+}
+
+const Fields<ConditioningSpec>& class_conditioning_fields() {
+  static const Fields<ConditioningSpec> f = {{"guidance", &ConditioningSpec::guidance}, {"classes", &ConditioningSpec::classes}};
+  return f;
+}
+
+const Fields<MetricsSpec>& fid_fmnist_fields() {
+  static const Fields<MetricsSpec> f = {
+      {"classifier", &MetricsSpec::classifier}, {"reference", &MetricsSpec::reference}, {"confidence", &MetricsSpec::confidence}};
+  return f;
+}
+
+// model (a preset) or model_config (an open_clip config JSON), whichever is given (resolve()).
+const Fields<MetricsSpec>& clip_score_fields() {
+  static const Fields<MetricsSpec> f = {{"model", &MetricsSpec::clip_model, InResolved::by_rule},
+                                        {"model_config", &MetricsSpec::clip_model_config, InResolved::by_rule},
+                                        {"weights", &MetricsSpec::clip_weights},
+                                        {"tokenizer", &MetricsSpec::clip_tokenizer}};
+  return f;
 }
 
 // The `cache:` block: `enabled`, `policy` (default deepcache) and the policy's own keys, which the
@@ -87,19 +164,8 @@ void read_model(const json& j, const Reader& r, RunSpec& s) {
     s.device = j["device"].get<std::string>();
     r.one_of("device", s.device, {"cpu", "cuda"});
   }
-  if (j.contains("model")) {
-    const auto& m = j["model"];
-    r.only(m, "model", {"family", "preset", "weights", "first_stage_weights", "tokenizer", "image_size", "dtype", "cuda_graphs"});
-    r.get(m, "model", "dtype", s.model.dtype);
-    r.get(m, "model", "cuda_graphs", s.model.cuda_graphs);
-    r.one_of("model.dtype", s.model.dtype, {"fp32", "fp16", "bf16"});
-    r.get(m, "model", "first_stage_weights", s.model.first_stage_weights);
-    r.get(m, "model", "tokenizer", s.model.tokenizer);
-    r.get(m, "model", "image_size", s.model.image_size);
-    r.get(m, "model", "family", s.model.family);
-    r.get(m, "model", "preset", s.model.preset);
-    r.get(m, "model", "weights", s.model.weights);
-  }
+  if (j.contains("model")) read_fields(j["model"], r, "model", model_fields(), s.model);
+  r.one_of("model.dtype", s.model.dtype, {"fp32", "fp16", "bf16"});
   if (s.model.dtype == "fp16" && j.contains("device") && s.device == "cpu")  // no device: `run --device` may give cuda (the runner checks)
     r.fail("model.dtype", "fp16 needs device: cuda (LibTorch has no half-precision convolution on the CPU); on the CPU use fp32 or bf16");
   if (s.model.cuda_graphs && j.contains("device") && s.device == "cpu")
@@ -124,14 +190,7 @@ void read_model(const json& j, const Reader& r, RunSpec& s) {
 // sampler: its name (default the family's), steps, spacing, eta; the model calls of one generation.
 void read_sampler(const json& j, const Reader& r, RunSpec& s) {
   s.sampler.name = s.plan.model.default_sampler;
-  if (j.contains("sampler")) {
-    const auto& m = j["sampler"];
-    r.only(m, "sampler", {"name", "steps", "spacing", "eta"});
-    r.get(m, "sampler", "name", s.sampler.name);
-    r.get(m, "sampler", "steps", s.sampler.steps);
-    r.get(m, "sampler", "spacing", s.sampler.spacing);
-    r.get(m, "sampler", "eta", s.sampler.eta);
-  }
+  if (j.contains("sampler")) read_fields(j["sampler"], r, "sampler", sampler_fields(), s.sampler);
   r.one_of("sampler.name", s.sampler.name, sampling::sampler_names());
   r.one_of("sampler.spacing", s.sampler.spacing, {"uniform", "quad"});
   try {  // steps within the model's schedule, eta >= 0, eta 0 for PLMS, timesteps inside T
@@ -144,17 +203,7 @@ void read_sampler(const json& j, const Reader& r, RunSpec& s) {
 
 // samples: how many, in which batches, from which seed, what is kept.
 void read_samples(const json& j, const Reader& r, RunSpec& s) {
-  if (j.contains("samples")) {
-    const auto& m = j["samples"];
-    r.only(m, "samples", {"n", "batch", "seed", "seed_mode", "ranks", "save_images", "grid"});
-    r.get(m, "samples", "n", s.samples.n);
-    r.get(m, "samples", "batch", s.samples.batch);
-    r.get(m, "samples", "seed", s.samples.seed);
-    r.get(m, "samples", "seed_mode", s.samples.seed_mode);
-    r.get(m, "samples", "ranks", s.samples.ranks);
-    r.get(m, "samples", "save_images", s.samples.save_images);
-    r.get(m, "samples", "grid", s.samples.grid);
-  }
+  if (j.contains("samples")) read_fields(j["samples"], r, "samples", samples_fields(), s.samples);
   r.at_least("samples.n", s.samples.n, 1);
   r.at_least("samples.batch", s.samples.batch, 1);
   r.at_least("samples.grid", s.samples.grid, 0);
@@ -162,25 +211,15 @@ void read_samples(const json& j, const Reader& r, RunSpec& s) {
 
 // timing.repeats.
 void read_timing(const json& j, const Reader& r, RunSpec& s) {
-  if (j.contains("timing")) {
-    const auto& m = j["timing"];
-    r.only(m, "timing", {"repeats"});
-    r.get(m, "timing", "repeats", s.timing.repeats);
-    if (s.timing.repeats < 1 || s.timing.repeats > 100)
-      r.fail("timing.repeats", fmt::format("{}: the times a batch is timed, 1 (no repeat) to 100", s.timing.repeats));
-  }
+  if (!j.contains("timing")) return;
+  read_fields(j["timing"], r, "timing", timing_fields(), s.timing);
+  if (s.timing.repeats < 1 || s.timing.repeats > 100)
+    r.fail("timing.repeats", fmt::format("{}: the times a batch is timed, 1 (no repeat) to 100", s.timing.repeats));
 }
 
 // similarity: the tapped blocks (valid taps of the model), threshold, samples.
 void read_similarity(const json& j, const Reader& r, RunSpec& s) {
-  if (j.contains("similarity")) {
-    const auto& m = j["similarity"];
-    r.only(m, "similarity", {"enabled", "taps", "threshold", "samples"});
-    r.get(m, "similarity", "enabled", s.similarity.enabled);
-    r.get(m, "similarity", "taps", s.similarity.taps);
-    r.get(m, "similarity", "threshold", s.similarity.threshold);
-    r.get(m, "similarity", "samples", s.similarity.samples);
-  }
+  if (j.contains("similarity")) read_fields(j["similarity"], r, "similarity", similarity_fields(), s.similarity);
   r.at_least("similarity.samples", s.similarity.samples, 1);
   const auto& valid_taps = s.plan.model.tap_names;
   for (const auto& tap : s.similarity.taps)
@@ -204,16 +243,7 @@ void read_conditioning(const json& j, const Reader& r, RunSpec& s) {
   if (j.contains("conditioning")) {
     if (!conditional)
       r.fail("conditioning", fmt::format("the {} family is unconditional: it takes no class labels, text or guidance", s.model.family));
-    const auto& m = j["conditioning"];
-    if (text)
-      r.only(m, "conditioning", {"guidance", "prompts", "prompt", "negative_prompt"});
-    else
-      r.only(m, "conditioning", {"guidance", "classes"});
-    r.get(m, "conditioning", "guidance", s.conditioning.guidance);
-    r.get(m, "conditioning", "classes", s.conditioning.classes);
-    r.get(m, "conditioning", "prompts", s.conditioning.prompts);
-    r.get(m, "conditioning", "prompt", s.conditioning.prompt);
-    r.get(m, "conditioning", "negative_prompt", s.conditioning.negative_prompt);
+    read_fields(j["conditioning"], r, "conditioning", text ? text_conditioning_fields() : class_conditioning_fields(), s.conditioning);
   }
   if (conditional) {
     if (s.conditioning.guidance < 1.0)
@@ -259,14 +289,11 @@ void check_seed_mode(const Reader& r, const RunSpec& s) {
 void read_clip_score(const json& m, const Reader& r, RunSpec& s) {
   if (!m.contains("clip_score")) return;
   const auto& f = m["clip_score"];
-  r.only(f, "metrics.clip_score", {"model", "model_config", "weights", "tokenizer"});
+  r.only(f, "metrics.clip_score", keys_of(clip_score_fields()));
   if (s.plan.model.conditioning != "text")
     r.fail("metrics.clip_score", fmt::format("CLIP score pairs each image with its prompt; the {} family is not text-to-image", s.model.family));
   s.metrics.clip_score = true;
-  r.get(f, "metrics.clip_score", "model", s.metrics.clip_model);
-  r.get(f, "metrics.clip_score", "model_config", s.metrics.clip_model_config);
-  r.get(f, "metrics.clip_score", "weights", s.metrics.clip_weights);
-  r.get(f, "metrics.clip_score", "tokenizer", s.metrics.clip_tokenizer);
+  read_fields(f, r, "metrics.clip_score", clip_score_fields(), s.metrics);
   if (s.metrics.clip_model_config.empty()) r.one_of("metrics.clip_score.model", s.metrics.clip_model, {"vit-g-14", "vit-l-14"});
   else if (f.contains("model")) r.fail("metrics.clip_score.model", "give model (a preset) or model_config (an open_clip config JSON), not both");
 }
@@ -324,12 +351,8 @@ void read_inception_metrics(const json& m, const Reader& r, RunSpec& s) {
 // metrics.fid_fmnist: this project's classifier features.
 void read_fid_fmnist(const json& m, const Reader& r, RunSpec& s) {
   if (m.contains("fid_fmnist")) {
-    const auto& f = m["fid_fmnist"];
-    r.only(f, "metrics.fid_fmnist", {"classifier", "reference", "confidence"});
     s.metrics.fid_fmnist = true;
-    r.get(f, "metrics.fid_fmnist", "classifier", s.metrics.classifier);
-    r.get(f, "metrics.fid_fmnist", "reference", s.metrics.reference);
-    r.get(f, "metrics.fid_fmnist", "confidence", s.metrics.confidence);
+    read_fields(m["fid_fmnist"], r, "metrics.fid_fmnist", fid_fmnist_fields(), s.metrics);
     if (s.metrics.classifier.empty()) r.fail("metrics.fid_fmnist.classifier", "missing (the Fashion-MNIST classifier weights)");
     if (s.metrics.reference.empty()) r.fail("metrics.fid_fmnist.reference", "missing (reference statistics .npz)");
     if (!(s.metrics.confidence > 0 && s.metrics.confidence <= 1))
@@ -365,26 +388,19 @@ void resolve(RunSpec& s) {
     cache.update(s.cache.settings->resolved());
   }
   s.resolved = {
-      {"model", {{"family", s.model.family}, {"preset", s.model.preset}, {"weights", s.model.weights}}},
-      {"sampler", {{"name", s.sampler.name}, {"steps", s.sampler.steps}, {"spacing", s.sampler.spacing}, {"eta", s.sampler.eta}}},
+      {"model", resolved_fields(model_fields(), s.model)},
+      {"sampler", resolved_fields(sampler_fields(), s.sampler)},
       {"cache", cache},
-      {"samples", {{"n", s.samples.n}, {"seed", s.samples.seed}, {"save_images", s.samples.save_images}, {"grid", s.samples.grid}}},
-      {"similarity", s.similarity.enabled ? json{{"enabled", true}, {"taps", s.similarity.taps}, {"threshold", s.similarity.threshold},
-                                                 {"samples", s.similarity.samples}}
-                                           : json{{"enabled", false}}},
+      {"samples", resolved_fields(samples_fields(), s.samples)},
+      {"similarity", s.similarity.enabled ? resolved_fields(similarity_fields(), s.similarity) : json{{"enabled", false}}},
       {"device", s.device},
   };
-  if (!s.model.first_stage_weights.empty()) s.resolved["model"]["first_stage_weights"] = s.model.first_stage_weights;
-  if (!s.model.tokenizer.empty()) s.resolved["model"]["tokenizer"] = s.model.tokenizer;
-  if (s.model.image_size != 0) s.resolved["model"]["image_size"] = s.model.image_size;
-  if (s.model.dtype != "fp32") s.resolved["model"]["dtype"] = s.model.dtype;  // fp32 run ids stay as they were
-  if (s.model.cuda_graphs) s.resolved["model"]["cuda_graphs"] = true;          // as do eager ones
   if (text) {
-    s.resolved["conditioning"] = {{"guidance", s.conditioning.guidance}, {"negative_prompt", s.conditioning.negative_prompt}};
+    s.resolved["conditioning"] = resolved_fields(text_conditioning_fields(), s.conditioning);
     if (s.conditioning.prompts.empty()) s.resolved["conditioning"]["prompt"] = s.conditioning.prompt;
     else s.resolved["conditioning"]["prompts"] = s.conditioning.prompts;
   } else if (conditional) {  // only for conditional families: the run ids of DDPM runs stay as they were
-    s.resolved["conditioning"] = {{"guidance", s.conditioning.guidance}, {"classes", s.conditioning.classes}};
+    s.resolved["conditioning"] = resolved_fields(class_conditioning_fields(), s.conditioning);
   }
   if (s.samples.seed_mode == "paper") {  // every batch starts from manual_seed(seed): the batch changes the samples
     s.resolved["samples"]["seed_mode"] = s.samples.seed_mode;
@@ -396,8 +412,7 @@ void resolve(RunSpec& s) {
     s.resolved["samples"]["batch"] = s.samples.batch;
   }
   if (s.metrics.fid_fmnist)  // only when asked: run ids of experiments without metrics stay as they were
-    s.resolved["metrics"]["fid_fmnist"] = {{"classifier", s.metrics.classifier}, {"reference", s.metrics.reference},
-                                           {"confidence", s.metrics.confidence}};
+    s.resolved["metrics"]["fid_fmnist"] = resolved_fields(fid_fmnist_fields(), s.metrics);
   if (s.metrics.fid)
     s.resolved["metrics"]["fid"] = {{"reference", s.metrics.fid_reference}, {"dims", s.metrics.fid_dims},
                                     {"weights", s.metrics.inception_weights}};
@@ -408,7 +423,7 @@ void resolve(RunSpec& s) {
   if (s.metrics.precision_recall)
     s.resolved["metrics"]["precision_recall"] = {{"reference", s.metrics.pr_reference}, {"weights", s.metrics.inception_weights}};
   if (s.metrics.clip_score) {
-    s.resolved["metrics"]["clip_score"] = {{"weights", s.metrics.clip_weights}, {"tokenizer", s.metrics.clip_tokenizer}};
+    s.resolved["metrics"]["clip_score"] = resolved_fields(clip_score_fields(), s.metrics);
     if (s.metrics.clip_model_config.empty()) s.resolved["metrics"]["clip_score"]["model"] = s.metrics.clip_model;
     else s.resolved["metrics"]["clip_score"]["model_config"] = s.metrics.clip_model_config;
   }

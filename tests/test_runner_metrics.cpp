@@ -1,21 +1,9 @@
 // Metrics computed inside `run` (FID with its reference from a folder, Inception metrics,
 // precision/recall) equal the whole-array computation and merge across shards.
 #include <gtest/gtest.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <chrono>
 #include <filesystem>
-#include <regex>
-#include <fstream>
-#include <map>
-#include <functional>
-#include <random>
-#include <set>
 #include <sstream>
-#include <thread>
 
 #include <fmt/format.h>
 
@@ -23,18 +11,14 @@
 #include "common/image_io.h"
 #include "harness/config.h"
 #include "harness/hdf5.h"
-#include "harness/journal.h"
-#include "harness/export.h"
 #include "harness/merge.h"
 #include "harness/report.h"
 #include "harness/results_store.h"
 #include "harness/runner.h"
-#include "harness/writer_lock.h"
 #include "metrics/fid_pipeline.h"
 #include "metrics/inception_score.h"
 #include "metrics/npz.h"
 #include "metrics/precision_recall.h"
-#include "support/agreement.h"
 #include "support/cli.h"
 #include "support/fixtures.h"
 

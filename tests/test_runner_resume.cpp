@@ -2,41 +2,26 @@
 // equal bit for bit to the uninterrupted sweep; the journal's records of another configuration,
 // after a gap or damaged are made again.
 #include <gtest/gtest.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
-#include <regex>
 #include <fstream>
-#include <map>
 #include <functional>
 #include <random>
-#include <set>
 #include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
 
-#include "common/error.h"
-#include "common/image_io.h"
 #include "harness/config.h"
 #include "harness/hdf5.h"
 #include "harness/journal.h"
-#include "harness/export.h"
 #include "harness/merge.h"
-#include "harness/report.h"
 #include "harness/results_store.h"
 #include "harness/runner.h"
-#include "harness/writer_lock.h"
-#include "metrics/fid_pipeline.h"
-#include "metrics/inception_score.h"
-#include "metrics/npz.h"
-#include "metrics/precision_recall.h"
-#include "support/agreement.h"
-#include "support/cli.h"
 #include "support/fixtures.h"
 
 namespace fs = std::filesystem;

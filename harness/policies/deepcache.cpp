@@ -59,7 +59,12 @@ std::optional<std::vector<models::CallPlan>> DeepCacheSettings::schedule() const
   return v;
 }
 
-nlohmann::json DeepCacheSettings::facts() const { return {{"final_power", final_power}}; }
+// The power a non-uniform schedule ended on (the search's result, or ldm_nonuniform's cache.power);
+// nothing for the schedules without one.
+nlohmann::json DeepCacheSettings::facts() const {
+  if (schedule_name != "nonuniform" && schedule_name != "ldm_nonuniform") return nlohmann::json::object();
+  return {{"final_power", final_power}};
+}
 
 std::string DeepCacheSettings::plan_note() const {
   return schedule_name == "nonuniform" ? fmt::format(", final p={:.2f}", final_power) : "";
