@@ -27,25 +27,26 @@ struct Found {
   StoredRun stored;
 };
 
-// Joins the shards of one run (sorted by their first sample).
-RunResult join(std::vector<std::pair<Found, RunResult>>& shards, bool partial_ok, const std::string& out) {
-  std::sort(shards.begin(), shards.end(), [](const auto& a, const auto& b) { return a.second.first_sample < b.second.first_sample; });
-  const RunResult& head = shards.front().second;
+using Shards = std::vector<std::pair<Found, RunResult>>;
+
+// Checks that the shards (sorted by their first sample) are slices of one run, each once, without
+// overlap; returns their indices, and whether samples are missing (shards absent or failed).
+std::vector<std::string> check_shards(const Shards& shards, bool& gaps) {
+  const auto& [hf, head] = shards.front();
   const std::string& id = head.spec.run_id;
   const int n = head.shard_count;
   std::vector<std::string> held;
   for (std::size_t i = 0; i < shards.size(); ++i) {
     const auto& [f, r] = shards[i];
-    const auto& h = shards.front();
     if (r.spec.resolved != head.spec.resolved)
-      throw Error(fmt::format("run {}: {} ({}) and {} ({}) hold shards of different configurations", id, h.first.path, h.first.key, f.path, f.key));
+      throw Error(fmt::format("run {}: {} ({}) and {} ({}) hold shards of different configurations", id, hf.path, hf.key, f.path, f.key));
     if (r.shard_count != n)
-      throw Error(fmt::format("run {}: {} is a shard of {} and {} of {}: one run is cut one way", id, h.first.path, n, f.path, r.shard_count));
+      throw Error(fmt::format("run {}: {} is a shard of {} and {} of {}: one run is cut one way", id, hf.path, n, f.path, r.shard_count));
     // Shards of one run made the same calls (the policies so far decide alike for every batch; their
     // per-call MACs are then equal too, and the head's stand for the run).
     if (r.timesteps != head.timesteps || r.full_calls != head.full_calls || r.is_full != head.is_full || r.computed != head.computed ||
         r.call_macs != head.call_macs)
-      throw Error(fmt::format("run {}: {} and {} record different model calls", id, h.first.path, f.path));
+      throw Error(fmt::format("run {}: {} and {} record different model calls", id, hf.path, f.path));
     if (i > 0) {
       const auto& [pf, pr] = shards[i - 1];
       if (pr.shard_index == r.shard_index)
@@ -56,22 +57,20 @@ RunResult join(std::vector<std::pair<Found, RunResult>>& shards, bool partial_ok
     held.push_back(std::to_string(r.shard_index));
   }
   int64_t next = 0;
-  bool gaps = static_cast<int>(shards.size()) != n;
+  gaps = static_cast<int>(shards.size()) != n;
   for (const auto& [f, r] : shards) {
     gaps = gaps || r.first_sample != next;
     next = r.first_sample + r.samples;
   }
   gaps = gaps || next != head.spec.samples.n;
-  if (gaps && !partial_ok) {
-    std::vector<std::string> files;
-    for (const auto& [f, r] : shards) files.push_back(f.path);
-    throw Error(fmt::format("run {}: shards {} of {} found ({}); the others are missing or failed (merge --partial keeps what is there)",
-                            id, fmt::join(held, ", "), n, fmt::join(files, ", ")));
-  }
+  return held;
+}
+
+// The head shard's result with everything that adds up over shards emptied.
+RunResult empty_join(const RunResult& head) {
   RunResult m = head;
   m.shard_index = 0;
   m.shard_count = 1;
-  m.first_sample = head.first_sample;
   m.samples = 0;
   m.seconds = 0;
   m.metric_seconds = 0;
@@ -83,53 +82,79 @@ RunResult join(std::vector<std::pair<Found, RunResult>>& shards, bool partial_ok
   m.repeat_seconds.clear();
   m.repeat_rows.clear();
   std::fill(m.step_time_ms.begin(), m.step_time_ms.end(), 0.0);
-  std::vector<torch::Tensor> images, labels;
-  bool all_images = true;
   m.metric_states.clear();
   m.quality_arrays.clear();
   m.similarity.clear();
   m.similarity_fraction.clear();
+  m.quality.clear();
+  m.metric_provenance.clear();
+  return m;
+}
+
+// Adds one shard's counts, times, usage and metric states to the joined result `m`.
+void add_shard(RunResult& m, const Found& f, const RunResult& r) {
+  m.samples += r.samples;
+  m.seconds += r.seconds;
+  m.metric_seconds += r.metric_seconds;
+  m.resumed_samples += r.resumed_samples;
+  // The OS's account adds up over shards; the busiest machine's load and the fewest cores stand for the run.
+  m.usage += r.usage;
+  m.usage_seconds += r.usage_seconds;
+  m.load_start = std::max(m.load_start, r.load_start);
+  m.load_end = std::max(m.load_end, r.load_end);
+  if (r.cores > 0) m.cores = m.cores > 0 ? std::min(m.cores, r.cores) : r.cores;
+  // Timing per batch and the repeats, shard after shard (each shard timed on its own machine).
+  m.batch_seconds.insert(m.batch_seconds.end(), r.batch_seconds.begin(), r.batch_seconds.end());
+  m.batch_rows.insert(m.batch_rows.end(), r.batch_rows.begin(), r.batch_rows.end());
+  m.repeat_seconds.insert(m.repeat_seconds.end(), r.repeat_seconds.begin(), r.repeat_seconds.end());
+  m.repeat_rows.insert(m.repeat_rows.end(), r.repeat_rows.begin(), r.repeat_rows.end());
+  for (std::size_t c = 0; c < m.step_time_ms.size() && c < r.step_time_ms.size(); ++c) m.step_time_ms[c] += r.step_time_ms[c];
+  if (r.first_sample == 0) {
+    m.similarity = r.similarity;
+    m.similarity_fraction = r.similarity_fraction;
+  }
+  for (const auto& [name, state] : r.metric_states) {
+    auto it = m.metric_states.find(name);
+    if (it == m.metric_states.end()) m.metric_states[name] = state;
+    else it->second = metrics::merge_states(name, it->second, state, fmt::format("{}: runs/{}", f.path, f.key));
+  }
+}
+
+// The shards' images (and the grid from the first of them) and class labels, when every shard has them.
+void join_images(RunResult& m, const Shards& shards) {
+  std::vector<torch::Tensor> images, labels;
   for (const auto& [f, r] : shards) {
-    m.samples += r.samples;
-    m.seconds += r.seconds;
-    m.metric_seconds += r.metric_seconds;
-    m.resumed_samples += r.resumed_samples;
-    // The OS's account adds up over shards; the busiest machine's load and the fewest cores stand for the run.
-    m.usage += r.usage;
-    m.usage_seconds += r.usage_seconds;
-    m.load_start = std::max(m.load_start, r.load_start);
-    m.load_end = std::max(m.load_end, r.load_end);
-    if (r.cores > 0) m.cores = m.cores > 0 ? std::min(m.cores, r.cores) : r.cores;
-    // Timing per batch and the repeats, shard after shard (each shard timed on its own machine).
-    m.batch_seconds.insert(m.batch_seconds.end(), r.batch_seconds.begin(), r.batch_seconds.end());
-    m.batch_rows.insert(m.batch_rows.end(), r.batch_rows.begin(), r.batch_rows.end());
-    m.repeat_seconds.insert(m.repeat_seconds.end(), r.repeat_seconds.begin(), r.repeat_seconds.end());
-    m.repeat_rows.insert(m.repeat_rows.end(), r.repeat_rows.begin(), r.repeat_rows.end());
-    for (std::size_t c = 0; c < m.step_time_ms.size() && c < r.step_time_ms.size(); ++c) m.step_time_ms[c] += r.step_time_ms[c];
-    all_images = all_images && r.images.defined();
     if (r.images.defined()) images.push_back(r.images);
     if (r.quality_arrays.count("class_labels")) labels.push_back(r.quality_arrays.at("class_labels"));
-    if (r.first_sample == 0) {
-      m.similarity = r.similarity;
-      m.similarity_fraction = r.similarity_fraction;
-    }
-    for (const auto& [name, state] : r.metric_states) {
-      auto it = m.metric_states.find(name);
-      if (it == m.metric_states.end()) m.metric_states[name] = state;
-      else it->second = metrics::merge_states(name, it->second, state, fmt::format("{}: runs/{}", f.path, f.key));
-    }
   }
-  if (all_images && !images.empty()) {
+  if (images.size() == shards.size()) {
     m.images = torch::cat(images);
     const int64_t g = std::min<int64_t>(m.spec.samples.grid, m.images.size(0));
     if (g > 0) m.grid = image::make_grid(m.images.slice(0, 0, g), static_cast<int64_t>(std::ceil(std::sqrt(static_cast<double>(g)))));
   } else {
     m.images = torch::Tensor();
-    if (head.first_sample != 0) m.grid = torch::Tensor();
+    if (shards.front().second.first_sample != 0) m.grid = torch::Tensor();
   }
-  if (labels.size() == shards.size() && !labels.empty()) m.quality_arrays["class_labels"] = torch::cat(labels);
-  m.quality.clear();
-  m.metric_provenance.clear();
+  if (labels.size() == shards.size()) m.quality_arrays["class_labels"] = torch::cat(labels);
+}
+
+// Joins the shards of one run.
+RunResult join(Shards& shards, bool partial_ok, const std::string& out) {
+  std::sort(shards.begin(), shards.end(), [](const auto& a, const auto& b) { return a.second.first_sample < b.second.first_sample; });
+  const RunResult& head = shards.front().second;
+  const std::string& id = head.spec.run_id;
+  const int n = head.shard_count;
+  bool gaps = false;
+  const std::vector<std::string> held = check_shards(shards, gaps);
+  if (gaps && !partial_ok) {
+    std::vector<std::string> files;
+    for (const auto& [f, r] : shards) files.push_back(f.path);
+    throw Error(fmt::format("run {}: shards {} of {} found ({}); the others are missing or failed (merge --partial keeps what is there)",
+                            id, fmt::join(held, ", "), n, fmt::join(files, ", ")));
+  }
+  RunResult m = empty_join(head);
+  for (const auto& [f, r] : shards) add_shard(m, f, r);
+  join_images(m, shards);
   if (gaps) {
     m.partial = fmt::format("shards {} of {}: {} of {} samples", fmt::join(held, ", "), n, m.samples, m.spec.samples.n);
     m.notes.push_back("partial: metric values are not computed from a partial set of shards");
@@ -176,7 +201,7 @@ MergeSummary merge_results(const MergeOptions& o, std::ostream& log) {
       log << fmt::format("run {}: complete in {}; its shards are left as they are\n", id, whole[id].path);
       continue;
     }
-    std::vector<std::pair<Found, RunResult>> loaded;
+    Shards loaded;
     for (const auto& f : list) loaded.emplace_back(f, read_run_result(f.path, f.key));
     s.shards += static_cast<int>(loaded.size());
     RunResult m = join(loaded, o.partial, o.out);
