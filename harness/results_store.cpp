@@ -158,7 +158,7 @@ std::vector<StoredRun> ResultsStore::read_all() const { return fs::exists(path_)
 
 std::vector<StoredRun> read_results(const std::string& path, bool grids) {
   std::vector<StoredRun> out;
-  for (auto& f : read_results_file(path, kSimilarity | (grids ? kGrid : 0))) {
+  for (auto& f : read_results_file(path, grids ? unsigned{kSimilarity | kGrid} : unsigned{kSimilarity})) {
     StoredRun s;
     static_cast<StoredRunFields&>(s) = std::move(f);  // moves the fields; f.arrays stay for below
     for (auto& [tap, a] : f.arrays.similarity) s.similarity[tap] = h5::to_tensor(std::move(a));
