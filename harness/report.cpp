@@ -109,13 +109,6 @@ struct Row {
   std::map<std::string, std::pair<double, double>> ci;  // metric -> its 95% bootstrap interval
 };
 
-// Timing scalars have their own columns; every other metrics/* value gets a column and a delta.
-bool is_timing(const std::string& k) {
-  return k == "metrics/seconds" || k == "metrics/samples" || k == "metrics/seconds_per_image" ||
-         k == "metrics/samples_per_second" || k == "metrics/full_call_ms" || k == "metrics/partial_call_ms" ||
-         k == "metrics/metric_seconds" || k == "metrics/partial_over_full_time";
-}
-
 // A run's provenance lines ("device: cpu", ...), as the report lists them.
 std::vector<std::string> provenance_lines(const StoredRun& r) {
   std::vector<std::string> lines = {fmt::format("status: {}", r.status)};
@@ -147,8 +140,8 @@ std::vector<std::string> provenance_lines(const StoredRun& r) {
 // What harness/timing_check.h checks of a row, against its baseline `b` (or none).
 TimingFacts timing_facts(const Row& row, const Row* b) {
   TimingFacts f;
-  const auto& sc = row.run->scalars;
-  auto get = [&](const char* k, double fallback) { auto it = sc.find(k); return it == sc.end() ? fallback : it->second; };
+  const StoredRun& r = *row.run;
+  auto get = [&](const char* k) { auto it = r.scalars.find(k); return it == r.scalars.end() ? 0.0 : it->second; };
   f.is_baseline = b == &row;
   f.spread = row.spread;
   if (b && !f.is_baseline && row.speedup > 0 && row.mac_bound > 0) {
@@ -156,22 +149,19 @@ TimingFacts timing_facts(const Row& row, const Row* b) {
     f.mac_bound = row.mac_bound;
     f.spread = std::max(row.spread, b->spread);
   }
-  const double full_ms = get("metrics/full_call_ms", 0), part_ms = get("metrics/partial_call_ms", 0);
-  const double full_all = get("macs/full_all", 0), part_all = get("macs/partial_all", 0);
-  if (full_ms > 0 && part_ms > 0 && full_all > 0 && part_all > 0) {
+  const double full_ms = get("metrics/full_call_ms"), part_ms = get("metrics/partial_call_ms");
+  if (full_ms > 0 && part_ms > 0 && r.macs_full_all > 0 && r.macs_partial_all > 0) {
     f.call_speedup = full_ms / part_ms;
-    f.call_mac_bound = full_all / part_all;
+    f.call_mac_bound = r.macs_full_all / r.macs_partial_all;
   }
-  if (get("usage/sampled_seconds", 0) > 0) {
-    f.sampled_seconds = get("usage/sampled_seconds", 0);
-    f.system_seconds = get("usage/system_seconds", -1);
-    const double faults = get("usage/minor_faults", 0);
-    f.minor_faults = faults >= 0 && faults < 1e15 ? static_cast<int64_t>(faults) : 0;  // a damaged file: nothing
+  if (r.usage_seconds > 0) {  // the counts are range-checked by the reader (harness/results_codec.cpp)
+    f.sampled_seconds = r.usage_seconds;
+    f.system_seconds = r.usage.system_seconds;
+    f.minor_faults = r.usage.minor_faults;
   }
-  f.load_start = get("usage/load_start", -1);
-  f.load_end = get("usage/load_end", -1);
-  const double cores = get("usage/cores", 0);
-  f.cores = cores >= 1 && cores < (1 << 20) ? static_cast<int>(cores) : 0;
+  f.load_start = r.load_start;
+  f.load_end = r.load_end;
+  f.cores = r.cores;
   return f;
 }
 
@@ -368,14 +358,12 @@ Row row_of(const StoredRun& r, const std::string& results, std::vector<std::stri
   auto get = [&](const char* k, double fallback = 0.0) { auto it = r.scalars.find(k); return it == r.scalars.end() ? fallback : it->second; };
   row.calls = r.model_calls;
   row.full = static_cast<int>(r.full_calls.size());
-  row.macs = get("macs/step_average");
+  row.macs = r.macs_step_average;
   row.macs_per_image = row.macs * std::max(r.model_calls, 1);
-  row.macs_all_per_image = get("macs/step_average_all") * std::max(r.model_calls, 1);
+  row.macs_all_per_image = r.macs_step_average_all * std::max(r.model_calls, 1);
   row.s_per_image = get("metrics/seconds_per_image");
   row.n = static_cast<int64_t>(get("metrics/samples", static_cast<double>(row.n)));
-  for (const auto& [k, v] : r.scalars) {
-    if (k.rfind("metrics/", 0) != 0 || is_timing(k)) continue;
-    const std::string name = k.substr(8);
+  for (const auto& [name, v] : r.quality) {  // every metrics/* value beyond the timings: a column and a delta
     const bool low = name.size() > 7 && name.compare(name.size() - 7, 7, "_ci_low") == 0;
     const bool high = name.size() > 8 && name.compare(name.size() - 8, 8, "_ci_high") == 0;
     if (low) row.ci[name.substr(0, name.size() - 7)].first = v;
