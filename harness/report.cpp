@@ -139,9 +139,7 @@ std::vector<std::string> provenance_lines(const StoredRun& r) {
 
 // What harness/timing_check.h checks of a row, against its baseline `b` (or none).
 TimingFacts timing_facts(const Row& row, const Row* b) {
-  TimingFacts f;
-  const StoredRun& r = *row.run;
-  auto get = [&](const char* k) { auto it = r.scalars.find(k); return it == r.scalars.end() ? 0.0 : it->second; };
+  TimingFacts f = record_facts(*row.run);
   f.is_baseline = b == &row;
   f.spread = row.spread;
   if (b && !f.is_baseline && row.speedup > 0 && row.mac_bound > 0) {
@@ -149,19 +147,6 @@ TimingFacts timing_facts(const Row& row, const Row* b) {
     f.mac_bound = row.mac_bound;
     f.spread = std::max(row.spread, b->spread);
   }
-  const double full_ms = get("metrics/full_call_ms"), part_ms = get("metrics/partial_call_ms");
-  if (full_ms > 0 && part_ms > 0 && r.macs_full_all > 0 && r.macs_partial_all > 0) {
-    f.call_speedup = full_ms / part_ms;
-    f.call_mac_bound = r.macs_full_all / r.macs_partial_all;
-  }
-  if (r.usage_seconds > 0) {  // the counts are range-checked by the reader (harness/results_codec.cpp)
-    f.sampled_seconds = r.usage_seconds;
-    f.system_seconds = r.usage.system_seconds;
-    f.minor_faults = r.usage.minor_faults;
-  }
-  f.load_start = r.load_start;
-  f.load_end = r.load_end;
-  f.cores = r.cores;
   return f;
 }
 

@@ -478,28 +478,15 @@ BaselineTiming baseline_timing(const RunResult& r) {
 
 // What harness/timing_check.h checks of a run just made, against `base` when there is one.
 TimingFacts timing_facts(const RunResult& r, const BaselineTiming* base) {
-  TimingFacts f;
+  TimingFacts f = record_facts(r);
   const BaselineTiming own = baseline_timing(r);
   f.spread = own.spread;
   f.is_baseline = r.spec.baseline;
-  const CallMeans calls = mean_call_ms(r);
-  if (calls.full_ms > 0 && calls.partial_ms > 0 && r.macs_partial_all > 0) {
-    f.call_speedup = calls.full_ms / calls.partial_ms;
-    f.call_mac_bound = r.macs_full_all / r.macs_partial_all;
-  }
   if (base && base->s_per_image > 0 && own.s_per_image > 0 && own.macs_per_image > 0) {
     f.speedup = base->s_per_image / own.s_per_image;
     f.mac_bound = base->macs_per_image / own.macs_per_image;
     f.spread = std::max(f.spread, base->spread);
   }
-  if (r.usage_seconds > 0) {
-    f.sampled_seconds = r.usage_seconds;
-    f.system_seconds = r.usage.system_seconds;
-    f.minor_faults = r.usage.minor_faults;
-  }
-  f.load_start = r.load_start;
-  f.load_end = r.load_end;
-  f.cores = r.cores;
   return f;
 }
 

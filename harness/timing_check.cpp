@@ -13,6 +13,24 @@ std::string spread_text(double spread) {
 }
 }  // namespace
 
+TimingFacts record_facts(const RunRecord& r) {
+  TimingFacts f;
+  const CallMeans calls = mean_call_ms(r);
+  if (calls.full_ms > 0 && calls.partial_ms > 0 && r.macs_full_all > 0 && r.macs_partial_all > 0) {
+    f.call_speedup = calls.full_ms / calls.partial_ms;
+    f.call_mac_bound = r.macs_full_all / r.macs_partial_all;
+  }
+  if (r.usage_seconds > 0) {
+    f.sampled_seconds = r.usage_seconds;
+    f.system_seconds = r.usage.system_seconds;
+    f.minor_faults = r.usage.minor_faults;
+  }
+  f.load_start = r.load_start;
+  f.load_end = r.load_end;
+  f.cores = r.cores;
+  return f;
+}
+
 std::vector<std::string> timing_flags(const TimingFacts& f) {
   std::vector<std::string> out;
   const double tolerance = 1.0 + std::max(f.spread, 0.0);

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "harness/results_codec.h"
+
 namespace dc::harness {
 
 struct TimingFacts {
@@ -29,6 +31,11 @@ struct TimingFacts {
   double load_start = -1.0, load_end = -1.0;
   int cores = 0;
 };
+
+// What a run's record says by itself: its full and partial calls' times and MACs, the OS's account
+// of its sampling, the load and the cores (the speedup against a baseline and the spread are the
+// caller's: `run` has the run just made, `report` the stored rows).
+TimingFacts record_facts(const RunRecord& r);
 
 // One line per problem found, each naming its numbers; empty when the timing looks sound.
 std::vector<std::string> timing_flags(const TimingFacts& f);

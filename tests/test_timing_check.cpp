@@ -82,6 +82,40 @@ TEST(TimingCheck, FlagsWhatPhysicsRulesOutAndNothingElse) {
 
 // A results file written as `run` writes it, with a planted timing: `report` flags the planted run
 // (speedup above the bound, system time, load) and passes the honest one.
+// What a run's record says by itself (`run` and `report` both start from it): call times split by
+// kind against the MACs of each kind, the OS's account, the load and the cores; nothing for what
+// the record lacks.
+TEST(TimingCheck, RecordFactsComeFromTheRecordAlone) {
+  RunRecord r;
+  r.is_full = {1, 0, 1, 0};
+  r.step_time_ms = {10.0, 2.0, 12.0, 4.0};
+  r.macs_full_all = 4e9;
+  r.macs_partial_all = 1e9;
+  r.usage_seconds = 3.0;
+  r.usage.system_seconds = 0.5;
+  r.usage.minor_faults = 7;
+  r.load_start = 1.5;
+  r.load_end = 2.5;
+  r.cores = 2;
+  const TimingFacts f = record_facts(r);
+  EXPECT_DOUBLE_EQ(f.call_speedup, 11.0 / 3.0);
+  EXPECT_DOUBLE_EQ(f.call_mac_bound, 4.0);
+  EXPECT_EQ(f.sampled_seconds, 3.0);
+  EXPECT_EQ(f.system_seconds, 0.5);
+  EXPECT_EQ(f.minor_faults, 7);
+  EXPECT_EQ(f.load_start, 1.5);
+  EXPECT_EQ(f.load_end, 2.5);
+  EXPECT_EQ(f.cores, 2);
+  EXPECT_EQ(f.speedup, 0.0) << "against a baseline: the caller's";
+  RunRecord plain;  // no partial calls, no usage recorded (an older file)
+  plain.is_full = {1, 1};
+  plain.step_time_ms = {10.0, 10.0};
+  const TimingFacts g = record_facts(plain);
+  EXPECT_EQ(g.call_speedup, 0.0);
+  EXPECT_EQ(g.system_seconds, -1.0);
+  EXPECT_TRUE(timing_flags(g).empty());
+}
+
 TEST(TimingCheck, ReportFlagsAPlantedTiming) {
   const std::string dir = dc::test::temp_dir() + "/timing_check";
   fs::remove_all(dir);
