@@ -379,8 +379,6 @@ std::vector<int64_t> dataset_shape(hid_t parent, const std::string& name) {
   return shape_of(ds.id(), fmt::format("{}/{}", object_name(parent), name));
 }
 
-ArrayRef ref(const Array& a) { return {a.type, a.shape, a.bytes.data()}; }
-
 void write_array(hid_t parent, const std::string& name, const ArrayRef& a, bool compress) {
   std::vector<hsize_t> dims(a.shape.begin(), a.shape.end());
   int64_t numel = 1;

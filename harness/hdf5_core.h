@@ -87,7 +87,6 @@ struct ArrayRef {
   std::vector<int64_t> shape;
   const void* data = nullptr;
 };
-ArrayRef ref(const Array& a);
 // Writes a dataset; `compress` chunks along the first dimension and gzips.
 void write_array(hid_t parent, const std::string& name, const ArrayRef& a, bool compress = false);
 void write_scalar(hid_t parent, const std::string& name, double v);

@@ -24,7 +24,6 @@ namespace {
 
 struct Found {
   std::string path, key;
-  StoredRun stored;
 };
 
 using Shards = std::vector<std::pair<Found, RunResult>>;
@@ -186,10 +185,10 @@ MergeSummary merge_results(const MergeOptions& o, std::ostream& log) {
     }
     if (exp != experiment)
       throw Error(fmt::format("merge: {} holds experiment '{}', {} '{}': merge one experiment at a time", o.inputs.front(), experiment, path, exp));
-    for (const auto& r : read_results(path)) {
+    for (const auto& r : read_results_file(path, kNoArrays)) {
       if (r.status != "complete") continue;  // a failed shard counts as missing
-      if (r.shard_count > 1) shards[r.run_id].push_back({path, r.key, r});
-      else if (!whole.count(r.run_id)) whole[r.run_id] = {path, r.key, r};
+      if (r.shard_count > 1) shards[r.run_id].push_back({path, r.key});
+      else if (!whole.count(r.run_id)) whole[r.run_id] = {path, r.key};
     }
   }
   const std::string out_path = o.out.empty() ? fmt::format("results/{}/{}.h5", experiment, experiment) : o.out;

@@ -62,6 +62,11 @@ TimingSpread timing_spread(const std::vector<double>& batch_seconds, const std::
   return out;
 }
 
+TimingSpread timing_spread(const RunRecord& r) {
+  return timing_spread(r.batch_seconds, {r.batch_rows.begin(), r.batch_rows.end()}, r.repeat_seconds,
+                       {r.repeat_rows.begin(), r.repeat_rows.end()});
+}
+
 namespace {
 
 // matplotlib's viridis at 9 evenly spaced points (sRGB 0..255), linearly interpolated.
@@ -364,8 +369,7 @@ void add_timing_and_dims(std::vector<Row>& rows) {
   for (auto& row : rows) {
     const StoredRun& r = *row.run;
     if (!row.complete || r.batch_seconds.empty() || r.batch_rows.empty()) continue;
-    std::vector<double> rows_d(r.batch_rows.begin(), r.batch_rows.end()), repeat_d(r.repeat_rows.begin(), r.repeat_rows.end());
-    const TimingSpread sp = timing_spread(r.batch_seconds, rows_d, r.repeat_seconds, repeat_d);
+    const TimingSpread sp = timing_spread(r);
     row.spread = sp.relative;
     row.spread_batches = sp.count;
     row.median = sp.median;

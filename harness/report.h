@@ -7,6 +7,8 @@
 
 #include <torch/torch.h>
 
+#include "harness/results_codec.h"
+
 namespace dc::harness {
 
 // How much a run's time per image varies: the timings of its full batch size (the largest) among
@@ -21,6 +23,8 @@ struct TimingSpread {
 };
 TimingSpread timing_spread(const std::vector<double>& batch_seconds, const std::vector<double>& batch_rows,
                            const std::vector<double>& repeat_seconds = {}, const std::vector<double>& repeat_rows = {});
+// The same of a run's stored timings (timing/batch_*, repeat_*).
+TimingSpread timing_spread(const RunRecord& r);
 
 struct ReportOptions {
   std::string results;        // .h5

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -73,6 +74,7 @@ void write_usage(hid_t g, const RunRecord& r) {
   h5::write_scalar(u.id(), "cores", static_cast<double>(r.cores));
 }
 
+// metrics/*: the timings and the quality values; timing/*: the timings behind s/image's spread.
 void write_metrics(hid_t g, const RunRecord& r) {
   auto metrics = h5::create_group(g, "metrics");
   h5::write_scalar(metrics.id(), "seconds", r.seconds);
@@ -96,6 +98,10 @@ void write_metrics(hid_t g, const RunRecord& r) {
       h5::write_values(timing.id(), "repeat_rows", r.repeat_rows, ElementType::i64);
     }
   }
+}
+
+// provenance/<metric>: each quality value's provenance fields as attributes.
+void write_provenance(hid_t g, const RunRecord& r) {
   if (r.metric_provenance.empty()) return;
   auto prov = h5::create_group(g, "provenance");
   for (const auto& [name, fields] : r.metric_provenance) {
@@ -347,6 +353,7 @@ void write_run(hid_t file, const RunHeader& header, const RunRecord& r, const Ru
   write_macs(g.id(), r);
   write_usage(g.id(), r);
   write_metrics(g.id(), r);
+  write_provenance(g.id(), r);
   write_arrays(g.id(), arrays);
 }
 
@@ -385,6 +392,14 @@ std::vector<StoredRunFile> read_results_file(const std::string& path, unsigned p
   auto runs = h5::open_group(f.id(), "runs");
   for (const auto& id : h5::children(runs.id())) out.push_back(read_run_group(runs.id(), id, parts));
   std::stable_sort(out.begin(), out.end(), [](const StoredRunFile& a, const StoredRunFile& b) { return a.order < b.order; });
+  return out;
+}
+
+std::map<std::string, std::string> stored_statuses(const std::string& path) {
+  std::map<std::string, std::string> out;
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return out;
+  for (const auto& r : read_results_file(path, kNoArrays)) out[r.key] = r.status;
   return out;
 }
 

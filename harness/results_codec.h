@@ -142,6 +142,9 @@ void write_results_info(hid_t f, const ResultsFileInfo& info);
 // Every run of a results file, in their `order`; dc::Error naming the file and the object for a
 // file that is not one or is damaged.
 std::vector<StoredRunFile> read_results_file(const std::string& path, unsigned parts = kSimilarity);
+// Result key -> status of every run of a results file (none when there is no file), its schema
+// checked: what `run` skips and resumes by.
+std::map<std::string, std::string> stored_statuses(const std::string& path);
 // One run (its result key), with the arrays asked for.
 StoredRunFile read_result(const std::string& path, const std::string& key, unsigned parts);
 

@@ -24,17 +24,13 @@ namespace dc::harness {
 
 namespace {
 
-// The run's tensors as views for the codec; `keep` holds the contiguous CPU copies they view.
+// The run's tensors as views for the codec; `keep` holds the contiguous CPU tensors whose storage
+// they view (a view points into the storage, which moving the tensor handle leaves in place).
 RunArrays<h5::ArrayRef> arrays_of(const RunResult& r, std::vector<torch::Tensor>& keep) {
   auto view = [&](const torch::Tensor& t) {
     keep.push_back(t.detach().cpu().contiguous());
     return h5::ref(keep.back());
   };
-  keep.reserve(4 + 2 * r.similarity.size() + r.quality_arrays.size() + [&] {
-    std::size_t n = 0;
-    for (const auto& [m, ts] : r.metric_states) n += ts.size();
-    return n;
-  }());
   RunArrays<h5::ArrayRef> a;
   if (r.images.defined()) a.images = view(r.images);
   if (r.grid.defined()) a.grid = view(r.grid);
@@ -88,12 +84,7 @@ FileIdentity identify(const std::string& path) {
   return id;
 }
 
-std::map<std::string, std::string> ResultsStore::statuses() const {
-  std::map<std::string, std::string> out;
-  if (!fs::exists(path_)) return out;
-  for (const auto& r : read_results(path_)) out[r.key] = r.status;
-  return out;
-}
+std::map<std::string, std::string> ResultsStore::statuses() const { return stored_statuses(path_); }
 
 void ResultsStore::commit(const RunResult& result) {
   rewrite({result_key(result.spec.run_id, result.shard_index, result.shard_count)}, &result);

@@ -471,8 +471,7 @@ struct BaselineTiming {
 double macs_per_image_all(const RunResult& r) { return r.macs_step_average_all * static_cast<double>(r.step_time_ms.size()); }
 
 BaselineTiming baseline_timing(const RunResult& r) {
-  const TimingSpread sp = timing_spread(r.batch_seconds, {r.batch_rows.begin(), r.batch_rows.end()}, r.repeat_seconds,
-                                        {r.repeat_rows.begin(), r.repeat_rows.end()});
+  const TimingSpread sp = timing_spread(r);
   return {r.samples ? r.seconds / static_cast<double>(r.samples) : 0.0, macs_per_image_all(r), sp.relative};
 }
 
@@ -706,8 +705,7 @@ void time_repeats(const RunSpec& spec, int64_t first, int64_t total, BatchSample
     r.repeat_rows.push_back(b);
   }
   sampler.on_call(nullptr);
-  const TimingSpread sp = timing_spread(r.batch_seconds, {r.batch_rows.begin(), r.batch_rows.end()}, r.repeat_seconds,
-                                        {r.repeat_rows.begin(), r.repeat_rows.end()});
+  const TimingSpread sp = timing_spread(r);
   if (sp.relative >= 0)
     r.notes.push_back(fmt::format("timing.repeats: {:.4g} s/image (mean), spread +/-{:.1f}% over {} timings of a full batch "
                                   "(the run's batches and {} repeats of its first)",
@@ -935,9 +933,8 @@ RunSummary run_experiment(const ExperimentSpec& e, const RunOptions& o, std::ost
   // Everything is checked before anything is written: a sweep refused here leaves no folder, lock
   // or file behind. The statuses are read again under the lock (another process may have
   // committed runs in between); runs that became pending then are checked too.
-  std::map<std::string, std::string> status;
-  if (fs::exists(s.results_path))  // the schema checked first: never replace someone else's HDF5 file
-    for (const auto& r : read_results_file(s.results_path, kNoArrays)) status[r.key] = r.status;
+  // The schema is checked first: never replace someone else's HDF5 file.
+  std::map<std::string, std::string> status = stored_statuses(s.results_path);
   ModelCache own_models;
   ModelCache& models = o.models ? *o.models : own_models;
   std::map<std::string, BaselineTiming> baselines;  // baseline_key -> the baseline made in this process
