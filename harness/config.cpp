@@ -15,6 +15,7 @@
 #include "harness/config_fields.h"
 #include "harness/config_reader.h"
 #include "harness/yaml_source.h"
+#include "harness/policies/composite.h"
 #include "harness/policies/policy.h"
 #include "harness/sampling/call_schedule.h"
 #include "models/registry.h"
@@ -125,27 +126,62 @@ const Fields<MetricsSpec>& clip_score_fields() {
   return f;
 }
 
-// The `cache:` block: `enabled`, `policy` (default deepcache) and the policy's own keys, which the
+// `cache.policy`: one name, or a list (a composition: the deciding policy, then its modifiers).
+std::vector<const policies::PolicyType*> cache_policies(const json& m, const Reader& r, CacheSpec& c) {
+  std::vector<std::string> names{c.policy};
+  if (m.contains("policy") && m["policy"].is_array()) {
+    r.get(m, "cache", "policy", names);
+    if (names.empty()) r.fail("cache.policy", "an empty list (name one policy, or a policy and its modifiers)");
+  } else {
+    r.get(m, "cache", "policy", names.front());
+  }
+  std::vector<const policies::PolicyType*> types;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const policies::PolicyType* type = policies::find_policy(names[i]);
+    if (!type) {
+      std::string list;
+      for (const auto& n : policies::policy_names()) list += (list.empty() ? "" : ", ") + n;
+      r.fail("cache.policy", fmt::format("'{}' is not a caching policy (known: {})", names[i], list));
+    }
+    if (i > 0 && !type->modifier)
+      r.fail("cache.policy", fmt::format("'{}' decides what the calls compute; in a list only the first policy may (the others modify "
+                                         "its requests, e.g. [deepcache, taylorseer])",
+                                         names[i]));
+    for (std::size_t j = 0; j < i; ++j)
+      if (names[j] == names[i]) r.fail("cache.policy", fmt::format("'{}' is listed twice", names[i]));
+    types.push_back(type);
+  }
+  c.members = names;
+  c.policy = names.front();
+  for (std::size_t i = 1; i < names.size(); ++i) c.policy += "+" + names[i];
+  return types;
+}
+
+// The `cache:` block: `enabled`, `policy` (default deepcache) and the policies' own keys, which each
 // policy reads and checks (harness/policies). Read even when disabled (a sweep may enable it).
 void read_cache(const json& j, const Reader& r, RunSpec& s, int num_skips) {
   const json none = json::object();
   const json& m = j.contains("cache") ? j["cache"] : none;
-  r.get(m, "cache", "policy", s.cache.policy);
-  const policies::PolicyType* type = policies::find_policy(s.cache.policy);
-  if (!type) {
-    std::string list;
-    for (const auto& n : policies::policy_names()) list += (list.empty() ? "" : ", ") + n;
-    r.fail("cache.policy", fmt::format("'{}' is not a caching policy (known: {})", s.cache.policy, list));
-  }
+  const auto types = cache_policies(m, r, s.cache);
   std::vector<std::string> known = {"enabled"};
-  known.insert(known.end(), type->keys.begin(), type->keys.end());
+  for (const auto* type : types)
+    for (const auto& key : type->keys) {
+      if (key == "policy" || std::find(known.begin(), known.end(), key) != known.end())
+        r.fail("cache.policy", fmt::format("the policies listed both read cache.{}: they cannot be composed", key));
+      known.push_back(key);
+    }
   known.push_back("policy");
   if (j.contains("cache")) r.only(m, "cache", known);
   r.get(m, "cache", "enabled", s.cache.enabled);
-  const policies::ReadContext context{r,          m,          s.model.family,          s.model.preset,
-                                      num_skips,  s.sampler.name, s.plan.calls.num_calls(), s.plan.calls.num_steps(),
-                                      &s.plan.warnings, s.cache.enabled};
-  s.cache.settings = type->read(context);
+  std::vector<std::shared_ptr<const policies::PolicySettings>> members;
+  for (std::size_t i = 0; i < types.size(); ++i) {
+    policies::ReadContext context{r,          m,          s.model.family,          s.model.preset,
+                                  num_skips,  s.sampler.name, s.plan.calls.num_calls(), s.plan.calls.num_steps(),
+                                  &s.plan.warnings, s.cache.enabled};
+    context.composed_after.assign(s.cache.members.begin(), s.cache.members.begin() + static_cast<std::ptrdiff_t>(i));
+    members.push_back(types[i]->read(context));
+  }
+  s.cache.settings = policies::compose(s.cache.members, std::move(members));
   // What the run computes, known before sampling where the policy can say: its full calls (every
   // call without caching).
   const auto schedule = s.cache.enabled ? s.cache.settings->schedule() : std::nullopt;
@@ -384,7 +420,8 @@ void resolve(RunSpec& s) {
   json cache = {{"enabled", s.cache.enabled}};
   if (s.cache.enabled) {
     // The default policy is not named: the run ids of every run made before policies existed stay.
-    if (s.cache.policy != policies::default_policy()) cache["policy"] = s.cache.policy;
+    if (s.cache.members.size() > 1) cache["policy"] = s.cache.members;
+    else if (s.cache.policy != policies::default_policy()) cache["policy"] = s.cache.policy;
     cache.update(s.cache.settings->resolved());
   }
   s.resolved = {
@@ -402,6 +439,8 @@ void resolve(RunSpec& s) {
   } else if (conditional) {  // only for conditional families: the run ids of DDPM runs stay as they were
     s.resolved["conditioning"] = resolved_fields(class_conditioning_fields(), s.conditioning);
   }
+  if (s.cache.enabled && s.cache.settings->decides_per_batch())  // an adaptive rule measures the whole batch: the batch changes the samples
+    s.resolved["samples"]["batch"] = s.samples.batch;
   if (s.samples.seed_mode == "paper") {  // every batch starts from manual_seed(seed): the batch changes the samples
     s.resolved["samples"]["seed_mode"] = s.samples.seed_mode;
     s.resolved["samples"]["batch"] = s.samples.batch;

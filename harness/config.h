@@ -44,7 +44,8 @@ struct SamplerSpec {
 // deepcache), and the policy's settings read from the block's other keys (shared by the run's copies).
 struct CacheSpec {
   bool enabled = false;
-  std::string policy = "deepcache";
+  std::string policy = "deepcache";  // its name; a composition's joined by '+' ("deepcache+taylorseer")
+  std::vector<std::string> members = {"deepcache"};  // the composition, in order (one name for a single policy)
   std::shared_ptr<const policies::PolicySettings> settings;  // read even when disabled
 };
 

@@ -141,6 +141,13 @@ class Reader {
         if (!fits_int(e)) fail(p, fmt::format("{} is beyond the integers this setting takes", e.dump()));
         out.push_back(e.get<int>());
       }
+    } else if constexpr (std::is_same_v<T, std::vector<double>>) {
+      if (!v.is_array()) fail(p, fmt::format("expected a list of numbers, got {}", type_name(v)));
+      out.clear();
+      for (const auto& e : v) {
+        if (!e.is_number()) fail(p, fmt::format("expected a list of numbers, found {}", e.dump()));
+        out.push_back(e.get<double>());
+      }
     } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
       if (!v.is_array()) fail(p, fmt::format("expected a list of strings, got {}", type_name(v)));
       out.clear();

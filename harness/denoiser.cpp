@@ -1,5 +1,7 @@
 #include "harness/denoiser.h"
 
+#include <algorithm>
+
 namespace dc::harness {
 
 sampling::CondEpsFn cond_denoiser(std::shared_ptr<models::UNet> net, std::shared_ptr<const policies::PolicySettings> settings,
@@ -27,7 +29,7 @@ sampling::CondEpsFn cond_denoiser(std::shared_ptr<models::UNet> net, std::shared
     const models::CallRequest* req = policy ? &request : nullptr;
     models::CallRecord record;
     torch::Tensor eps;
-    if (graphs && !trace) {
+    if (graphs && !trace && !request.gate) {
       eps = graphs->forward(x, t, cond, req, cache.get());
       record.network = !request.skip_all;
       record.computed = models::computed_stages(req, S);
@@ -36,7 +38,8 @@ sampling::CondEpsFn cond_denoiser(std::shared_ptr<models::UNet> net, std::shared
     }
     if (policy) policy->observe(call, record, *cache);
     if (log) {
-      const bool full = !req || request.computes_everything();
+      // From what the call did (a gate decides inside the call).
+      const bool full = !req || (record.network && std::all_of(record.computed.begin(), record.computed.end(), [](uint8_t c) { return c == 1; }));
       log->is_full.push_back(full ? 1 : 0);
       log->computed.push_back(record.network ? record.computed : std::vector<uint8_t>{});
       if (full && log->keep_cached && !request.store.empty()) {  // a graph's feature buffer is rewritten by the next full call: a copy

@@ -94,6 +94,7 @@ struct Row {
   const StoredRun* run = nullptr;
   std::string role, model, weights, sampler;
   std::map<std::string, policies::ReportColumn> policy_cells;  // its policy's columns (PolicySettings::report_columns)
+  std::vector<std::string> policies;                           // its policy (a composition's, each)
   std::string uncomputed_note;                                 // why its cached calls lack taps (the policy's words)
   std::vector<std::string> similarity_taps;                    // the taps it asked maps for (none: similarity off)
   std::string status_note;  // a shard's slice, or what a partial merge holds
@@ -332,6 +333,7 @@ Row row_of(const StoredRun& r, const std::string& results, std::vector<std::stri
     if (s.conditioning.guidance != 1.0) row.sampler += fmt::format(" cfg={:g}", s.conditioning.guidance);
     if (row.cached && s.cache.settings) {
       for (auto& c : s.cache.settings->report_columns()) row.policy_cells[c.name] = c;
+      row.policies = s.cache.members;
       row.uncomputed_note = s.cache.settings->uncomputed_note();
     }
     if (s.similarity.enabled) {
@@ -462,7 +464,7 @@ std::vector<std::string> report_policy_columns(const std::vector<Row>& rows) {
   add(policies::default_policy());
   for (const auto& name : policies::policy_names())
     for (const auto& row : rows)
-      if (row.cached && row.role == name) {
+      if (row.cached && std::find(row.policies.begin(), row.policies.end(), name) != row.policies.end()) {
         add(name);
         break;
       }

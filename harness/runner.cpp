@@ -578,13 +578,14 @@ const models::Model& prepare_model(const RunSpec& spec, ModelCache& mc, const to
 // The untimed warm-up before the first batch (warm_up above), once per device, UNet batch and
 // cache settings in a process; with CUDA graphs, every graph the run replays (a last, smaller
 // batch has graphs of its own).
-void warm_up_run(const RunSpec& spec, const models::Model& model, ModelCache& mc, models::UNetGraphs* graphs, int64_t total,
-                 int64_t guided, torch::ScalarType unet_dtype, const torch::Device& device, RunResult& r) {
+void warm_up_run(const RunSpec& spec, const policies::PolicySettings* policy, const models::Model& model, ModelCache& mc,
+                 models::UNetGraphs* graphs, int64_t total, int64_t guided, torch::ScalarType unet_dtype, const torch::Device& device,
+                 RunResult& r) {
   if (total <= 0) return;
   const int calls = spec.plan.calls.num_calls();
-  const auto* policy = spec.cache.enabled ? spec.cache.settings.get() : nullptr;
   const int64_t first_rows = std::min<int64_t>(spec.samples.batch, total);
-  const std::string key = fmt::format("{} b={} cache={}", r.device, first_rows * guided, spec.resolved.value("cache", nlohmann::json()).dump());
+  const std::string key = fmt::format("{} b={} cache={} {}", r.device, first_rows * guided, spec.resolved.value("cache", nlohmann::json()).dump(),
+                                      r.policy_facts.dump());  // a calibrated policy's requests follow its calibration
   if (graphs) {
     std::vector<int64_t> sizes{first_rows * guided};
     if (total > spec.samples.batch && total % spec.samples.batch != 0) sizes.push_back(total % spec.samples.batch * guided);
@@ -595,6 +596,30 @@ void warm_up_run(const RunSpec& spec, const models::Model& model, ModelCache& mc
     mc.warmed = key;
     warm_up(*model.unet, nullptr, policy, calls, {first_rows * guided}, spec.plan.model.sample_shape, unet_dtype, device);
   }
+}
+
+// The run's caching policy (nullptr: none). One that measures the uncached network first
+// (PolicySettings::calibration) gets its calibration here: untimed generations of the run's first
+// samples (every shard measures the same ones), their time and result in the run's policy facts.
+std::shared_ptr<const policies::PolicySettings> run_policy(const RunSpec& spec, BatchSampler::Parts parts, const NoiseSource& noise,
+                                                         RunResult& r) {
+  if (!spec.cache.enabled) return nullptr;
+  const auto calibration = spec.cache.settings->calibration();
+  if (!calibration) return spec.cache.settings;
+  parts.log = std::make_shared<DenoiserLog>();
+  parts.denoiser = cond_denoiser(parts.model.unet, calibration->measuring(), parts.log);
+  BatchSampler measure(std::move(parts));
+  NoiseSource fresh = noise.fresh();
+  const int64_t n = calibration->samples();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t done = 0; done < n; done += spec.samples.batch) measure.sample(done, std::min<int64_t>(spec.samples.batch, n - done), fresh);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto calibrated = calibration->calibrated(seconds);
+  r.policy_facts = calibrated->facts();
+  r.notes.push_back(fmt::format("calibration: {} samples of the uncached network measured in {:.3g} s (not in the run's time; "
+                                "cache.calibration takes the stored result back)",
+                                n, seconds));
+  return calibrated;
 }
 
 // The batches an interrupted process committed to the run's journal, replayed while they continue
@@ -778,13 +803,13 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   r.step_time_ms.assign(calls, 0.0);
   const auto log = std::make_shared<DenoiserLog>();
   const auto graphs = spec.model.cuda_graphs ? std::make_shared<models::UNetGraphs>(model.unet) : nullptr;
-  const auto policy = spec.cache.enabled ? spec.cache.settings : nullptr;
   NoiseSource noise(spec, model, calls, device);
   const std::unique_ptr<CallTimer> timer = make_call_timer(device);  // steady_clock on the CPU, CUDA events on a GPU
   r.timing_clock = timer->clock();
   TapCollector taps(spec.plan.taps, spec.similarity.samples, device);
+  const auto policy = run_policy(spec, {spec, model, schedule, conditioner, nullptr, nullptr, *timer, taps, device}, noise, r);
   BatchSampler sampler({spec, model, schedule, conditioner, cond_denoiser(model.unet, policy, log, graphs), log, *timer, taps, device});
-  warm_up_run(spec, model, mc, graphs.get(), total, conditioner.guided(), unet_dtype, device, r);
+  warm_up_run(spec, policy.get(), model, mc, graphs.get(), total, conditioner.guided(), unet_dtype, device, r);
   // 4. The batches, the repeats, what the run made.
   KeptBatches kept(spec, *mc.stage_macs, r);
   run_batches(spec, first, total, sampler, noise, quality, taps, kept, journal, progress);

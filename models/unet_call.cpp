@@ -18,6 +18,7 @@ std::string CallRequest::kind() const {
     for (const auto& [id, v] : given) ids.push_back(id);
     s += fmt::format(" given {}", compact_ids(ids));
   }
+  if (gate) s += fmt::format(" gate {}", gate->stage);
   return s;
 }
 
@@ -76,7 +77,7 @@ struct MacMeter {
   }
 };
 
-void check_request(const CallRequest& req, int S, const StageCache* cache) {
+void check_plan(const CallPlan& req, int S, const StageCache* cache) {
   const int n = num_stages(S);
   if (!req.stages.empty() && static_cast<int>(req.stages.size()) != n)
     throw Error(fmt::format("cache request: {} stage actions for a UNet of {} stages (2S+1 with S = {} skips)",
@@ -87,6 +88,17 @@ void check_request(const CallRequest& req, int S, const StageCache* cache) {
   if (!cache && (req.skip_all || req.store_residual || !req.store.empty() ||
                  std::any_of(req.stages.begin(), req.stages.end(), [](StageAction a) { return a != StageAction::Compute; })))
     throw Error("cache request: a call that stores or reuses needs a StageCache");
+}
+
+void check_request(const CallRequest& req, int S, const StageCache* cache) {
+  check_plan(req, S, cache);
+  if (!req.gate) return;
+  const int n = num_stages(S);
+  if (req.gate->stage < 0 || req.gate->stage >= n - 1 || !req.gate->reuse)
+    throw Error(fmt::format("cache request: a gate needs a stage in 0..{} (one before the last) and a rule", n - 2));
+  if (!req.stages.empty() && req.stages[req.gate->stage] != StageAction::Compute)
+    throw Error(fmt::format("cache request: the gate measures stage {}, which the call does not compute", req.gate->stage));
+  check_plan(req.gate->cached, S, cache);
 }
 
 }  // namespace
@@ -100,6 +112,7 @@ torch::Tensor run_call(UNet& net, const torch::Tensor& x, const torch::Tensor& t
   if (record) {
     record->computed.assign(n, 0);
     record->outputs.clear();
+    record->gated = false;
     record->stage_macs.assign(counting ? n : 0, 0.0);
     record->stage_macs_all.assign(counting ? n : 0, 0.0);
   }
@@ -112,7 +125,10 @@ torch::Tensor run_call(UNet& net, const torch::Tensor& x, const torch::Tensor& t
   meter.mark();
   const UNet::Embedding e = net.embed(x, t, cond, trace);
   if (counting) meter.take(record->embed_macs, record->embed_macs_all);
-  const auto action = [&](int s) { return req && !req->stages.empty() ? req->stages[s] : StageAction::Compute; };
+  // The actions in force: the request's, or its gate's continuation once the gate chose it.
+  const CallPlan* plan = req;
+  const auto action = [&](int s) { return plan && !plan->stages.empty() ? plan->stages[s] : StageAction::Compute; };
+  const auto listed = [](const std::vector<int>& ids, int s) { return std::find(ids.begin(), ids.end(), s) != ids.end(); };
   std::vector<torch::Tensor> hs(S);
   torch::Tensor h;  // the previous stage's output
   for (int s = 0; s < n; ++s) {
@@ -146,13 +162,18 @@ torch::Tensor run_call(UNet& net, const torch::Tensor& x, const torch::Tensor& t
       if (a == StageAction::ComputeDiscard) h = cache->get(s, x.size(0), net.stage_name(s));
     }
     if (s < S) hs[s] = h;
-    if (req && std::find(req->store.begin(), req->store.end(), s) != req->store.end()) cache->store(s, h);
-    if (record && req && std::find(req->observe.begin(), req->observe.end(), s) != req->observe.end()) record->outputs[s] = h;
+    if (plan && listed(plan->store, s)) cache->store(s, h);
+    if (record && plan && listed(plan->observe, s)) record->outputs[s] = h;
+    if (req && req->gate && s == req->gate->stage && plan == req && req->gate->reuse(h, hs)) {
+      plan = &req->gate->cached;
+      if (record) record->gated = true;
+      if (plan->skip_all) return x + cache->residual(x.size(0));
+    }
   }
   if (!h.defined()) throw Error(fmt::format("cache request: the last stage ({}) is skipped", net.stage_name(n - 1)));
   torch::Tensor out = net.head(h, trace);
   if (counting) meter.take(record->head_macs, record->head_macs_all);
-  if (req && req->store_residual) cache->store_residual(x, out);
+  if (plan && plan->store_residual) cache->store_residual(x, out);
   return out;
 }
 

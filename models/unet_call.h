@@ -8,7 +8,9 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,11 +21,23 @@ namespace dc::models {
 class UNet;
 struct Trace;
 
+// A decision made inside a call (DBCache's and First-Block Cache's rules: compute the first blocks,
+// then measure): once stage `stage` is computed under the request's own actions, `reuse(h)` is asked
+// with its output; true continues the call under `cached` for the later stages (their actions, what
+// they store and observe, store_residual; cached.skip_all: nothing more runs and the output is x +
+// the stored residual), false under the request's own. `hs`: the input blocks' outputs so far.
+struct CallGate {
+  int stage = -1;
+  std::function<bool(const torch::Tensor& h, const std::vector<torch::Tensor>& hs)> reuse;
+  CallPlan cached;
+};
+
 struct CallRequest : CallPlan {
   CallRequest() = default;
   CallRequest(CallPlan plan) : CallPlan(std::move(plan)) {}  // NOLINT: a plan is a request without tensors
   std::map<int, torch::Tensor> given;  // Reuse of these stages reads this tensor (a forecast, zeros)
-  std::string kind() const;            // CallPlan::kind(), and " given 20" when tensors are handed in
+  std::optional<CallGate> gate;        // decided mid-call (run eagerly: CUDA graphs do not serve it)
+  std::string kind() const;            // CallPlan::kind(), " given 20" when tensors are handed in, " gate 3" with a gate
 };
 
 // The cache a generation's calls share. Reset at the start of every generation.
@@ -49,7 +63,8 @@ class StageCache {
 // for by `observe`, and, when the trace counts MACs, each stage's MACs.
 struct CallRecord {
   std::vector<uint8_t> computed;        // per stage id: 1 = computed (Compute or ComputeDiscard)
-  bool network = true;                  // the embedding and head ran (false for skip_all)
+  bool network = true;                  // the embedding ran (false for skip_all)
+  bool gated = false;                   // the request's gate chose its cached continuation
   std::map<int, torch::Tensor> outputs;  // observed stage outputs
   // With a MAC-counting trace (else empty / 0): per stage id, and the embedding's and head's (paper
   // count, all).

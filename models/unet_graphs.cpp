@@ -53,14 +53,15 @@ void fill(torch::Tensor& dst, const torch::Tensor& src) {
 
 // The one stage a graphed call stores and the one it reuses (-1: none); nullopt when the request is
 // not one the graphs serve (several stored or reused stages, discarded stages, a skipped call, a
-// stored residual, observed outputs): those run eagerly.
+// stored residual, observed outputs, a gate): those run eagerly.
 struct GraphShape {
   int store = -1, reuse = -1;
 };
 std::optional<GraphShape> graph_shape(const CallRequest* request) {
   GraphShape g;
   if (!request) return g;
-  if (request->skip_all || request->store_residual || !request->observe.empty() || request->store.size() > 1) return std::nullopt;
+  if (request->skip_all || request->store_residual || !request->observe.empty() || request->store.size() > 1 || request->gate)
+    return std::nullopt;
   if (!request->store.empty()) g.store = request->store.front();
   for (std::size_t s = 0; s < request->stages.size(); ++s) {
     const StageAction a = request->stages[s];

@@ -7,12 +7,15 @@
 //             DeepCache's SD pipeline for PNDM; default steps for pndm, calls otherwise)
 //   feature   cached | zero (the paper's Table 5 ablation: partial calls read zeros)
 //   mode      chained | ldm_released (the released LDM code's pass, k = its replicate_layer)
+//   gate      > 0: the dynamic gate's threshold instead of a schedule (deepcache_settings.h: GateRule;
+//             cache-dit's DBCache defaults: 0.08), with gate_warmup (8) and gate_max_cached (0: no limit)
 // Every full-call set is known before sampling (schedule()), so plan shows the calls and MACs. This
 // file reads and describes it (torch-free: the experiment reader is fuzzed without LibTorch); the
 // per-call state is deepcache_policy.cpp's.
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "harness/policies/deepcache.h"
 #include "harness/policies/deepcache_schedules.h"
@@ -22,6 +25,7 @@
 namespace dc::harness::policies {
 
 nlohmann::json DeepCacheSettings::resolved() const {
+  if (gate > 0) return {{"k", k}, {"gate", gate}, {"gate_warmup", gate_warmup}, {"gate_max_cached", gate_max_cached}};
   nlohmann::json c = {{"k", k}, {"interval", interval}, {"schedule", schedule_name}};
   if (schedule_name == "nonuniform") {
     c["center"] = center;
@@ -37,6 +41,7 @@ nlohmann::json DeepCacheSettings::resolved() const {
 }
 
 std::string DeepCacheSettings::describe() const {
+  if (gate > 0) return fmt::format(" k={} gate={} warmup={}{}", k, gate, gate_warmup, gate_max_cached > 0 ? fmt::format(" max_cached={}", gate_max_cached) : "");
   std::string s = fmt::format(" k={} N={}", k, interval);
   if (schedule_name == "nonuniform") s += fmt::format(" nonuniform c={} p={}", center, power);
   if (schedule_name == "ldm_nonuniform") s += fmt::format(" ldm-nonuniform p={}", power);
@@ -54,6 +59,7 @@ models::CallPlan DeepCacheSettings::plan(int call) const {
 }
 
 std::optional<std::vector<models::CallPlan>> DeepCacheSettings::schedule() const {
+  if (gate > 0) return std::nullopt;  // decided per call
   std::vector<models::CallPlan> v;
   for (int c = 0; c < num_calls; ++c) v.push_back(plan(c));
   return v;
@@ -71,6 +77,12 @@ std::string DeepCacheSettings::plan_note() const {
 }
 
 std::vector<ReportColumn> DeepCacheSettings::report_columns() const {
+  if (gate > 0)
+    return {{"k", std::to_string(k), static_cast<double>(k)},
+            {"m", std::to_string(k + 1), static_cast<double>(k + 1)},
+            {"N", "gate"},
+            {"schedule", fmt::format("gate {:g} warmup {}{}", gate, gate_warmup,
+                                     gate_max_cached > 0 ? fmt::format(" max {}", gate_max_cached) : "")}};
   std::string sched = schedule_name;
   if (schedule_name == "nonuniform") sched += fmt::format(" c={} p={:.2f}", center, final_power);
   if (schedule_name == "ldm_nonuniform") sched += fmt::format(" p={:.2f}", final_power);
@@ -88,6 +100,23 @@ std::string DeepCacheSettings::uncomputed_note() const {
 
 namespace {
 
+// The dynamic gate's keys; true when it is on (then the schedule's keys must be absent).
+bool read_gate(const ReadContext& c, DeepCacheSettings& s) {
+  const Reader& r = c.reader;
+  if (!(s.gate >= 0) || !std::isfinite(s.gate)) r.fail("cache.gate", fmt::format("{} must be a threshold >= 0 (0: no gate)", s.gate));
+  r.at_least("cache.gate_warmup", s.gate_warmup, 0);
+  r.at_least("cache.gate_max_cached", s.gate_max_cached, 0, "0 is no limit");
+  if (s.gate == 0) {
+    for (const char* key : {"gate_warmup", "gate_max_cached"})
+      if (c.block.contains(key)) r.fail(std::string("cache.") + key, "applies to the dynamic gate only (set cache.gate > 0)");
+    return false;
+  }
+  for (const char* key : {"interval", "schedule", "center", "power", "full_steps", "feature", "mode"})
+    if (c.block.contains(key))
+      r.fail(std::string("cache.") + key, "the dynamic gate (cache.gate) decides the full calls; drop this key or the gate");
+  return true;
+}
+
 std::shared_ptr<const PolicySettings> read(const ReadContext& c) {
   auto s = std::make_shared<DeepCacheSettings>();
   const Reader& r = c.reader;
@@ -101,6 +130,9 @@ std::shared_ptr<const PolicySettings> read(const ReadContext& c) {
   r.get(m, "cache", "center", s->center);
   r.get(m, "cache", "power", s->power);
   r.get(m, "cache", "full_steps", s->explicit_steps);
+  r.get(m, "cache", "gate", s->gate);
+  r.get(m, "cache", "gate_warmup", s->gate_warmup);
+  r.get(m, "cache", "gate_max_cached", s->gate_max_cached);
   s->num_skips = c.num_skips;
   s->num_calls = c.num_calls;
   s->pndm = c.sampler == "pndm";
@@ -117,6 +149,7 @@ std::shared_ptr<const PolicySettings> read(const ReadContext& c) {
   // reference's indexing for PNDM, its default there).
   if (s->index.empty()) s->index = s->pndm ? "steps" : "calls";
   r.one_of("cache.index", s->index, {"calls", "steps"});
+  if (read_gate(c, *s)) return s;
   if (!c.enabled) return s;
   try {
     const auto fc = deepcache::full_calls({s->schedule_name, s->interval, s->center, s->power, s->explicit_steps, s->index},
@@ -150,9 +183,12 @@ PolicyType deepcache_policy() {
   return {"deepcache",
           "DeepCache: full calls on a schedule (uniform, non-uniform, explicit) fill the cache at skip index k; the calls "
           "between them run only the layers above k",
-          {"k", "interval", "schedule", "center", "power", "full_steps", "feature", "mode", "index"},
+          {"k", "interval", "schedule", "center", "power", "full_steps", "feature", "mode", "index", "gate", "gate_warmup",
+           "gate_max_cached"},
           read,
-          {"k", "m", "N", "schedule"}};
+          {"k", "m", "N", "schedule"},
+          /*modifier=*/false,
+          /*caches_features=*/true};
 }
 
 }  // namespace dc::harness::policies

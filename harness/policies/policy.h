@@ -30,6 +30,22 @@
 namespace dc::harness::policies {
 
 class Policy;  // harness/policies/policy_state.h
+class PolicySettings;
+
+// A policy that measures the uncached network before it samples (block_cache; step_skip with the
+// magnitude indicator): the runner generates samples 0..samples()-1 of the run (the same noise and
+// conditioning in every shard) under measuring(), whose per-generation policies compute every stage
+// and record what the rule needs, then samples the run under calibrated(). The measurement is the
+// calibrated settings' facts()["calibration"] (stored with the results; `cache.calibration` takes it
+// back, and then no calibration runs). Its time is not the run's: facts()["calibration_seconds"].
+class Calibration {
+ public:
+  virtual ~Calibration() = default;
+  virtual int samples() const = 0;
+  virtual std::shared_ptr<const PolicySettings> measuring() const = 0;
+  // After the measuring generations; `seconds` their time. dc::Error when nothing was measured.
+  virtual std::shared_ptr<const PolicySettings> calibrated(double seconds) const = 0;
+};
 
 // A cell of `report`'s table that a policy's runs fill: its column, its text, and the number the
 // CSV and sorting use (NaN: the text only).
@@ -62,6 +78,11 @@ class PolicySettings {
   virtual std::string uncomputed_note() const { return "this policy's cached calls do not compute these blocks"; }
   // A fresh per-generation state (defined where LibTorch is: the policy's own file).
   virtual std::unique_ptr<Policy> make() const = 0;
+  // What the policy must measure before sampling (nullptr: nothing; Calibration above).
+  virtual std::shared_ptr<Calibration> calibration() const { return nullptr; }
+  // True when a call's decision depends on the whole batch it measures (an adaptive rule over the
+  // batch's tensors): the samples then depend on samples.batch, which joins the run id.
+  virtual bool decides_per_batch() const { return false; }
 };
 
 // What a policy may know about its run when it reads its block.
@@ -77,6 +98,8 @@ struct ReadContext {
   // cache.enabled: a disabled block is still read and checked (a sweep may enable it), but nothing
   // expensive needs resolving (a schedule search).
   bool enabled = true;
+  // The policies listed before this one in a composition (`policy: [deepcache, taylorseer]`).
+  std::vector<std::string> composed_after = {};
 };
 
 struct PolicyType {
@@ -88,6 +111,11 @@ struct PolicyType {
   // default policy's are always in the table (its layout stays the same whatever a file holds);
   // another policy's appear after them when a run of it is in the file.
   std::vector<std::string> report_columns = {};
+  // A modifier changes the requests of the policy listed before it (taylorseer forecasts the
+  // feature it reuses) instead of deciding the stages; alone it modifies the plain network's calls.
+  bool modifier = false;
+  // Its calls reuse stored stage outputs (what a modifier such as taylorseer forecasts).
+  bool caches_features = false;
 };
 
 // The registered policies: the built-in ones (registry.cpp) and any register_policy() added.

@@ -13,7 +13,8 @@ namespace {
 
 // The built-in policies first, then those register_policy() added, in order.
 std::deque<PolicyType>& table() {  // a deque: find_policy's pointers stay valid as entries are added
-  static std::deque<PolicyType> t = {deepcache_policy()};
+  static std::deque<PolicyType> t = {deepcache_policy(), step_skip_policy(), taylorseer_policy(), faster_diffusion_policy(),
+                                     block_cache_policy()};
   return t;
 }
 

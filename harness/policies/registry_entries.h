@@ -5,6 +5,10 @@
 
 namespace dc::harness::policies {
 
-PolicyType deepcache_policy();  // deepcache.cpp
+PolicyType deepcache_policy();         // deepcache.cpp
+PolicyType step_skip_policy();         // step_skip.cpp
+PolicyType taylorseer_policy();        // taylorseer.cpp
+PolicyType faster_diffusion_policy();  // faster_diffusion.cpp
+PolicyType block_cache_policy();       // block_cache.cpp
 
 }  // namespace dc::harness::policies

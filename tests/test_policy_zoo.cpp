@@ -1,0 +1,332 @@
+// The caching-policy zoo (harness/policies): each policy's decision rule driven call by call with
+// scripted measurements (the decision must follow the rule), its YAML read strictly, and each one
+// run end to end through the sampling loop on the Fashion-MNIST DDPM with random weights, where
+// what the calls computed is checked against the rule's settings.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "harness/config.h"
+#include "harness/policies/block_cache.h"
+#include "harness/policies/deepcache_settings.h"
+#include "harness/policies/step_skip.h"
+#include "harness/policies/taylor_forecast.h"
+#include "harness/runner.h"
+#include "models/call_plan.h"
+#include "tests/support/fixtures.h"
+
+namespace {
+
+using dc::harness::policies::GateRule;
+using dc::harness::policies::SkipRule;
+using dc::models::StageAction;
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// The rule's decisions for measurements m[0..n): '1' computed, '0' skipped.
+std::string decisions(SkipRule rule, const std::vector<double>& m) {
+  rule.begin();
+  std::string s;
+  for (int c = 0; c < static_cast<int>(m.size()); ++c) s += rule.skip(c, m[c]) ? '0' : '1';
+  return s;
+}
+
+SkipRule rule_of(SkipRule::Indicator i, double threshold, int n, int first_free = 1, int max_skips = 0) {
+  SkipRule r;
+  r.indicator = i;
+  r.threshold = threshold;
+  r.first_free = first_free;
+  r.last_free = n - 1;
+  r.max_skips = max_skips;
+  return r;
+}
+
+}  // namespace
+
+// TeaCache: the rescaled relative input changes are summed since the last computed call; the call is
+// skipped while the sum stays under the threshold, and computing resets it.
+TEST(PolicyRules, InputChangeSumsTheChangesSinceTheLastComputedCall) {
+  const std::vector<double> m = {kNaN, 0.03, 0.04, 0.05, 0.02, 0.09, 0.01, 0.2, 0.01, 0.01};
+  // call 1: 0.03 skip; 2: 0.07 skip; 3: 0.12 compute (reset); 4: 0.02 skip; 5: 0.11 compute; 6: 0.01
+  // skip; 7: 0.21 compute; 8: 0.01 skip; 9: the last call, computed.
+  EXPECT_EQ(decisions(rule_of(SkipRule::Indicator::input_change, 0.1, 10), m), "1001010101");
+  // The polynomial rescale (highest degree first): f(m) = 2m halves how far the sum may run.
+  SkipRule doubled = rule_of(SkipRule::Indicator::input_change, 0.1, 10);
+  doubled.rescale = {2.0, 0.0};
+  EXPECT_EQ(decisions(doubled, m), "1011010101");
+  // An unknown measurement (NaN) computes; so does every call with max_skips = 1 after a skip.
+  EXPECT_EQ(decisions(rule_of(SkipRule::Indicator::input_change, 0.1, 10, 1, 1), m), "1010101101");
+}
+
+// MagCache: the calibrated ratios γ are multiplied since the last computed call, |1 − Πγ| summed,
+// skipped while under the threshold and at most K in a row; the first calls (retention) computed.
+TEST(PolicyRules, MagnitudeAccumulatesTheErrorOfTheRatiosProduct) {
+  const std::vector<double> g = {1.0, 0.9, 0.99, 0.98, 1.01, 0.99, 0.99, 0.99, 0.99, 0.95};
+  // warm-up: calls 0, 1. call 2: Π .99, err .01 skip; 3: Π .9702, err .0398 skip; 4: Π .979902, err
+  // .059898 < .06 skip; 5: K = 3 reached: computed; 6: .01 skip; 7: Π .9801 err .0299 skip; 8: Π
+  // .970299 err .059601 skip; 9: last.
+  EXPECT_EQ(decisions(rule_of(SkipRule::Indicator::magnitude, 0.06, 10, 2, 3), g), "1100010001");
+  // Without K, call 5 would skip: Π .97010298, err .08980 >= .06: computed anyway.
+  EXPECT_EQ(decisions(rule_of(SkipRule::Indicator::magnitude, 0.06, 10, 2, 0), g), "1100010001");
+  EXPECT_EQ(decisions(rule_of(SkipRule::Indicator::magnitude, 0.06, 10, 2, 1), g), "1101010101");
+}
+
+// EasyCache: the predicted output changes k·Δin/|out| are summed like TeaCache's; cool-down calls
+// are computed.
+TEST(PolicyRules, TransformationRateSumsThePredictedChangesAndHonoursTheCooldown) {
+  SkipRule r = rule_of(SkipRule::Indicator::transformation_rate, 0.2, 10, 2);
+  r.last_free = 8;  // calls 8 and 9 computed
+  const std::vector<double> m = {kNaN, kNaN, 0.05, 0.1, 0.1, 0.01, 0.3, 0.05, 0.0, 0.0};
+  // 2: .05 skip; 3: .15 skip; 4: .25 compute; 5: .01 skip; 6: .31 compute; 7: .05 skip; 8, 9 cool-down.
+  EXPECT_EQ(decisions(r, m), "1100101011");
+}
+
+// First-Block Cache: no accumulation; each call's own change of the first block's residual.
+TEST(PolicyRules, FirstBlockComparesEachCallsChangeAlone) {
+  const std::vector<double> m = {kNaN, 0.05, 0.05, 0.05, 0.09, 0.01, kNaN, 0.07};
+  EXPECT_EQ(decisions(rule_of(SkipRule::Indicator::first_block, 0.08, 8), m), "10001011");
+  EXPECT_EQ(decisions(rule_of(SkipRule::Indicator::first_block, 0.08, 8, 1, 2), m), "10011011");
+}
+
+// DeepCache's dynamic gate: reuse while the shallow change since the last full call is under the
+// threshold, after the warm-up, at most max_cached in a row.
+TEST(PolicyRules, DeepCacheGateReusesUnderTheThresholdAfterTheWarmup) {
+  GateRule g{0.08, 2, 2};
+  g.begin();
+  const std::vector<double> d = {kNaN, 0.01, 0.01, 0.02, 0.03, 0.5, 0.07, 0.079, 0.08};
+  std::string got;
+  for (int c = 0; c < static_cast<int>(d.size()); ++c) got += g.reuse(c, d[c]) ? 'r' : 'F';
+  // 0, 1 warm-up; 2, 3 reuse; 4 max_cached reached; 5 over; 6, 7 reuse; 8 not under 0.08.
+  EXPECT_EQ(got, "FFrrFFrrF");
+}
+
+// Block Caching: per block, the calibrated changes accumulated since its last computation; computed
+// (and stored) when the sum exceeds delta, else reused.
+TEST(PolicyRules, BlockCacheRecomputesABlockWhenItsAccumulatedChangeExceedsDelta) {
+  // Three stages (S = 1), four calls.
+  const std::vector<std::vector<double>> change = {{0, 0, 0}, {0.3, 0.6, 0.1}, {0.3, 0.1, 0.1}, {0.3, 0.5, 0.35}};
+  const auto plans = dc::harness::policies::block_cache_schedule(change, 0.5);
+  ASSERT_EQ(plans.size(), 4u);
+  EXPECT_TRUE(plans[0].computes_everything());
+  EXPECT_EQ(plans[0].store, (std::vector<int>{0, 1, 2}));
+  // call 1: .3 reuse, .6 compute, .1 reuse; call 2: .6 compute, .1 reuse, .2 reuse; call 3: .3 reuse,
+  // .6 compute, .55 compute.
+  using A = StageAction;
+  EXPECT_EQ(plans[1].stages, (std::vector<A>{A::Reuse, A::Compute, A::Reuse}));
+  EXPECT_EQ(plans[1].store, (std::vector<int>{1}));
+  EXPECT_EQ(plans[2].stages, (std::vector<A>{A::Compute, A::Reuse, A::Reuse}));
+  EXPECT_EQ(plans[3].stages, (std::vector<A>{A::Reuse, A::Compute, A::Compute}));
+  EXPECT_EQ(plans[3].store, (std::vector<int>{1, 2}));
+}
+
+// TaylorSeer's factors: Δ⁰ the fresh value, Δⁱ⁺¹ = (Δⁱ − previous Δⁱ) / distance; the forecast
+// Σ Δⁱ xⁱ / i!. For f(c) = c² fresh at calls 0, 3, 6: at 6, Δ¹ = (36 − 9)/3 = 9, Δ² = (9 − 3)/3 = 2;
+// at call 7 the forecast is 36 + 9 + 2/2 = 46 (a backward difference: not the 49 of f itself).
+TEST(PolicyRules, TaylorForecastUsesTheReferenceDividedDifferences) {
+  dc::harness::policies::TaylorForecast f(2);
+  const auto v = [](double x) { return torch::full({2}, x, torch::kDouble); };
+  f.update(0, v(0));
+  EXPECT_EQ(f.factors(), 1);
+  EXPECT_DOUBLE_EQ(f.at(2)[0].item<double>(), 0.0) << "one value: the value itself";
+  f.update(3, v(9));
+  EXPECT_EQ(f.factors(), 2);
+  EXPECT_DOUBLE_EQ(f.at(4)[0].item<double>(), 12.0) << "9 + 3 * 1";
+  f.update(6, v(36));
+  EXPECT_EQ(f.factors(), 3);
+  EXPECT_DOUBLE_EQ(f.at(7)[1].item<double>(), 46.0);
+  EXPECT_DOUBLE_EQ(f.at(8)[0].item<double>(), 36.0 + 18.0 + 2.0 * 4 / 2);
+  // Order 1 keeps one difference.
+  dc::harness::policies::TaylorForecast g(1);
+  g.update(0, v(0));
+  g.update(3, v(9));
+  g.update(6, v(36));
+  EXPECT_EQ(g.factors(), 2);
+  EXPECT_DOUBLE_EQ(g.at(7)[0].item<double>(), 45.0);
+}
+
+namespace {
+
+// One run of the Fashion-MNIST DDPM (random weights), DDIM-10, two samples in one batch, under the
+// `cache:` block given (flow YAML); the experiment's plain baseline is runs.front().
+dc::harness::ExperimentSpec zoo(const std::string& cache, const std::vector<std::string>& sets = {}) {
+  const std::string yaml = R"(experiment: zoo
+base:
+  model: {family: ddpm, preset: fmnist, weights: random}
+  sampler: {name: ddim, steps: 10, spacing: uniform}
+  samples: {n: 2, batch: 2, seed: 1, grid: 0, save_images: true}
+  cache: {enabled: true, )" + cache + "}\n";
+  return dc::harness::parse_experiment(yaml, "zoo.yaml", ".", sets);
+}
+
+dc::harness::RunResult run_zoo(const std::string& cache, const std::vector<std::string>& sets = {}) {
+  auto r = dc::harness::execute_run(zoo(cache, sets).runs.back());
+  EXPECT_EQ(r.status, "complete") << cache << ": " << r.error;
+  return r;
+}
+
+std::vector<int> ints(const std::string& pattern) {
+  std::vector<int> v;
+  for (const char c : pattern) v.push_back(c - '0');
+  return v;
+}
+
+bool same_images(const dc::harness::RunResult& a, const dc::harness::RunResult& b) {
+  return a.images.defined() && b.images.defined() && torch::equal(a.images, b.images);
+}
+
+int computed_count(const std::vector<uint8_t>& flags) { return static_cast<int>(std::count(flags.begin(), flags.end(), 1)); }
+
+}  // namespace
+
+// step_skip through the sampling loop: with a threshold nothing stays under, every call computes
+// and the samples are the plain network's; with one everything stays under, the calls follow the
+// forced ones alone (max_skips, the last call), the skipped calls computing nothing.
+TEST(PolicyZoo, StepSkipFollowsItsRuleInTheLoop) {
+  const auto e = zoo("policy: step_skip, threshold: 1.0e-12");
+  const auto plain = dc::harness::execute_run(e.runs.front());
+  ASSERT_EQ(plain.status, "complete") << plain.error;
+  const auto never = dc::harness::execute_run(e.runs.back());
+  EXPECT_EQ(never.is_full, ints("1111111111"));
+  EXPECT_TRUE(same_images(never, plain)) << "every call computed: the plain network's samples";
+
+  const auto r = run_zoo("policy: step_skip, threshold: 1.0e9, max_skips: 2");
+  EXPECT_EQ(r.is_full, ints("1001001001"));
+  for (int c = 0; c < 10; ++c) EXPECT_EQ(r.computed[c].empty(), r.is_full[c] == 0) << "call " << c << ": a skipped call computes nothing";
+  EXPECT_EQ(r.call_macs[1], 0.0);
+  EXPECT_DOUBLE_EQ(r.macs_step_average, 0.4 * r.macs_full);
+  EXPECT_FALSE(same_images(r, plain));
+
+  // EasyCache: the warm-up (ceil(0.15 · 10) = 2 calls) and the cool-down (the last call) computed;
+  // from call 2 on the rate is known and nothing reaches the threshold.
+  EXPECT_EQ(run_zoo("policy: step_skip, indicator: transformation_rate, threshold: 1.0e9").is_full, ints("1100000001"));
+}
+
+// First-Block Cache decides inside the call: a skipped call computed input blocks 0 and 1 only.
+TEST(PolicyZoo, FirstBlockSkipsAfterTheFirstBlocks) {
+  const auto r = run_zoo("policy: step_skip, indicator: first_block, threshold: 1.0e9, max_skips: 3");
+  EXPECT_EQ(r.is_full, ints("1000100011"));
+  ASSERT_EQ(r.computed.size(), 10u);
+  EXPECT_EQ(computed_count(r.computed[1]), 2);
+  EXPECT_EQ(r.computed[1][0], 1);
+  EXPECT_EQ(r.computed[1][1], 1);
+  EXPECT_GT(r.call_macs[1], 0.0);
+  EXPECT_LT(r.call_macs[1], 0.5 * r.macs_full);
+}
+
+// MagCache: the ratios come from a calibration run of the uncached network (stored with the run's
+// facts); given back as cache.calibration they make the same run without calibrating.
+TEST(PolicyZoo, MagnitudeCalibratesAndItsCalibrationIsReusable) {
+  const auto r = run_zoo("policy: step_skip, indicator: magnitude, calibration_samples: 2");
+  ASSERT_TRUE(r.policy_facts.contains("calibration")) << r.policy_facts.dump();
+  const auto& gammas = r.policy_facts["calibration"];
+  ASSERT_EQ(gammas.size(), 10u);
+  EXPECT_EQ(gammas[0].get<double>(), 1.0);
+  for (std::size_t c = 1; c < 10; ++c) EXPECT_GT(gammas[c].get<double>(), 0.0);
+  EXPECT_GT(r.policy_facts["calibration_seconds"].get<double>(), 0.0);
+  EXPECT_EQ(r.is_full.front(), 1);
+  EXPECT_EQ(r.is_full[1], 1) << "retention: ceil(0.2 · 10) = 2 calls";
+  EXPECT_EQ(r.is_full.back(), 1);
+  const auto again = run_zoo("policy: step_skip, indicator: magnitude, calibration: " + gammas.dump());
+  EXPECT_EQ(again.is_full, r.is_full);
+  EXPECT_TRUE(same_images(again, r));
+  EXPECT_TRUE(again.policy_facts.empty()) << "nothing calibrated: " << again.policy_facts.dump();
+  // With every error under the threshold the decisions are K's and the retention's alone.
+  EXPECT_EQ(run_zoo("policy: step_skip, indicator: magnitude, threshold: 1.0e9, calibration: " + gammas.dump()).is_full,
+            ints("1100010001"));
+}
+
+// The dynamic gate computes exactly DeepCache's full and partial calls: the same samples as the
+// static schedule with the full calls the gate chose.
+TEST(PolicyZoo, DeepCacheGateMakesDeepCachesCalls) {
+  const auto gated = run_zoo("k: 1, gate: 1.0e9, gate_warmup: 2, gate_max_cached: 3");
+  EXPECT_EQ(gated.is_full, ints("1100010001"));
+  const auto fixed = run_zoo("k: 1, schedule: explicit, full_steps: [0, 1, 5, 9]");
+  EXPECT_EQ(fixed.is_full, gated.is_full);
+  EXPECT_EQ(fixed.computed, gated.computed);
+  EXPECT_EQ(fixed.call_macs, gated.call_macs);
+  EXPECT_TRUE(same_images(fixed, gated));
+}
+
+// FasterDiffusion: the paper's key steps for 50 calls scaled to 10 (0, 1, 2, 3); the other calls run
+// the output blocks only.
+TEST(PolicyZoo, FasterDiffusionRunsTheDecoderAloneBetweenKeyCalls) {
+  const auto e = zoo("policy: faster_diffusion");
+  EXPECT_EQ(e.runs.back().resolved["cache"]["key_calls"], (nlohmann::json{0, 1, 2, 3}));
+  const auto r = dc::harness::execute_run(e.runs.back());
+  ASSERT_EQ(r.status, "complete") << r.error;
+  EXPECT_EQ(r.is_full, ints("1111000000"));
+  const int S = (static_cast<int>(r.computed[5].size()) - 1) / 2;
+  for (int s = 0; s < 2 * S + 1; ++s) EXPECT_EQ(r.computed[5][s], s > S ? 1 : 0) << "stage " << s;
+}
+
+// Block Caching: the calibration (every block's change per call) is stored, and the calls computed
+// exactly the blocks its schedule says.
+TEST(PolicyZoo, BlockCacheFollowsTheScheduleOfItsCalibration) {
+  const auto r = run_zoo("policy: block_cache, delta: 0.3, calibration_samples: 2");
+  ASSERT_TRUE(r.policy_facts.contains("calibration")) << r.policy_facts.dump();
+  std::vector<std::vector<double>> change = r.policy_facts["calibration"].get<std::vector<std::vector<double>>>();
+  ASSERT_EQ(change.size(), 10u);
+  const auto plans = dc::harness::policies::block_cache_schedule(change, 0.3);
+  int reused = 0;
+  for (int c = 0; c < 10; ++c) {
+    EXPECT_EQ(r.computed[c], dc::models::computed_stages(&plans[c], (static_cast<int>(change[c].size()) - 1) / 2)) << "call " << c;
+    reused += static_cast<int>(r.computed[c].size()) - computed_count(r.computed[c]);
+  }
+  EXPECT_GT(reused, 0) << "delta 0.3 reuses some block";
+}
+
+// TaylorSeer composed with DeepCache: order 0 is the plain reuse (the same samples); order 2
+// forecasts the cached feature (other samples, the same calls and MACs).
+TEST(PolicyZoo, TaylorSeerForecastsDeepCachesFeature) {
+  const auto plain = run_zoo("k: 1, interval: 3");
+  const auto order0 = run_zoo("policy: [deepcache, taylorseer], order: 0, k: 1, interval: 3");
+  EXPECT_TRUE(same_images(plain, order0));
+  const auto e = zoo("policy: [deepcache, taylorseer], order: 2, k: 1, interval: 3");
+  EXPECT_EQ(e.runs.back().resolved["cache"]["policy"], (nlohmann::json{"deepcache", "taylorseer"}));
+  EXPECT_NE(dc::harness::describe_run(e.runs.back()).find("k=1 N=3 + taylorseer order=2"), std::string::npos)
+      << dc::harness::describe_run(e.runs.back());
+  const auto order2 = dc::harness::execute_run(e.runs.back());
+  ASSERT_EQ(order2.status, "complete") << order2.error;
+  EXPECT_EQ(order2.call_macs, plain.call_macs);
+  EXPECT_FALSE(same_images(plain, order2));
+}
+
+// Each policy reads its keys strictly, and a composition is checked as a whole.
+TEST(PolicyZoo, BadSettingsAreLocatedErrors) {
+  const auto err = [](const std::string& cache) { return dc::test::error_text([&] { zoo(cache); }); };
+  EXPECT_NE(err("policy: taylorseer").find("zoo.yaml:6: base.cache.policy: taylorseer forecasts a stored stage output: list it after"),
+            std::string::npos)
+      << err("policy: taylorseer");
+  EXPECT_NE(err("policy: [deepcache, step_skip]").find("'step_skip' decides what the calls compute; in a list only the first"),
+            std::string::npos);
+  EXPECT_NE(err("policy: [deepcache, taylorseer, taylorseer]").find("'taylorseer' is listed twice"), std::string::npos);
+  EXPECT_NE(err("policy: []").find("an empty list"), std::string::npos);
+  EXPECT_NE(err("gate: 0.1, interval: 3").find("base.cache.interval: the dynamic gate (cache.gate) decides the full calls"),
+            std::string::npos)
+      << err("gate: 0.1, interval: 3");
+  EXPECT_NE(err("gate_warmup: 3").find("applies to the dynamic gate only"), std::string::npos);
+  EXPECT_NE(err("policy: step_skip, indicator: magnitude, rescale: [1, 0]").find("only the input_change indicator"), std::string::npos);
+  EXPECT_NE(err("policy: step_skip, calibration: [1]").find("only the magnitude indicator"), std::string::npos);
+  EXPECT_NE(err("policy: step_skip, indicator: magnitude, calibration: [1, 1]").find("2 ratios for a run of 10 model calls"), std::string::npos);
+  EXPECT_NE(err("policy: step_skip, indicator: size").find("base.cache.indicator: 'size' is not one of"), std::string::npos);
+  EXPECT_NE(err("policy: step_skip, warmup: 1.5").find("base.cache.warmup: 1.5 is not a fraction"), std::string::npos);
+  EXPECT_NE(err("policy: step_skip, threshold: -1").find("base.cache.threshold: -1 must be a positive number"), std::string::npos);
+  EXPECT_NE(err("policy: faster_diffusion, key_calls: [1, 2]").find("must start with call 0"), std::string::npos);
+  EXPECT_NE(err("policy: faster_diffusion, key_calls: [0, 12]").find("call 12 is beyond the run's 10 model calls"), std::string::npos);
+  EXPECT_NE(err("policy: block_cache, calibration: [[1]]").find("a list of 10 rows"), std::string::npos);
+  EXPECT_NE(err("policy: step_skip, k: 2").find("base.cache.k: unknown key"), std::string::npos) << "deepcache's key";
+}
+
+// An adaptive rule measures the whole batch: the batch then changes the samples and joins the run
+// id; a fixed schedule's run id stays free of it.
+TEST(PolicyZoo, AdaptiveRulesPutTheBatchInTheRunId) {
+  const auto id = [](const std::string& cache, const std::string& batch) { return zoo(cache, {"samples.batch=" + batch}).runs.back().run_id; };
+  EXPECT_NE(id("policy: step_skip", "1"), id("policy: step_skip", "2"));
+  EXPECT_NE(id("gate: 0.1", "1"), id("gate: 0.1", "2"));
+  EXPECT_EQ(id("interval: 3", "1"), id("interval: 3", "2"));
+  EXPECT_EQ(id("policy: step_skip, indicator: magnitude", "1"), id("policy: step_skip, indicator: magnitude", "2"))
+      << "MagCache's decisions come from its per-sample calibration";
+}
