@@ -400,7 +400,11 @@ void read_fid_fmnist(const json& m, const Reader& r, RunSpec& s) {
 void read_metrics(const json& j, const Reader& r, RunSpec& s) {
   if (!j.contains("metrics")) return;
   const auto& m = j["metrics"];
-  r.only(m, "metrics", {"fid_fmnist", "fid", "inception_score", "sfid", "precision_recall", "clip_score", "bootstrap"});
+  r.only(m, "metrics", {"fid_fmnist", "fid", "inception_score", "sfid", "precision_recall", "clip_score", "fidelity", "bootstrap"});
+  if (m.contains("fidelity")) {  // `fidelity: {}`: no settings yet (its rules are metrics/fidelity.h's)
+    r.only(m["fidelity"], "metrics.fidelity", {});
+    s.metrics.fidelity = true;
+  }
   if (m.contains("bootstrap")) {
     r.get(m, "metrics", "bootstrap", s.metrics.bootstrap);
     if (s.metrics.bootstrap != 0 && (s.metrics.bootstrap < 20 || s.metrics.bootstrap > 100000))
@@ -450,6 +454,7 @@ void resolve(RunSpec& s) {
     s.resolved["samples"]["ranks"] = s.samples.ranks;
     s.resolved["samples"]["batch"] = s.samples.batch;
   }
+  if (s.metrics.fidelity) s.resolved["metrics"]["fidelity"] = json::object();
   if (s.metrics.fid_fmnist)  // only when asked: run ids of experiments without metrics stay as they were
     s.resolved["metrics"]["fid_fmnist"] = resolved_fields(fid_fmnist_fields(), s.metrics);
   if (s.metrics.fid)
@@ -535,7 +540,7 @@ std::string describe_run(const RunSpec& r) {
   const std::string cfg = r.plan.model.conditioning != "none" && r.conditioning.guidance != 1.0
                               ? fmt::format(" cfg={}", r.conditioning.guidance) : "";
   if (!r.cache.enabled) return s + cfg + " baseline";
-  if (r.cache.policy != policies::default_policy()) s += " " + r.cache.policy;
+  if (r.cache.members.front() != policies::default_policy()) s += " " + r.cache.members.front();  // a composition's modifiers describe themselves
   s += r.cache.settings->describe();
   return s + cfg;
 }

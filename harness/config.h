@@ -115,6 +115,9 @@ struct MetricsSpec {
   std::string clip_model_config;
   std::string clip_weights = "${DEEPCACHE_CLIP_WEIGHTS}";
   std::string clip_tokenizer = "${DEEPCACHE_CLIP_TOKENIZER}";
+  // Fidelity of a cached run to the plain (uncached) run of the same seeds: per-image PSNR and SSIM
+  // (metrics/fidelity.h), against the plain run's stored images or samples made again (untimed).
+  bool fidelity = false;
   // Resamples of the bootstrap interval of each Frechet metric (FID-FMNIST, FID, sFID) computed in
   // `run` (harness/quality.cpp): -1 = 100 for metrics of at most 256 features, none above (each
   // resample costs one Frechet distance: milliseconds at 128 features, seconds at 2048). Recorded

@@ -90,7 +90,8 @@ MetricMemory measure_metric_memory(const RunSpec& spec, const torch::Device& dev
     const torch::Tensor images = torch::zeros(shape, torch::kUInt8);
     shape.erase(shape.begin());
     peak.emplace();
-    const auto inputs = quality.measure(images, std::vector<std::string>(static_cast<std::size_t>(n), "a photo"));
+    const auto inputs = quality.measure(images, std::vector<std::string>(static_cast<std::size_t>(n), "a photo"),
+                                        quality.needs_plain() ? images : torch::Tensor());  // fidelity: its arithmetic, on any images
     peaks[n - 1] = static_cast<double>(peak->bytes());
     records[n - 1] = tensors_bytes(inputs);
   }

@@ -13,6 +13,7 @@
 #include "metrics/clip_score.h"
 #include "metrics/sha256.h"
 #include "metrics/fid_fmnist.h"
+#include "metrics/fidelity.h"
 #include "metrics/fid_pipeline.h"
 #include "metrics/npz.h"
 #include "metrics/precision_recall.h"
@@ -163,6 +164,9 @@ struct RunQuality::Impl {
   // Per-sample features (float32, with their sample indices) of the Frechet metrics with a
   // bootstrap interval: metric -> its features.
   std::map<std::string, metrics::SampleFeatures> boot;
+  // metrics.fidelity of a cached run: per-image (PSNR, SSIM) against the plain run.
+  bool fidelity = false;
+  metrics::SampleFeatures fidelity_values{2, torch::kFloat64};
   torch::Device device;
   Impl(const RunSpec& s, const torch::Device& d) : spec(s), device(d) {}
   int resamples(int64_t dims) const { return bootstrap_resamples(spec.metrics, dims); }
@@ -187,16 +191,24 @@ RunQuality::RunQuality(const RunSpec& spec, const torch::Device& device, const s
   if (spec.metrics.sfid) q.sfid = metrics::FeatureStats(2023);
   // Fewer samples than splits (a smoke run) make no score: the run says so when it finishes.
   if (spec.metrics.inception_score && spec.samples.n >= spec.metrics.is_splits) q.is.emplace(spec.metrics.is_splits, spec.samples.n, 1008);
+  q.fidelity = spec.metrics.fidelity && spec.cache.enabled;
 }
 
 RunQuality::~RunQuality() = default;
 
-bool RunQuality::empty() const { return !impl_->classifier && !impl_->inception && !impl_->clip; }
+bool RunQuality::empty() const { return !impl_->classifier && !impl_->inception && !impl_->clip && !impl_->fidelity; }
 
-std::map<std::string, torch::Tensor> RunQuality::measure(const torch::Tensor& images_u8, const std::vector<std::string>& prompts) {
+bool RunQuality::needs_plain() const { return impl_->fidelity; }
+
+std::map<std::string, torch::Tensor> RunQuality::measure(const torch::Tensor& images_u8, const std::vector<std::string>& prompts,
+                                                         const torch::Tensor& plain) {
   Impl& q = *impl_;
   torch::NoGradGuard no_grad;
   std::map<std::string, torch::Tensor> out;
+  if (q.fidelity) {
+    if (!plain.defined()) throw Error(fmt::format("run {}: metrics.fidelity needs the plain run's images of the batch", q.spec.run_id));
+    out["fidelity/values"] = metrics::fidelity_values(images_u8, plain);
+  }
   if (q.clip) {  // (image i, prompt i): open_clip's eval transform of the uint8 image, its tokens
     if (static_cast<int64_t>(prompts.size()) != images_u8.size(0))
       throw Error(fmt::format("run {}: CLIP score of {} images with {} prompts", q.spec.run_id, images_u8.size(0), prompts.size()));
@@ -249,6 +261,7 @@ void RunQuality::apply(const std::map<std::string, torch::Tensor>& inputs, int64
     metrics::merge_into(q.fmnist, metrics::fmnist_eval_from_state(st, "fid_fmnist batch state"));
   }
   if (q.is) q.is->add(need("inception_score/logits"), first);
+  if (q.fidelity) q.fidelity_values.add(need("fidelity/values"), first);
   auto keep = [&](const std::string& metric, const torch::Tensor& f) {
     auto it = q.boot.find(metric);
     if (it == q.boot.end()) it = q.boot.emplace(metric, metrics::SampleFeatures(f.size(1), torch::kFloat32)).first;
@@ -293,6 +306,7 @@ void RunQuality::finish(RunResult& r, bool complete) const {
   if (q.spec.metrics.sfid) r.metric_states["sfid"] = metrics::to_state(q.sfid);
   if (q.spec.metrics.precision_recall) r.metric_states["precision_recall"] = q.pr_features.state();
   if (q.clip) r.metric_states["clip_score"] = q.clip_score.state();
+  if (q.fidelity) r.metric_states["fidelity"] = q.fidelity_values.state();
   // The per-sample features behind the bootstrap intervals: kept in a shard's result, so that
   // `merge` computes the interval of the whole run (a whole run's result keeps the interval only).
   for (const auto& [name, feats] : q.boot) {
@@ -303,6 +317,34 @@ void RunQuality::finish(RunResult& r, bool complete) const {
   quality_from_states(q.spec, r, q.device);
   for (const auto& [name, feats] : q.boot) r.metric_states.erase(metrics::features_state(name));
 }
+
+namespace {
+
+// metrics.fidelity: the means of the per-image PSNR and SSIM with normal 95% intervals (the images
+// are independent samples; comparisons between runs of the same seeds pair them image by image).
+void quality_fidelity(RunResult& r) {
+  const auto it = r.metric_states.find("fidelity");
+  if (it == r.metric_states.end()) return;  // a plain run: the reference itself
+  const auto s = metrics::summarize_fidelity(metrics::SampleFeatures::from_state(it->second, "fidelity"));
+  if (s.n == 0) return;
+  const double z = 1.959964 / std::sqrt(static_cast<double>(s.n));
+  r.quality["psnr"] = s.psnr;
+  r.quality["ssim"] = s.ssim;
+  if (s.n > 1) {
+    r.quality["psnr_ci_low"] = s.psnr - z * s.psnr_sd, r.quality["psnr_ci_high"] = s.psnr + z * s.psnr_sd;
+    r.quality["ssim_ci_low"] = s.ssim - z * s.ssim_sd, r.quality["ssim_ci_high"] = s.ssim + z * s.ssim_sd;
+  }
+  metrics::MetricProvenance p;
+  p.metric = "fidelity";
+  p.implementation = fmt::format("per-image PSNR (255, identical images {} dB) and SSIM (Wang et al. 2004: Gaussian window 11, sigma 1.5, "
+                                 "valid, K1 0.01, K2 0.03) against the plain run of the same seeds",
+                                 metrics::kPsnrIdentical);
+  p.samples = s.n;
+  r.metric_provenance["fidelity"] = p.to_json();
+  if (s.identical > 0) r.notes.push_back(fmt::format("fidelity: {} of {} images equal the plain run's ({} dB each)", s.identical, s.n, metrics::kPsnrIdentical));
+}
+
+}  // namespace
 
 void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device& device) {
   QualityInputs in = resolve_inputs(spec, device);
@@ -385,6 +427,7 @@ void quality_from_states(const RunSpec& spec, RunResult& r, const torch::Device&
           metrics::inception_provenance("precision_recall", in.inception_weights, 2048, in.pr_reference, pr.samples, uint8_rule(spec)).to_json();
     }
   }
+  if (m.fidelity) quality_fidelity(r);
   // Bootstrap intervals of the Frechet metrics from their per-sample features (a whole run's, or
   // its shards' concatenated by `merge`): the same features and seed give the same interval.
   for (const std::string name : {"fid_fmnist", "fid", "sfid"}) {

@@ -29,7 +29,12 @@ class RunQuality {
   // classifier's exact batch state (`fid_fmnist/<state>`), the CLIP scores of (image, prompt)
   // pairs (`clip_score/scores`, float64 [B]; `prompts` are the batch's). They are what a run's journal
   // stores per batch (harness/journal.h): applying the same inputs again gives the same exact state.
-  std::map<std::string, torch::Tensor> measure(const torch::Tensor& images_u8, const std::vector<std::string>& prompts = {});
+  // `plain`: the plain run's images of the same samples (metrics.fidelity: `fidelity/values`, [B, 2]
+  // float64 per-image PSNR and SSIM; harness/run/plain_reference.h).
+  std::map<std::string, torch::Tensor> measure(const torch::Tensor& images_u8, const std::vector<std::string>& prompts = {},
+                                               const torch::Tensor& plain = {});
+  // Whether measure() needs the plain run's images.
+  bool needs_plain() const;
   // Adds the inputs of samples [first, first + B) to the accumulators.
   void apply(const std::map<std::string, torch::Tensor>& inputs, int64_t first);
   // Stores the states in r.metric_states; when `complete` (this process made every sample), also

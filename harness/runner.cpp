@@ -30,6 +30,7 @@
 #include "harness/run/batch_sampler.h"
 #include "harness/run/conditioner.h"
 #include "harness/run/noise_source.h"
+#include "harness/run/plain_reference.h"
 #include "harness/run/tap_collector.h"
 #include "harness/footprint.h"
 #include "harness/hdf5_core.h"
@@ -610,7 +611,7 @@ std::shared_ptr<const policies::PolicySettings> run_policy(const RunSpec& spec, 
   parts.denoiser = cond_denoiser(parts.model.unet, calibration->measuring(), parts.log);
   BatchSampler measure(std::move(parts));
   NoiseSource fresh = noise.fresh();
-  const int64_t n = calibration->samples();
+  const int64_t n = std::min<int64_t>(calibration->samples(), spec.samples.n);  // the run's samples only (its prompts, its labels)
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t done = 0; done < n; done += spec.samples.batch) measure.sample(done, std::min<int64_t>(spec.samples.batch, n - done), fresh);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -643,7 +644,7 @@ int64_t replay_journal(const RunSpec& spec, int64_t first, int64_t total, const 
 // One batch made into its record: sampled, its metric inputs measured and applied, its similarity
 // maps (first batch).
 BatchRecord make_batch(const RunSpec& spec, int64_t start, int64_t b, bool tap, BatchSampler& sampler, NoiseSource& noise,
-                       RunQuality& quality, TapCollector& taps, KeptBatches& kept) {
+                       RunQuality& quality, TapCollector& taps, PlainReference* plain, KeptBatches& kept) {
   RunResult& r = kept.r;
   BatchRecord rec;
   rec.index = start / spec.samples.batch;
@@ -659,7 +660,7 @@ BatchRecord make_batch(const RunSpec& spec, int64_t start, int64_t b, bool tap, 
   rec.is_full = std::move(sampled.is_full);
   rec.computed = std::move(sampled.computed);
   rec.labels = sampled.labels;
-  rec.quality = quality.measure(sampled.images, sampled.prompts);
+  rec.quality = quality.measure(sampled.images, sampled.prompts, plain ? plain->images(start, b) : torch::Tensor());
   quality.apply(rec.quality, rec.first);  // the networks and the accumulators: metric_seconds
   rec.metric_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   if (kept.keep_images()) rec.images = sampled.images;
@@ -677,7 +678,7 @@ BatchRecord make_batch(const RunSpec& spec, int64_t start, int64_t b, bool tap, 
 // The batch loop: the journal's batches replayed, the others made and committed one by one; a stop
 // request between batches throws RunInterrupted (what was committed stays).
 void run_batches(const RunSpec& spec, int64_t first, int64_t total, BatchSampler& sampler, NoiseSource& noise, RunQuality& quality,
-                 TapCollector& taps, KeptBatches& kept, const RunJournal* journal, const ProgressFn& progress) {
+                 TapCollector& taps, PlainReference* plain, KeptBatches& kept, const RunJournal* journal, const ProgressFn& progress) {
   RunResult& r = kept.r;
   const int calls = spec.plan.calls.num_calls();
   int64_t done = 0;
@@ -692,7 +693,7 @@ void run_batches(const RunSpec& spec, int64_t first, int64_t total, BatchSampler
   for (; done < total;) {
     const int64_t b = std::min<int64_t>(spec.samples.batch, total - done);
     const bool tap = spec.similarity.enabled && first == 0 && done == 0;
-    BatchRecord rec = make_batch(spec, first + done, b, tap, sampler, noise, quality, taps, kept);
+    BatchRecord rec = make_batch(spec, first + done, b, tap, sampler, noise, quality, taps, plain, kept);
     if (journal) journal->append(rec);
     kept.take(rec);
     done += b;
@@ -812,7 +813,10 @@ RunResult execute_run(const RunSpec& spec, int64_t first, int64_t count, const P
   warm_up_run(spec, policy.get(), model, mc, graphs.get(), total, conditioner.guided(), unet_dtype, device, r);
   // 4. The batches, the repeats, what the run made.
   KeptBatches kept(spec, *mc.stage_macs, r);
-  run_batches(spec, first, total, sampler, noise, quality, taps, kept, journal, progress);
+  // metrics.fidelity: the plain run's images of this slice (stored, or made again per batch).
+  const auto plain = PlainReference::make(spec, first, total, {spec, model, schedule, conditioner, nullptr, nullptr, *timer, taps, device}, noise);
+  if (plain) r.notes.push_back("fidelity: against " + plain->source());
+  run_batches(spec, first, total, sampler, noise, quality, taps, plain.get(), kept, journal, progress);
   time_repeats(spec, first, total, sampler, noise, r, progress);
   if (graphs)
     r.notes.push_back(fmt::format("CUDA graphs: {} captured in all, {} calls replayed; {} calls ran eagerly (requests the graphs do not "

@@ -227,7 +227,8 @@ int64_t SampleFeatures::count() const {
 
 torch::Tensor SampleFeatures::features() const {
   settle();
-  return features_.empty() ? torch::empty({0, dims_}, torch::kFloat32) : features_[0].to(torch::kFloat32);
+  if (features_.empty()) return torch::empty({0, dims_}, dtype_ == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32);
+  return dtype_ == torch::kFloat64 ? features_[0] : features_[0].to(torch::kFloat32);
 }
 
 torch::Tensor SampleFeatures::indices() const {
@@ -245,8 +246,9 @@ SampleFeatures SampleFeatures::from_state(const MetricState& s, const std::strin
   auto it = s.find("features");
   if (it == s.end() || !it->second.defined()) throw Error(fmt::format("{}: metric state has no 'features'", what));
   const torch::Tensor& f = it->second;
-  if ((f.scalar_type() != torch::kFloat16 && f.scalar_type() != torch::kFloat32) || f.dim() != 2 || idx.dim() != 1 || f.size(0) != idx.size(0))
-    throw Error(fmt::format("{}: per-sample features state must be features [n, D] float16 or float32 and index [n] int64, is {} {} and {}", what,
+  if ((f.scalar_type() != torch::kFloat16 && f.scalar_type() != torch::kFloat32 && f.scalar_type() != torch::kFloat64) || f.dim() != 2 ||
+      idx.dim() != 1 || f.size(0) != idx.size(0))
+    throw Error(fmt::format("{}: per-sample features state must be features [n, D] float16, float32 or float64 and index [n] int64, is {} {} and {}", what,
                             c10::toString(f.scalar_type()), c10::str(f.sizes()), c10::str(idx.sizes())));
   if (idx.numel() > 0 && idx.min().item<int64_t>() < 0) throw Error(fmt::format("{}: per-sample features state holds a negative sample index", what));
   SampleFeatures out(f.size(1), f.scalar_type());
@@ -287,12 +289,12 @@ MetricState merge_states(const std::string& name, const MetricState& a, const Me
     s.merge(ClipScoreAccumulator::from_state(b, what));
     return s.state();
   }
-  if (name == "precision_recall" || is_features_state(name)) {
+  if (name == "precision_recall" || name == "fidelity" || is_features_state(name)) {
     auto s = SampleFeatures::from_state(a, what);
     s.merge(SampleFeatures::from_state(b, what), what);
     return s.state();
   }
-  throw Error(fmt::format("{}: unknown metric state '{}' (known: fid, sfid, fid_fmnist, inception_score, clip_score, precision_recall, <metric>_features)", what, name));
+  throw Error(fmt::format("{}: unknown metric state '{}' (known: fid, sfid, fid_fmnist, inception_score, clip_score, precision_recall, fidelity, <metric>_features)", what, name));
 }
 
 }  // namespace dc::metrics

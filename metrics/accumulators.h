@@ -76,8 +76,8 @@ class ClipScoreAccumulator {
 // Precision and recall (metrics/precision_recall.h) need the k-nearest-neighbour manifold of the
 // whole sample set: float16 (the ADM evaluator's first try; a 2048-d pool feature is 4 KiB). The
 // bootstrap interval of a sharded run's Frechet metric (`<metric>_features`) resamples them:
-// float32, the features the metric's statistics were summed from. State {features [n, D] float16
-// or float32, index [n] int64}.
+// float32, the features the metric's statistics were summed from. The fidelity metric's per-image
+// (PSNR, SSIM): float64. State {features [n, D] float16, float32 or float64, index [n] int64}.
 class SampleFeatures {
  public:
   explicit SampleFeatures(int64_t dims = 2048, torch::ScalarType dtype = torch::kFloat16) : dims_(dims), dtype_(dtype) {}
@@ -86,7 +86,7 @@ class SampleFeatures {
   // dc::Error naming `what` when dims differ or a sample index is held twice (overlapping slices).
   void merge(const SampleFeatures& o, const std::string& what);
   int64_t count() const;
-  // [n, D] float32 in global sample order, and those sample indices.
+  // [n, D] float32 (float64 when stored so) in global sample order, and those sample indices.
   torch::Tensor features() const;
   torch::Tensor indices() const;
   MetricState state() const;

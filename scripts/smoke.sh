@@ -5,9 +5,13 @@
 # Every run of every experiment is planned (resolved and validated); of an experiment with more
 # than SMOKE_MAX_RUNS runs, that many are run, spread evenly over its list from the first to the
 # last (the schedule-parameter grids repeat the same code with other numbers); with 1, the last.
+# The policy zoos (experiments/policy_zoo_*.yaml: one run per caching policy, each other code) run
+# every run, with four sampler steps so the adaptive policies have calls to skip or reuse, at 128 px
+# (the full-size modules on smaller latents: model.image_size).
 #   BUILD_DIR        build folder with deepcache-bench (default build)
 #   SMOKE_DIR        where the results go (default: a fresh temporary folder, removed afterwards)
 #   SMOKE_MAX_RUNS   runs executed per experiment (default 4; 0 = all; 1 = the last)
+#   SMOKE_ONLY       a glob of the experiments to run (default '*': every one)
 #   SMOKE_JOBS       experiments run at once (default 1), each with cores/SMOKE_JOBS torch threads
 #   SMOKE_SD_FULL    1: Stable Diffusion experiments at their full 512x512 too (about 100 s per image
 #                    on a 2-core machine: CFG doubles every UNet call and the VAE decodes 512x512);
@@ -57,25 +61,26 @@ smoke_one() {
   local e=$1 name start n ids
   name=$(basename "$e" .yaml)
   start=$(date +%s)
-  local extra=() only=()
+  local extra=() only=() runs_max=$max
+  if [[ $name == policy_zoo_* ]]; then extra=(sampler.steps=4 model.image_size=128); runs_max=0; fi
   if grep -Eq '^ *fid: *\{|adm_imagenet256' "$e"; then
     if [ -z "${DEEPCACHE_INCEPTION_WEIGHTS:-}" ]; then
       echo "smoke: $e FAILED: it computes FID and no Inception weights are set (DEEPCACHE_INCEPTION_WEIGHTS or DEEPCACHE_FIXTURES_LARGE)"; return 1
     fi
-    if grep -Eq '^ *fid: *\{' "$e"; then extra=(metrics.fid.reference="$fid_ref"); fi
+    if grep -Eq '^ *fid: *\{' "$e"; then extra+=(metrics.fid.reference="$fid_ref"); fi
   fi
   if grep -Eq 'configs/models/sd15' "$e"; then
-    if [ "${SMOKE_SD_FULL:-}" != 1 ]; then extra+=(model.image_size=128); fi
+    if [ "${SMOKE_SD_FULL:-}" != 1 ] && [[ $name != policy_zoo_* ]]; then extra+=(model.image_size=128); fi
     if grep -Eq 'clip_score' "$e"; then extra+=("${clip_set[@]}"); fi
   fi
   if ! ids=$("$BIN" plan "$e" "${set_args[@]}" "${extra[@]}" 2>&1 | awk '$1 ~ /^[0-9]+$/ && $2 ~ /^[0-9a-f]+$/ && length($2) == 16 {print $2}'); then
     echo "smoke: $e FAILED to plan:"; "$BIN" plan "$e" "${set_args[@]}" "${extra[@]}" 2>&1 | tail -n 5; return 1
   fi
   n=$(echo "$ids" | grep -c .) || true
-  if [ "$max" -eq 1 ] && [ "$n" -gt 1 ]; then  # the last run: the list's cached variant (a baseline comes first)
+  if [ "$runs_max" -eq 1 ] && [ "$n" -gt 1 ]; then  # the last run: the list's cached variant (a baseline comes first)
     only=(--only "$(echo "$ids" | tail -n 1)")
-  elif [ "$max" -gt 0 ] && [ "$n" -gt "$max" ]; then  # runs 0, (n-1)/(max-1), ..., n-1
-    only=(--only $(echo "$ids" | awk -v n="$n" -v m="$max" '{ids[NR-1]=$0} END {for (j = 0; j < m; j++) print ids[int(j * (n - 1) / (m - 1))]}'))
+  elif [ "$runs_max" -gt 0 ] && [ "$n" -gt "$runs_max" ]; then  # runs 0, (n-1)/(max-1), ..., n-1
+    only=(--only $(echo "$ids" | awk -v n="$n" -v m="$runs_max" '{ids[NR-1]=$0} END {for (j = 0; j < m; j++) print ids[int(j * (n - 1) / (m - 1))]}'))
   fi
   if "$BIN" run "$e" --results "$dir/$name.h5" "${set_args[@]}" "${extra[@]}" "${only[@]}" >"$dir/$name.log" 2>&1; then
     echo "smoke: $e ok ($n planned, $(grep -o '([0-9]* runs\?, [0-9]* skipped as complete, [0-9]* failed)' "$dir/$name.log"), $(( $(date +%s) - start ))s)"
@@ -89,7 +94,7 @@ smoke_one() {
 jobs=${SMOKE_JOBS:-1}
 if [ "$jobs" -gt 1 ] && [ -z "${OMP_NUM_THREADS:-}" ]; then export OMP_NUM_THREADS=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 )); fi
 names=()
-for e in experiments/*.yaml; do
+for e in experiments/${SMOKE_ONLY:-*}.yaml; do
   while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
   name=$(basename "$e" .yaml)
   names+=("$name")

@@ -4,8 +4,13 @@
 // what the calls computed is checked against the rule's settings.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <cmath>
+#include <filesystem>
 #include <limits>
+#include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,7 +20,9 @@
 #include "harness/policies/deepcache_settings.h"
 #include "harness/policies/step_skip.h"
 #include "harness/policies/taylor_forecast.h"
+#include "harness/results_codec.h"
 #include "harness/runner.h"
+#include "metrics/fidelity.h"
 #include "models/call_plan.h"
 #include "tests/support/fixtures.h"
 
@@ -329,4 +336,94 @@ TEST(PolicyZoo, AdaptiveRulesPutTheBatchInTheRunId) {
   EXPECT_EQ(id("interval: 3", "1"), id("interval: 3", "2"));
   EXPECT_EQ(id("policy: step_skip, indicator: magnitude", "1"), id("policy: step_skip, indicator: magnitude", "2"))
       << "MagCache's decisions come from its per-sample calibration";
+}
+
+// ---- fidelity to the plain run (metrics/fidelity.h) ----------------------------------------------
+
+// PSNR and SSIM against their closed forms: a constant offset δ gives MSE δ², so PSNR 10 log10(255²/δ²);
+// two constant images a and b give SSIM (2ab + C1) / (a² + b² + C1) (no variance); an image against
+// itself gives SSIM 1 and the identical-image PSNR.
+TEST(Fidelity, PsnrAndSsimEqualTheirClosedForms) {
+  const auto a = torch::full({2, 1, 16, 16}, 100, torch::kUInt8), b = torch::full({2, 1, 16, 16}, 110, torch::kUInt8);
+  const auto v = dc::metrics::fidelity_values(a, b);
+  ASSERT_EQ(v.sizes(), (std::vector<int64_t>{2, 2}));
+  EXPECT_NEAR(v[0][0].item<double>(), 10 * std::log10(255.0 * 255.0 / 100.0), 1e-12);
+  const double c1 = std::pow(0.01 * 255, 2);
+  EXPECT_NEAR(v[1][1].item<double>(), (2 * 100.0 * 110 + c1) / (100.0 * 100 + 110.0 * 110 + c1), 1e-12);
+  const auto noise = torch::randint(0, 256, {3, 3, 28, 28}, torch::TensorOptions().dtype(torch::kUInt8));
+  const auto same = dc::metrics::fidelity_values(noise, noise);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(same[i][0].item<double>(), dc::metrics::kPsnrIdentical);
+    EXPECT_NEAR(same[i][1].item<double>(), 1.0, 1e-12);
+  }
+  // A structural change lowers SSIM more than a brightness shift of the same MSE does.
+  const auto x = torch::arange(0, 256, torch::kInt64).reshape({1, 1, 16, 16}).to(torch::kUInt8);
+  const auto shifted = (x.to(torch::kInt64) + 8).clamp(0, 255).to(torch::kUInt8);
+  const auto flipped = x.flip({3});
+  EXPECT_GT(dc::metrics::fidelity_values(x, shifted)[0][1].item<double>(), dc::metrics::fidelity_values(x, flipped)[0][1].item<double>());
+  EXPECT_THROW(dc::metrics::fidelity_values(a, noise), dc::Error);
+}
+
+// The per-image values merge exactly: two shards' states give the whole run's summary.
+TEST(Fidelity, ShardStatesMergeIntoTheWholeRunsValues) {
+  const auto values = torch::rand({10, 2}, torch::kDouble);
+  dc::metrics::SampleFeatures whole(2, torch::kFloat64), low(2, torch::kFloat64), high(2, torch::kFloat64);
+  whole.add(values, 0);
+  high.add(values.narrow(0, 6, 4), 6);
+  low.add(values.narrow(0, 0, 6), 0);
+  const auto merged = dc::metrics::merge_states("fidelity", high.state(), low.state(), "test");
+  const auto a = dc::metrics::summarize_fidelity(whole);
+  const auto b = dc::metrics::summarize_fidelity(dc::metrics::SampleFeatures::from_state(merged, "test"));
+  EXPECT_EQ(b.n, 10);
+  EXPECT_EQ(a.psnr, b.psnr);
+  EXPECT_EQ(a.ssim_sd, b.ssim_sd);
+  EXPECT_TRUE(torch::equal(dc::metrics::SampleFeatures::from_state(merged, "test").features(), values));
+}
+
+// In a run: the cached run's images against the plain run's, read from the results file when the
+// plain run stored its images, made again otherwise: the same values either way. A policy that
+// computes every call has the plain run's images: 100 dB, SSIM 1.
+TEST(Fidelity, ACachedRunIsComparedWithThePlainRunOfItsSeeds) {
+  const std::string dir = dc::test::temp_dir() + "/fidelity";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const auto experiment = [&](bool save) {
+    return dc::harness::parse_experiment(fmt::format(R"(experiment: fidelity
+base:
+  model: {{family: ddpm, preset: fmnist, weights: random}}
+  sampler: {{name: ddim, steps: 6, spacing: uniform}}
+  samples: {{n: 3, batch: 2, seed: 4, grid: 0, save_images: {}}}
+  metrics: {{fidelity: {{}}}}
+runs:
+  - {{cache.enabled: true, cache.k: 1, cache.interval: 3}}
+  - {{cache.enabled: true, cache.policy: step_skip, cache.threshold: 1.0e-12}}
+)",
+                                                     save ? "true" : "false"),
+                                         dir + "/e.yaml", ".");
+  };
+  std::map<std::string, std::map<std::string, double>> quality;
+  std::map<std::string, std::string> notes;
+  for (const bool save : {true, false}) {
+    dc::harness::RunOptions o;
+    o.results_path = dir + (save ? "/stored.h5" : "/again.h5");
+    std::ostringstream log;
+    const auto e = experiment(save);
+    ASSERT_EQ(dc::harness::run_experiment(e, o, log, false).complete, 3) << log.str();
+    notes[save ? "stored" : "again"] = log.str();
+    for (const auto& run : dc::harness::read_results_file(o.results_path, dc::harness::kNoArrays))
+      if (!run.baseline) quality[(save ? "stored " : "again ") + std::to_string(run.order)] = run.quality;
+  }
+  EXPECT_NE(notes["stored"].find("fidelity: against the stored plain run "), std::string::npos) << notes["stored"];
+  EXPECT_NE(notes["again"].find("fidelity: against its samples made again without caching"), std::string::npos) << notes["again"];
+  ASSERT_EQ(quality.size(), 4u);
+  for (const auto& [key, q] : quality) {
+    EXPECT_TRUE(q.count("psnr") && q.count("ssim") && q.count("psnr_ci_low")) << key;
+  }
+  const auto& dc_stored = quality.at("stored 1");
+  EXPECT_LT(dc_stored.at("psnr"), dc::metrics::kPsnrIdentical);
+  EXPECT_LT(dc_stored.at("ssim"), 1.0);
+  EXPECT_EQ(dc_stored.at("psnr"), quality.at("again 1").at("psnr")) << "the same plain images, stored or made again";
+  EXPECT_EQ(dc_stored.at("ssim"), quality.at("again 1").at("ssim"));
+  EXPECT_EQ(quality.at("stored 2").at("psnr"), dc::metrics::kPsnrIdentical);
+  EXPECT_NEAR(quality.at("stored 2").at("ssim"), 1.0, 1e-12);
 }

@@ -25,13 +25,8 @@ class CompositeSettings final : public PolicySettings {
     for (std::size_t i = 1; i < members_.size(); ++i) s += " +" + members_[i]->describe();
     return s;
   }
-  std::optional<std::vector<models::CallPlan>> schedule() const override {
-    // A modifier changes what reused stages read, not which stages run; the gate-less schedule of the
-    // first stands unless a modifier decides per call.
-    for (std::size_t i = 1; i < members_.size(); ++i)
-      if (!members_[i]->schedule()) return std::nullopt;
-    return members_.front()->schedule();
-  }
+  // A modifier changes what reused stages read, not which stages run: the first policy's schedule.
+  std::optional<std::vector<models::CallPlan>> schedule() const override { return members_.front()->schedule(); }
   nlohmann::json facts() const override {
     nlohmann::json j = nlohmann::json::object();
     for (const auto& m : members_) j.update(m->facts());

@@ -53,11 +53,17 @@ Family ldm_family() {
     i.num_classes = 1000;          // ImageNet
     i.unconditional_class = 1000;  // cond_stage_model row 1000
     i.weights_hint = "the released cin256-v2 model.ckpt converted with scripts/convert_ckpt_to_safetensors.py";
+    // model.image_size: VQ-f4 times the UNet's downsamplings (the same modules on other latents:
+    // the smoke test's plumbing runs at 128 px).
+    i.image_size_multiple = static_cast<int>(vq.downsampling() * (int64_t{1} << (c.channel_mult.size() - 1)));
     return i;
   };
-  f.make_unet = [](const std::string& preset, int64_t) {
-    return std::make_shared<ClassConditionedUNetImpl>(OpenAIUNetConfig::preset(preset), 1001);
+  f.make_unet = [](const std::string& preset, int64_t latent_size) {
+    OpenAIUNetConfig c = OpenAIUNetConfig::preset(preset);
+    if (latent_size > 0) c.image_size = latent_size;
+    return std::make_shared<ClassConditionedUNetImpl>(c, 1001);
   };
+  f.latent_factor = 4;
   f.make_first_stage = [](const std::string&) -> std::shared_ptr<torch::nn::Module> {
     return std::make_shared<VQModelImpl>(AutoencoderConfig::preset("vq_f4"));
   };
