@@ -659,6 +659,10 @@ void cross_sweep(const json& top, const Source& src, std::vector<Point>& points)
       for (const auto& p : points)
         for (const auto& v : values) {
           Point q = p;
+          if (p.overrides.contains(key)) {  // a `runs` entry that sets the key keeps its value (one run for every value)
+            next.push_back(std::move(q));
+            continue;
+          }
           q.overrides[key] = v;
           q.label += (q.label.empty() ? "" : ", ") + key + "=" + v.dump();
           q.origins.emplace_back(key, "sweep." + key);
@@ -685,6 +689,7 @@ void cross_zip(const json& top, const Source& src, std::vector<Point>& points) {
         for (std::size_t i = 0; i < len; ++i) {
           Point q = p;
           for (const auto& [key, values] : axes) {
+            if (p.overrides.contains(key)) continue;  // as for sweep: the `runs` entry's own value stays
             q.overrides[key] = values[i];
             q.label += (q.label.empty() ? "" : ", ") + key + "=" + values[i].dump();
             q.origins.emplace_back(key, top["zip"].is_array() ? fmt::format("zip[{}].{}", g, key) : "zip." + key);

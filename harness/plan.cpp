@@ -64,7 +64,7 @@ void print_plan(const ExperimentSpec& e, bool macs, std::ostream& out) {
       stages = &tables[key];
     }
     out << fmt::format("{:>3}  {}  {:<8}  {}, n={} seed={}{}\n", i + 1, r.run_id,
-                       r.baseline ? "baseline" : (r.cache.enabled ? r.cache.policy : "no cache"), describe_run(r), r.samples.n,
+                       r.cache.enabled ? r.cache.policy : "plain", describe_run(r), r.samples.n,
                        r.samples.seed, calls_text(r, stages));
     for (const auto& w : r.plan.warnings) out << fmt::format("     warning: {}\n", w);
   }

@@ -316,13 +316,13 @@ Row row_of(const StoredRun& r, const std::string& results, std::vector<std::stri
     spec = read_stored_run(r.config_json, r.run_id, fmt::format("{}: runs/{}", results, r.key));
   } catch (const Error& e) {
     notes.push_back(fmt::format("{} Its settings show as '?'.", e.what()));
-    row.role = r.baseline ? "baseline" : "?";
+    row.role = r.baseline ? "plain" : "?";
     row.model = row.weights = row.sampler = "?";
   }
   if (spec) {
     const RunSpec& s = *spec;
     row.cached = s.cache.enabled;
-    row.role = r.baseline ? "baseline" : row.cached ? s.cache.policy : "no cache";
+    row.role = row.cached ? s.cache.policy : "plain";  // uncached: each the reference of its own settings
     row.model = s.model.family + "/" + s.model.preset;
     row.weights = s.model.weights;
     row.sampler = s.sampler.name;
@@ -400,8 +400,8 @@ Baselines find_baselines(const std::vector<Row>& rows, const ReportOptions& o) {
   Baselines out;
   std::map<std::string, const Row*>& baseline = out.baseline;
   const Row*& ref = out.ref;
-  for (const auto& row : rows)
-    if (row.run->baseline && row.complete) baseline[row.group] = &row;
+  for (const auto& row : rows)  // a plain run is the reference of its own settings (the experiment's baseline first)
+    if (row.complete && row.role == "plain" && (row.run->baseline || !baseline.count(row.group))) baseline[row.group] = &row;
   if (!o.reference.empty()) {
     std::string known;
     for (const auto& row : rows) {
@@ -560,7 +560,14 @@ std::vector<ReportCell> row_cells(const Row& row, const Baselines& baselines, co
 }
 
 // The notes under the table: timing flags, failed runs, small n, intervals, matched cost, clocks.
-void add_notes(Report& rep, const std::vector<Row>& rows, bool small_n, const std::set<std::string>& with_ci, const Matched& matched) {
+void add_notes(Report& rep, const std::vector<Row>& rows, const Baselines& baselines, bool small_n, const std::set<std::string>& with_ci,
+               const Matched& matched) {
+  if (baselines.ref)
+    rep.notes.push_back(fmt::format("Reference: every row's speedup, MACs speedup and deltas are against run {} ({}), chosen with --reference.",
+                                    baselines.ref->run->key, baselines.ref->run->name));
+  else
+    rep.notes.push_back("Reference: each row's speedup, MACs speedup and deltas are against the plain (uncached) run of its own settings "
+                        "(the same model, sampler, step count and samples: role plain); a row without one shows '-'.");
   for (const auto& row : rows)
     for (const auto& flag : row.flags) rep.notes.push_back(fmt::format("Run {} ({}): {}.", row.run->key, row.run->name, flag));
   // Notes (Markdown and HTML show failed runs' errors here instead of the error column).
@@ -725,7 +732,7 @@ Report build_report(const ReportOptions& o) {
     rep.row_keys.push_back(row.run->key);
     rep.row_status.push_back(row.run->status);
   }
-  add_notes(rep, rows, small_n, with_ci, matched);
+  add_notes(rep, rows, baselines, small_n, with_ci, matched);
   for (const auto& row : rows) rep.provenance.emplace_back(row.run->key + " " + row.run->name, provenance_lines(*row.run));
   const fs::path dir = o.heatmap_dir.empty() ? fs::path(o.results).parent_path() : fs::path(o.heatmap_dir);
   const fs::path out_dir = dir.empty() ? fs::path(".") : dir;

@@ -235,7 +235,7 @@ TEST(SampleFeatures, ShardsConcatenateInSampleOrderAndOverlapsAreRefused) {
   }
   EXPECT_THROW(s0.add(torch::randn({2, 5}), 4), dc::Error);
   auto bad = s0.state();
-  bad["features"] = bad["features"].to(torch::kFloat64);
+  bad["features"] = bad["features"].to(torch::kInt32);
   EXPECT_THROW(dc::metrics::SampleFeatures::from_state(bad, "test"), dc::Error);
   // float32 (the bootstrap's <metric>_features) is a state of its own kind: it does not merge with float16.
   dc::metrics::SampleFeatures f32(6, torch::kFloat32);

@@ -224,5 +224,5 @@ TEST(Policies, ReportShowsEachPolicysOwnColumns) {
   EXPECT_EQ(by_role.at("deepcache")->at(at("k")), "2");
   EXPECT_EQ(by_role.at("deepcache")->at(at("N")), "5");
   EXPECT_EQ(by_role.at("deepcache")->at(at("toy k")), "");
-  EXPECT_EQ(by_role.at("baseline")->at(at("schedule")), "");
+  EXPECT_EQ(by_role.at("plain")->at(at("schedule")), "");
 }

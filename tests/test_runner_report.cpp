@@ -61,7 +61,7 @@ TEST(Report, TableWithSpeedupsAndHeatmaps) {
   const std::string md = render_report(ro, &maps);
   EXPECT_NE(md.find("| run_id | role | model |"), std::string::npos) << md;
   EXPECT_NE(md.find("RANDOM (untrained)"), std::string::npos) << md;
-  EXPECT_NE(md.find("| baseline |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| plain |"), std::string::npos) << md;
   // speedup, MACs speedup and bound against itself; the timing check's cell (the load of a test run
   // may warn), then the status.
   EXPECT_TRUE(std::regex_search(md, std::regex("\\| 1\\.00x \\| 1\\.00x \\| 1\\.00x \\| [^|]+ \\| complete \\|"))) << "baseline against itself: " << md;
