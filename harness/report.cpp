@@ -452,6 +452,44 @@ Matched matched_cost(const std::vector<Row>& rows, const std::set<std::string>& 
   return matched;
 }
 
+// Whether a smaller value of a metric is better (the Frechet distances), else larger is.
+bool lower_is_better(const std::string& metric) { return metric.rfind("fid", 0) == 0 || metric.rfind("sfid", 0) == 0; }
+
+// report's Pareto view (report.h): the groups with a cached run and two points or more.
+std::vector<ParetoView> pareto_views(const std::vector<Row>& rows, const std::set<std::string>& metric_names) {
+  std::vector<ParetoView> views;
+  std::vector<std::string> groups;
+  for (const auto& row : rows)
+    if (std::find(groups.begin(), groups.end(), row.matched) == groups.end()) groups.push_back(row.matched);
+  for (const auto& metric : metric_names) {
+    if (metric.size() > 4 && metric.compare(metric.size() - 4, 4, "_std") == 0) continue;
+    for (const auto& group : groups) {
+      ParetoView v{metric, "", lower_is_better(metric), {}};
+      bool cached = false;
+      for (const auto& row : rows) {
+        if (row.matched != group || !row.complete || !row.metrics.count(metric) || !(row.macs_per_image > 0)) continue;
+        if (v.group.empty()) v.group = row.model + " " + row.sampler.substr(0, row.sampler.find(' '));
+        cached = cached || row.cached;
+        v.points.push_back({row.run->key, row.role, row.run->name, row.macs_per_image, row.s_per_image, row.metrics.at(metric), false});
+      }
+      if (!cached || v.points.size() < 2) continue;
+      std::stable_sort(v.points.begin(), v.points.end(), [](const ParetoPoint& a, const ParetoPoint& b) { return a.macs_per_image < b.macs_per_image; });
+      const auto better = [&](double a, double b) { return v.lower_is_better ? a < b : a > b; };
+      for (auto& p : v.points) {
+        p.frontier = true;
+        for (const auto& q : v.points) {
+          if (&q == &p || q.macs_per_image > p.macs_per_image) continue;
+          const bool no_worse = !better(p.value, q.value);
+          const bool strictly = q.macs_per_image < p.macs_per_image || better(q.value, p.value);
+          if (no_worse && strictly) p.frontier = false;
+        }
+      }
+      views.push_back(std::move(v));
+    }
+  }
+  return views;
+}
+
 // The policies' columns: the default policy's always (the table keeps its layout), then those of
 // every other registered policy a row uses, in registration order, each name once.
 std::vector<std::string> report_policy_columns(const std::vector<Row>& rows) {
@@ -733,6 +771,7 @@ Report build_report(const ReportOptions& o) {
     rep.row_status.push_back(row.run->status);
   }
   add_notes(rep, rows, baselines, small_n, with_ci, matched);
+  rep.pareto = pareto_views(rows, metric_names);
   for (const auto& row : rows) rep.provenance.emplace_back(row.run->key + " " + row.run->name, provenance_lines(*row.run));
   const fs::path dir = o.heatmap_dir.empty() ? fs::path(o.results).parent_path() : fs::path(o.heatmap_dir);
   const fs::path out_dir = dir.empty() ? fs::path(".") : dir;
@@ -778,8 +817,18 @@ std::string report_table(const Report& rep, const std::string& format) {
     for (const auto& c : row) cells.push_back(md ? c.text : c.csv);
     line(cells);
   }
-  if (md)
+  if (md) {
     for (const auto& n : rep.notes) out << "\n" << n << "\n";
+    for (const auto& v : rep.pareto) {
+      out << fmt::format("\nPareto view, {} ({} is better), {}: every run by MACs per image; * on the frontier (no run of "
+                         "the group is as good or better at no more MACs)\n\n",
+                         v.metric, v.lower_is_better ? "lower" : "higher", v.group);
+      out << "| frontier | role | run | name | GMACs/image | s/image | " << v.metric << " |\n|---|---|---|---|---|---|---|\n";
+      for (const auto& p : v.points)
+        out << fmt::format("| {} | {} | {} | {} | {:.4g} | {:.4g} | {:.5g} |\n", p.frontier ? "*" : "", p.role, p.key, p.name,
+                           p.macs_per_image / 1e9, p.s_per_image, p.value);
+    }
+  }
   return out.str();
 }
 

@@ -53,8 +53,24 @@ struct ReportFigure {
   std::string png_bytes;       // the PNG's bytes (for the HTML page)
 };
 
+// The Pareto view: per comparison group (the runs of one model, sampler and samples, whatever their
+// caching and step count) and metric, every complete run's value against its MACs per image (and
+// seconds per image), sorted by MACs; the frontier holds the runs no other run of the group beats
+// or equals at no more MACs. The plain runs at several step counts are the curve caching must beat.
+struct ParetoPoint {
+  std::string key, role, name;
+  double macs_per_image = 0, s_per_image = 0, value = 0;
+  bool frontier = false;
+};
+struct ParetoView {
+  std::string metric, group;
+  bool lower_is_better = true;
+  std::vector<ParetoPoint> points;
+};
+
 struct Report {
   std::string results, experiment, description;
+  std::vector<ParetoView> pareto;
   std::vector<std::string> head;               // column names
   std::vector<std::vector<ReportCell>> rows;   // one per run, in experiment order
   std::vector<std::string> row_keys;           // result key of each row

@@ -5,8 +5,8 @@
 # Every run of every experiment is planned (resolved and validated); of an experiment with more
 # than SMOKE_MAX_RUNS runs, that many are run, spread evenly over its list from the first to the
 # last (the schedule-parameter grids repeat the same code with other numbers); with 1, the last.
-# The policy zoos (experiments/policy_zoo_*.yaml: one run per caching policy, each other code) run
-# every run, with four sampler steps so the adaptive policies have calls to skip or reuse, at 128 px
+# The full-size policy zoos (experiments/policy_zoo_{ldm4g,sd15}.yaml: one run per caching policy,
+# each other code) run every run, with four sampler steps so the adaptive policies have calls to skip or reuse, at 128 px
 # (the full-size modules on smaller latents: model.image_size).
 #   BUILD_DIR        build folder with deepcache-bench (default build)
 #   SMOKE_DIR        where the results go (default: a fresh temporary folder, removed afterwards)
@@ -62,7 +62,9 @@ smoke_one() {
   name=$(basename "$e" .yaml)
   start=$(date +%s)
   local extra=() only=() runs_max=$max
-  if [[ $name == policy_zoo_* ]]; then extra=(sampler.steps=4 model.image_size=128); runs_max=0; fi
+  if [[ $name == policy_zoo_* ]] && grep -Eq 'configs/models/(ldm_cin256_v2|sd15)' "$e"; then
+    extra=(sampler.steps=4 model.image_size=128); runs_max=0
+  fi
   if grep -Eq '^ *fid: *\{|adm_imagenet256' "$e"; then
     if [ -z "${DEEPCACHE_INCEPTION_WEIGHTS:-}" ]; then
       echo "smoke: $e FAILED: it computes FID and no Inception weights are set (DEEPCACHE_INCEPTION_WEIGHTS or DEEPCACHE_FIXTURES_LARGE)"; return 1

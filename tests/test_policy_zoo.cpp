@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -16,6 +17,8 @@
 
 #include "common/error.h"
 #include "harness/config.h"
+#include "harness/merge.h"
+#include "harness/report.h"
 #include "harness/policies/block_cache.h"
 #include "harness/policies/deepcache_settings.h"
 #include "harness/policies/step_skip.h"
@@ -426,4 +429,99 @@ runs:
   EXPECT_EQ(dc_stored.at("ssim"), quality.at("again 1").at("ssim"));
   EXPECT_EQ(quality.at("stored 2").at("psnr"), dc::metrics::kPsnrIdentical);
   EXPECT_NEAR(quality.at("stored 2").at("ssim"), 1.0, 1e-12);
+}
+
+// An adaptive policy decides per batch, and shards split at whole batches: two shards merged equal
+// the whole run (the same calls' MACs, the same images, the same fidelity values), with a calibrating
+// policy too (every shard calibrates on the run's first samples).
+TEST(PolicyZoo, ShardsOfAdaptivePoliciesMergeIntoTheWholeRun) {
+  const std::string dir = dc::test::temp_dir() + "/zoo_shards";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const auto e = dc::harness::parse_experiment(R"(experiment: zoo_shards
+base:
+  model: {family: ddpm, preset: fmnist, weights: random}
+  sampler: {name: ddim, steps: 8, spacing: uniform}
+  samples: {n: 6, batch: 2, seed: 3, grid: 0, save_images: true}
+  metrics: {fidelity: {}}
+runs:
+  - {cache.enabled: true, cache.policy: step_skip, cache.indicator: transformation_rate, cache.threshold: 0.3}
+  - {cache.enabled: true, cache.policy: step_skip, cache.indicator: magnitude, cache.threshold: 0.2, cache.calibration_samples: 2}
+)",
+                                               dir + "/e.yaml", ".");
+  std::ostringstream log;
+  dc::harness::RunOptions whole;
+  whole.results_path = dir + "/whole.h5";
+  ASSERT_EQ(dc::harness::run_experiment(e, whole, log, false).complete, 3) << log.str();
+  for (int i = 0; i < 2; ++i) {
+    dc::harness::RunOptions o;
+    o.results_path = dir + "/shards.h5";
+    o.shard_index = i;
+    o.shard_count = 2;
+    ASSERT_EQ(dc::harness::run_experiment(e, o, log, false).complete, 3) << log.str();
+  }
+  dc::harness::MergeOptions mo;
+  mo.inputs = {dir + "/shards.h5"};
+  mo.out = dir + "/merged.h5";
+  dc::harness::merge_results(mo, log);
+  for (const auto& run : e.runs) {
+    if (!run.cache.enabled) continue;
+    const auto a = dc::harness::read_result(whole.results_path, run.run_id, dc::harness::kImages | dc::harness::kStates);
+    const auto b = dc::harness::read_result(mo.out, run.run_id, dc::harness::kImages | dc::harness::kStates);
+    EXPECT_EQ(a.call_macs, b.call_macs) << run.run_id;
+    ASSERT_TRUE(a.arrays.images && b.arrays.images);
+    EXPECT_EQ(a.arrays.images->bytes, b.arrays.images->bytes) << run.run_id;
+    EXPECT_EQ(a.quality.at("psnr"), b.quality.at("psnr")) << run.run_id;
+    EXPECT_EQ(a.quality.at("ssim"), b.quality.at("ssim")) << run.run_id;
+  }
+}
+
+// report's Pareto view: per metric and comparison group, every complete run by MACs per image, the
+// plain runs of every step count among them; the frontier marks the runs nothing beats at no more
+// MACs (the cheapest run and the best-valued one are always on it).
+TEST(PolicyZoo, ReportShowsTheParetoViewWithThePlainCurve) {
+  const std::string dir = dc::test::temp_dir() + "/zoo_pareto";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const auto e = dc::harness::parse_experiment(R"(experiment: zoo_pareto
+base:
+  model: {family: ddpm, preset: fmnist, weights: weights/fmnist/ddpm_ema.safetensors}
+  sampler: {name: ddim, steps: 6, spacing: quad}
+  samples: {n: 8, batch: 8, seed: 0, grid: 0}
+  metrics:
+    fid_fmnist: {classifier: weights/fmnist/classifier.safetensors, reference: weights/fmnist/test_stats.npz}
+    bootstrap: 0
+runs:
+  - {cache.enabled: true, cache.k: 3, cache.interval: 2}
+  - {cache.enabled: true, cache.policy: step_skip, cache.threshold: 0.3}
+  - {cache.enabled: false, sampler.steps: 3}
+  - {cache.enabled: false, sampler.steps: 4}
+)",
+                                               dir + "/e.yaml", ".");
+  std::ostringstream log;
+  dc::harness::RunOptions o;
+  o.results_path = dir + "/p.h5";
+  ASSERT_EQ(dc::harness::run_experiment(e, o, log, false).complete, 5) << log.str();
+  dc::harness::ReportOptions ro;
+  ro.results = o.results_path;
+  ro.figures = false;
+  const auto rep = dc::harness::build_report(ro);
+  ASSERT_EQ(rep.pareto.size(), 2u) << "fid_fmnist and confident_fraction";
+  const auto& v = rep.pareto.front().metric == "fid_fmnist" ? rep.pareto.front() : rep.pareto.back();
+  EXPECT_TRUE(v.lower_is_better);
+  ASSERT_EQ(v.points.size(), 5u);
+  int plain = 0;
+  for (std::size_t i = 0; i < v.points.size(); ++i) {
+    if (i > 0) EXPECT_LE(v.points[i - 1].macs_per_image, v.points[i].macs_per_image);
+    plain += v.points[i].role == "plain";
+  }
+  EXPECT_EQ(plain, 3) << "DDIM-3, -4 and -6";
+  EXPECT_TRUE(v.points.front().frontier) << "the cheapest run";
+  const auto best = std::min_element(v.points.begin(), v.points.end(), [](const auto& a, const auto& b) { return a.value < b.value; });
+  EXPECT_TRUE(best->frontier) << "the best FID";
+  for (const auto& p : v.points)
+    for (const auto& q : v.points)
+      if (q.macs_per_image < p.macs_per_image && q.value < p.value) EXPECT_FALSE(p.frontier) << p.key << " is beaten by " << q.key;
+  const std::string md = dc::harness::report_table(rep, "md");
+  EXPECT_NE(md.find("Pareto view, fid_fmnist (lower is better), ddpm/fmnist ddim"), std::string::npos) << md;
 }

@@ -100,6 +100,7 @@ std::map<std::string, std::map<std::string, std::string>> md_cells(const std::st
     return c;
   };
   while (std::getline(in, line)) {
+    if (!head.empty() && line.empty()) break;  // the main table ends (the Pareto views' tables follow the notes)
     if (line.empty() || line[0] != '|') continue;
     if (head.empty()) {
       head = cells(line);

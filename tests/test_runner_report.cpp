@@ -36,11 +36,15 @@ std::string run_and_report(const ExperimentSpec& e, const std::string& h5, const
 }
 
 
-// Lines of the Markdown table (the report may add notes under it).
+// Lines of the Markdown table (the report may add notes and Pareto views' tables under it: the
+// table ends at the first blank line after it).
 int table_lines(const std::string& md) {
   int n = 0;
   std::istringstream in(md);
-  for (std::string line; std::getline(in, line);) n += !line.empty() && line[0] == '|';
+  for (std::string line; std::getline(in, line);) {
+    if (n > 0 && line.empty()) break;
+    n += !line.empty() && line[0] == '|';
+  }
   return n;
 }
 }  // namespace
