@@ -512,16 +512,22 @@ runs:
   ASSERT_EQ(v.points.size(), 5u);
   int plain = 0;
   for (std::size_t i = 0; i < v.points.size(); ++i) {
-    if (i > 0) EXPECT_LE(v.points[i - 1].macs_per_image, v.points[i].macs_per_image);
+    if (i > 0) {
+      EXPECT_LE(v.points[i - 1].macs_per_image, v.points[i].macs_per_image);
+    }
     plain += v.points[i].role == "plain";
   }
   EXPECT_EQ(plain, 3) << "DDIM-3, -4 and -6";
   EXPECT_TRUE(v.points.front().frontier) << "the cheapest run";
   const auto best = std::min_element(v.points.begin(), v.points.end(), [](const auto& a, const auto& b) { return a.value < b.value; });
   EXPECT_TRUE(best->frontier) << "the best FID";
-  for (const auto& p : v.points)
-    for (const auto& q : v.points)
-      if (q.macs_per_image < p.macs_per_image && q.value < p.value) EXPECT_FALSE(p.frontier) << p.key << " is beaten by " << q.key;
+  for (const auto& p : v.points) {
+    for (const auto& q : v.points) {
+      if (q.macs_per_image < p.macs_per_image && q.value < p.value) {
+        EXPECT_FALSE(p.frontier) << p.key << " is beaten by " << q.key;
+      }
+    }
+  }
   const std::string md = dc::harness::report_table(rep, "md");
   EXPECT_NE(md.find("Pareto view, fid_fmnist (lower is better), ddpm/fmnist ddim"), std::string::npos) << md;
 }
