@@ -159,10 +159,7 @@ RunResult join(Shards& shards, bool partial_ok, const std::string& out) {
     m.notes.push_back("partial: metric values are not computed from a partial set of shards");
   } else {
     m.spec.results_path = out;
-    quality_from_states(m.spec, m);
-    // As a whole run's result: the intervals, not the per-sample features behind them.
-    for (auto it = m.metric_states.begin(); it != m.metric_states.end();)
-      it = metrics::is_features_state(it->first) ? m.metric_states.erase(it) : std::next(it);
+    quality_from_states(m.spec, m);  // as a whole run's result: the intervals and the per-sample features behind them
   }
   return m;
 }

@@ -307,15 +307,15 @@ void RunQuality::finish(RunResult& r, bool complete) const {
   if (q.spec.metrics.precision_recall) r.metric_states["precision_recall"] = q.pr_features.state();
   if (q.clip) r.metric_states["clip_score"] = q.clip_score.state();
   if (q.fidelity) r.metric_states["fidelity"] = q.fidelity_values.state();
-  // The per-sample features behind the bootstrap intervals: kept in a shard's result, so that
-  // `merge` computes the interval of the whole run (a whole run's result keeps the interval only).
+  // The per-sample features behind the bootstrap intervals: kept in every result, so that `merge`
+  // computes the interval of the whole run from its shards' and `report` compares runs of the same
+  // seeds pairwise (metrics::frechet_paired_bootstrap).
   for (const auto& [name, feats] : q.boot) {
     if (feats.count() == metric_samples(r, name)) r.metric_states[metrics::features_state(name)] = feats.state();
     else r.notes.push_back(fmt::format("{}: no bootstrap interval (the journal replayed batches without per-sample features)", name));
   }
   if (!complete) return;
-  quality_from_states(q.spec, r, q.device);
-  for (const auto& [name, feats] : q.boot) r.metric_states.erase(metrics::features_state(name));
+  quality_from_states(q.spec, r, q.device);  // the per-sample features stay: report's paired comparisons resample them
 }
 
 namespace {

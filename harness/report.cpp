@@ -22,8 +22,12 @@
 #include "harness/config.h"
 #include "harness/hdf5.h"
 #include "harness/policies/policy.h"
+#include "harness/results_codec.h"
 #include "harness/results_store.h"
 #include "harness/timing_check.h"
+#include "metrics/accumulators.h"
+#include "metrics/fid.h"
+#include "metrics/npz.h"
 #include "models/registry.h"
 
 namespace fs = std::filesystem;
@@ -90,6 +94,11 @@ std::string config_key(const std::string& config_json, bool any_steps) {
   return c.dump();
 }
 
+// A cached run's Frechet metric minus the plain curve's at its MACs, with the paired 95% interval.
+struct PairedDiff {
+  double diff = 0, low = 0, high = 0;
+};
+
 struct Row {
   const StoredRun* run = nullptr;
   std::string role, model, weights, sampler;
@@ -113,6 +122,8 @@ struct Row {
   std::map<std::string, double> metrics;  // quality metrics (metrics/* beyond timings)
   std::map<std::string, int64_t> dims;    // Frechet metrics: their feature dimension (from the state)
   std::map<std::string, std::pair<double, double>> ci;  // metric -> its 95% bootstrap interval
+  std::map<std::string, std::string> frechet_reference;  // fid_fmnist, fid -> the reference statistics (.npz) its value used
+  std::map<std::string, PairedDiff> paired;              // metric -> against the plain curve at its MACs (paired_comparisons)
 };
 
 // A run's provenance lines ("device: cpu", ...), as the report lists them.
@@ -328,6 +339,11 @@ Row row_of(const StoredRun& r, const std::string& results, std::vector<std::stri
     row.sampler = s.sampler.name;
     row.steps = s.sampler.steps;
     row.seed = s.samples.seed;
+    try {  // the statistics a paired comparison resamples against (a folder reference: none)
+      if (s.metrics.fid_fmnist) row.frechet_reference["fid_fmnist"] = expand_env(s.metrics.reference, "metrics.fid_fmnist.reference");
+      if (s.metrics.fid) row.frechet_reference["fid"] = expand_env(s.metrics.fid_reference, "metrics.fid.reference");
+    } catch (const Error&) {
+    }
     row.n = s.samples.n;
     if (s.sampler.eta != 0.0) row.sampler += fmt::format(" eta={:g}", s.sampler.eta);
     if (s.conditioning.guidance != 1.0) row.sampler += fmt::format(" cfg={:g}", s.conditioning.guidance);
@@ -452,6 +468,91 @@ Matched matched_cost(const std::vector<Row>& rows, const std::set<std::string>& 
   return matched;
 }
 
+// Paired comparisons (runs of the same seeds): per Frechet metric whose runs keep their per-sample
+// features, each cached run's value minus the plain curve's at its MACs (the two plain runs that
+// bracket its MACs, interpolated linearly; or the one at exactly its MACs), with the paired
+// bootstrap interval (metrics::frechet_paired_bootstrap).
+using PairedMap = std::map<std::string, std::map<const Row*, PairedDiff>>;  // metric -> row -> vs plain@MACs
+
+PairedMap paired_comparisons(const std::vector<Row>& rows, const std::string& results, int resamples, std::vector<std::string>& notes) {
+  PairedMap out;
+  std::map<const Row*, torch::Tensor> features;  // loaded once per row and metric
+  for (const std::string metric : {"fid_fmnist", "fid"}) {
+    features.clear();
+    const auto feats = [&](const Row& r) -> torch::Tensor {
+      auto it = features.find(&r);
+      if (it != features.end()) return it->second;
+      torch::Tensor f;
+      auto st = read_metric_state(results, r.run->key, metrics::features_state(metric));
+      if (st.count("features") && st.count("index")) {
+        metrics::MetricState ms;
+        for (auto& [k, a] : st) ms[k] = h5::to_tensor(std::move(a));
+        const auto sf = metrics::SampleFeatures::from_state(ms, r.run->key);
+        const auto idx = sf.indices();
+        // the same samples in the same order for every run: 0..n-1
+        if (sf.count() == r.n && sf.count() >= 2 && idx[0].item<int64_t>() == 0 && idx[-1].item<int64_t>() == r.n - 1) f = sf.features();
+      }
+      return features[&r] = f;
+    };
+    for (const auto& row : rows) {
+      if (!row.complete || !row.cached || !row.metrics.count(metric) || !row.frechet_reference.count(metric)) continue;
+      const std::string& ref_path = row.frechet_reference.at(metric);
+      if (!std::filesystem::is_regular_file(ref_path)) continue;
+      const Row *lo = nullptr, *hi = nullptr;
+      for (const auto& p : rows) {
+        if (!p.complete || p.cached || p.matched != row.matched || p.n != row.n || !p.metrics.count(metric) || !(p.macs_per_image > 0)) continue;
+        if (p.frechet_reference.count(metric) == 0 || p.frechet_reference.at(metric) != ref_path) continue;
+        if (p.macs_per_image <= row.macs_per_image && (!lo || p.macs_per_image > lo->macs_per_image)) lo = &p;
+        if (p.macs_per_image >= row.macs_per_image && (!hi || p.macs_per_image < hi->macs_per_image)) hi = &p;
+      }
+      if (!lo || !hi) continue;
+      const torch::Tensor a = feats(row), fl = feats(*lo), fh = feats(*hi);
+      if (!a.defined() || !fl.defined() || !fh.defined()) continue;
+      const double span = hi->macs_per_image - lo->macs_per_image;
+      const double w_hi = span > 0 ? (row.macs_per_image - lo->macs_per_image) / span : 0.0;
+      std::vector<std::pair<torch::Tensor, double>> reference = {{fl, 1.0 - w_hi}};
+      if (w_hi > 0) reference.emplace_back(fh, w_hi);
+      const double plain = (1.0 - w_hi) * lo->metrics.at(metric) + w_hi * hi->metrics.at(metric);
+      const double diff = row.metrics.at(metric) - plain;
+      try {
+        const auto stats = metrics::read_fid_stats(ref_path);
+        const auto ci = metrics::frechet_paired_bootstrap(a, reference, diff, metrics::to_eigen_vector(stats.first),
+                                                         metrics::to_eigen_matrix(stats.second), resamples, 0);
+        out[metric][&row] = {diff, ci.low, ci.high};
+      } catch (const Error& e) {
+        notes.push_back(fmt::format("{}: no paired interval for run {}: {}", metric, row.run->key, e.what()));
+      }
+    }
+  }
+  return out;
+}
+
+// One line per policy and metric: how many of its settings beat, lose to or tie with the plain
+// curve at equal MACs, by the paired 95% interval of the difference.
+std::vector<std::string> verdicts(const std::vector<Row>& rows, const PairedMap& paired) {
+  std::vector<std::string> lines;
+  for (const auto& [metric, byrow] : paired) {
+    std::vector<std::string> roles;
+    for (const auto& row : rows)
+      if (byrow.count(&row) && std::find(roles.begin(), roles.end(), row.role) == roles.end()) roles.push_back(row.role);
+    for (const auto& role : roles) {
+      int beat = 0, lose = 0, tie = 0;
+      for (const auto& row : rows) {
+        const auto it = byrow.find(&row);
+        if (it == byrow.end() || row.role != role) continue;
+        const PairedDiff& d = it->second;
+        const bool lower_better = metric.rfind("fid", 0) == 0;
+        const bool better = lower_better ? d.high < 0 : d.low > 0, worse = lower_better ? d.low > 0 : d.high < 0;
+        (better ? beat : worse ? lose : tie)++;
+      }
+      lines.push_back(fmt::format("Verdict, {} ({}): {} of {} settings beat the plain sampler at equal MACs, {} lose, {} within the "
+                                  "interval (paired 95%)",
+                                  role, metric, beat, beat + lose + tie, lose, tie));
+    }
+  }
+  return lines;
+}
+
 // Whether a smaller value of a metric is better (the Frechet distances), else larger is.
 bool lower_is_better(const std::string& metric) { return metric.rfind("fid", 0) == 0 || metric.rfind("sfid", 0) == 0; }
 
@@ -511,7 +612,7 @@ std::vector<std::string> report_policy_columns(const std::vector<Row>& rows) {
 
 // The table's columns: the fixed ones, then per metric its value, interval, delta and matched cost.
 std::vector<std::string> table_head(const std::vector<std::string>& policy_columns, const std::set<std::string>& metric_names,
-                                    const std::set<std::string>& with_ci, const Matched& matched) {
+                                    const std::set<std::string>& with_ci, const Matched& matched, const PairedMap& paired) {
   Report rep;
   rep.head = {"run_id", "role", "model", "weights", "sampler", "steps", "calls", "full calls"};
   rep.head.insert(rep.head.end(), policy_columns.begin(), policy_columns.end());
@@ -526,6 +627,7 @@ std::vector<std::string> table_head(const std::vector<std::string>& policy_colum
     }
     rep.head.push_back("delta " + m);
     if (matched.count(m)) rep.head.push_back(m + " plain@equal MACs");
+    if (paired.count(m)) rep.head.push_back(m + " vs plain@MACs (paired)");
   }
   rep.head.push_back("status");
   rep.head.push_back("error");
@@ -535,7 +637,7 @@ std::vector<std::string> table_head(const std::vector<std::string>& policy_colum
 // One row's cells; `small_n` is set when a Frechet value comes from n <= D samples.
 std::vector<ReportCell> row_cells(const Row& row, const Baselines& baselines, const std::vector<std::string>& policy_columns,
                                   const std::set<std::string>& metric_names, const std::set<std::string>& with_ci, const Matched& matched,
-                                  bool& small_n) {
+                                  const PairedMap& paired_metrics, bool& small_n) {
   const auto base_of = [&](const Row& other) { return baselines.of(other); };
   const StoredRun& r = *row.run;
   const std::string weights = row.weights == "random" ? "RANDOM (untrained)" : fs::path(row.weights).filename().string();
@@ -589,6 +691,12 @@ std::vector<ReportCell> row_cells(const Row& row, const Baselines& baselines, co
     if (matched.count(m)) {
       auto mv = matched.at(m).find(&row);
       cells.push_back(mv == matched.at(m).end() ? cell("-") : number(mv->second, fmt::format("{:.4g}", mv->second)));
+    }
+    if (paired_metrics.count(m)) {
+      const auto pv = row.paired.find(m);
+      cells.push_back(pv == row.paired.end() ? cell("-")
+                                             : number(pv->second.diff, fmt::format("{:+.3g} [{:+.3g}, {:+.3g}]", pv->second.diff,
+                                                                                   pv->second.low, pv->second.high)));
     }
   }
   std::string status = row.status_note.empty() ? r.status : r.status + " (" + row.status_note + ")";
@@ -762,16 +870,31 @@ Report build_report(const ReportOptions& o) {
     for (const auto& [k, v] : row.ci) with_ci.insert(k);
   }
   const Matched matched = matched_cost(rows, metric_names);
+  const PairedMap paired = paired_comparisons(rows, o.results, 200, rep.notes);
+  for (auto& row : rows)
+    for (const auto& [metric, byrow] : paired)
+      if (const auto it = byrow.find(&row); it != byrow.end()) row.paired[metric] = it->second;
   const std::vector<std::string> policy_columns = report_policy_columns(rows);
-  rep.head = table_head(policy_columns, metric_names, with_ci, matched);
+  rep.head = table_head(policy_columns, metric_names, with_ci, matched, paired);
   bool small_n = false;
   for (const auto& row : rows) {
-    rep.rows.push_back(row_cells(row, baselines, policy_columns, metric_names, with_ci, matched, small_n));
+    rep.rows.push_back(row_cells(row, baselines, policy_columns, metric_names, with_ci, matched, paired, small_n));
     rep.row_keys.push_back(row.run->key);
     rep.row_status.push_back(row.run->status);
   }
   add_notes(rep, rows, baselines, small_n, with_ci, matched);
+  for (const auto& [metric, byrow] : paired) {
+    (void)byrow;
+    rep.notes.push_back(fmt::format("{0} vs plain@MACs (paired): the run's {0} minus the plain curve's at its MACs (the two plain runs "
+                                    "of the same settings that bracket its MACs, interpolated linearly), and the 95% interval of "
+                                    "that difference from 200 paired bootstrap resamples: every run drew the same noise per sample, "
+                                    "so each resample takes the same samples of every run and their shared variation cancels (far "
+                                    "tighter than two independent intervals). Below 0 (lower is better): caching beats taking fewer "
+                                    "steps at the same cost.",
+                                    metric));
+  }
   rep.pareto = pareto_views(rows, metric_names);
+  rep.verdicts = verdicts(rows, paired);
   for (const auto& row : rows) rep.provenance.emplace_back(row.run->key + " " + row.run->name, provenance_lines(*row.run));
   const fs::path dir = o.heatmap_dir.empty() ? fs::path(o.results).parent_path() : fs::path(o.heatmap_dir);
   const fs::path out_dir = dir.empty() ? fs::path(".") : dir;
@@ -828,6 +951,8 @@ std::string report_table(const Report& rep, const std::string& format) {
         out << fmt::format("| {} | {} | {} | {} | {:.4g} | {:.4g} | {:.5g} |\n", p.frontier ? "*" : "", p.role, p.key, p.name,
                            p.macs_per_image / 1e9, p.s_per_image, p.value);
     }
+    if (!rep.verdicts.empty()) out << "\n";
+    for (const auto& v : rep.verdicts) out << v << "\n";
   }
   return out.str();
 }

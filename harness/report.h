@@ -71,6 +71,9 @@ struct ParetoView {
 struct Report {
   std::string results, experiment, description;
   std::vector<ParetoView> pareto;
+  // One line per policy and Frechet metric: its settings that beat, lose to or tie with the plain
+  // sampler at equal MACs, by the paired 95% interval (the report's last lines).
+  std::vector<std::string> verdicts;
   std::vector<std::string> head;               // column names
   std::vector<std::vector<ReportCell>> rows;   // one per run, in experiment order
   std::vector<std::string> row_keys;           // result key of each row

@@ -411,4 +411,15 @@ StoredRunFile read_result(const std::string& path, const std::string& key, unsig
   return read_run_group(runs.id(), key, parts);
 }
 
+std::map<std::string, h5::Array> read_metric_state(const std::string& path, const std::string& key, const std::string& metric) {
+  std::map<std::string, h5::Array> out;
+  auto f = h5::open_file(path);
+  check_results_schema(f.id(), path);
+  const std::string group = "runs/" + key + "/state/" + metric;
+  if (!h5::exists(f.id(), group)) return out;
+  auto g = h5::open_group(f.id(), group);
+  for (const auto& n : h5::children(g.id())) out[n] = h5::read_array(g.id(), n);
+  return out;
+}
+
 }  // namespace dc::harness

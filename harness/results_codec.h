@@ -147,5 +147,8 @@ std::vector<StoredRunFile> read_results_file(const std::string& path, unsigned p
 std::map<std::string, std::string> stored_statuses(const std::string& path);
 // One run (its result key), with the arrays asked for.
 StoredRunFile read_result(const std::string& path, const std::string& key, unsigned parts);
+// One metric state of one stored run (state/<metric>/*), without the others (report's paired
+// comparisons read the per-sample features alone); empty when the run holds none.
+std::map<std::string, h5::Array> read_metric_state(const std::string& path, const std::string& key, const std::string& metric);
 
 }  // namespace dc::harness

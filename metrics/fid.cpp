@@ -1,6 +1,7 @@
 #include "metrics/fid.h"
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <random>
 #include <vector>
@@ -205,15 +206,19 @@ void write_fid_stats(const std::string& path, const Eigen::VectorXd& mu, const E
   write_fid_stats(path, m, s);
 }
 
-FrechetInterval frechet_bootstrap(const torch::Tensor& features, double estimate, const Eigen::VectorXd& mu_ref,
-                                  const Eigen::MatrixXd& sigma_ref, int resamples, uint64_t seed) {
-  if (features.dim() != 2 || features.size(0) < 2)
-    throw Error(fmt::format("FID bootstrap: need features [n >= 2, D], got {}", c10::str(features.sizes())));
-  if (resamples < 2 || !std::isfinite(estimate))
-    throw Error(fmt::format("FID bootstrap: need at least 2 resamples and a finite estimate, got {} and {}", resamples, estimate));
-  torch::NoGradGuard ng;
-  const torch::Tensor x = features.to(torch::kCPU, torch::kFloat64).contiguous();
+namespace {
+
+// The Frechet distance of features x [n, D] (float64) weighted by resample counts w [n, 1].
+double resampled_fid(const torch::Tensor& x, const torch::Tensor& wt, const Eigen::VectorXd& mu_ref, const Eigen::MatrixXd& sigma_ref) {
   const int64_t n = x.size(0);
+  const torch::Tensor mu = (x * wt).sum(0) / static_cast<double>(n);
+  const torch::Tensor centred = x - mu;
+  const torch::Tensor cov = (centred * wt).t().mm(centred) / static_cast<double>(n - 1);
+  return frechet_distance(to_eigen_vector(mu), to_eigen_matrix(cov), mu_ref, sigma_ref).fid;
+}
+
+// Resample `resamples` times (n draws with replacement each) and collect f(weights) per resample.
+std::vector<double> bootstrap_values(int64_t n, int resamples, uint64_t seed, const std::function<double(const torch::Tensor&)>& f) {
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int64_t> pick(0, n - 1);
   std::vector<double> values;
@@ -222,17 +227,55 @@ FrechetInterval frechet_bootstrap(const torch::Tensor& features, double estimate
   for (int b = 0; b < resamples; ++b) {
     std::fill(w.begin(), w.end(), 0.0);
     for (int64_t i = 0; i < n; ++i) w[static_cast<std::size_t>(pick(rng))] += 1.0;
-    const torch::Tensor wt = torch::from_blob(w.data(), {n, 1}, torch::kFloat64);
-    const torch::Tensor mu = (x * wt).sum(0) / static_cast<double>(n);
-    const torch::Tensor centred = x - mu;
-    const torch::Tensor cov = (centred * wt).t().mm(centred) / static_cast<double>(n - 1);
-    values.push_back(frechet_distance(to_eigen_vector(mu), to_eigen_matrix(cov), mu_ref, sigma_ref).fid);
+    values.push_back(f(torch::from_blob(w.data(), {n, 1}, torch::kFloat64)));
   }
+  return values;
+}
+
+double sample_sd(const std::vector<double>& values) {
   double mean = 0, var = 0;
   for (double v : values) mean += v / static_cast<double>(values.size());
   for (double v : values) var += (v - mean) * (v - mean) / static_cast<double>(values.size() - 1);
-  const double sd = std::sqrt(var), z = 1.959963984540054;  // the normal's 97.5% quantile
-  return {std::max(0.0, estimate - z * sd), estimate + z * sd, sd, resamples};
+  return std::sqrt(var);
+}
+
+constexpr double kZ = 1.959963984540054;  // the normal's 97.5% quantile
+
+}  // namespace
+
+FrechetInterval frechet_bootstrap(const torch::Tensor& features, double estimate, const Eigen::VectorXd& mu_ref,
+                                  const Eigen::MatrixXd& sigma_ref, int resamples, uint64_t seed) {
+  if (features.dim() != 2 || features.size(0) < 2)
+    throw Error(fmt::format("FID bootstrap: need features [n >= 2, D], got {}", c10::str(features.sizes())));
+  if (resamples < 2 || !std::isfinite(estimate))
+    throw Error(fmt::format("FID bootstrap: need at least 2 resamples and a finite estimate, got {} and {}", resamples, estimate));
+  torch::NoGradGuard ng;
+  const torch::Tensor x = features.to(torch::kCPU, torch::kFloat64).contiguous();
+  const auto values = bootstrap_values(x.size(0), resamples, seed, [&](const torch::Tensor& wt) { return resampled_fid(x, wt, mu_ref, sigma_ref); });
+  const double sd = sample_sd(values);
+  return {std::max(0.0, estimate - kZ * sd), estimate + kZ * sd, sd, resamples};
+}
+
+FrechetInterval frechet_paired_bootstrap(const torch::Tensor& a, const std::vector<std::pair<torch::Tensor, double>>& reference,
+                                         double estimate, const Eigen::VectorXd& mu_ref, const Eigen::MatrixXd& sigma_ref,
+                                         int resamples, uint64_t seed) {
+  if (a.dim() != 2 || a.size(0) < 2) throw Error(fmt::format("paired FID bootstrap: need features [n >= 2, D], got {}", c10::str(a.sizes())));
+  if (reference.empty() || resamples < 2 || !std::isfinite(estimate))
+    throw Error("paired FID bootstrap: need a reference run, at least 2 resamples and a finite estimate");
+  for (const auto& [f, w] : reference)
+    if (f.sizes() != a.sizes())
+      throw Error(fmt::format("paired FID bootstrap: features {} and {} are not of the same samples", c10::str(a.sizes()), c10::str(f.sizes())));
+  torch::NoGradGuard ng;
+  const torch::Tensor x = a.to(torch::kCPU, torch::kFloat64).contiguous();
+  std::vector<std::pair<torch::Tensor, double>> refs;
+  for (const auto& [f, w] : reference) refs.emplace_back(f.to(torch::kCPU, torch::kFloat64).contiguous(), w);
+  const auto values = bootstrap_values(x.size(0), resamples, seed, [&](const torch::Tensor& wt) {
+    double d = resampled_fid(x, wt, mu_ref, sigma_ref);
+    for (const auto& [f, w] : refs) d -= w * resampled_fid(f, wt, mu_ref, sigma_ref);
+    return d;
+  });
+  const double sd = sample_sd(values);
+  return {estimate - kZ * sd, estimate + kZ * sd, sd, resamples};
 }
 
 }  // namespace dc::metrics

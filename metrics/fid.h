@@ -87,6 +87,16 @@ struct FrechetInterval {
 FrechetInterval frechet_bootstrap(const torch::Tensor& features, double estimate, const Eigen::VectorXd& mu_ref,
                                   const Eigen::MatrixXd& sigma_ref, int resamples, uint64_t seed = 0);
 
+// A paired bootstrap of a Frechet metric's difference between runs of the same seeds: run a's value
+// minus the weighted sum of the reference runs' values (weights summing to 1: one plain run, or two
+// interpolated at a's MACs). Every resample draws the same sample indices for every run (sample i of
+// each came from the same noise), so the variation the runs share cancels. `estimate`: the
+// difference on all samples; the interval is estimate -/+ 1.96 sd of the resampled differences (not
+// clipped: a difference may be negative). Features [n, D] in the same sample order for every run.
+FrechetInterval frechet_paired_bootstrap(const torch::Tensor& a, const std::vector<std::pair<torch::Tensor, double>>& reference,
+                                         double estimate, const Eigen::VectorXd& mu_ref, const Eigen::MatrixXd& sigma_ref,
+                                         int resamples, uint64_t seed = 0);
+
 Eigen::MatrixXd to_eigen_matrix(const torch::Tensor& t);  // [R, C] -> double
 Eigen::VectorXd to_eigen_vector(const torch::Tensor& t);
 

@@ -217,7 +217,7 @@ TEST(Faults, EveryFileOperationOfASweepAndAMergeFailedOrKilledLosesNothing) {
   ASSERT_EQ(run_cli("run " + shell_quote(yaml) + " --results " + shell_quote(want)).code, 0);
   const auto plan = run_cli("plan " + shell_quote(yaml));
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(plan.out, m, std::regex("([0-9a-f]{16})  baseline"))) << plan.out;
+  ASSERT_TRUE(std::regex_search(plan.out, m, std::regex("([0-9a-f]{16})  plain"))) << plan.out;
   const std::string base = dir + "/base/r.h5";
   ASSERT_EQ(run_cli("run " + shell_quote(yaml) + " --results " + shell_quote(base) + " --only " + m[1].str()).code, 0);
   auto reset = [&] {

@@ -98,8 +98,11 @@ TEST(Merge, ShardsMergeIntoTheOneProcessRunBitForBit) {
   // FID-FMNIST's bootstrap interval: the shards keep their per-sample features, merge concatenates
   // them and resamples as the whole run did (same features bit for bit, same seed: same interval).
   EXPECT_TRUE(dc::h5::exists(dc::h5::open_file(dir + "/shards.h5").id(), "runs/" + id + ".shard-0-of-4/state/fid_fmnist_features/features"));
-  EXPECT_FALSE(dc::h5::exists(a.id(), g + "/state/fid_fmnist_features"));
-  EXPECT_FALSE(dc::h5::exists(b.id(), g + "/state/fid_fmnist_features"));
+  // The whole run and the merge keep them too (report's paired comparisons), the same bit for bit.
+  for (const char* k : {"features", "index"})
+    EXPECT_TRUE(torch::equal(dc::h5::read_tensor(a.id(), g + "/state/fid_fmnist_features/" + k),
+                             dc::h5::read_tensor(b.id(), g + "/state/fid_fmnist_features/" + k)))
+        << k;
   for (const char* k : {"/metrics/fid_fmnist_ci_low", "/metrics/fid_fmnist_ci_high"}) {
     ASSERT_TRUE(dc::h5::exists(b.id(), g + k)) << k;
     EXPECT_EQ(dc::h5::read_scalar(a.id(), g + k), dc::h5::read_scalar(b.id(), g + k)) << k;

@@ -25,6 +25,7 @@
 #include "harness/policies/taylor_forecast.h"
 #include "harness/results_codec.h"
 #include "harness/runner.h"
+#include "metrics/fid.h"
 #include "metrics/fidelity.h"
 #include "models/call_plan.h"
 #include "tests/support/fixtures.h"
@@ -490,7 +491,6 @@ base:
   samples: {n: 8, batch: 8, seed: 0, grid: 0}
   metrics:
     fid_fmnist: {classifier: weights/fmnist/classifier.safetensors, reference: weights/fmnist/test_stats.npz}
-    bootstrap: 0
 runs:
   - {cache.enabled: true, cache.k: 3, cache.interval: 2}
   - {cache.enabled: true, cache.policy: step_skip, cache.threshold: 0.3}
@@ -530,4 +530,38 @@ runs:
   }
   const std::string md = dc::harness::report_table(rep, "md");
   EXPECT_NE(md.find("Pareto view, fid_fmnist (lower is better), ddpm/fmnist ddim"), std::string::npos) << md;
+  // The paired comparison with the plain curve at equal MACs, and the verdicts that end the report.
+  EXPECT_NE(std::find(rep.head.begin(), rep.head.end(), "fid_fmnist vs plain@MACs (paired)"), rep.head.end()) << md;
+  ASSERT_FALSE(rep.verdicts.empty()) << md;
+  EXPECT_NE(rep.verdicts.front().find("(fid_fmnist): "), std::string::npos) << rep.verdicts.front();
+  EXPECT_NE(rep.verdicts.front().find("settings beat the plain sampler at equal MACs"), std::string::npos) << rep.verdicts.front();
+  EXPECT_EQ(md.substr(md.size() - rep.verdicts.back().size() - 1), rep.verdicts.back() + "\n") << "the report ends with them";
+}
+
+// The paired bootstrap of a Frechet difference: identical runs differ by exactly 0 with a zero-width
+// interval; a run that is another plus a little noise gets a paired interval far narrower than the
+// independent interval of either run.
+TEST(PairedBootstrap, SharedSamplesCancelInTheDifference) {
+  torch::manual_seed(3);
+  const auto a = torch::randn({200, 8}, torch::kDouble) + 0.3;
+  const auto mu = dc::metrics::to_eigen_vector(torch::zeros({8}, torch::kDouble));
+  const auto sigma = dc::metrics::to_eigen_matrix(torch::eye(8, torch::kDouble));
+  const auto same = dc::metrics::frechet_paired_bootstrap(a, {{a, 1.0}}, 0.0, mu, sigma, 50);
+  EXPECT_NEAR(same.sd, 0.0, 1e-9);
+  EXPECT_NEAR(same.low, 0.0, 1e-9);
+  const auto b = a + 0.05 * torch::randn({200, 8}, torch::kDouble);
+  const auto fid = [&](const torch::Tensor& x) {
+    const auto m = x.mean(0), c = x - m;
+    return dc::metrics::frechet_distance(dc::metrics::to_eigen_vector(m), dc::metrics::to_eigen_matrix(c.t().mm(c) / 199.0), mu, sigma).fid;
+  };
+  const double d = fid(b) - fid(a);
+  const auto paired = dc::metrics::frechet_paired_bootstrap(b, {{a, 1.0}}, d, mu, sigma, 100);
+  const auto alone = dc::metrics::frechet_bootstrap(b, fid(b), mu, sigma, 100);
+  EXPECT_LT(paired.sd, 0.2 * alone.sd) << "paired " << paired.sd << " vs independent " << alone.sd;
+  EXPECT_LT(paired.low, d);
+  EXPECT_GT(paired.high, d);
+  // Interpolated references: weights 0.5 / 0.5 of a and b against b is half the b - a difference.
+  const auto half = dc::metrics::frechet_paired_bootstrap(b, {{a, 0.5}, {b, 0.5}}, d / 2, mu, sigma, 100);
+  EXPECT_NEAR(half.sd, paired.sd / 2, 1e-9) << "the same resamples";
+  EXPECT_THROW(dc::metrics::frechet_paired_bootstrap(b, {{a.narrow(0, 0, 10), 1.0}}, d, mu, sigma, 50), dc::Error);
 }
