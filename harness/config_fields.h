@@ -23,7 +23,9 @@ enum class InResolved {
 template <class S>
 struct Field {
   const char* key;
-  std::variant<bool S::*, int S::*, uint64_t S::*, double S::*, std::string S::*, std::vector<std::string> S::*> member;
+  std::variant<bool S::*, int S::*, uint64_t S::*, double S::*, std::string S::*, std::vector<std::string> S::*, std::vector<int> S::*,
+               std::vector<double> S::*>
+      member;
   InResolved resolved = InResolved::always;
 };
 
@@ -42,6 +44,13 @@ std::vector<std::string> keys_of(const Fields<S>& fields) {
 template <class S>
 void read_fields(const nlohmann::json& block, const Reader& r, const std::string& path, const Fields<S>& fields, S& out) {
   r.only(block, path, keys_of(fields));
+  for (const auto& f : fields) std::visit([&](auto member) { r.get(block, path, f.key, out.*member); }, f.member);
+}
+
+// The table's keys of a block that other tables share (a caching policy's keys in `cache:`, whose
+// known keys the block's reader checks): each value of its field's type, absent keys kept.
+template <class S>
+void get_fields(const nlohmann::json& block, const Reader& r, const std::string& path, const Fields<S>& fields, S& out) {
   for (const auto& f : fields) std::visit([&](auto member) { r.get(block, path, f.key, out.*member); }, f.member);
 }
 

@@ -6,7 +6,7 @@
 # than SMOKE_MAX_RUNS runs, that many are run, spread evenly over its list from the first to the
 # last (the schedule-parameter grids repeat the same code with other numbers); with 1, the last.
 # The full-size policy zoos (experiments/policy_zoo_{ldm4g,sd15}.yaml: one run per caching policy,
-# each other code) run every run, with four sampler steps so the adaptive policies have calls to skip or reuse, at 128 px
+# each other code) run every run, with four sampler steps so the adaptive policies have calls to skip or reuse, at 64 px
 # (the full-size modules on smaller latents: model.image_size).
 #   BUILD_DIR        build folder with deepcache-bench (default build)
 #   SMOKE_DIR        where the results go (default: a fresh temporary folder, removed afterwards)
@@ -63,7 +63,7 @@ smoke_one() {
   start=$(date +%s)
   local extra=() only=() runs_max=$max
   if [[ $name == policy_zoo_* ]] && grep -Eq 'configs/models/(ldm_cin256_v2|sd15)' "$e"; then
-    extra=(sampler.steps=4 model.image_size=128); runs_max=0
+    extra=(sampler.steps=4 model.image_size=64); runs_max=0
   fi
   if grep -Eq '^ *fid: *\{|adm_imagenet256' "$e"; then
     if [ -z "${DEEPCACHE_INCEPTION_WEIGHTS:-}" ]; then

@@ -184,6 +184,14 @@ std::vector<int> ints(const std::string& pattern) {
   return v;
 }
 
+// An empty scratch folder of the test's own.
+std::string fresh_dir(const std::string& name) {
+  const std::string dir = dc::test::temp_dir() + "/" + name;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
 bool same_images(const dc::harness::RunResult& a, const dc::harness::RunResult& b) {
   return a.images.defined() && b.images.defined() && torch::equal(a.images, b.images);
 }
@@ -388,9 +396,7 @@ TEST(Fidelity, ShardStatesMergeIntoTheWholeRunsValues) {
 // plain run stored its images, made again otherwise: the same values either way. A policy that
 // computes every call has the plain run's images: 100 dB, SSIM 1.
 TEST(Fidelity, ACachedRunIsComparedWithThePlainRunOfItsSeeds) {
-  const std::string dir = dc::test::temp_dir() + "/fidelity";
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  const std::string dir = fresh_dir("fidelity");
   const auto experiment = [&](bool save) {
     return dc::harness::parse_experiment(fmt::format(R"(experiment: fidelity
 base:
@@ -436,9 +442,7 @@ runs:
 // the whole run (the same calls' MACs, the same images, the same fidelity values), with a calibrating
 // policy too (every shard calibrates on the run's first samples).
 TEST(PolicyZoo, ShardsOfAdaptivePoliciesMergeIntoTheWholeRun) {
-  const std::string dir = dc::test::temp_dir() + "/zoo_shards";
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  const std::string dir = fresh_dir("zoo_shards");
   const auto e = dc::harness::parse_experiment(R"(experiment: zoo_shards
 base:
   model: {family: ddpm, preset: fmnist, weights: random}
@@ -481,9 +485,7 @@ runs:
 // plain runs of every step count among them; the frontier marks the runs nothing beats at no more
 // MACs (the cheapest run and the best-valued one are always on it).
 TEST(PolicyZoo, ReportShowsTheParetoViewWithThePlainCurve) {
-  const std::string dir = dc::test::temp_dir() + "/zoo_pareto";
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  const std::string dir = fresh_dir("zoo_pareto");
   const auto e = dc::harness::parse_experiment(R"(experiment: zoo_pareto
 base:
   model: {family: ddpm, preset: fmnist, weights: weights/fmnist/ddpm_ema.safetensors}

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "harness/config_fields.h"
 #include "harness/policies/deepcache.h"
 #include "harness/policies/deepcache_schedules.h"
 #include "harness/policies/deepcache_settings.h"
@@ -100,6 +101,15 @@ std::string DeepCacheSettings::uncomputed_note() const {
 
 namespace {
 
+const Fields<DeepCacheSettings>& deepcache_fields() {
+  using D = DeepCacheSettings;
+  static const Fields<D> f = {{"k", &D::k},           {"interval", &D::interval},       {"schedule", &D::schedule_name},
+                              {"center", &D::center}, {"power", &D::power},             {"full_steps", &D::explicit_steps},
+                              {"feature", &D::feature}, {"mode", &D::mode},            {"index", &D::index},
+                              {"gate", &D::gate},     {"gate_warmup", &D::gate_warmup}, {"gate_max_cached", &D::gate_max_cached}};
+  return f;
+}
+
 // The dynamic gate's keys; true when it is on (then the schedule's keys must be absent).
 bool read_gate(const ReadContext& c, DeepCacheSettings& s) {
   const Reader& r = c.reader;
@@ -121,18 +131,7 @@ std::shared_ptr<const PolicySettings> read(const ReadContext& c) {
   auto s = std::make_shared<DeepCacheSettings>();
   const Reader& r = c.reader;
   const nlohmann::json& m = c.block;
-  r.get(m, "cache", "index", s->index);
-  r.get(m, "cache", "mode", s->mode);
-  r.get(m, "cache", "feature", s->feature);
-  r.get(m, "cache", "k", s->k);
-  r.get(m, "cache", "interval", s->interval);
-  r.get(m, "cache", "schedule", s->schedule_name);
-  r.get(m, "cache", "center", s->center);
-  r.get(m, "cache", "power", s->power);
-  r.get(m, "cache", "full_steps", s->explicit_steps);
-  r.get(m, "cache", "gate", s->gate);
-  r.get(m, "cache", "gate_warmup", s->gate_warmup);
-  r.get(m, "cache", "gate_max_cached", s->gate_max_cached);
+  get_fields(m, r, "cache", deepcache_fields(), *s);
   s->num_skips = c.num_skips;
   s->num_calls = c.num_calls;
   s->pndm = c.sampler == "pndm";
@@ -183,8 +182,7 @@ PolicyType deepcache_policy() {
   return {"deepcache",
           "DeepCache: full calls on a schedule (uniform, non-uniform, explicit) fill the cache at skip index k; the calls "
           "between them run only the layers above k",
-          {"k", "interval", "schedule", "center", "power", "full_steps", "feature", "mode", "index", "gate", "gate_warmup",
-           "gate_max_cached"},
+          keys_of(deepcache_fields()),
           read,
           {"k", "m", "N", "schedule"},
           /*modifier=*/false,

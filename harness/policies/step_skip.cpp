@@ -12,6 +12,7 @@
 
 #include <cmath>
 
+#include "harness/config_fields.h"
 #include "harness/policies/registry_entries.h"
 #include "harness/policies/step_skip.h"
 
@@ -79,6 +80,18 @@ constexpr IndicatorDefaults kDefaults[] = {
     {"transformation_rate", 0.2, 0.15, 0.05, 0},
 };
 
+const Fields<StepSkipSettings>& step_skip_fields() {
+  static const Fields<StepSkipSettings> f = {{"indicator", &StepSkipSettings::indicator},
+                                             {"threshold", &StepSkipSettings::threshold},
+                                             {"max_skips", &StepSkipSettings::max_skips},
+                                             {"warmup", &StepSkipSettings::warmup},
+                                             {"cooldown", &StepSkipSettings::cooldown},
+                                             {"rescale", &StepSkipSettings::rescale},
+                                             {"calibration_samples", &StepSkipSettings::calibration_samples},
+                                             {"calibration", &StepSkipSettings::ratios}};
+  return f;
+}
+
 std::shared_ptr<const PolicySettings> read_step_skip(const ReadContext& c) {
   auto s = std::make_shared<StepSkipSettings>();
   const Reader& r = c.reader;
@@ -87,13 +100,7 @@ std::shared_ptr<const PolicySettings> read_step_skip(const ReadContext& c) {
   r.one_of("cache.indicator", s->indicator, {"input_change", "first_block", "magnitude", "transformation_rate"});
   for (const auto& d : kDefaults)
     if (s->indicator == d.name) s->threshold = d.threshold, s->warmup = d.warmup, s->cooldown = d.cooldown, s->max_skips = d.max_skips;
-  r.get(m, "cache", "threshold", s->threshold);
-  r.get(m, "cache", "max_skips", s->max_skips);
-  r.get(m, "cache", "warmup", s->warmup);
-  r.get(m, "cache", "cooldown", s->cooldown);
-  r.get(m, "cache", "rescale", s->rescale);
-  r.get(m, "cache", "calibration_samples", s->calibration_samples);
-  r.get(m, "cache", "calibration", s->ratios);
+  get_fields(m, r, "cache", step_skip_fields(), *s);  // the indicator's defaults set, the given values over them
   s->num_calls = c.num_calls;
   if (!(s->threshold > 0) || !std::isfinite(s->threshold)) r.fail("cache.threshold", fmt::format("{} must be a positive number", s->threshold));
   r.at_least("cache.max_skips", s->max_skips, 0, "0 is no limit");
@@ -156,7 +163,7 @@ PolicyType step_skip_policy() {
   return {"step_skip",
           "step skipping: the whole UNet skipped (its input plus the last output residual) while an indicator stays under a "
           "threshold: input_change (TeaCache), first_block (First-Block Cache), magnitude (MagCache), transformation_rate (EasyCache)",
-          {"indicator", "threshold", "max_skips", "warmup", "cooldown", "rescale", "calibration_samples", "calibration"},
+          keys_of(step_skip_fields()),
           read_step_skip,
           {"indicator", "threshold"}};
 }
