@@ -474,6 +474,9 @@ Matched matched_cost(const std::vector<Row>& rows, const std::set<std::string>& 
 // bootstrap interval (metrics::frechet_paired_bootstrap).
 using PairedMap = std::map<std::string, std::map<const Row*, PairedDiff>>;  // metric -> row -> vs plain@MACs
 
+// Whether a smaller value of a metric is better (the Frechet distances), else larger is.
+bool lower_is_better(const std::string& metric) { return metric.rfind("fid", 0) == 0 || metric.rfind("sfid", 0) == 0; }
+
 PairedMap paired_comparisons(const std::vector<Row>& rows, const std::string& results, int resamples, std::vector<std::string>& notes) {
   PairedMap out;
   std::map<const Row*, torch::Tensor> features;  // loaded once per row and metric
@@ -541,7 +544,7 @@ std::vector<std::string> verdicts(const std::vector<Row>& rows, const PairedMap&
         const auto it = byrow.find(&row);
         if (it == byrow.end() || row.role != role) continue;
         const PairedDiff& d = it->second;
-        const bool lower_better = metric.rfind("fid", 0) == 0;
+        const bool lower_better = lower_is_better(metric);
         const bool better = lower_better ? d.high < 0 : d.low > 0, worse = lower_better ? d.low > 0 : d.high < 0;
         (better ? beat : worse ? lose : tie)++;
       }
@@ -552,9 +555,6 @@ std::vector<std::string> verdicts(const std::vector<Row>& rows, const PairedMap&
   }
   return lines;
 }
-
-// Whether a smaller value of a metric is better (the Frechet distances), else larger is.
-bool lower_is_better(const std::string& metric) { return metric.rfind("fid", 0) == 0 || metric.rfind("sfid", 0) == 0; }
 
 // report's Pareto view (report.h): the groups with a cached run and two points or more.
 std::vector<ParetoView> pareto_views(const std::vector<Row>& rows, const std::set<std::string>& metric_names) {

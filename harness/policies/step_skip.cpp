@@ -18,16 +18,6 @@
 
 namespace dc::harness::policies {
 
-const char* indicator_name(SkipRule::Indicator i) {
-  switch (i) {
-    case SkipRule::Indicator::input_change: return "input_change";
-    case SkipRule::Indicator::first_block: return "first_block";
-    case SkipRule::Indicator::magnitude: return "magnitude";
-    case SkipRule::Indicator::transformation_rate: return "transformation_rate";
-  }
-  return "?";
-}
-
 bool SkipRule::skip(int call, double m) {
   if (forced(call) || !std::isfinite(m)) {
     reset();
@@ -67,6 +57,7 @@ namespace {
 
 struct IndicatorDefaults {
   const char* name;
+  SkipRule::Indicator indicator;
   double threshold, warmup, cooldown;
   int max_skips;
 };
@@ -74,10 +65,10 @@ struct IndicatorDefaults {
 // First-Block Cache: residual_diff_threshold 0.08. MagCache: threshold 0.06, K = 3, retention ratio
 // 0.2. EasyCache (stable-diffusion.cpp): reuse_threshold 0.2, start 0.15, end 0.95.
 constexpr IndicatorDefaults kDefaults[] = {
-    {"input_change", 0.1, 0.0, 0.0, 0},
-    {"first_block", 0.08, 0.0, 0.0, 0},
-    {"magnitude", 0.06, 0.2, 0.0, 3},
-    {"transformation_rate", 0.2, 0.15, 0.05, 0},
+    {"input_change", SkipRule::Indicator::input_change, 0.1, 0.0, 0.0, 0},
+    {"first_block", SkipRule::Indicator::first_block, 0.08, 0.0, 0.0, 0},
+    {"magnitude", SkipRule::Indicator::magnitude, 0.06, 0.2, 0.0, 3},
+    {"transformation_rate", SkipRule::Indicator::transformation_rate, 0.2, 0.15, 0.05, 0},
 };
 
 const Fields<StepSkipSettings>& step_skip_fields() {
@@ -97,7 +88,9 @@ std::shared_ptr<const PolicySettings> read_step_skip(const ReadContext& c) {
   const Reader& r = c.reader;
   const nlohmann::json& m = c.block;
   r.get(m, "cache", "indicator", s->indicator);
-  r.one_of("cache.indicator", s->indicator, {"input_change", "first_block", "magnitude", "transformation_rate"});
+  std::vector<std::string> indicators;
+  for (const auto& d : kDefaults) indicators.emplace_back(d.name);
+  r.one_of("cache.indicator", s->indicator, indicators);
   for (const auto& d : kDefaults)
     if (s->indicator == d.name) s->threshold = d.threshold, s->warmup = d.warmup, s->cooldown = d.cooldown, s->max_skips = d.max_skips;
   get_fields(m, r, "cache", step_skip_fields(), *s);  // the indicator's defaults set, the given values over them
@@ -123,9 +116,8 @@ std::shared_ptr<const PolicySettings> read_step_skip(const ReadContext& c) {
 
 SkipRule StepSkipSettings::rule() const {
   SkipRule r;
-  for (const auto i : {SkipRule::Indicator::input_change, SkipRule::Indicator::first_block, SkipRule::Indicator::magnitude,
-                       SkipRule::Indicator::transformation_rate})
-    if (indicator == indicator_name(i)) r.indicator = i;
+  for (const auto& d : kDefaults)
+    if (indicator == d.name) r.indicator = d.indicator;
   r.threshold = threshold;
   r.max_skips = max_skips;
   r.first_free = std::max(1, static_cast<int>(std::ceil(warmup * num_calls - 1e-9)));

@@ -51,8 +51,6 @@ class SkipRule {
   int run_ = 0;
 };
 
-const char* indicator_name(SkipRule::Indicator i);
-
 struct StepSkipSettings final : PolicySettings {
   std::string indicator = "input_change";
   double threshold = 0, warmup = 0, cooldown = 0;
